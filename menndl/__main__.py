@@ -1,0 +1,5 @@
+"""``python -m menndl``."""
+
+from menndl.cli import main
+
+raise SystemExit(main())

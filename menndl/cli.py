@@ -1,0 +1,181 @@
+"""The ``menndl`` command line.
+
+Every user mistake ends as one line on stderr (``menndl: error: ...``) and
+exit status 2; no traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import socket
+import sys
+import time
+from pathlib import Path
+from typing import Sequence
+
+from menndl import __version__
+from menndl.errors import UserError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser for every subcommand."""
+    parser = argparse.ArgumentParser(
+        prog="menndl", description="MENNDL-style neural architecture search for HPC clusters."
+    )
+    parser.add_argument("--version", action="version", version=f"menndl {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    run = commands.add_parser(
+        "run",
+        help="run a search (local processes, or MPI ranks under mpiexec/srun)",
+        description="Run a search. Without an MPI launcher: local mode, the master here and N worker "
+        "processes. Under mpiexec/srun with K ranks: rank 0 is the master, ranks 1..K-1 are workers.",
+    )
+    run.add_argument("job", help="job file (TOML), e.g. jobs/digits.toml")
+    run.add_argument("--library", metavar="PATH", help="HDF5 library to create (default: results/<job>-<time>.h5)")
+    run.add_argument("--evaluations", type=int, metavar="N", help="evaluation budget (overrides the job)")
+    run.add_argument("--time-limit", type=float, metavar="SECONDS", help="wall-time budget (overrides the job)")
+    run.add_argument("--workers", type=int, metavar="N", help="local mode: worker processes (default: usable cores)")
+    run.add_argument("--seed", type=int, metavar="S", help="random seed (overrides the job)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``menndl`` console script; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "run":
+            return command_run(args)
+    except UserError as exc:
+        print(f"menndl: error: {exc}", file=sys.stderr)
+        return exc.exit_status
+    except KeyboardInterrupt:
+        print("menndl: interrupted", file=sys.stderr)
+        return 130
+    return 2  # pragma: no cover - argparse rejects unknown commands
+
+
+def command_run(args: argparse.Namespace) -> int:
+    """``menndl run``: validate everything, then run the master (or serve as a worker rank)."""
+    from menndl.launch import detect_launch
+
+    launch = detect_launch()
+    if launch.is_mpi and launch.rank != 0:
+        from menndl.transport.mpi import MPIWorkerChannel
+        from menndl.worker.loop import run_worker
+
+        run_worker(MPIWorkerChannel(launch.comm))
+        return 0
+
+    transport = None
+    if launch.is_mpi:
+        from menndl.transport.mpi import MPIMasterTransport
+
+        transport = MPIMasterTransport(launch.comm)
+    try:
+        return _run_master(args, transport)
+    finally:
+        if transport is not None:
+            transport.close()  # idempotent; releases waiting worker ranks after an error
+
+
+def _run_master(args: argparse.Namespace, transport: object | None) -> int:
+    from menndl.data import load_dataset
+    from menndl.genome import InputSpec
+    from menndl.job import load_job
+    from menndl.library import LibraryWriter
+    from menndl.master import Progress, Search
+    from menndl.transport.local import LocalTransport
+    from menndl.worker.loop import usable_cores
+
+    job = load_job(args.job).with_overrides(evaluations=args.evaluations, time_limit=args.time_limit, seed=args.seed)
+    if args.workers is not None and args.workers < 1:
+        raise UserError(f"--workers: expected an integer >= 1, got {args.workers}")
+    if transport is not None and args.workers is not None:
+        raise UserError("--workers applies to local mode only; under MPI every rank but 0 is a worker")
+    library = Path(args.library) if args.library else default_library_path(job.name)
+    check_library_path(library)
+    data = load_dataset(
+        job.data.source,
+        base_dir=job.base_dir,
+        validation_fraction=job.data.validation_fraction,
+        test_fraction=job.data.test_fraction,
+        split_seed=job.data.split_seed,
+    )
+    spec = InputSpec(shape=tuple(data.input_shape), num_classes=data.num_classes)
+    fingerprint = data.fingerprint()
+    summary = data.summary()
+    del data  # the master needs only the shapes; workers load their own copy
+
+    if transport is None:
+        transport = LocalTransport(args.workers or usable_cores())
+    progress = Progress()
+    progress.message(f"[0@{socket.gethostname()}] menndl {__version__}: job {job.path} ({job.name}), {summary}")
+    progress.message(f"[0@{socket.gethostname()}] {transport.description}; library {library}")
+    library.parent.mkdir(parents=True, exist_ok=True)
+    writer = LibraryWriter(
+        library,
+        job_text=job.text,
+        attrs={
+            "menndl_version": __version__,
+            "job_path": str(job.path),
+            "job_name": job.name,
+            "seed": job.seed,
+            "dataset_fingerprint": fingerprint,
+            "input_shape": json.dumps(list(spec.shape)),
+            "num_classes": spec.num_classes,
+            "objectives": ",".join(job.search.objectives),
+        },
+    )
+    result = Search(job, spec, fingerprint, transport, writer, progress).run()
+    print_front(result.front)
+    print(
+        f"{result.evaluations} evaluations ({result.failed} failed) in {result.elapsed:.0f}s, "
+        f"best validation accuracy {_fmt(result.best_accuracy)}; stopped: {result.stop_reason}"
+    )
+    print(f"library: {result.library}")
+    if result.stop_reason == "no workers left":
+        print("menndl: error: every worker was lost; see the messages above", file=sys.stderr)
+        return 1
+    return 130 if result.stop_reason == "interrupted" else 0
+
+
+def default_library_path(job_name: str) -> Path:
+    """``results/<job>-<UTC time>.h5``: a new file per search."""
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
+    return Path("results") / f"{job_name}-{stamp}.h5"
+
+
+def check_library_path(path: Path) -> None:
+    """Refuse, before any work, a library path that exists or cannot be written.
+
+    Raises:
+        UserError: the file exists, or its folder is not writable.
+    """
+    if path.exists():
+        raise UserError(f"{path}: library already exists; choose another --library path (nothing was changed)")
+    folder = path.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
+        raise UserError(f"{path}: cannot create the library: folder {folder} is not writable")
+
+
+def print_front(front: list[dict]) -> None:
+    """Print the Pareto front as a table, most accurate first."""
+    if not front:
+        print("Pareto front: empty (no successful evaluation)")
+        return
+    print(f"Pareto front ({len(front)} architectures):")
+    print(f"{'id':>6}  {'accuracy':>8}  {'params':>10}  {'flops':>12}  {'seconds':>8}  operator")
+    for record in front:
+        print(
+            f"{record['id']:>6}  {record['accuracy']:>8.4f}  {record['params']:>10,}  "
+            f"{record['flops']:>12,}  {record['train_seconds']:>8.2f}  {record['operator']}"
+        )
+
+
+def _fmt(value: float) -> str:
+    return "-" if math.isnan(value) else f"{value:.4f}"

@@ -1,0 +1,100 @@
+"""Built-in datasets that need no download: ``digits`` and ``mnist1d``.
+
+scikit-learn and mnist1d are imported inside the loaders, so importing
+:mod:`menndl.data` stays cheap.  Raw arrays are generated once per process
+and cached; callers get fresh copies.
+"""
+
+from __future__ import annotations
+
+import functools
+import random
+from collections.abc import Callable
+
+import numpy as np
+
+from menndl.data.splits import RawSplits
+from menndl.errors import UserError
+
+
+def load_digits_raw() -> RawSplits:
+    """The scikit-learn 8x8 digits: 1797 samples, 10 classes, no test split.
+
+    Returns:
+        x of shape (1797, 1, 8, 8) float32 in [0, 1] (pixel / 16) and int64 y;
+        the test split is left to be carved.
+
+    Raises:
+        UserError: If scikit-learn is not installed.
+    """
+    x, y = _digits_arrays()
+    return RawSplits(x=x.copy(), y=y.copy())
+
+
+def load_mnist1d_raw() -> RawSplits:
+    """MNIST-1D generated locally with its default arguments (seed 42).
+
+    Uses ``mnist1d.data.make_dataset`` (never ``get_dataset``, which
+    downloads).  The generator reseeds numpy's and Python's global random
+    state; that state is restored afterwards.
+
+    Returns:
+        x of shape (4000, 1, 40) float32, int64 y, and MNIST-1D's own test set
+        (1000 samples) as x_test/y_test.
+
+    Raises:
+        UserError: If mnist1d is not installed.
+    """
+    x, y, x_test, y_test = _mnist1d_arrays()
+    return RawSplits(x=x.copy(), y=y.copy(), x_test=x_test.copy(), y_test=y_test.copy())
+
+
+#: Built-in dataset names and their loaders.
+BUILTIN_DATASETS: dict[str, Callable[[], RawSplits]] = {
+    "digits": load_digits_raw,
+    "mnist1d": load_mnist1d_raw,
+}
+
+
+@functools.lru_cache(maxsize=None)
+def _digits_arrays() -> tuple[np.ndarray, np.ndarray]:
+    try:
+        from sklearn.datasets import load_digits
+    except ImportError as exc:
+        raise UserError(
+            "dataset 'digits' needs scikit-learn, which is not installed "
+            "(pip install scikit-learn)"
+        ) from exc
+    bunch = load_digits()
+    x = np.ascontiguousarray((bunch.images / 16.0)[:, None, :, :], dtype=np.float32)
+    y = np.asarray(bunch.target, dtype=np.int64)
+    return _frozen(x), _frozen(y)
+
+
+@functools.lru_cache(maxsize=None)
+def _mnist1d_arrays() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    try:
+        from mnist1d.data import get_dataset_args, make_dataset
+    except ImportError as exc:
+        raise UserError(
+            "dataset 'mnist1d' needs the mnist1d package, which is not installed "
+            "(pip install mnist1d)"
+        ) from exc
+    numpy_state = np.random.get_state()
+    python_state = random.getstate()
+    try:
+        data = make_dataset(get_dataset_args())
+    finally:
+        np.random.set_state(numpy_state)
+        random.setstate(python_state)
+    x = np.ascontiguousarray(np.asarray(data["x"])[:, None, :], dtype=np.float32)
+    y = np.asarray(data["y"], dtype=np.int64)
+    x_test = np.ascontiguousarray(np.asarray(data["x_test"])[:, None, :], dtype=np.float32)
+    y_test = np.asarray(data["y_test"], dtype=np.int64)
+    return _frozen(x), _frozen(y), _frozen(x_test), _frozen(y_test)
+
+
+def _frozen(array: np.ndarray) -> np.ndarray:
+    """Mark a cached array read-only so it cannot be changed by accident."""
+    array.flags.writeable = False
+    return array

@@ -1,0 +1,259 @@
+"""Job files: one TOML file that says what to search, on what data, for how long.
+
+A job is validated completely before any worker starts; every mistake is a
+`UserError` naming the file and the key (``jobs/x.toml: search.population:
+expected an integer, got 'ten'``).  Tables map onto frozen dataclasses, one per
+table, so the defaults live next to the types.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from menndl.errors import UserError
+from menndl.genome.space import SearchSpace
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on Python 3.10 only
+    import tomli as tomllib
+
+OBJECTIVES: dict[str, str] = {
+    "accuracy": "max",
+    "params": "min",
+    "flops": "min",
+    "train_seconds": "min",
+}
+PRECISIONS = ("auto", "bf16", "fp16", "fp32")
+DEVICES = ("auto", "cpu", "cuda")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """The ``[data]`` table: which dataset and how it is split."""
+
+    source: str = "digits"
+    validation_fraction: float = 0.2
+    test_fraction: float = 0.2
+    split_seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not self.source.strip():
+            raise ValueError("data.source: expected 'digits', 'mnist1d' or a .h5/.hdf5/.npz path, got ''")
+        if not 0.0 < self.validation_fraction < 1.0:
+            raise ValueError(
+                f"data.validation_fraction: expected a number in (0, 1), got {self.validation_fraction}"
+            )
+        if not 0.0 <= self.test_fraction < 1.0:
+            raise ValueError(f"data.test_fraction: expected a number in [0, 1), got {self.test_fraction}")
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    """The ``[search]`` table: budget, population and objectives."""
+
+    population: int = 16
+    evaluations: int | None = None
+    time_limit: float | None = None
+    objectives: tuple[str, ...] = ("accuracy", "params", "train_seconds")
+    crossover_probability: float = 0.3
+
+    def __post_init__(self) -> None:
+        if self.population < 2:
+            raise ValueError(f"search.population: expected an integer >= 2, got {self.population}")
+        if self.evaluations is not None and self.evaluations < 1:
+            raise ValueError(f"search.evaluations: expected an integer >= 1, got {self.evaluations}")
+        if self.time_limit is not None and self.time_limit <= 0:
+            raise ValueError(f"search.time_limit: expected seconds > 0, got {self.time_limit}")
+        if self.evaluations is None and self.time_limit is None:
+            raise ValueError("search: set evaluations, time_limit or both; a search needs a budget")
+        unknown = [name for name in self.objectives if name not in OBJECTIVES]
+        if unknown:
+            raise ValueError(
+                f"search.objectives: unknown objective '{unknown[0]}' (expected some of: {', '.join(OBJECTIVES)})"
+            )
+        if not self.objectives or len(set(self.objectives)) != len(self.objectives):
+            raise ValueError(f"search.objectives: expected distinct objective names, got {list(self.objectives)}")
+        if not 0.0 <= self.crossover_probability <= 1.0:
+            raise ValueError(
+                f"search.crossover_probability: expected a number in [0, 1], got {self.crossover_probability}"
+            )
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    """The ``[training]`` table: the budget and numerics of one candidate's training."""
+
+    epochs: int = 10
+    max_seconds: float = 30.0
+    precision: str = "auto"
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1:
+            raise ValueError(f"training.epochs: expected an integer >= 1, got {self.epochs}")
+        if self.max_seconds <= 0:
+            raise ValueError(f"training.max_seconds: expected seconds > 0, got {self.max_seconds}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"training.precision: expected one of {', '.join(PRECISIONS)}, got '{self.precision}'")
+        if self.device not in DEVICES:
+            raise ValueError(f"training.device: expected one of {', '.join(DEVICES)}, got '{self.device}'")
+
+
+@dataclass(frozen=True)
+class Job:
+    """A validated job: the parsed tables plus where it came from."""
+
+    name: str
+    seed: int
+    data: DataConfig
+    search: SearchConfig
+    space: SearchSpace
+    training: TrainingConfig
+    path: str = ""
+    text: str = field(default="", repr=False)
+
+    @property
+    def base_dir(self) -> Path:
+        """Folder that relative dataset paths in the job are resolved against."""
+        return Path(self.path).resolve().parent if self.path else Path.cwd()
+
+    def with_overrides(
+        self,
+        *,
+        evaluations: int | None = None,
+        time_limit: float | None = None,
+        seed: int | None = None,
+    ) -> Job:
+        """Return a copy with command-line overrides applied and validated.
+
+        Raises:
+            UserError: an override is out of range.
+        """
+        if evaluations is not None and evaluations < 1:
+            raise UserError(f"--evaluations: expected an integer >= 1, got {evaluations}")
+        if time_limit is not None and time_limit <= 0:
+            raise UserError(f"--time-limit: expected seconds > 0, got {time_limit}")
+        search = self.search
+        if evaluations is not None or time_limit is not None:
+            search = dataclasses.replace(
+                search,
+                evaluations=evaluations if evaluations is not None else search.evaluations,
+                time_limit=time_limit if time_limit is not None else search.time_limit,
+            )
+        return dataclasses.replace(self, search=search, seed=self.seed if seed is None else seed)
+
+
+_SECTIONS: dict[str, type] = {
+    "data": DataConfig,
+    "search": SearchConfig,
+    "space": SearchSpace,
+    "training": TrainingConfig,
+}
+_TOP_LEVEL = ("name", "seed", "description", *_SECTIONS)
+
+
+def load_job(path: str | Path) -> Job:
+    """Read and validate a job file.
+
+    Raises:
+        UserError: the file is missing, unreadable, not TOML, or any value is
+            of the wrong type, out of range or unknown.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise UserError(f"{path}: job file not found") from None
+    except IsADirectoryError:
+        raise UserError(f"{path}: is a directory; expected a TOML job file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserError(f"{path}: cannot read job file ({_one_line(exc)})") from None
+    return parse_job(text, path=str(path))
+
+
+def parse_job(text: str, *, path: str = "<job>") -> Job:
+    """Validate job TOML text; ``path`` is used in error messages and to resolve data paths.
+
+    Raises:
+        UserError: as `load_job`.
+    """
+    try:
+        table = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise UserError(f"{path}: not valid TOML: {_one_line(exc)}") from None
+    for key in table:
+        if key not in _TOP_LEVEL:
+            raise UserError(f"{path}: unknown key '{key}' (expected one of: {', '.join(_TOP_LEVEL)})")
+    name = _typed(table.get("name", Path(path).stem), str, "name", path)
+    seed = _typed(table.get("seed", 0), int, "seed", path)
+    _typed(table.get("description", ""), str, "description", path)
+    sections = {key: _build(cls, table.get(key, {}), key, path) for key, cls in _SECTIONS.items()}
+    return Job(name=name, seed=seed, path=path, text=text, **sections)
+
+
+def _build(cls: type, table: Any, where: str, path: str) -> Any:
+    """Build dataclass ``cls`` from a TOML table, checking keys and types."""
+    if not isinstance(table, Mapping):
+        raise UserError(f"{path}: '{where}' must be a table ([{where}]), got {_describe(table)}")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    values = {}
+    for key, value in table.items():
+        if key not in names:
+            raise UserError(f"{path}: unknown key '{where}.{key}' (expected one of: {', '.join(names)})")
+        values[key] = _typed(value, hints[key], f"{where}.{key}", path)
+    try:
+        return cls(**values)
+    except ValueError as exc:
+        raise UserError(f"{path}: {_one_line(exc)}") from None
+
+
+def _typed(value: Any, hint: Any, key: str, path: str) -> Any:
+    """Check ``value`` against a type hint (int, float, bool, str, tuples, Optional)."""
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        options = [arg for arg in typing.get_args(hint) if arg is not type(None)]
+        return _typed(value, options[0], key, path)
+    if origin is tuple:
+        args = typing.get_args(hint)
+        if not isinstance(value, list):
+            raise UserError(f"{path}: {key}: expected an array, got {_describe(value)}")
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_typed(item, args[0], f"{key}[{i}]", path) for i, item in enumerate(value))
+        if len(value) != len(args):
+            raise UserError(f"{path}: {key}: expected an array of {len(args)} values, got {len(value)}")
+        return tuple(_typed(item, arg, f"{key}[{i}]", path) for i, (item, arg) in enumerate(zip(value, args)))
+    if hint is bool:
+        ok = isinstance(value, bool)
+    elif hint is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif hint is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        value = float(value) if ok else value
+    elif hint is str:
+        ok = isinstance(value, str)
+    else:  # pragma: no cover - a dataclass field with an unsupported annotation
+        raise TypeError(f"unsupported job field type {hint!r} for {key}")
+    if not ok:
+        raise UserError(f"{path}: {key}: expected {_TYPE_WORDS[hint]}, got {_describe(value)}")
+    return value
+
+
+_TYPE_WORDS = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
+
+
+def _describe(value: Any) -> str:
+    kind = {bool: "boolean", int: "integer", float: "number", str: "string", list: "array", dict: "table"}
+    shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:37] + "..."
+    return f"{kind.get(type(value), type(value).__name__)} {shown}"
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())

@@ -1,0 +1,132 @@
+"""Layout of the HDF5 architecture library (format ``menndl-library``).
+
+This module is the single source of truth for the field list; the writer, the
+reader and ``docs/library-format.md`` all follow it.  It imports neither h5py
+nor numpy so that it stays cheap to import.
+
+A library file holds, per finished evaluation, one row across the 1-D datasets
+``/evaluations/<field>``.  Every field has a *kind*:
+
+* ``"int"``   -> 64-bit signed integer, missing value ``-1``
+* ``"float"`` -> 64-bit IEEE float, missing value ``nan``
+* ``"str"``   -> variable-length UTF-8 string, missing value ``""``
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+FORMAT_NAME = "menndl-library"
+"""Value of the root attribute ``format``."""
+
+FORMAT_VERSION = 1
+"""Value of the root attribute ``format_version`` written by this menndl.
+
+Readers refuse files whose version is newer than this.  The version is bumped
+whenever a field is removed, renamed, changes kind or changes meaning; adding
+a new dataset or attribute that old readers may safely ignore does not bump it.
+"""
+
+EVALUATIONS_GROUP = "evaluations"
+"""Name of the group holding one dataset per field."""
+
+PARETO_DATASET = "pareto"
+"""Name of the root dataset holding the ids of the current Pareto front."""
+
+COUNT_ATTR = "count"
+"""Attribute of ``/evaluations``: number of complete rows (all columns written)."""
+
+RESERVED_ROOT_ATTRS = ("format", "format_version", "job", "created_at")
+"""Root attributes written by the library itself; callers may not override them."""
+
+EVALUATION_FIELDS: tuple[tuple[str, str], ...] = (
+    ("id", "int"),
+    ("genome", "str"),
+    ("hash", "str"),
+    ("parents", "str"),
+    ("operator", "str"),
+    ("status", "str"),
+    ("error", "str"),
+    ("accuracy", "float"),
+    ("loss", "float"),
+    ("params", "int"),
+    ("flops", "int"),
+    ("train_seconds", "float"),
+    ("epochs", "int"),
+    ("worker_rank", "int"),
+    ("host", "str"),
+    ("device", "str"),
+    ("seed", "int"),
+    ("submitted_at", "float"),
+    ("finished_at", "float"),
+)
+"""``(name, kind)`` of every per-evaluation field, in on-disk creation order."""
+
+FIELD_NAMES: tuple[str, ...] = tuple(name for name, _ in EVALUATION_FIELDS)
+"""Names of all fields, in the order of :data:`EVALUATION_FIELDS`."""
+
+FIELD_KINDS: dict[str, str] = dict(EVALUATION_FIELDS)
+"""Mapping field name -> kind."""
+
+JSON_FIELDS: frozenset[str] = frozenset({"genome", "parents"})
+"""String fields whose content is JSON text."""
+
+FIELD_DESCRIPTIONS: dict[str, str] = {
+    "id": "evaluation id, unique within the library",
+    "genome": "the candidate's genome as JSON text",
+    "hash": "canonical hash of the genome (identical architectures share it)",
+    "parents": "JSON list of the ids of the parent evaluations ([] for random ones)",
+    "operator": "operator that produced the genome (e.g. random, mutate, crossover)",
+    "status": "outcome: ok, failed, or another status word",
+    "error": "traceback or error text when the evaluation did not succeed",
+    "accuracy": "validation accuracy (fraction in [0, 1])",
+    "loss": "validation loss",
+    "params": "number of trainable parameters",
+    "flops": "forward-pass floating point operations for one sample",
+    "train_seconds": "wall-clock training time in seconds",
+    "epochs": "number of training epochs completed",
+    "worker_rank": "rank of the worker process that ran the evaluation",
+    "host": "host name of the worker",
+    "device": "device the candidate was trained on (e.g. cuda:0, cpu)",
+    "seed": "random seed used for training",
+    "submitted_at": "time the evaluation was handed to a worker (unix seconds)",
+    "finished_at": "time the result reached the master (unix seconds)",
+}
+"""One-line human description of every field (also stored as a dataset attribute)."""
+
+KINDS: tuple[str, ...] = ("int", "float", "str")
+"""All valid field kinds."""
+
+MISSING: dict[str, Any] = {"int": -1, "float": math.nan, "str": ""}
+"""Value stored for a field absent from a record, per kind.
+
+Note that the float missing value is NaN: test it with :func:`math.isnan`,
+never with ``==``.
+"""
+
+NUMPY_DTYPES: dict[str, str] = {"int": "<i8", "float": "<f8"}
+"""numpy dtype strings of the numeric kinds (strings use ``h5py.string_dtype``)."""
+
+
+def is_missing(kind: str, value: Any) -> bool:
+    """Tell whether ``value`` is the missing value for ``kind``.
+
+    Args:
+        kind: One of ``"int"``, ``"float"``, ``"str"``.
+        value: A value read from the library.
+
+    Returns:
+        True when ``value`` equals :data:`MISSING` ``[kind]`` (NaN-aware).
+
+    Raises:
+        ValueError: ``kind`` is not a valid kind.
+    """
+    if kind == "float":
+        try:
+            return math.isnan(value)
+        except TypeError:
+            return False
+    if kind in ("int", "str"):
+        return bool(value == MISSING[kind])
+    raise ValueError(f"unknown field kind {kind!r}; expected one of {', '.join(KINDS)}")

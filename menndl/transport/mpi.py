@@ -1,0 +1,150 @@
+"""MPI transport: rank 0 is the master, every other rank a worker.
+
+Static launch only (``mpiexec``/``srun``), never ``MPI_Comm_spawn``.  Idle
+ranks poll with ``Iprobe`` and sleep with exponential backoff instead of
+blocking in ``recv``: MPICH spins inside a blocking receive, and a spinning
+idle rank steals the CPU from the rank that trains.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Mapping
+
+from menndl.transport.base import MasterTransport, Message, WorkerChannel
+
+TAG_TASK = 1
+TAG_RESULT = 2
+MIN_SLEEP = 0.0005
+MASTER_MAX_SLEEP = 0.02
+WORKER_MAX_SLEEP = 0.05
+
+
+class Backoff:
+    """Sleeps that double from ``low`` up to ``high`` seconds; `reset` after work."""
+
+    def __init__(self, low: float = MIN_SLEEP, high: float = WORKER_MAX_SLEEP) -> None:
+        self.low, self.high, self.delay = low, high, low
+
+    def sleep(self, deadline: float | None = None) -> None:
+        """Sleep the current delay (never past ``deadline``, a monotonic time) and double it."""
+        delay = self.delay
+        if deadline is not None:
+            delay = max(0.0, min(delay, deadline - time.monotonic()))
+        time.sleep(delay)
+        self.delay = min(self.delay * 2, self.high)
+
+    def reset(self) -> None:
+        """Start again from the shortest sleep."""
+        self.delay = self.low
+
+
+def node_ranks(comm: Any) -> list[int]:
+    """World ranks that share this rank's node, in rank order (collective over ``comm``)."""
+    from mpi4py import MPI
+
+    node = comm.Split_type(MPI.COMM_TYPE_SHARED, key=comm.Get_rank())
+    try:
+        return list(node.allgather(comm.Get_rank()))
+    finally:
+        node.Free()
+
+
+class MPIMasterTransport(MasterTransport):
+    """The master's end on rank 0 of ``comm``; the workers are ranks 1..size-1."""
+
+    def __init__(self, comm: Any) -> None:
+        from mpi4py import MPI
+
+        self._mpi = MPI
+        self._comm = comm
+        self._pending: list[Any] = []
+        self._workers = list(range(1, comm.Get_size()))
+        self._backoff = Backoff(high=MASTER_MAX_SLEEP)
+        self._closed = False
+
+    @property
+    def description(self) -> str:
+        return f"mpi: {len(self._workers)} worker ranks"
+
+    def start(self, setup: Mapping[str, Any]) -> list[int]:
+        for worker in self._workers:
+            self.send(worker, setup)
+        node_ranks(self._comm)  # the workers' node-layout collective
+        return list(self._workers)
+
+    def send(self, worker: int, message: Mapping[str, Any] | None) -> None:
+        payload = None if message is None else dict(message)
+        self._pending.append(self._comm.isend(payload, dest=worker, tag=TAG_TASK))
+        if len(self._pending) > 2 * len(self._workers) + 16:
+            self._pending = [request for request in self._pending if not request.Test()]
+
+    def receive(self, timeout: float) -> tuple[int, Message] | None:
+        status = self._mpi.Status()
+        deadline = time.monotonic() + timeout
+        while True:
+            if self._comm.Iprobe(source=self._mpi.ANY_SOURCE, tag=TAG_RESULT, status=status):
+                self._backoff.reset()
+                source = status.Get_source()
+                return source, self._comm.recv(source=source, tag=TAG_RESULT)
+            if time.monotonic() >= deadline:
+                return None
+            self._backoff.sleep(deadline)
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        for worker in self._workers:
+            self.send(worker, None)
+        backoff = Backoff(high=MASTER_MAX_SLEEP)
+        while not self._mpi.Request.Testall(self._pending):
+            backoff.sleep()
+        self._pending.clear()
+
+
+class MPIWorkerChannel(WorkerChannel):
+    """A worker rank's end: messages to and from rank 0."""
+
+    def __init__(self, comm: Any) -> None:
+        from mpi4py import MPI
+
+        self._mpi = MPI
+        self._comm = comm
+        self._node: tuple[int, int] | None = None
+        self._backoff = Backoff(high=WORKER_MAX_SLEEP)
+
+    @property
+    def rank(self) -> int:
+        return self._comm.Get_rank()
+
+    @property
+    def local_rank(self) -> int:
+        return self._node_layout()[0]
+
+    @property
+    def local_size(self) -> int:
+        return self._node_layout()[1]
+
+    def _node_layout(self) -> tuple[int, int]:
+        """(index among this node's workers, workers on this node), from a collective.
+
+        Called after the setup message arrived, when the master joins the same
+        collective in `MPIMasterTransport.start`.
+        """
+        if self._node is None:
+            workers = [rank for rank in node_ranks(self._comm) if rank != 0]
+            self._node = (workers.index(self._comm.Get_rank()), len(workers))
+        return self._node
+
+    def receive(self) -> Message | None:
+        while not self._comm.Iprobe(source=0, tag=TAG_TASK):
+            self._backoff.sleep()
+        self._backoff.reset()
+        return self._comm.recv(source=0, tag=TAG_TASK)
+
+    def send(self, message: Mapping[str, Any]) -> None:
+        request = self._comm.isend(dict(message), dest=0, tag=TAG_RESULT)
+        backoff = Backoff(high=WORKER_MAX_SLEEP)
+        while not request.Test():
+            backoff.sleep()

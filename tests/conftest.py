@@ -1,0 +1,59 @@
+"""Shared helpers: run the real ``menndl`` command in a subprocess, under a hard timeout."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+
+TINY_JOB = """
+name = "tiny"
+seed = 1
+
+[data]
+source = "{source}"
+
+[search]
+population = 4
+evaluations = 6
+
+[space]
+max_features = 3
+max_head = 1
+filters = [4, 16]
+dense_units = [8, 32]
+
+[training]
+epochs = 2
+max_seconds = 5
+"""
+
+
+def menndl_env() -> dict[str, str]:
+    """The environment for subprocesses: this venv's bin first, no launcher variables."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PMI_", "OMPI_", "PMIX_", "SLURM_"))}
+    env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def run_menndl(args: list[str], *, timeout: float, cwd: Path | None = None, launcher: list[str] | None = None):
+    """Run ``menndl ARGS`` (optionally under a launcher such as mpiexec); kill it after ``timeout`` s."""
+    command = [*(launcher or []), str(BIN / "menndl"), *args]
+    return subprocess.run(
+        command, cwd=cwd or REPO, env=menndl_env(), capture_output=True, text=True, timeout=timeout
+    )
+
+
+@pytest.fixture
+def tiny_job(tmp_path: Path) -> Path:
+    """A job small enough for tests: 6 evaluations of 2 epochs on the digits."""
+    path = tmp_path / "tiny.toml"
+    path.write_text(TINY_JOB.format(source="digits"))
+    return path

@@ -1,0 +1,567 @@
+"""Tests for menndl.data: built-in datasets, user files, splits and errors."""
+
+from __future__ import annotations
+
+import os
+import random
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+from menndl.data import Dataset, load_dataset
+from menndl.data.splits import split_indices
+from menndl.errors import UserError
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+# --------------------------------------------------------------------------
+# helpers
+
+
+def write_h5(path: Path, **arrays: object) -> Path:
+    """Write arrays as root datasets of a new HDF5 file."""
+    with h5py.File(path, "w") as handle:
+        for key, value in arrays.items():
+            handle[key] = value
+    return path
+
+
+def write_npz(path: Path, **arrays: object) -> Path:
+    """Write arrays to a new .npz archive."""
+    np.savez(path, **arrays)
+    return path
+
+
+def save_npy(path: Path, array: np.ndarray) -> None:
+    """Write a single .npy array under the given name (whatever its suffix)."""
+    with open(path, "wb") as handle:
+        np.save(handle, array)
+
+
+WRITERS = {"h5": write_h5, "npz": write_npz}
+
+
+def make_xy(
+    n: int = 60, sample_shape: tuple[int, ...] = (1, 8), classes: int = 3, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """Random float64 samples and balanced labels."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, *sample_shape))
+    y = np.arange(n) % classes
+    return x, y
+
+
+def rows(x: np.ndarray) -> set[bytes]:
+    """Each sample's bytes, for overlap checks."""
+    return {sample.tobytes() for sample in np.ascontiguousarray(x)}
+
+
+def assert_user_error(
+    source: str, must_contain: list[str], **kwargs: object
+) -> str:
+    """Load ``source``, expect a one-line UserError containing every string."""
+    with pytest.raises(UserError) as info:
+        load_dataset(source, **kwargs)
+    message = str(info.value)
+    assert "\n" not in message, message
+    for text in must_contain:
+        assert text in message, f"{text!r} not in {message!r}"
+    return message
+
+
+# --------------------------------------------------------------------------
+# built-in datasets
+
+
+@pytest.fixture(scope="module")
+def digits() -> Dataset:
+    return load_dataset("digits")
+
+
+@pytest.fixture(scope="module")
+def mnist1d() -> Dataset:
+    return load_dataset("mnist1d")
+
+
+def check_layout(ds: Dataset) -> None:
+    for split in ("train", "val", "test"):
+        x = getattr(ds, f"x_{split}")
+        y = getattr(ds, f"y_{split}")
+        assert x.dtype == np.float32 and x.flags.c_contiguous
+        assert y.dtype == np.int64 and y.ndim == 1 and len(y) == len(x)
+        assert x.shape[1:] == ds.input_shape
+
+
+def test_digits_shapes_and_classes(digits: Dataset) -> None:
+    check_layout(digits)
+    assert digits.name == "digits"
+    assert digits.input_shape == (1, 8, 8)
+    assert digits.num_classes == 10
+    sizes = (len(digits.x_train), len(digits.x_val), len(digits.x_test))
+    assert sum(sizes) == 1797
+    assert sizes == (1150, 288, 359)  # test 0.2 * 1797, then val 0.2 * 1438, rounded
+    for y in (digits.y_train, digits.y_val, digits.y_test):
+        assert np.unique(y).tolist() == list(range(10))  # stratified: every class everywhere
+    assert 0.0 <= digits.x_train.min() and digits.x_train.max() <= 1.0
+    assert digits.summary() == (
+        "digits: 1150 train / 288 val / 359 test, input (1, 8, 8), 10 classes"
+    )
+
+
+def test_digits_splits_partition_the_data(digits: Dataset) -> None:
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    original = (bunch.images / 16.0).astype(np.float32)[:, None]
+    train, val, test = rows(digits.x_train), rows(digits.x_val), rows(digits.x_test)
+    assert not train & val and not train & test and not val & test
+    assert train | val | test == rows(original)
+    # Labels travel with their samples.
+    label_of = {s.tobytes(): int(t) for s, t in zip(original, bunch.target)}
+    for x, y in ((digits.x_train, digits.y_train), (digits.x_test, digits.y_test)):
+        assert [label_of[s.tobytes()] for s in x] == y.tolist()
+
+
+def test_digits_test_fraction_zero_gives_empty_test() -> None:
+    ds = load_dataset("digits", test_fraction=0.0, validation_fraction=0.25)
+    check_layout(ds)
+    assert ds.x_test.shape == (0, 1, 8, 8) and ds.y_test.shape == (0,)
+    assert len(ds.x_val) == round(0.25 * 1797)
+    assert ds.summary().endswith("/ 0 test, input (1, 8, 8), 10 classes")
+
+
+def test_mnist1d_shapes_and_classes(mnist1d: Dataset) -> None:
+    check_layout(mnist1d)
+    assert mnist1d.input_shape == (1, 40)
+    assert mnist1d.num_classes == 10
+    assert len(mnist1d.x_train) + len(mnist1d.x_val) == 4000
+    assert len(mnist1d.x_val) == 800
+    assert mnist1d.x_test.shape == (1000, 1, 40)  # its own test set, not carved
+    assert not rows(mnist1d.x_train) & rows(mnist1d.x_val)
+    for y in (mnist1d.y_train, mnist1d.y_val, mnist1d.y_test):
+        assert np.unique(y).tolist() == list(range(10))
+
+
+def test_mnist1d_leaves_global_random_state_alone() -> None:
+    from menndl.data import builtin
+
+    builtin._mnist1d_arrays.cache_clear()
+    np.random.seed(123)
+    random.seed(123)
+    expected_np, expected_py = np.random.random(), random.random()
+    np.random.seed(123)
+    random.seed(123)
+    load_dataset("mnist1d")
+    assert np.random.random() == expected_np
+    assert random.random() == expected_py
+
+
+@pytest.mark.parametrize("name", ["digits", "mnist1d"])
+def test_builtin_is_deterministic(name: str, digits: Dataset, mnist1d: Dataset) -> None:
+    first = {"digits": digits, "mnist1d": mnist1d}[name]
+    second = load_dataset(name)
+    for field in ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test"):
+        assert np.array_equal(getattr(first, field), getattr(second, field))
+    assert first.fingerprint() == second.fingerprint()
+    assert len(first.fingerprint()) == 64
+    other_seed = load_dataset(name, split_seed=1)
+    assert other_seed.fingerprint() != first.fingerprint()
+
+
+def test_loaded_arrays_are_independent_copies(digits: Dataset) -> None:
+    fresh = load_dataset("digits")
+    before = digits.fingerprint()
+    fresh.x_train[0] = 99.0
+    assert digits.fingerprint() == before
+    assert load_dataset("digits").fingerprint() == before
+
+
+def test_fingerprint_is_identical_in_another_process(
+    digits: Dataset, mnist1d: Dataset
+) -> None:
+    code = (
+        "from menndl.data import load_dataset\n"
+        "print(load_dataset('digits').fingerprint())\n"
+        "print(load_dataset('mnist1d').fingerprint())\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    assert out.stdout.split() == [digits.fingerprint(), mnist1d.fingerprint()]
+
+
+def test_fingerprint_ignores_name(digits: Dataset) -> None:
+    renamed = Dataset(
+        name="other",
+        x_train=digits.x_train,
+        y_train=digits.y_train,
+        x_val=digits.x_val,
+        y_val=digits.y_val,
+        x_test=digits.x_test,
+        y_test=digits.y_test,
+        num_classes=digits.num_classes,
+    )
+    assert renamed.fingerprint() == digits.fingerprint()
+
+
+def test_import_is_light() -> None:
+    code = (
+        "import sys, menndl.data\n"
+        "heavy = [m for m in ('torch', 'sklearn', 'mnist1d') if m in sys.modules]\n"
+        "print(','.join(heavy) or 'none')\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    assert out.stdout.strip() == "none"
+
+
+def test_loading_builtins_does_not_import_torch() -> None:
+    code = (
+        "import sys\n"
+        "from menndl.data import load_dataset\n"
+        "load_dataset('digits')\n"
+        "print('torch' in sys.modules)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    assert out.stdout.strip() == "False"
+
+
+# --------------------------------------------------------------------------
+# user files
+
+
+@pytest.mark.parametrize("fmt", ["h5", "npz"])
+@pytest.mark.parametrize("sample_shape", [(2, 16), (1, 6, 5), (3, 4, 4, 4)])
+def test_user_file_layouts(tmp_path: Path, fmt: str, sample_shape: tuple[int, ...]) -> None:
+    x, y = make_xy(100, sample_shape, classes=4)
+    path = WRITERS[fmt](tmp_path / f"data.{fmt}", x=x, y=y)
+    ds = load_dataset(str(path))
+    check_layout(ds)
+    assert ds.input_shape == sample_shape
+    assert ds.num_classes == 4
+    assert (len(ds.x_train), len(ds.x_val), len(ds.x_test)) == (64, 16, 20)
+    combined = np.concatenate([ds.x_train, ds.x_val, ds.x_test])
+    assert rows(combined) == rows(x.astype(np.float32))
+    assert len(rows(ds.x_train) | rows(ds.x_val) | rows(ds.x_test)) == 100
+
+
+def test_hdf5_suffix_variants_and_extra_keys(tmp_path: Path) -> None:
+    x, y = make_xy(40)
+    path = write_h5(tmp_path / "DATA.HDF5", x=x, y=y, notes=np.arange(3), X=np.ones(2))
+    with h5py.File(path, "a") as handle:
+        handle.create_group("extra")["x"] = np.zeros(3)
+    ds = load_dataset(str(path), test_fraction=0.0)
+    assert len(ds.x_train) + len(ds.x_val) == 40
+
+
+def test_given_val_and_test_used_as_is(tmp_path: Path) -> None:
+    x, y = make_xy(50, (1, 4, 4), seed=1)
+    x_val, y_val = make_xy(7, (1, 4, 4), seed=2)
+    x_test, y_test = make_xy(9, (1, 4, 4), seed=3)
+    for fmt, writer in WRITERS.items():
+        path = writer(
+            tmp_path / f"given.{fmt}",
+            x=x, y=y, x_val=x_val, y_val=y_val, x_test=x_test, y_test=y_test,
+        )
+        ds = load_dataset(str(path))
+        np.testing.assert_array_equal(ds.x_train, x.astype(np.float32))
+        np.testing.assert_array_equal(ds.y_train, y)
+        np.testing.assert_array_equal(ds.x_val, x_val.astype(np.float32))
+        np.testing.assert_array_equal(ds.y_val, y_val)
+        np.testing.assert_array_equal(ds.x_test, x_test.astype(np.float32))
+        np.testing.assert_array_equal(ds.y_test, y_test)
+
+
+def test_given_test_only_carves_validation(tmp_path: Path) -> None:
+    x, y = make_xy(50)
+    x_test, y_test = make_xy(10, seed=5)
+    path = write_npz(tmp_path / "d.npz", x=x, y=y, x_test=x_test, y_test=y_test)
+    ds = load_dataset(str(path), validation_fraction=0.3)
+    assert (len(ds.x_train), len(ds.x_val), len(ds.x_test)) == (35, 15, 10)
+    np.testing.assert_array_equal(ds.x_test, x_test.astype(np.float32))
+
+
+def test_given_val_only_carves_test(tmp_path: Path) -> None:
+    x, y = make_xy(50)
+    x_val, y_val = make_xy(10, seed=5)
+    path = write_h5(tmp_path / "d.h5", x=x, y=y, x_val=x_val, y_val=y_val)
+    ds = load_dataset(str(path), test_fraction=0.1)
+    assert (len(ds.x_train), len(ds.x_val), len(ds.x_test)) == (45, 10, 5)
+    np.testing.assert_array_equal(ds.x_val, x_val.astype(np.float32))
+    no_test = load_dataset(str(path), test_fraction=0.0)
+    assert no_test.x_test.shape == (0, 1, 8)
+    np.testing.assert_array_equal(no_test.x_train, x.astype(np.float32))
+
+
+def test_conversions(tmp_path: Path) -> None:
+    x = np.arange(30 * 1 * 5, dtype=np.uint8).reshape(30, 1, 5)
+    y = (np.arange(30) % 3).astype(np.float32)  # integral float labels
+    path = write_h5(tmp_path / "ints.h5", x=x, y=y)
+    ds = load_dataset(str(path), test_fraction=0.0)
+    check_layout(ds)
+    assert ds.num_classes == 3
+    combined = np.sort(np.concatenate([ds.x_train, ds.x_val]).ravel())
+    np.testing.assert_array_equal(combined, np.arange(150, dtype=np.float32))
+
+
+def test_num_classes_counts_labels_in_every_split(tmp_path: Path) -> None:
+    x, y = make_xy(20, classes=2)
+    x_val, _ = make_xy(4, seed=1)
+    path = write_npz(tmp_path / "d.npz", x=x, y=y, x_val=x_val, y_val=np.array([0, 1, 4, 1]))
+    ds = load_dataset(str(path), test_fraction=0.0)
+    assert ds.num_classes == 5
+
+
+def test_relative_paths(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "data").mkdir()
+    x, y = make_xy(30)
+    write_npz(tmp_path / "data" / "rel.npz", x=x, y=y)
+    ds = load_dataset("data/rel.npz", base_dir=tmp_path)
+    assert ds.name == "data/rel.npz"
+    monkeypatch.chdir(tmp_path)
+    assert load_dataset("data/rel.npz").fingerprint() == ds.fingerprint()
+    assert_user_error("data/rel.npz", ["data/rel.npz", "no such file"], base_dir=tmp_path / "data")
+
+
+def test_user_file_is_deterministic(tmp_path: Path) -> None:
+    x, y = make_xy(80, classes=5)
+    path = str(write_h5(tmp_path / "d.h5", x=x, y=y))
+    assert load_dataset(path).fingerprint() == load_dataset(path).fingerprint()
+    assert load_dataset(path).fingerprint() != load_dataset(path, split_seed=3).fingerprint()
+
+
+# --------------------------------------------------------------------------
+# split_indices
+
+
+def test_split_indices_stratified() -> None:
+    y = np.array([0] * 50 + [1] * 30 + [2] * 20)
+    keep, held = split_indices(y, 0.2, 7)
+    assert len(held) == 20 and len(keep) == 80
+    assert np.bincount(y[held]).tolist() == [10, 6, 4]
+    assert sorted(np.concatenate([keep, held]).tolist()) == list(range(100))
+    again = split_indices(y, 0.2, 7)
+    assert np.array_equal(keep, again[0]) and np.array_equal(held, again[1])
+    assert not np.array_equal(held, split_indices(y, 0.2, 8)[1])
+
+
+def test_split_indices_random_when_a_class_is_singleton() -> None:
+    y = np.array([0, 0, 0, 0, 1, 1, 1, 2, 1, 0])
+    keep, held = split_indices(y, 0.3, 0)
+    assert len(held) == 3 and len(keep) == 7
+    assert not set(keep.tolist()) & set(held.tolist())
+
+
+def test_split_indices_sizes() -> None:
+    y = np.array([0, 1] * 5)
+    assert [len(split_indices(y, f, 0)[1]) for f in (0.0, 0.01, 0.25, 0.5)] == [0, 1, 3, 5]
+    with pytest.raises(UserError, match="no training samples"):
+        split_indices(y, 0.96, 0)
+
+
+# --------------------------------------------------------------------------
+# errors
+
+
+def good_xy() -> dict[str, np.ndarray]:
+    x, y = make_xy(20)
+    return {"x": x, "y": y}
+
+
+def with_(**changes: object) -> dict[str, object]:
+    arrays: dict[str, object] = dict(good_xy())
+    for key, value in changes.items():
+        if value is None:
+            arrays.pop(key)
+        else:
+            arrays[key] = value
+    return arrays
+
+
+X, Y = make_xy(20)
+NAN_X = X.copy()
+NAN_X[0, 0, :2] = np.nan
+NAN_X[3, 0, 1] = np.inf
+
+# (case id, arrays to write, strings the message must contain besides the file name)
+ARRAY_CASES: list[tuple[str, dict[str, object], list[str]]] = [
+    ("missing x", with_(x=None, data=X), ["'x'", "'data'", "'y'"]),
+    ("missing y", with_(y=None, labels=Y), ["'y'", "'labels'"]),
+    ("x_val without y_val", with_(x_val=X), ["'x_val'", "'y_val'"]),
+    ("y_val without x_val", with_(y_val=Y), ["'x_val'", "'y_val'"]),
+    ("x_test without y_test", with_(x_test=X), ["'x_test'", "'y_test'"]),
+    ("y_test without x_test", with_(y_test=Y), ["'x_test'", "'y_test'"]),
+    ("x bool", with_(x=X > 0), ["'x'", "bool"]),
+    ("x complex", with_(x=X + 1j), ["'x'", "complex"]),
+    ("x strings", with_(x=np.full((20, 1, 3), "a")), ["'x'", "string"]),
+    ("x 2-D", with_(x=X[:, 0, :]), ["'x'", "(20, 8)", "(samples, channels, *spatial)"]),
+    ("x 6-D", with_(x=np.zeros((20, 1, 2, 2, 2, 2))), ["'x'", "3 to 5 dimensions"]),
+    ("x_val 2-D", with_(x_val=X[:, 0, :], y_val=Y), ["'x_val'", "(samples, channels"]),
+    ("x zero-size sample", with_(x=np.zeros((20, 1, 0))), ["'x'", "(20, 1, 0)"]),
+    ("y 2-D", with_(y=Y[:, None]), ["'y'", "(20, 1)", "1-D"]),
+    ("y non-integer floats", with_(y=Y + 0.5), ["'y'", "non-integer"]),
+    ("y NaN", with_(y=np.where(Y == 1, np.nan, Y)), ["'y'", "NaN"]),
+    ("y bool", with_(y=Y > 0), ["'y'", "bool"]),
+    ("y strings", with_(y=np.array(["cat"] * 20)), ["'y'", "string"]),
+    ("y too few", with_(y=Y[:19]), ["'y'", "19", "'x'", "20"]),
+    ("y_val too many", with_(x_val=X[:5], y_val=Y[:6]), ["'y_val'", "6", "'x_val'", "5"]),
+    ("y_test too few", with_(x_test=X[:5], y_test=Y[:4]), ["'y_test'", "4", "'x_test'"]),
+    ("empty x", with_(x=np.zeros((0, 1, 8)), y=np.zeros(0, dtype=int)), ["'x'", "no samples"]),
+    ("empty x_val", with_(x_val=np.zeros((0, 1, 8)), y_val=np.zeros(0, dtype=int)), ["'x_val'"]),
+    ("x_val shape differs", with_(x_val=X[:, :, :7], y_val=Y), ["'x_val'", "(1, 7)", "(1, 8)"]),
+    ("x_test shape differs", with_(x_test=X[:, None], y_test=Y), ["'x_test'", "(1, 1, 8)"]),
+    ("x NaN", with_(x=NAN_X), ["'x'", "3 NaN or infinite"]),
+    ("x_test NaN", with_(x_test=NAN_X, y_test=Y), ["'x_test'", "3 NaN or infinite"]),
+    ("x overflows float32", with_(x=np.full((20, 1, 2), 1e300)), ["'x'", "float32"]),
+    ("negative labels", with_(y=Y - 1), ["'y'", "negative", "-1"]),
+    ("negative test labels", with_(x_test=X, y_test=-Y), ["'y_test'", "negative"]),
+    ("huge label", with_(y=np.where(Y == 0, 2**40, Y)), ["'y'", str(2**40)]),
+    ("only one class", with_(y=np.zeros(20, dtype=int)), ["'y'", "only one class"]),
+]
+
+
+@pytest.mark.parametrize("fmt", ["h5", "npz"])
+@pytest.mark.parametrize(
+    "arrays, expected", [c[1:] for c in ARRAY_CASES], ids=[c[0] for c in ARRAY_CASES]
+)
+def test_bad_arrays(
+    tmp_path: Path, fmt: str, arrays: dict[str, object], expected: list[str]
+) -> None:
+    if fmt == "h5" and any(np.asarray(v).dtype.kind == "U" for v in arrays.values()):
+        arrays = {
+            k: (np.char.encode(v) if np.asarray(v).dtype.kind == "U" else v)
+            for k, v in arrays.items()
+        }
+    path = WRITERS[fmt](tmp_path / f"bad.{fmt}", **arrays)
+    assert_user_error(str(path), [f"bad.{fmt}", *expected])
+
+
+def test_hdf5_specific_errors(tmp_path: Path) -> None:
+    path = tmp_path / "group.h5"
+    with h5py.File(path, "w") as handle:
+        handle.create_group("x")["inner"] = X
+        handle["y"] = Y
+    assert_user_error(str(path), ["group.h5", "'x'", "group"])
+
+    path = tmp_path / "vlen.h5"
+    with h5py.File(path, "w") as handle:
+        handle.create_dataset("x", data=["a", "b"], dtype=h5py.string_dtype())
+        handle["y"] = Y[:2]
+    assert_user_error(str(path), ["vlen.h5", "'x'", "dtype"])
+
+    path = tmp_path / "null.h5"
+    with h5py.File(path, "w") as handle:
+        handle["x"] = X
+        handle.create_dataset("y", data=h5py.Empty("f"))
+    assert_user_error(str(path), ["null.h5", "'y'", "null"])
+
+    path = tmp_path / "compound.h5"
+    with h5py.File(path, "w") as handle:
+        handle["x"] = np.zeros((20, 1, 2), dtype=[("a", "f4"), ("b", "i4")])
+        handle["y"] = Y
+    assert_user_error(str(path), ["compound.h5", "'x'", "dtype"])
+
+
+def test_npz_object_array(tmp_path: Path) -> None:
+    obj = np.empty((20, 1, 2), dtype=object)
+    obj[...] = 1.0
+    path = write_npz(tmp_path / "objects.npz", x=obj, y=Y)
+    assert_user_error(str(path), ["objects.npz", "'x'", "Python objects"])
+
+
+def test_file_level_errors(tmp_path: Path) -> None:
+    x, y = make_xy(20)
+    good_h5 = write_h5(tmp_path / "good.h5", x=x, y=y).read_bytes()
+    good_npz = write_npz(tmp_path / "good.npz", x=x, y=y).read_bytes()
+
+    cases: list[tuple[Path, Callable[[Path], object], list[str]]] = [
+        (tmp_path / "absent.h5", lambda p: None, ["no such file"]),
+        (tmp_path / "folder.h5", lambda p: p.mkdir(), ["directory"]),
+        (tmp_path / "text.h5", lambda p: p.write_text("x,y\n1,2\n"), ["not an HDF5 file"]),
+        (tmp_path / "empty.hdf5", lambda p: p.write_bytes(b""), ["not an HDF5 file"]),
+        (tmp_path / "zip.h5", lambda p: p.write_bytes(good_npz), ["rename it to .npz"]),
+        (tmp_path / "cut.h5", lambda p: p.write_bytes(good_h5[: len(good_h5) // 2]), ["HDF5"]),
+        (tmp_path / "text.npz", lambda p: p.write_text("x,y\n1,2\n"), [".npz"]),
+        (tmp_path / "empty.npz", lambda p: p.write_bytes(b""), [".npz"]),
+        (tmp_path / "hdf.npz", lambda p: p.write_bytes(good_h5), ["rename it to .h5"]),
+        (tmp_path / "cut.npz", lambda p: p.write_bytes(good_npz[: len(good_npz) // 2]), ["corrupt"]),
+        (tmp_path / "single.npz", lambda p: save_npy(p, x), [".npy"]),
+        (tmp_path / "folder.npz", lambda p: p.mkdir(), ["directory"]),
+    ]
+    for path, make, expected in cases:
+        make(path)
+        assert_user_error(str(path), [path.name, *expected])
+
+
+def test_truncated_npz_member(tmp_path: Path) -> None:
+    x, y = make_xy(200)
+    path = tmp_path / "member.npz"
+    np.savez_compressed(path, x=x, y=y)
+    data = bytearray(path.read_bytes())
+    data[100:400] = bytes(300)  # corrupt the compressed payload of 'x'
+    path.write_bytes(bytes(data))
+    assert_user_error(str(path), ["member.npz"])
+
+
+@pytest.mark.skipif(
+    not hasattr(os, "geteuid") or os.geteuid() == 0, reason="root can read anything"
+)
+def test_unreadable_file(tmp_path: Path) -> None:
+    path = write_h5(tmp_path / "secret.h5", x=X, y=Y)
+    path.chmod(0)
+    try:
+        assert_user_error(str(path), ["secret.h5", "cannot be read"])
+    finally:
+        path.chmod(0o600)
+
+
+@pytest.mark.parametrize(
+    "source, expected",
+    [
+        ("data/train.csv", ["data/train.csv", "'digits'", "'mnist1d'", ".h5", ".npz"]),
+        ("digitz", ["digitz", "'digits'", "'mnist1d'"]),
+        ("mnist", ["mnist", ".hdf5"]),
+        ("", ["''", "'digits'"]),
+    ],
+)
+def test_unknown_source(source: str, expected: list[str]) -> None:
+    assert_user_error(source, expected)
+
+
+def test_bad_parameters(tmp_path: Path) -> None:
+    assert_user_error("digits", ["validation_fraction", "0"], validation_fraction=0.0)
+    assert_user_error("digits", ["validation_fraction", "1.0"], validation_fraction=1.0)
+    assert_user_error("digits", ["test_fraction", "-0.1"], test_fraction=-0.1)
+    assert_user_error("digits", ["test_fraction", "nan"], test_fraction=float("nan"))
+    assert_user_error("digits", ["split_seed", "-1"], split_seed=-1)
+    assert_user_error("digits", ["split_seed", "'1'"], split_seed="1")
+
+
+def test_splits_that_leave_no_training_data(tmp_path: Path) -> None:
+    path = write_npz(tmp_path / "tiny.npz", x=np.zeros((2, 1, 3)), y=np.array([0, 1]))
+    assert_user_error(str(path), ["tiny.npz", "'x'", "no training samples"], test_fraction=0.9)
+    assert_user_error(str(path), ["tiny.npz", "'x'", "only one class"], test_fraction=0.0)

@@ -1,0 +1,44 @@
+"""The master (and everything it imports) must not import torch, nor MPI in local mode."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+MASTER_MODULES = [
+    "menndl",
+    "menndl.cli",
+    "menndl.job",
+    "menndl.launch",
+    "menndl.protocol",
+    "menndl.master",
+    "menndl.master.search",
+    "menndl.master.evolution",
+    "menndl.genome",
+    "menndl.data",
+    "menndl.library",
+    "menndl.library.writer",
+    "menndl.library.reader",
+    "menndl.transport.local",
+    "menndl.transport.mpi",
+    "menndl.worker",
+]
+
+
+def test_master_modules_do_not_import_torch() -> None:
+    code = (
+        "import sys, importlib\n"
+        f"for name in {MASTER_MODULES!r}: importlib.import_module(name)\n"
+        "bad = sorted(m for m in sys.modules if m == 'torch' or m.startswith('torch.') or m.startswith('mpi4py.MPI'))\n"
+        "print(','.join(bad))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "", f"master imports pulled in: {out.stdout.strip()}"
+
+
+def test_the_trainer_does_import_torch() -> None:
+    """The check above can fail: the worker's trainer really loads torch."""
+    code = "import sys, menndl.worker.trainer; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.stdout.strip() == "True", out.stderr
