@@ -10,6 +10,7 @@ import argparse
 import json
 import math
 import os
+import signal
 import socket
 import sys
 import time
@@ -66,6 +67,7 @@ def command_run(args: argparse.Namespace) -> int:
         from menndl.transport.mpi import MPIWorkerChannel
         from menndl.worker.loop import run_worker
 
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # mpiexec forwards Ctrl-C to every rank; rank 0 decides
         run_worker(MPIWorkerChannel(launch.comm))
         return 0
 
@@ -139,7 +141,7 @@ def _run_master(args: argparse.Namespace, transport: object | None) -> int:
     if result.stop_reason == "no workers left":
         print("menndl: error: every worker was lost; see the messages above", file=sys.stderr)
         return 1
-    return 130 if result.stop_reason == "interrupted" else 0
+    return 130 if result.stop_reason.startswith("interrupted") else 0
 
 
 def default_library_path(job_name: str) -> Path:

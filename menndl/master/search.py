@@ -21,6 +21,7 @@ from menndl.job import Job
 from menndl.library import LibraryWriter
 from menndl.master.evolution import Candidate, Evolution
 from menndl.master.progress import Progress, Status
+from menndl.master.signals import StopSignals
 from menndl.protocol import setup_message, task_message
 from menndl.transport.base import MasterTransport
 
@@ -87,27 +88,43 @@ class Search:
         self._host = socket.gethostname()
 
     def run(self) -> SearchResult:
-        """Run to the end of the budget (or Ctrl-C); always closes workers and library."""
+        """Run to the end of the budget; always closes workers and library.
+
+        The first SIGINT/SIGTERM stops dispatching and waits for the running
+        evaluations, which are recorded; a second one abandons them.
+        """
         self._start = time.monotonic()
+        abandoned = False
         try:
-            self._workers = set(self.transport.start(setup_message(self.job, self.fingerprint)))
-            self._idle.extend(sorted(self._workers))
-            self._fill()
-            while self._busy:
-                event = self.transport.receive(RECEIVE_TIMEOUT)
-                if event is not None:
-                    self._handle(*event)
+            with StopSignals(self._on_stop_signal):
+                self._workers = set(self.transport.start(setup_message(self.job, self.fingerprint)))
+                self._idle.extend(sorted(self._workers))
                 self._fill()
-                self.progress.update(self._status())
+                while self._busy:
+                    event = self.transport.receive(RECEIVE_TIMEOUT)
+                    if event is not None:
+                        self._handle(*event)
+                    self._fill()
+                    self.progress.update(self._status())
             self._stop_reason = self._stop_reason or self._budget_reason()
         except KeyboardInterrupt:
-            self._stop_reason = "interrupted"
+            abandoned = True
+            self._stop_reason = f"interrupted, {len(self._busy)} running evaluations abandoned"
         finally:
             self.writer.set_pareto([member.candidate.id for member in self.evolution.front])
             self.writer.close()
-            self.transport.close()
+            self.transport.close(abandon=abandoned)
         self.progress.finish(self._status())
         return self._result()
+
+    def _on_stop_signal(self, name: str) -> None:
+        if self._stop_reason.endswith(" received"):
+            raise KeyboardInterrupt  # the second signal: abandon the running evaluations
+        self._stop_reason = f"{name} received"
+        self.progress.message(
+            f"[0@{self._host}] {name}: no new evaluations; waiting for {len(self._busy)} running ones "
+            f"(send {name} again to abandon them)"
+        )
 
     def _budget_reason(self) -> str:
         if not self._workers:
@@ -118,6 +135,8 @@ class Search:
         return "time limit reached"
 
     def _may_dispatch(self) -> bool:
+        if self._stop_reason:
+            return False
         evaluations, limit = self.job.search.evaluations, self.job.search.time_limit
         if evaluations is not None and self._dispatched >= evaluations and not self._requeued:
             return False

@@ -43,8 +43,13 @@ class MasterTransport(ABC):
         """
 
     @abstractmethod
-    def close(self) -> None:
-        """Tell every live worker to stop and release resources; idempotent."""
+    def close(self, abandon: bool = False) -> None:
+        """Tell every live worker to stop and release resources; idempotent.
+
+        Args:
+            abandon: do not wait for work still running (stop it where the
+                transport can).
+        """
 
     @property
     @abstractmethod

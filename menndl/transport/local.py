@@ -83,14 +83,14 @@ class LocalTransport(MasterTransport):
             how = f"exited with status {code}"
         return {"type": "lost", "error": f"worker process {process.pid} {how}"}
 
-    def close(self) -> None:
+    def close(self, abandon: bool = False) -> None:
         for connection in self._connections.values():
             try:
                 connection.send(None)
             except OSError:
                 pass
         for process in self._processes.values():
-            process.join(timeout=10)
+            process.join(timeout=0 if abandon else 10)
             if process.is_alive():
                 process.terminate()
                 process.join(timeout=5)

@@ -91,7 +91,9 @@ class MPIMasterTransport(MasterTransport):
                 return None
             self._backoff.sleep(deadline)
 
-    def close(self) -> None:
+    def close(self, abandon: bool = False) -> None:
+        # Worker ranks cannot be stopped from here; they read the stop message
+        # after their current task (or the launcher ends them when rank 0 exits).
         if self._closed:
             return
         self._closed = True
