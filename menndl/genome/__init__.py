@@ -29,17 +29,9 @@ from menndl.genome.operators import (
     remove_block,
     repair,
 )
-from menndl.genome.space import (
-    InputSpec,
-    InvalidGenome,
-    SearchSpace,
-    check,
-    count_flops,
-    count_params,
-    is_valid,
-    layer_shapes,
-    random_genome,
-)
+from menndl.genome.sampling import random_genome
+from menndl.genome.shapes import check, count_flops, count_params, is_valid, layer_shapes
+from menndl.genome.space import InputSpec, InvalidGenome, SearchSpace
 
 __all__ = [
     "ACTIVATIONS",

@@ -5,7 +5,8 @@ from __future__ import annotations
 from torch import nn
 
 from menndl.genome.genome import ConvBlock, Genome
-from menndl.genome.space import InputSpec, layer_shapes
+from menndl.genome.shapes import layer_shapes
+from menndl.genome.space import InputSpec
 
 _CONV = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}
 _NORM = {1: nn.BatchNorm1d, 2: nn.BatchNorm2d, 3: nn.BatchNorm3d}

@@ -3,7 +3,7 @@
 A :class:`Genome` is plain data.  It knows how to turn itself into a dict or
 canonical JSON and back, and checks that every field holds a sensible value
 on its own.  Whether it fits a search space or an input shape is decided in
-:mod:`menndl.genome.space`.
+:mod:`menndl.genome.shapes`.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 Every operator takes a ``random.Random`` and is deterministic given its
 state.  Every operator returns a genome that passes
-:func:`menndl.genome.space.check`: children are passed through
+:func:`menndl.genome.shapes.check`: children are passed through
 :func:`repair`.  A mutation with nothing to change returns its parent
 unchanged; :func:`mutate` then retries.
 """
@@ -15,18 +15,15 @@ from dataclasses import replace
 from typing import Any, Callable, Mapping, Sequence
 
 from menndl.genome.genome import POOL_KINDS, ConvBlock, DenseBlock, Genome, PoolBlock, TrainParams
-from menndl.genome.space import (
+from menndl.genome.sampling import (
     POOL_PROBABILITY,
-    InputSpec,
-    InvalidGenome,
-    SearchSpace,
-    fitting_pool_sizes,
-    layer_shapes,
     random_conv_block,
     random_dense_block,
     random_weight_decay,
     round_into,
 )
+from menndl.genome.shapes import layer_shapes
+from menndl.genome.space import InputSpec, InvalidGenome, SearchSpace
 
 MUTATE_TRIES = 10  # attempts of mutate() to produce a child that differs
 
@@ -90,7 +87,7 @@ def repair(genome: Genome, space: SearchSpace, spec: InputSpec) -> Genome:
         spec: Input shape and class count.
 
     Returns:
-        A genome that passes :func:`menndl.genome.space.check`.
+        A genome that passes :func:`menndl.genome.shapes.check`.
     """
     spatial = spec.shape[1:]
     features: list[ConvBlock | PoolBlock] = []
