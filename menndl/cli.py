@@ -138,6 +138,8 @@ def _run_master(args: argparse.Namespace, transport: object | None) -> int:
         f"best validation accuracy {_fmt(result.best_accuracy)}; stopped: {result.stop_reason}"
     )
     print(f"library: {result.library}")
+    cpu = time.process_time()
+    print(f"master: {cpu:.1f}s CPU in {result.elapsed:.0f}s of search ({100 * cpu / max(result.elapsed, 1e-9):.0f}% of one core)")
     if result.stop_reason == "no workers left":
         print("menndl: error: every worker was lost; see the messages above", file=sys.stderr)
         return 1

@@ -60,3 +60,33 @@ def test_user_npz_dataset_with_1d_signals(tmp_path: Path) -> None:
         records = lib.records()
         assert json.loads(lib.attrs["input_shape"]) == [1, 32]
     assert len(records) == 3 and all(r["status"] == "ok" for r in records)
+
+
+def test_time_limit_ends_the_search(tiny_job: Path, tmp_path: Path) -> None:
+    library = tmp_path / "timed.h5"
+    args = ["run", str(tiny_job), "--library", str(library), "--workers", "2", "--evaluations", "100000"]
+    out = run_menndl([*args, "--time-limit", "6"], timeout=240)
+    assert out.returncode == 0, out.stderr
+    assert "stopped: time limit reached" in out.stdout
+    with Library.open(library) as lib:
+        records = lib.records()
+    assert 0 < len(records) < 100000
+    # Nothing dispatched after the limit: every task was submitted within it (plus start-up slack).
+    start = min(r["submitted_at"] for r in records)
+    assert max(r["submitted_at"] for r in records) - start < 6 + 1
+
+
+def test_workers_that_cannot_start_end_the_search_clearly(tmp_path: Path) -> None:
+    """Every worker failing its setup (here: CUDA asked for on a machine without it) is exit 1, not a hang."""
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    job = tmp_path / "cuda.toml"
+    job.write_text(TINY_JOB.format(source="digits") + 'device = "cuda"\n')
+    library = tmp_path / "cuda.h5"
+    out = run_menndl(["run", str(job), "--library", str(library), "--workers", "2"], timeout=120)
+    assert out.returncode == 1, out.stdout + out.stderr
+    assert "no CUDA device" in out.stderr and "every worker was lost" in out.stderr
+    with Library.open(library) as lib:
+        assert len(lib) == 0
