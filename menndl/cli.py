@@ -10,7 +10,6 @@ import argparse
 import json
 import math
 import os
-import signal
 import socket
 import sys
 import time
@@ -18,7 +17,14 @@ from pathlib import Path
 from typing import Sequence
 
 from menndl import __version__
+from menndl.data import load_dataset
 from menndl.errors import UserError
+from menndl.genome import InputSpec
+from menndl.job import Job, load_job
+from menndl.launch import visible_gpus
+from menndl.master.search import NO_WORKERS, SearchResult
+from menndl.transport.base import MasterTransport
+from menndl.worker.loop import usable_cores
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -65,32 +71,38 @@ def command_run(args: argparse.Namespace) -> int:
     launch = detect_launch()
     if launch.is_mpi and launch.rank != 0:
         from menndl.transport.mpi import MPIWorkerChannel
-        from menndl.worker.loop import run_worker
+        from menndl.worker.loop import ignore_stop_signals, run_worker
 
-        signal.signal(signal.SIGINT, signal.SIG_IGN)  # mpiexec forwards Ctrl-C to every rank; rank 0 decides
+        ignore_stop_signals()
         run_worker(MPIWorkerChannel(launch.comm))
         return 0
+    if not launch.is_mpi:
+        return _run_master(args, None)[0]
 
-    transport = None
-    if launch.is_mpi:
-        from menndl.transport.mpi import MPIMasterTransport
+    from menndl.transport.mpi import MPIMasterTransport
 
-        transport = MPIMasterTransport(launch.comm)
+    transport = MPIMasterTransport(launch.comm)
     try:
-        return _run_master(args, transport)
-    finally:
-        if transport is not None:
-            transport.close()  # idempotent; releases waiting worker ranks after an error
+        status, stragglers = _run_master(args, transport)
+    except BaseException:
+        transport.close()  # releases the worker ranks waiting for their setup
+        raise
+    if stragglers:  # a rank may still be training or hung: end the whole MPI job
+        sys.stdout.flush()
+        sys.stderr.flush()
+        launch.comm.Abort(status or 1)
+    return status
 
 
-def _run_master(args: argparse.Namespace, transport: object | None) -> int:
-    from menndl.data import load_dataset
-    from menndl.genome import InputSpec
-    from menndl.job import load_job
+def _run_master(args: argparse.Namespace, transport: MasterTransport | None) -> tuple[int, bool]:
+    """Validate the job, data and library path, run the search, report.
+
+    Returns:
+        The exit status, and whether some worker may still be running.
+    """
     from menndl.library import LibraryWriter
     from menndl.master import Progress, Search
     from menndl.transport.local import LocalTransport
-    from menndl.worker.loop import usable_cores
 
     job = load_job(args.job).with_overrides(evaluations=args.evaluations, time_limit=args.time_limit, seed=args.seed)
     if args.workers is not None and args.workers < 1:
@@ -99,6 +111,29 @@ def _run_master(args: argparse.Namespace, transport: object | None) -> int:
         raise UserError("--workers applies to local mode only; under MPI every rank but 0 is a worker")
     library = Path(args.library) if args.library else default_library_path(job.name)
     check_library_path(library)
+    spec, fingerprint, summary = _inspect_data(job)
+
+    if transport is None:
+        transport = LocalTransport(args.workers or default_local_workers(job.training.device))
+    progress = Progress()
+    progress.message(f"[0@{socket.gethostname()}] menndl {__version__}: job {job.path} ({job.name}), {summary}")
+    progress.message(f"[0@{socket.gethostname()}] {transport.description}; library {library}")
+    library.parent.mkdir(parents=True, exist_ok=True)
+    writer = LibraryWriter(library, job_text=job.text, attrs=_library_attrs(job, spec, fingerprint))
+    result = Search(job, spec, fingerprint, transport, writer, progress).run()
+    _report(result)
+    if result.stop_reason == NO_WORKERS:
+        if result.evaluations == 0:
+            library.unlink()  # created by this run and empty: leave nothing behind
+            print("menndl: error: every worker failed before any evaluation; see the messages above", file=sys.stderr)
+        else:
+            print("menndl: error: every worker was lost; see the messages above", file=sys.stderr)
+        return 1, result.stragglers
+    return (130 if result.abandoned else 0), result.stragglers
+
+
+def _inspect_data(job: Job) -> tuple[InputSpec, str, str]:
+    """Load and check the job's dataset on the master: (input spec, fingerprint, one-line summary)."""
     data = load_dataset(
         job.data.source,
         base_dir=job.base_dir,
@@ -106,32 +141,25 @@ def _run_master(args: argparse.Namespace, transport: object | None) -> int:
         test_fraction=job.data.test_fraction,
         split_seed=job.data.split_seed,
     )
-    spec = InputSpec(shape=tuple(data.input_shape), num_classes=data.num_classes)
-    fingerprint = data.fingerprint()
-    summary = data.summary()
-    del data  # the master needs only the shapes; workers load their own copy
+    # The master keeps only the shapes; every worker loads its own copy and checks the fingerprint.
+    return InputSpec(shape=tuple(data.input_shape), num_classes=data.num_classes), data.fingerprint(), data.summary()
 
-    if transport is None:
-        transport = LocalTransport(args.workers or usable_cores())
-    progress = Progress()
-    progress.message(f"[0@{socket.gethostname()}] menndl {__version__}: job {job.path} ({job.name}), {summary}")
-    progress.message(f"[0@{socket.gethostname()}] {transport.description}; library {library}")
-    library.parent.mkdir(parents=True, exist_ok=True)
-    writer = LibraryWriter(
-        library,
-        job_text=job.text,
-        attrs={
-            "menndl_version": __version__,
-            "job_path": str(job.path),
-            "job_name": job.name,
-            "seed": job.seed,
-            "dataset_fingerprint": fingerprint,
-            "input_shape": json.dumps(list(spec.shape)),
-            "num_classes": spec.num_classes,
-            "objectives": ",".join(job.search.objectives),
-        },
-    )
-    result = Search(job, spec, fingerprint, transport, writer, progress).run()
+
+def _library_attrs(job: Job, spec: InputSpec, fingerprint: str) -> dict[str, str | int | float]:
+    return {
+        "menndl_version": __version__,
+        "job_path": str(job.path),
+        "job_name": job.name,
+        "seed": job.seed,
+        "dataset_fingerprint": fingerprint,
+        "input_shape": json.dumps(list(spec.shape)),
+        "num_classes": spec.num_classes,
+        "objectives": ",".join(job.search.objectives),
+    }
+
+
+def _report(result: SearchResult) -> None:
+    """The end of a run: the Pareto front, the totals, the library, the master's own cost."""
     print_front(result.front)
     print(
         f"{result.evaluations} evaluations ({result.failed} failed) in {result.elapsed:.0f}s, "
@@ -139,11 +167,14 @@ def _run_master(args: argparse.Namespace, transport: object | None) -> int:
     )
     print(f"library: {result.library}")
     cpu = time.process_time()
-    print(f"master: {cpu:.1f}s CPU in {result.elapsed:.0f}s of search ({100 * cpu / max(result.elapsed, 1e-9):.0f}% of one core)")
-    if result.stop_reason == "no workers left":
-        print("menndl: error: every worker was lost; see the messages above", file=sys.stderr)
-        return 1
-    return 130 if result.stop_reason.startswith("interrupted") else 0
+    share = 100 * cpu / max(result.elapsed, 1e-9)
+    print(f"master: {cpu:.1f}s CPU in {result.elapsed:.0f}s of search ({share:.0f}% of one core)")
+
+
+def default_local_workers(device: str) -> int:
+    """Local mode's worker count: one per visible GPU when training on GPUs, else one per usable core."""
+    gpus = visible_gpus() if device in ("auto", "cuda") else 0
+    return gpus if gpus > 0 else usable_cores()
 
 
 def default_library_path(job_name: str) -> Path:

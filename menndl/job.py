@@ -9,6 +9,7 @@ table, so the defaults live next to the types.
 from __future__ import annotations
 
 import dataclasses
+import math
 import sys
 import types
 import typing
@@ -30,6 +31,7 @@ OBJECTIVES: dict[str, str] = {
     "flops": "min",
     "train_seconds": "min",
 }
+MAX_SEED = 2**63 - 1  # seeds are stored as int64 in the library
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")
 DEVICES = ("auto", "cpu", "cuda")
 
@@ -138,8 +140,10 @@ class Job:
         """
         if evaluations is not None and evaluations < 1:
             raise UserError(f"--evaluations: expected an integer >= 1, got {evaluations}")
-        if time_limit is not None and time_limit <= 0:
-            raise UserError(f"--time-limit: expected seconds > 0, got {time_limit}")
+        if time_limit is not None and not (math.isfinite(time_limit) and time_limit > 0):
+            raise UserError(f"--time-limit: expected a finite number of seconds > 0, got {time_limit}")
+        if seed is not None and not 0 <= seed <= MAX_SEED:
+            raise UserError(f"--seed: expected an integer in [0, 2**63 - 1], got {seed}")
         search = self.search
         if evaluations is not None or time_limit is not None:
             search = dataclasses.replace(
@@ -193,6 +197,8 @@ def parse_job(text: str, *, path: str = "<job>") -> Job:
             raise UserError(f"{path}: unknown key '{key}' (expected one of: {', '.join(_TOP_LEVEL)})")
     name = _typed(table.get("name", Path(path).stem), str, "name", path)
     seed = _typed(table.get("seed", 0), int, "seed", path)
+    if not 0 <= seed <= MAX_SEED:
+        raise UserError(f"{path}: seed: expected an integer in [0, 2**63 - 1], got {seed}")
     _typed(table.get("description", ""), str, "description", path)
     sections = {key: _build(cls, table.get(key, {}), key, path) for key, cls in _SECTIONS.items()}
     return Job(name=name, seed=seed, path=path, text=text, **sections)
@@ -236,6 +242,8 @@ def _typed(value: Any, hint: Any, key: str, path: str) -> Any:
         ok = isinstance(value, int) and not isinstance(value, bool)
     elif hint is float:
         ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if ok and not math.isfinite(value):
+            raise UserError(f"{path}: {key}: expected a finite number, got {value}")
         value = float(value) if ok else value
     elif hint is str:
         ok = isinstance(value, str)

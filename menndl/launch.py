@@ -6,6 +6,7 @@ only imported when one did, so local mode starts fast and never touches MPI.
 
 from __future__ import annotations
 
+import glob
 import os
 from dataclasses import dataclass
 from typing import Any, Mapping
@@ -69,3 +70,17 @@ def detect_launch() -> Launch:
             "each task would run a search of its own (under srun use --mpi=pmi2 or mpiexec)"
         )
     return Launch(comm=comm, rank=comm.Get_rank(), size=size)
+
+
+def visible_gpus(environ: Mapping[str, str] | None = None) -> int:
+    """NVIDIA GPUs this process may use, found without importing torch.
+
+    ``CUDA_VISIBLE_DEVICES`` when it is set, else the ``/dev/nvidiaN`` device files.
+    """
+    environ = os.environ if environ is None else environ
+    if "CUDA_VISIBLE_DEVICES" in environ:
+        value = environ["CUDA_VISIBLE_DEVICES"].strip()
+        if value in ("", "-1", "none", "NoDevFiles"):
+            return 0
+        return len([entry for entry in value.split(",") if entry.strip()])
+    return len(glob.glob("/dev/nvidia[0-9]*"))

@@ -31,6 +31,10 @@ def test_overrides_apply_and_validate() -> None:
     assert (job.search.evaluations, job.search.time_limit, job.seed) == (9, 3.5, 7)
     with pytest.raises(UserError, match="--evaluations"):
         job.with_overrides(evaluations=0)
+    with pytest.raises(UserError, match="--time-limit"):
+        job.with_overrides(time_limit=float("nan"))
+    with pytest.raises(UserError, match="--seed"):
+        job.with_overrides(seed=10**20)
 
 
 @pytest.mark.parametrize(
@@ -50,6 +54,9 @@ def test_overrides_apply_and_validate() -> None:
         ("search = 3\n", "'search' must be a table"),
         ("[data]\nvalidation_fraction = 1.5\n[search]\nevaluations = 3\n", "data.validation_fraction"),
         ("[search\n", "not valid TOML"),
+        ("[search]\ntime_limit = nan\n", "search.time_limit: expected a finite number"),
+        ("[training]\nmax_seconds = inf\n[search]\nevaluations = 3\n", "training.max_seconds: expected a finite"),
+        ("seed = -1\n[search]\nevaluations = 3\n", "seed: expected an integer in [0, 2**63 - 1]"),
     ],
 )
 def test_bad_jobs_name_file_and_key(text: str, expected: str) -> None:

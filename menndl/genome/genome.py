@@ -8,6 +8,7 @@ on its own.  Whether it fits a search space or an input shape is decided in
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
@@ -330,7 +331,7 @@ class Genome:
             raise ValueError(f"genome JSON is malformed: {err}") from None
         return cls.from_dict(data)
 
-    @property
+    @functools.cached_property
     def hash(self) -> str:
-        """First 16 hex digits of the SHA-256 of :meth:`to_json`."""
+        """First 16 hex digits of the SHA-256 of :meth:`to_json` (computed once)."""
         return hashlib.sha256(self.to_json().encode("utf-8")).hexdigest()[:16]

@@ -93,17 +93,21 @@ class Evolution:
         self._next_id += 1
         return candidate
 
-    def tell(self, candidate: Candidate, metrics: Mapping[str, Any]) -> None:
-        """Take one finished evaluation into the population (failures are ignored here)."""
+    def tell(self, candidate: Candidate, metrics: Mapping[str, Any]) -> bool:
+        """Take one finished evaluation into the population (failures are ignored here).
+
+        Returns:
+            True when the Pareto front over all evaluations changed.
+        """
         if metrics.get("status") != "ok":
-            return
+            return False
         fitness = self._fitness_class(tuple(float(metrics[name]) for name in self.objectives))
         member = Member(candidate, dict(metrics), fitness)
         self._population.append(member)
         if len(self._population) > self.population_size:
             self._population = tools.selNSGA2(self._population, self.population_size)
         self._rank_population()
-        self._update_front(member)
+        return self._update_front(member)
 
     def _propose(self) -> tuple[Genome, tuple[int, ...], str]:
         if self._random_left > 0 or not self._population:
@@ -135,8 +139,9 @@ class Evolution:
             for member in front:
                 member.rank = rank
 
-    def _update_front(self, member: Member) -> None:
+    def _update_front(self, member: Member) -> bool:
         if any(other.fitness.dominates(member.fitness) for other in self._front):
-            return
+            return False
         self._front = [other for other in self._front if not member.fitness.dominates(other.fitness)]
         self._front.append(member)
+        return True

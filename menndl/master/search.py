@@ -2,7 +2,9 @@
 
 One loop for every transport.  A worker that frees up gets the next child at
 once (no generation barrier); every result is written to the library before
-anything else happens with it.
+anything else happens with it.  Every candidate handed out ends as exactly one
+library row: ``ok``, ``failed``, or ``lost`` when the workers that ran it died
+or missed its deadline.
 """
 
 from __future__ import annotations
@@ -25,8 +27,16 @@ from menndl.master.signals import StopSignals
 from menndl.protocol import setup_message, task_message
 from menndl.transport.base import MasterTransport
 
-RECEIVE_TIMEOUT = 1.0
-MAX_REQUEUES = 1
+RECEIVE_TIMEOUT = 1.0  # seconds: how often the loop looks at signals, deadlines and the clock
+MAX_REQUEUES = 1  # a task whose worker died is tried once more, then recorded as lost
+PARETO_INTERVAL = 5.0  # seconds between rewrites of the library's Pareto front while it changes
+DEADLINE_GRACE = 120.0  # seconds on top of 2 x training.max_seconds (worker start-up, validation)
+NO_WORKERS = "no workers left"
+
+
+def task_deadline(job: Job) -> float:
+    """Seconds after which a task's worker is presumed hung or dead."""
+    return 2 * job.training.max_seconds + DEADLINE_GRACE
 
 
 @dataclass
@@ -34,6 +44,7 @@ class _InFlight:
     candidate: Candidate
     submitted_at: float
     requeues: int = 0
+    started: float = field(default_factory=time.monotonic)
 
 
 @dataclass
@@ -47,7 +58,8 @@ class SearchResult:
     best_accuracy: float
     elapsed: float
     stop_reason: str
-    workers: int = 0
+    abandoned: bool = False
+    stragglers: bool = False  # some worker may still be running (abandoned, or lost past its deadline)
     ranks_used: set[int] = field(default_factory=set)
 
 
@@ -62,7 +74,9 @@ class Search:
         transport: MasterTransport,
         writer: LibraryWriter,
         progress: Progress | None = None,
+        deadline: float | None = None,
     ) -> None:
+        """Args: ``deadline`` overrides `task_deadline` (seconds a task may take before its worker is lost)."""
         self.job, self.spec, self.fingerprint = job, spec, fingerprint
         self.transport, self.writer = transport, writer
         self.progress = progress or Progress()
@@ -70,79 +84,91 @@ class Search:
             space=job.space,
             spec=spec,
             objectives=job.search.objectives,
-            population_size=min(job.search.population, job.search.evaluations or job.search.population),
+            population_size=max(2, min(job.search.population, job.search.evaluations or job.search.population)),
             crossover_probability=job.search.crossover_probability,
             seed=job.seed,
         )
+        self._deadline = task_deadline(job) if deadline is None else deadline
         self._idle: deque[int] = deque()
         self._busy: dict[int, _InFlight] = {}
         self._requeued: deque[_InFlight] = deque()
         self._workers: set[int] = set()
-        self._dispatched = 0
-        self._done = 0
-        self._failed = 0
+        self._dispatched = self._done = self._failed = 0
         self._ranks_used: set[int] = set()
         self._best = math.nan
         self._start = time.monotonic()
         self._stop_reason = ""
+        self._signals: list[str] = []
+        self._pareto_dirty = False
+        self._pareto_written = time.monotonic()
+        self._stragglers = False
         self._host = socket.gethostname()
 
     def run(self) -> SearchResult:
-        """Run to the end of the budget; always closes workers and library.
+        """Run to the end of the budget; always closes the library and the workers.
 
         The first SIGINT/SIGTERM stops dispatching and waits for the running
         evaluations, which are recorded; a second one abandons them.
         """
         self._start = time.monotonic()
-        abandoned = False
+        abandoned = True  # unless the loop ends normally
         try:
-            with StopSignals(self._on_stop_signal):
+            with StopSignals(self._signals.append):
                 self._workers = set(self.transport.start(setup_message(self.job, self.fingerprint)))
                 self._idle.extend(sorted(self._workers))
                 self._fill()
-                while self._busy:
+                while self._busy and not self._abandon_requested():
                     event = self.transport.receive(RECEIVE_TIMEOUT)
                     if event is not None:
                         self._handle(*event)
+                    self._check_deadlines()
                     self._fill()
+                    self._write_pareto()
                     self.progress.update(self._status())
+            abandoned = bool(self._busy)
             self._stop_reason = self._stop_reason or self._budget_reason()
-        except KeyboardInterrupt:
-            abandoned = True
-            self._stop_reason = f"interrupted, {len(self._busy)} running evaluations abandoned"
         finally:
-            self.writer.set_pareto([member.candidate.id for member in self.evolution.front])
-            self.writer.close()
-            self.transport.close(abandon=abandoned)
+            try:
+                self._record_unfinished()
+                self._write_pareto(force=True)
+                self.writer.close()
+            finally:
+                self.transport.close(abandon=abandoned)
         self.progress.finish(self._status())
-        return self._result()
+        return self._result(abandoned)
 
-    def _on_stop_signal(self, name: str) -> None:
-        if self._stop_reason.endswith(" received"):
-            raise KeyboardInterrupt  # the second signal: abandon the running evaluations
-        self._stop_reason = f"{name} received"
-        self.progress.message(
-            f"[0@{self._host}] {name}: no new evaluations; waiting for {len(self._busy)} running ones "
-            f"(send {name} again to abandon them)"
-        )
+    def _abandon_requested(self) -> bool:
+        """Handle stop signals (the handler only queues their names): first stops, second abandons."""
+        if not self._signals:
+            return False
+        name = self._signals[-1]
+        if len(self._signals) >= 2:
+            self.progress.message(f"[0@{self._host}] {name} again: abandoning {len(self._busy)} running evaluations")
+            self._stop_reason = f"{name} received twice"
+            return True
+        if not self._stop_reason:
+            self._stop_reason = f"{name} received"
+            self.progress.message(
+                f"[0@{self._host}] {name}: no new evaluations; waiting for {len(self._busy)} running ones "
+                f"(send {name} again to abandon them)"
+            )
+        return False
 
     def _budget_reason(self) -> str:
         if not self._workers:
-            return "no workers left"
+            return NO_WORKERS
         evaluations = self.job.search.evaluations
         if evaluations is not None and self._dispatched >= evaluations:
             return "evaluation budget reached"
         return "time limit reached"
 
     def _may_dispatch(self) -> bool:
-        if self._stop_reason:
+        if self._stop_reason or self._signals or not self._workers:
             return False
         evaluations, limit = self.job.search.evaluations, self.job.search.time_limit
         if evaluations is not None and self._dispatched >= evaluations and not self._requeued:
             return False
-        if limit is not None and time.monotonic() - self._start >= limit:
-            return False
-        return bool(self._workers)
+        return limit is None or time.monotonic() - self._start < limit
 
     def _fill(self) -> None:
         """Give every idle worker a task while the budget allows."""
@@ -150,7 +176,7 @@ class Search:
             worker = self._idle.popleft()
             if self._requeued:
                 flight = self._requeued.popleft()
-                flight.submitted_at = time.time()
+                flight.submitted_at, flight.started = time.time(), time.monotonic()
             else:
                 flight = _InFlight(self.evolution.ask(), time.time())
                 self._dispatched += 1
@@ -160,35 +186,55 @@ class Search:
 
     def _handle(self, worker: int, message: Mapping[str, Any]) -> None:
         kind = message.get("type")
-        if kind == "result":
-            flight = self._busy.pop(worker)
-            self._record(flight, worker, message)
+        if kind == "result" and worker in self._busy:
+            self._record(self._busy.pop(worker), worker, message)
             self._idle.append(worker)
         elif kind in ("fatal", "lost"):
             self._retire(worker, message)
         else:
             self.progress.message(f"[0@{self._host}] ignoring unexpected message {kind!r} from worker {worker}")
 
+    def _check_deadlines(self) -> None:
+        """Retire workers whose task ran past its deadline (hung, or a rank that died silently)."""
+        now = time.monotonic()
+        for worker, flight in list(self._busy.items()):
+            if now - flight.started > self._deadline:
+                self.transport.discard(worker)
+                self._stragglers = True
+                self._retire(worker, {"type": "lost", "error": f"no result within the {self._deadline:.0f}s deadline"})
+
     def _retire(self, worker: int, message: Mapping[str, Any]) -> None:
-        """Stop using a worker that cannot serve; re-queue its task once."""
+        """Stop using a worker that cannot serve; its task is tried again elsewhere (once if it had started)."""
         self._workers.discard(worker)
         if worker in self._idle:
             self._idle.remove(worker)
         host = message.get("host", "?")
         self.progress.message(f"[{worker}@{host}] worker lost: {message.get('error', 'no reason given')}")
         flight = self._busy.pop(worker, None)
-        if flight is None:
-            return
-        if flight.requeues < MAX_REQUEUES and message.get("type") == "lost":
-            flight.requeues += 1
-            self._requeued.append(flight)
-        elif message.get("type") == "fatal":
-            self._requeued.append(flight)  # the task never started: no harm done to it
-        else:
-            self._record(flight, worker, {"status": "lost", "error": message.get("error", "")})
-        if not self._workers:
-            self._stop_reason = "no workers left"
-            self._requeued.clear()
+        if flight is not None:
+            if message.get("type") == "fatal":  # the worker could not start: the task never ran
+                self._requeued.append(flight)
+            elif flight.requeues < MAX_REQUEUES:
+                flight.requeues += 1
+                self._requeued.append(flight)
+            else:
+                self._record(flight, worker, {"status": "lost", "error": message.get("error", "")})
+        if not self._workers and not self._stop_reason:
+            self._stop_reason = NO_WORKERS
+
+    def _record_unfinished(self) -> None:
+        """At the end, give every candidate that ran without a result its row (nothing vanishes).
+
+        A candidate that never ran anywhere (its only worker failed at setup) gets no row.
+        """
+        reason = f"its worker was lost and the search ended before a retry ({self._stop_reason or 'error'})"
+        while self._requeued:
+            flight = self._requeued.popleft()
+            if flight.requeues > 0:
+                self._record(flight, -1, {"status": "lost", "error": reason})
+        for worker, flight in list(self._busy.items()):
+            self._record(flight, worker, {"status": "lost", "error": f"abandoned while running ({self._stop_reason})"})
+        self._busy.clear()
 
     def _record(self, flight: _InFlight, worker: int, result: Mapping[str, Any]) -> None:
         """Write one finished evaluation to the library, then let evolution see it."""
@@ -202,8 +248,6 @@ class Search:
             "operator": candidate.operator,
             "status": result.get("status", "failed"),
             "error": result.get("error", ""),
-            "params": count_params(genome, self.spec),
-            "flops": count_flops(genome, self.spec),
             "worker_rank": worker,
             "seed": candidate.seed,
             "submitted_at": flight.submitted_at,
@@ -212,14 +256,25 @@ class Search:
         for key in ("accuracy", "loss", "params", "flops", "train_seconds", "epochs", "host", "device"):
             if key in result:
                 record[key] = result[key]
+        if "params" not in record:  # failures: size still known from the genome, without torch
+            record["params"] = count_params(genome, self.spec)
+            record["flops"] = count_flops(genome, self.spec)
         self.writer.append(record)
         self._done += 1
-        self._ranks_used.add(worker)
+        if worker > 0:
+            self._ranks_used.add(worker)
         if record["status"] == "ok":
             self._best = record["accuracy"] if math.isnan(self._best) else max(self._best, record["accuracy"])
+            self._pareto_dirty |= self.evolution.tell(candidate, record)
         else:
             self._failed += 1
-        self.evolution.tell(candidate, record)
+
+    def _write_pareto(self, force: bool = False) -> None:
+        """Keep the library's Pareto front current, at most every PARETO_INTERVAL seconds."""
+        now = time.monotonic()
+        if force or (self._pareto_dirty and now - self._pareto_written >= PARETO_INTERVAL):
+            self.writer.set_pareto([member.candidate.id for member in self.evolution.front])
+            self._pareto_dirty, self._pareto_written = False, now
 
     def _status(self) -> Status:
         return Status(
@@ -234,7 +289,7 @@ class Search:
             failed=self._failed,
         )
 
-    def _result(self) -> SearchResult:
+    def _result(self, abandoned: bool) -> SearchResult:
         front = sorted(
             (dict(member.metrics) for member in self.evolution.front),
             key=lambda record: (-record["accuracy"], record["params"]),
@@ -247,6 +302,7 @@ class Search:
             best_accuracy=self._best,
             elapsed=time.monotonic() - self._start,
             stop_reason=self._stop_reason,
-            workers=len(self._workers),
+            abandoned=abandoned,
+            stragglers=abandoned or self._stragglers,
             ranks_used=set(self._ranks_used),
         )

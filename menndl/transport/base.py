@@ -42,6 +42,9 @@ class MasterTransport(ABC):
             ``(worker, message)``, or ``None`` when nothing arrived in time.
         """
 
+    def discard(self, worker: int) -> None:
+        """Stop using a worker presumed hung or dead: send it nothing more, end it if possible."""
+
     @abstractmethod
     def close(self, abandon: bool = False) -> None:
         """Tell every live worker to stop and release resources; idempotent.

@@ -8,7 +8,6 @@ train and notices a worker that died (killed, segfault, OOM) immediately.
 from __future__ import annotations
 
 import multiprocessing
-import os
 import signal
 from multiprocessing.connection import Connection, wait
 from typing import Any, Mapping
@@ -70,6 +69,12 @@ class LocalTransport(MasterTransport):
                     pass
             return worker, self._forget(worker)
         return None
+
+    def discard(self, worker: int) -> None:
+        process = self._processes.get(worker)
+        if process is not None:
+            process.kill()  # hung past its deadline: a replacement is the master's choice, not ours
+            self._forget(worker)
 
     def _forget(self, worker: int) -> Message:
         """Drop a worker whose process ended; describe how it ended."""
@@ -133,8 +138,8 @@ class PipeChannel(WorkerChannel):
 
 def _worker_main(connection: Connection, rank: int, local_rank: int, local_size: int) -> None:
     """Entry point of a local worker process."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the master's to handle
-    os.environ.setdefault("MENNDL_WORKER", "local")
-    from menndl.worker.loop import run_worker
+    from menndl.worker.loop import ignore_stop_signals, run_worker
+
+    ignore_stop_signals()
 
     run_worker(PipeChannel(connection, rank, local_rank, local_size))

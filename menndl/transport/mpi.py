@@ -18,6 +18,7 @@ TAG_RESULT = 2
 MIN_SLEEP = 0.0005
 MASTER_MAX_SLEEP = 0.02
 WORKER_MAX_SLEEP = 0.05
+CLOSE_TIMEOUT = 10.0
 
 
 class Backoff:
@@ -61,6 +62,7 @@ class MPIMasterTransport(MasterTransport):
         self._pending: list[Any] = []
         self._workers = list(range(1, comm.Get_size()))
         self._backoff = Backoff(high=MASTER_MAX_SLEEP)
+        self._discarded: set[int] = set()
         self._closed = False
 
     @property
@@ -91,17 +93,26 @@ class MPIMasterTransport(MasterTransport):
                 return None
             self._backoff.sleep(deadline)
 
+    def discard(self, worker: int) -> None:
+        self._discarded.add(worker)
+
     def close(self, abandon: bool = False) -> None:
-        # Worker ranks cannot be stopped from here; they read the stop message
-        # after their current task (or the launcher ends them when rank 0 exits).
+        """Send every worker rank not discarded the stop message.
+
+        Ranks cannot be stopped from here: a rank still training reads the
+        message after its task.  Sends to a dead rank never complete, so the
+        wait for them is bounded by CLOSE_TIMEOUT.
+        """
         if self._closed:
             return
         self._closed = True
         for worker in self._workers:
-            self.send(worker, None)
+            if worker not in self._discarded:
+                self.send(worker, None)
+        deadline = time.monotonic() + (0.0 if abandon else CLOSE_TIMEOUT)
         backoff = Backoff(high=MASTER_MAX_SLEEP)
-        while not self._mpi.Request.Testall(self._pending):
-            backoff.sleep()
+        while not self._mpi.Request.Testall(self._pending) and time.monotonic() < deadline:
+            backoff.sleep(deadline)
         self._pending.clear()
 
 

@@ -9,6 +9,7 @@ message so the master knows why.
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import traceback
 from menndl.transport.base import WorkerChannel
@@ -27,15 +28,7 @@ def run_worker(channel: WorkerChannel) -> None:
 
         trainer = Trainer.from_setup(setup, local_rank=channel.local_rank, threads=threads)
     except Exception as exc:  # the master reports it and stops using this worker
-        channel.send(
-            {
-                "type": "fatal",
-                "rank": channel.rank,
-                "host": host,
-                "error": f"{type(exc).__name__}: {exc}",
-                "traceback": traceback.format_exc(),
-            }
-        )
+        channel.send(_fatal(channel, host, exc))
         _drain(channel)
         return
     identity = {"rank": channel.rank, "host": host, "device": trainer.device_name}
@@ -43,7 +36,34 @@ def run_worker(channel: WorkerChannel) -> None:
         task = channel.receive()
         if task is None:
             return
-        channel.send({"type": "result", "task": task["task"], **identity, **trainer.evaluate(task)})
+        try:
+            result = trainer.evaluate(task)
+        except Exception as exc:  # evaluate() reports candidate failures itself: this is the worker breaking
+            channel.send(_fatal(channel, host, exc))
+            _drain(channel)
+            return
+        channel.send({"type": "result", "task": task["task"], **identity, **result})
+
+
+def _fatal(channel: WorkerChannel, host: str, exc: BaseException) -> dict[str, object]:
+    """The message that tells the master this worker cannot go on, and why."""
+    return {
+        "type": "fatal",
+        "rank": channel.rank,
+        "host": host,
+        "error": f"{type(exc).__name__}: {exc}",
+        "traceback": traceback.format_exc(),
+    }
+
+
+def ignore_stop_signals() -> None:
+    """Workers leave SIGINT/SIGTERM to the master, which stops them once their results are in.
+
+    ``mpiexec`` forwards Ctrl-C to every rank and SLURM signals every task; a
+    worker that died on it would lose the evaluation it was running.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 def _drain(channel: WorkerChannel) -> None:
@@ -53,11 +73,19 @@ def _drain(channel: WorkerChannel) -> None:
 
 
 def _threads_per_worker(workers_on_node: int) -> int:
-    """Share this node's usable cores evenly between its workers (at least one each)."""
+    """CPU threads for one worker: ``MENNDL_THREADS``, else its share of the node's cores.
+
+    A process already bound to a subset of the cores (``srun --cpus-per-task``,
+    ``mpiexec --bind-to``) owns that subset; an unbound one shares the node's
+    cores evenly with the other workers there.
+    """
     configured = os.environ.get("MENNDL_THREADS", "")
     if configured.isdigit() and int(configured) > 0:
         return int(configured)
-    return max(1, usable_cores() // max(1, workers_on_node))
+    usable = usable_cores()
+    if usable < (os.cpu_count() or usable):
+        return usable
+    return max(1, usable // max(1, workers_on_node))
 
 
 def usable_cores() -> int:

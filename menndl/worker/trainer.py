@@ -134,7 +134,10 @@ class Trainer:
         finally:
             del model
             if self.device.type == "cuda":
-                torch.cuda.empty_cache()
+                try:
+                    torch.cuda.empty_cache()
+                except Exception:  # a broken device shows again in the next task; report it there
+                    pass
 
     def _autocast(self) -> Any:
         dtype = torch.bfloat16 if self.precision == "bf16" else torch.float16

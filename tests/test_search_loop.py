@@ -1,0 +1,126 @@
+"""The master loop's bookkeeping, driven by an in-memory transport (no processes).
+
+The real transports are exercised end to end in test_e2e_*.py; here a scripted
+transport makes workers answer, fail, die or hang on cue.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import deque
+from pathlib import Path
+from typing import Any, Mapping
+
+from menndl.genome import Genome, InputSpec, count_params
+from menndl.job import parse_job
+from menndl.library import Library, LibraryWriter
+from menndl.master.progress import Progress
+from menndl.master.search import Search
+from menndl.transport.base import MasterTransport, Message
+
+SPEC = InputSpec(shape=(1, 8, 8), num_classes=10)
+
+
+class ScriptedTransport(MasterTransport):
+    """Workers that answer at once, except those told to hang, fail setup, or die."""
+
+    def __init__(self, workers: int, *, hang: set[int] = frozenset(), fatal: set[int] = frozenset(),
+                 die_on_task: dict[int, int] | None = None) -> None:  # fmt: skip
+        self.ids = list(range(1, workers + 1))
+        self.hang, self.fatal = set(hang), set(fatal)
+        self.die_on_task = dict(die_on_task or {})  # worker -> task id whose receipt kills it
+        self.outbox: deque[tuple[int, Message]] = deque()
+        self.discarded: list[int] = []
+        self.tasks_seen: list[tuple[int, int]] = []
+        self.closed = False
+
+    @property
+    def description(self) -> str:
+        return "scripted"
+
+    def start(self, setup: Mapping[str, Any]) -> list[int]:
+        assert setup["type"] == "setup"
+        return list(self.ids)
+
+    def send(self, worker: int, message: Mapping[str, Any] | None) -> None:
+        if message is None or worker in self.hang:
+            return
+        self.tasks_seen.append((worker, message["task"]))
+        if worker in self.fatal:
+            self.outbox.append((worker, {"type": "fatal", "error": "cannot load data"}))
+        elif self.die_on_task.get(worker) == message["task"]:
+            self.outbox.append((worker, {"type": "lost", "error": "killed by signal SIGKILL"}))
+        else:
+            genome = Genome.from_dict(message["genome"])
+            accuracy = (message["task"] * 7919 % 97) / 97
+            self.outbox.append((worker, {"type": "result", "task": message["task"], "status": "ok",
+                                         "accuracy": accuracy, "params": count_params(genome, SPEC),
+                                         "train_seconds": 0.01, "host": "h", "device": "cpu"}))  # fmt: skip
+
+    def receive(self, timeout: float) -> tuple[int, Message] | None:
+        if self.outbox:
+            return self.outbox.popleft()
+        time.sleep(min(timeout, 0.01))
+        return None
+
+    def discard(self, worker: int) -> None:
+        self.discarded.append(worker)
+
+    def close(self, abandon: bool = False) -> None:
+        self.closed = True
+
+
+def run(tmp_path: Path, transport: ScriptedTransport, evaluations: int = 12, deadline: float | None = None):
+    job = parse_job(f"[search]\npopulation = 4\nevaluations = {evaluations}\n", path="t.toml")
+    writer = LibraryWriter(tmp_path / "lib.h5", job_text=job.text)
+    progress = Progress(open("/dev/null", "w"), tty=False)
+    result = Search(job, SPEC, "fp", transport, writer, progress, deadline=deadline).run()
+    with Library.open(tmp_path / "lib.h5") as lib:
+        return result, lib.records(), lib.pareto_ids()
+
+
+def test_every_candidate_recorded_once_and_front_written(tmp_path: Path) -> None:
+    transport = ScriptedTransport(3)
+    result, records, pareto = run(tmp_path, transport)
+    assert sorted(r["id"] for r in records) == list(range(12))
+    assert result.stop_reason == "evaluation budget reached" and transport.closed
+    assert pareto and set(pareto) == {r["id"] for r in result.front}
+
+
+def test_worker_that_dies_has_its_task_rerun_elsewhere(tmp_path: Path) -> None:
+    transport = ScriptedTransport(2, die_on_task={2: 1})
+    result, records, _ = run(tmp_path, transport)
+    assert sorted(r["id"] for r in records) == list(range(12))
+    assert all(r["status"] == "ok" for r in records)
+    assert (1, 1) in transport.tasks_seen  # task 1 went to worker 1 after worker 2 died on it
+    assert {r["worker_rank"] for r in records} == {1}
+
+
+def test_task_lost_twice_is_recorded_as_lost(tmp_path: Path) -> None:
+    transport = ScriptedTransport(3, die_on_task={2: 1, 3: 1})
+    _, records, _ = run(tmp_path, transport)
+    by_id = {r["id"]: r for r in records}
+    assert by_id[1]["status"] == "lost" and "SIGKILL" in by_id[1]["error"]
+    assert by_id[1]["params"] == count_params(Genome.from_json(by_id[1]["genome"]), SPEC)  # size known anyway
+    assert sorted(by_id) == list(range(12))
+
+
+def test_hung_worker_is_retired_at_its_deadline(tmp_path: Path) -> None:
+    transport = ScriptedTransport(2, hang={2})
+    result, records, _ = run(tmp_path, transport, evaluations=6, deadline=0.5)
+    assert transport.discarded == [2] and result.stragglers
+    assert sorted(r["id"] for r in records) == list(range(6))
+    assert all(r["status"] == "ok" and r["worker_rank"] == 1 for r in records)
+
+
+def test_workers_failing_setup_end_the_search(tmp_path: Path) -> None:
+    transport = ScriptedTransport(2, fatal={1, 2})
+    result, records, _ = run(tmp_path, transport)
+    assert result.stop_reason == "no workers left" and records == []
+    assert math.isnan(result.best_accuracy)
+
+
+def test_one_evaluation_budget(tmp_path: Path) -> None:
+    result, records, _ = run(tmp_path, ScriptedTransport(2), evaluations=1)
+    assert len(records) == 1 and records[0]["operator"] == "random"
