@@ -13,8 +13,8 @@ import os
 import socket
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from menndl import __version__
 from menndl.data import load_dataset

@@ -13,9 +13,10 @@ import math
 import sys
 import types
 import typing
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from menndl.errors import UserError
 from menndl.genome.space import SearchSpace

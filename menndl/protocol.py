@@ -8,7 +8,8 @@ worker -> master: ``result`` per task (status ``ok`` or ``failed``), or one
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from menndl.job import Job
 

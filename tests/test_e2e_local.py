@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import TINY_JOB, run_menndl
+
 from menndl.genome import Genome
 from menndl.library import Library
 

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import shutil
-import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import BIN, run_menndl
+
 from menndl.library import Library
 
 pytestmark = [pytest.mark.mpi, pytest.mark.timeout(300)]

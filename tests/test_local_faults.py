@@ -9,8 +9,8 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import BIN, menndl_env
+
 from menndl.library import Library
 
 pytestmark = pytest.mark.timeout(300)

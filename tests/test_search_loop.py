@@ -9,8 +9,9 @@ from __future__ import annotations
 import math
 import time
 from collections import deque
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from menndl.genome import Genome, InputSpec, count_params
 from menndl.job import parse_job

@@ -56,7 +56,7 @@ BUILTIN_DATASETS: dict[str, Callable[[], RawSplits]] = {
 }
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _digits_arrays() -> tuple[np.ndarray, np.ndarray]:
     try:
         from sklearn.datasets import load_digits
@@ -71,7 +71,7 @@ def _digits_arrays() -> tuple[np.ndarray, np.ndarray]:
     return _frozen(x), _frozen(y)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _mnist1d_arrays() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     try:
         from mnist1d.data import get_dataset_args, make_dataset

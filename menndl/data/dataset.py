@@ -121,7 +121,7 @@ class Dataset:
                 header = f"{prefix}_{split}:{array.dtype.str}:{array.shape}\0"
                 digest.update(header.encode())
                 if array.size:
-                    digest.update(memoryview(np.ascontiguousarray(array)).cast("B"))
+                    digest.update(memoryview(np.ascontiguousarray(array)).cast("B"))  # type: ignore[arg-type]  # no copy
         return digest.hexdigest()
 
     def summary(self) -> str:

@@ -12,8 +12,9 @@ import functools
 import hashlib
 import json
 import math
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
-from typing import Any, Callable, Mapping, Union
+from typing import Any
 
 ACTIVATIONS: tuple[str, ...] = ("relu", "gelu", "silu")
 POOL_KINDS: tuple[str, ...] = ("max", "avg")
@@ -193,7 +194,7 @@ _RULES: dict[type, dict[str, Callable[[Any], Any]]] = {
     },
 }
 
-FeatureBlock = Union[ConvBlock, PoolBlock]
+FeatureBlock = ConvBlock | PoolBlock
 _FEATURE_TYPES: dict[str, type] = {"conv": ConvBlock, "pool": PoolBlock}
 _HEAD_TYPES: dict[str, type] = {"dense": DenseBlock}
 _TYPE_NAMES: dict[type, str] = {ConvBlock: "conv", PoolBlock: "pool", DenseBlock: "dense"}
@@ -262,9 +263,9 @@ class Genome:
         for i, block in enumerate(self.features):
             if not isinstance(block, (ConvBlock, PoolBlock)):
                 raise ValueError(f"Genome.features[{i}]: expected ConvBlock or PoolBlock, got {block!r}")
-        for i, block in enumerate(self.head):
-            if not isinstance(block, DenseBlock):
-                raise ValueError(f"Genome.head[{i}]: expected DenseBlock, got {block!r}")
+        for i, dense in enumerate(self.head):
+            if not isinstance(dense, DenseBlock):
+                raise ValueError(f"Genome.head[{i}]: expected DenseBlock, got {dense!r}")
         if not isinstance(self.train, TrainParams):
             raise ValueError(f"Genome.train: expected TrainParams, got {self.train!r}")
 

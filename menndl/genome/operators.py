@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import math
 import random
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 from menndl.genome.genome import POOL_KINDS, ConvBlock, DenseBlock, Genome, PoolBlock, TrainParams
 from menndl.genome.sampling import (

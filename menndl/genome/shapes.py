@@ -14,7 +14,6 @@ from typing import Any
 from menndl.genome.genome import ConvBlock, Genome
 from menndl.genome.space import InputSpec, InvalidGenome, SearchSpace
 
-
 # ---------------------------------------------------------------- shapes
 
 

@@ -10,8 +10,9 @@ Plain Python + DEAP: no torch, no MPI.
 from __future__ import annotations
 
 import random
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from deap import base, tools
 

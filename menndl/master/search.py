@@ -14,9 +14,10 @@ import math
 import socket
 import time
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from menndl.genome import InputSpec, count_flops, count_params
 from menndl.job import Job

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import signal
 import threading
+from collections.abc import Callable
 from types import FrameType, TracebackType
-from typing import Callable
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 

@@ -12,7 +12,8 @@ worker that is gone as ``(worker, {"type": "lost", "error": ...})``.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 Message = dict[str, Any]
 

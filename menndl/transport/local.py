@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import multiprocessing
 import signal
+from collections.abc import Mapping
 from multiprocessing.connection import Connection, wait
-from typing import Any, Mapping
+from typing import Any
 
 from menndl.transport.base import MasterTransport, Message, WorkerChannel
 

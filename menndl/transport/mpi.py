@@ -9,7 +9,8 @@ idle rank steals the CPU from the rank that trains.
 from __future__ import annotations
 
 import time
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from menndl.transport.base import MasterTransport, Message, WorkerChannel
 

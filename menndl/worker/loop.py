@@ -12,6 +12,7 @@ import os
 import signal
 import socket
 import traceback
+
 from menndl.transport.base import WorkerChannel
 
 
