@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.install-stamp
 
-.PHONY: install demo test clean
+.PHONY: install demo test lint clean
 
 install: $(STAMP)
 
@@ -21,8 +21,12 @@ $(STAMP): setup.cfg pyproject.toml
 demo: install
 	$(BIN)/menndl run jobs/digits.toml
 
-test: install
+test: install lint
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest -q tests
+
+lint: install
+	$(BIN)/ruff check menndl tests benchmarks
+	$(BIN)/mypy menndl --ignore-missing-imports
 
 clean:
 	rm -rf $(VENV) results .pytest_cache
