@@ -1,8 +1,9 @@
 """The messages between master and workers: small dicts of plain data.
 
 master -> worker: ``setup`` once, then ``task`` after task, then ``None`` (stop).
-worker -> master: ``result`` per task (status ``ok`` or ``failed``), or one
-``fatal`` when the worker cannot serve at all.  The transport may add ``lost``.
+worker -> master: ``ready`` once its data is loaded, then ``result`` per task
+(status ``ok`` or ``failed``); or one ``fatal`` when it cannot serve at all.
+The transport may add ``lost``.
 """
 
 from __future__ import annotations

@@ -13,12 +13,16 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from menndl.genome import Genome, InputSpec, count_params
 from menndl.job import parse_job
 from menndl.library import Library, LibraryWriter
 from menndl.master.progress import Progress
 from menndl.master.search import Search
 from menndl.transport.base import MasterTransport, Message
+
+pytestmark = pytest.mark.timeout(60)
 
 SPEC = InputSpec(shape=(1, 8, 8), num_classes=10)
 
@@ -27,9 +31,9 @@ class ScriptedTransport(MasterTransport):
     """Workers that answer at once, except those told to hang, fail setup, or die."""
 
     def __init__(self, workers: int, *, hang: set[int] = frozenset(), fatal: set[int] = frozenset(),
-                 die_on_task: dict[int, int] | None = None) -> None:  # fmt: skip
+                 never_ready: set[int] = frozenset(), die_on_task: dict[int, int] | None = None) -> None:  # fmt: skip
         self.ids = list(range(1, workers + 1))
-        self.hang, self.fatal = set(hang), set(fatal)
+        self.hang, self.fatal, self.never_ready = set(hang), set(fatal), set(never_ready)
         self.die_on_task = dict(die_on_task or {})  # worker -> task id whose receipt kills it
         self.outbox: deque[tuple[int, Message]] = deque()
         self.discarded: list[int] = []
@@ -42,10 +46,13 @@ class ScriptedTransport(MasterTransport):
 
     def start(self, setup: Mapping[str, Any]) -> list[int]:
         assert setup["type"] == "setup"
+        for worker in self.ids:
+            if worker not in self.fatal and worker not in self.never_ready:
+                self.outbox.append((worker, {"type": "ready", "host": "h", "device": "cpu"}))
         return list(self.ids)
 
     def send(self, worker: int, message: Mapping[str, Any] | None) -> None:
-        if message is None or worker in self.hang:
+        if message is None or worker in self.hang or worker in self.never_ready:
             return
         self.tasks_seen.append((worker, message["task"]))
         if worker in self.fatal:
@@ -72,11 +79,11 @@ class ScriptedTransport(MasterTransport):
         self.closed = True
 
 
-def run(tmp_path: Path, transport: ScriptedTransport, evaluations: int = 12, deadline: float | None = None):
+def run(tmp_path: Path, transport: ScriptedTransport, evaluations: int = 12, **deadlines: float):
     job = parse_job(f"[search]\npopulation = 4\nevaluations = {evaluations}\n", path="t.toml")
     writer = LibraryWriter(tmp_path / "lib.h5", job_text=job.text)
     progress = Progress(open("/dev/null", "w"), tty=False)
-    result = Search(job, SPEC, "fp", transport, writer, progress, deadline=deadline).run()
+    result = Search(job, SPEC, "fp", transport, writer, progress, **deadlines).run()
     with Library.open(tmp_path / "lib.h5") as lib:
         return result, lib.records(), lib.pareto_ids()
 
@@ -113,6 +120,14 @@ def test_hung_worker_is_retired_at_its_deadline(tmp_path: Path) -> None:
     assert transport.discarded == [2] and result.stragglers
     assert sorted(r["id"] for r in records) == list(range(6))
     assert all(r["status"] == "ok" and r["worker_rank"] == 1 for r in records)
+
+
+def test_deadline_clock_starts_when_the_worker_is_ready(tmp_path: Path) -> None:
+    """A slow start-up is not a hung task: a worker never ready is retired only at the startup deadline."""
+    transport = ScriptedTransport(2, never_ready={2})
+    result, records, _ = run(tmp_path, transport, evaluations=6, deadline=0.05, startup_deadline=0.5)
+    assert transport.discarded == [2]  # by the startup deadline; worker 1 answered every task in time
+    assert sorted(r["id"] for r in records) == list(range(6)) and {r["worker_rank"] for r in records} == {1}
 
 
 def test_workers_failing_setup_end_the_search(tmp_path: Path) -> None:

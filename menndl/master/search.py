@@ -31,7 +31,8 @@ from menndl.transport.base import MasterTransport
 RECEIVE_TIMEOUT = 1.0  # seconds: how often the loop looks at signals, deadlines and the clock
 MAX_REQUEUES = 1  # a task whose worker died is tried once more, then recorded as lost
 PARETO_INTERVAL = 5.0  # seconds between rewrites of the library's Pareto front while it changes
-DEADLINE_GRACE = 120.0  # seconds on top of 2 x training.max_seconds (worker start-up, validation)
+DEADLINE_GRACE = 60.0  # seconds on top of 2 x training.max_seconds (model build, validation, a slow node)
+STARTUP_DEADLINE = 1800.0  # seconds a worker may take to report ready (import storms on big machines)
 NO_WORKERS = "no workers left"
 
 
@@ -76,8 +77,15 @@ class Search:
         writer: LibraryWriter,
         progress: Progress | None = None,
         deadline: float | None = None,
+        startup_deadline: float = STARTUP_DEADLINE,
     ) -> None:
-        """Args: ``deadline`` overrides `task_deadline` (seconds a task may take before its worker is lost)."""
+        """Set up the search; nothing starts before `run`.
+
+        Args:
+            deadline: seconds a task may run on a ready worker before the
+                worker is presumed lost (default: `task_deadline`).
+            startup_deadline: seconds a worker may take to report ready.
+        """
         self.job, self.spec, self.fingerprint = job, spec, fingerprint
         self.transport, self.writer = transport, writer
         self.progress = progress or Progress()
@@ -90,6 +98,9 @@ class Search:
             seed=job.seed,
         )
         self._deadline = task_deadline(job) if deadline is None else deadline
+        self._startup_deadline = startup_deadline
+        self._ready: set[int] = set()
+        self._all_ready_reported = False
         self._idle: deque[int] = deque()
         self._busy: dict[int, _InFlight] = {}
         self._requeued: deque[_InFlight] = deque()
@@ -187,7 +198,9 @@ class Search:
 
     def _handle(self, worker: int, message: Mapping[str, Any]) -> None:
         kind = message.get("type")
-        if kind == "result" and worker in self._busy:
+        if kind == "ready":
+            self._on_ready(worker)
+        elif kind == "result" and worker in self._busy:
             self._record(self._busy.pop(worker), worker, message)
             self._idle.append(worker)
         elif kind in ("fatal", "lost"):
@@ -195,14 +208,26 @@ class Search:
         else:
             self.progress.message(f"[0@{self._host}] ignoring unexpected message {kind!r} from worker {worker}")
 
+    def _on_ready(self, worker: int) -> None:
+        """A worker loaded its data: the clock of the task waiting for it starts now."""
+        self._ready.add(worker)
+        if worker in self._busy:
+            self._busy[worker].started = time.monotonic()
+        if len(self._ready) == len(self._workers) and not self._all_ready_reported:
+            self._all_ready_reported = True
+            elapsed = time.monotonic() - self._start
+            self.progress.message(f"[0@{self._host}] all {len(self._workers)} workers ready after {elapsed:.1f}s")
+
     def _check_deadlines(self) -> None:
-        """Retire workers whose task ran past its deadline (hung, or a rank that died silently)."""
+        """Retire workers past their deadline: a task on a ready worker, or a worker never ready."""
         now = time.monotonic()
         for worker, flight in list(self._busy.items()):
-            if now - flight.started > self._deadline:
+            limit = self._deadline if worker in self._ready else self._startup_deadline
+            if now - flight.started > limit:
                 self.transport.discard(worker)
                 self._stragglers = True
-                self._retire(worker, {"type": "lost", "error": f"no result within the {self._deadline:.0f}s deadline"})
+                what = "result" if worker in self._ready else "ready message"
+                self._retire(worker, {"type": "lost", "error": f"no {what} within the {limit:.0f}s deadline"})
 
     def _retire(self, worker: int, message: Mapping[str, Any]) -> None:
         """Stop using a worker that cannot serve; its task is tried again elsewhere (once if it had started)."""

@@ -33,6 +33,7 @@ def run_worker(channel: WorkerChannel) -> None:
         _drain(channel)
         return
     identity = {"rank": channel.rank, "host": host, "device": trainer.device_name}
+    channel.send({"type": "ready", **identity, "threads": threads})
     while True:
         task = channel.receive()
         if task is None:
