@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import shutil
+import signal
+import subprocess
+import time
 from pathlib import Path
 
 import pytest
-from conftest import BIN, run_menndl
+from conftest import BIN, TINY_JOB, menndl_env, run_menndl
 
 from menndl.library import Library
 
@@ -41,3 +44,42 @@ def test_mpiexec_bad_job_stops_every_rank(tmp_path: Path) -> None:
     assert "Traceback" not in out.stderr
     assert "search.population: expected an integer" in out.stderr
     assert not (tmp_path / "x.h5").exists()
+
+
+@pytest.mark.skipif(MPIEXEC is None, reason="no mpiexec (pip install mpich)")
+def test_mpiexec_workers_that_cannot_start_end_the_job(tmp_path: Path) -> None:
+    """Every worker rank failing its setup: exit 1 with the reason, every rank ends, no empty library."""
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    job = tmp_path / "cuda.toml"
+    job.write_text(TINY_JOB.format(source="digits") + 'device = "cuda"\n')
+    library = tmp_path / "cuda.h5"
+    out = run_menndl(["run", str(job), "--library", str(library)], launcher=[MPIEXEC, "-n", "3"], timeout=120)
+    assert out.returncode == 1, out.stdout + out.stderr
+    assert out.stderr.count("no CUDA device") == 2 and "every worker failed before any evaluation" in out.stderr
+    assert not library.exists()
+
+
+@pytest.mark.skipif(MPIEXEC is None, reason="no mpiexec (pip install mpich)")
+def test_ctrl_c_to_mpiexec_stops_gracefully(tiny_job: Path, tmp_path: Path) -> None:
+    """SIGINT to mpiexec reaches every rank; rank 0 stops dispatching, records what runs, all exit 0."""
+    library = tmp_path / "int.h5"
+    command = [MPIEXEC, "-n", "3", str(BIN / "menndl"), "run", str(tiny_job), "--library", str(library)]
+    proc = subprocess.Popen(
+        [*command, "--evaluations", "500"], env=menndl_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    deadline = time.monotonic() + 120
+    seen = ""
+    while "workers ready" not in seen and time.monotonic() < deadline:
+        seen += proc.stderr.readline()
+    time.sleep(2)
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 0, seen + stderr
+    assert "SIGINT received" in stdout and "Traceback" not in stderr
+    with Library.open(library) as lib:
+        records = lib.records()
+    assert 0 < len(records) < 500 and len({r["id"] for r in records}) == len(records)
+    assert all(r["status"] == "ok" for r in records)
