@@ -46,6 +46,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--time-limit", type=float, metavar="SECONDS", help="wall-time budget (overrides the job)")
     run.add_argument("--workers", type=int, metavar="N", help="local mode: worker processes (default: usable cores)")
     run.add_argument("--seed", type=int, metavar="S", help="random seed (overrides the job)")
+    check = commands.add_parser(
+        "check",
+        help="validate a job and its dataset without running anything (before you queue a batch job)",
+        description="Validate a job file and its dataset exactly as 'run' would, print what the search would "
+        "do, and exit 0; or print the first problem on one line and exit 2.",
+    )
+    check.add_argument("job", help="job file (TOML)")
     return parser
 
 
@@ -55,6 +62,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "run":
             return command_run(args)
+        if args.command == "check":
+            return command_check(args)
     except UserError as exc:
         print(f"menndl: error: {exc}", file=sys.stderr)
         return exc.exit_status
@@ -130,6 +139,51 @@ def _run_master(args: argparse.Namespace, transport: MasterTransport | None) -> 
             print("menndl: error: every worker was lost; see the messages above", file=sys.stderr)
         return 1, result.stragglers
     return (130 if result.abandoned else 0), result.stragglers
+
+
+def command_check(args: argparse.Namespace) -> int:
+    """``menndl check``: validate the job and its data, describe the search, run nothing."""
+    job = load_job(args.job)
+    spec, fingerprint, summary = _inspect_data(job)
+    search, training = job.search, job.training
+    budget = " or ".join(
+        part
+        for part in (
+            f"{search.evaluations} evaluations" if search.evaluations else "",
+            f"{search.time_limit:g} s" if search.time_limit else "",
+        )
+        if part
+    )
+    print(f"{job.path}: ok")
+    print(f"  data:     {summary} (fingerprint {fingerprint[:12]})")
+    print(f"  search:   {budget}; population {search.population}; objectives {', '.join(search.objectives)}")
+    print(
+        f"  training: {training.epochs} epochs or {training.max_seconds:g} s per candidate; "
+        f"precision {training.precision}, device {training.device}"
+    )
+    print(f"  space:    {_space_sample(job, spec)}")
+    return 0
+
+
+def _space_sample(job: Job, spec: InputSpec, samples: int = 200) -> str:
+    """Parameter counts of random architectures from the job's space, to sanity-check its bounds."""
+    import random
+
+    from menndl.genome import count_params, random_genome
+
+    rng = random.Random(job.seed)
+    sizes = sorted(count_params(random_genome(rng, job.space, spec), spec) for _ in range(samples))
+    return (
+        f"{samples} random architectures have {_human(sizes[0])} to {_human(sizes[-1])} parameters "
+        f"(median {_human(sizes[len(sizes) // 2])})"
+    )
+
+
+def _human(count: int) -> str:
+    for unit, size in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if count >= size:
+            return f"{count / size:.1f}{unit}"
+    return str(count)
 
 
 def _inspect_data(job: Job) -> tuple[InputSpec, str, str]:
