@@ -83,6 +83,11 @@ class Evolution:
         """Non-dominated members among every successful evaluation so far."""
         return list(self._front)
 
+    @property
+    def front_size(self) -> int:
+        """How many members `front` has (without copying it)."""
+        return len(self._front)
+
     def ask(self) -> Candidate:
         """Propose the next candidate: never one whose genome was already proposed, if avoidable."""
         for _ in range(PROPOSAL_TRIES):

@@ -32,6 +32,7 @@ RECEIVE_TIMEOUT = 1.0  # seconds: how often the loop looks at signals, deadlines
 MAX_REQUEUES = 1  # a task whose worker died is tried once more, then recorded as lost
 PARETO_INTERVAL = 5.0  # seconds between rewrites of the library's Pareto front while it changes
 DEADLINE_GRACE = 60.0  # seconds on top of 2 x training.max_seconds (model build, validation, a slow node)
+DEADLINE_CHECK_INTERVAL = 1.0  # seconds between scans of the in-flight tasks
 STARTUP_DEADLINE = 1800.0  # seconds a worker may take to report ready (import storms on big machines)
 NO_WORKERS = "no workers left"
 
@@ -114,6 +115,7 @@ class Search:
         self._pareto_dirty = False
         self._pareto_written = time.monotonic()
         self._stragglers = False
+        self._deadlines_checked = time.monotonic()
         self._host = socket.gethostname()
 
     def run(self) -> SearchResult:
@@ -219,8 +221,15 @@ class Search:
             self.progress.message(f"[0@{self._host}] all {len(self._workers)} workers ready after {elapsed:.1f}s")
 
     def _check_deadlines(self) -> None:
-        """Retire workers past their deadline: a task on a ready worker, or a worker never ready."""
+        """Retire workers past their deadline: a task on a ready worker, or a worker never ready.
+
+        Scans every busy worker, so it runs at most once per DEADLINE_CHECK_INTERVAL: the cost per
+        result stays flat however many workers there are.
+        """
         now = time.monotonic()
+        if now - self._deadlines_checked < DEADLINE_CHECK_INTERVAL:
+            return
+        self._deadlines_checked = now
         for worker, flight in list(self._busy.items()):
             limit = self._deadline if worker in self._ready else self._startup_deadline
             if now - flight.started > limit:
@@ -309,7 +318,7 @@ class Search:
             elapsed=time.monotonic() - self._start,
             time_limit=self.job.search.time_limit,
             best_accuracy=self._best,
-            front_size=len(self.evolution.front),
+            front_size=self.evolution.front_size,
             busy=len(self._busy),
             workers=len(self._workers),
             failed=self._failed,
