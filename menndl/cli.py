@@ -44,7 +44,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--library", metavar="PATH", help="HDF5 library to create (default: results/<job>-<time>.h5)")
     run.add_argument("--evaluations", type=int, metavar="N", help="evaluation budget (overrides the job)")
     run.add_argument("--time-limit", type=float, metavar="SECONDS", help="wall-time budget (overrides the job)")
-    run.add_argument("--workers", type=int, metavar="N", help="local mode: worker processes (default: usable cores)")
+    run.add_argument(
+        "--workers",
+        type=int,
+        metavar="N",
+        help="local mode: worker processes (default: one per visible GPU, else one per usable core)",
+    )
     run.add_argument("--seed", type=int, metavar="S", help="random seed (overrides the job)")
     check = commands.add_parser(
         "check",
