@@ -303,11 +303,15 @@ class Genome:
         )
 
     def to_json(self) -> str:
-        """Return canonical JSON: sorted keys, no whitespace.
+        """Return canonical JSON: sorted keys, no whitespace (computed once per genome).
 
         Returns:
             The JSON text; equal genomes give equal text.
         """
+        return self._canonical_json
+
+    @functools.cached_property
+    def _canonical_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
 
     @classmethod

@@ -26,6 +26,7 @@ class LocalTransport(MasterTransport):
         self._context = multiprocessing.get_context("spawn")
         self._connections: dict[int, Connection] = {}
         self._processes: dict[int, multiprocessing.process.BaseProcess] = {}
+        self._handles: dict[Any, int] = {}  # every pipe and process sentinel -> its worker, for wait()
 
     @property
     def description(self) -> str:
@@ -44,6 +45,7 @@ class LocalTransport(MasterTransport):
             worker_end.close()
             self._connections[worker] = master_end
             self._processes[worker] = process
+            self._handles[master_end] = self._handles[process.sentinel] = worker
             master_end.send(dict(setup))
         return list(self._connections)
 
@@ -56,12 +58,8 @@ class LocalTransport(MasterTransport):
     def receive(self, timeout: float) -> tuple[int, Message] | None:
         if not self._connections:
             return None
-        by_handle: dict[Any, int] = {}
-        for worker, connection in self._connections.items():
-            by_handle[connection] = worker
-            by_handle[self._processes[worker].sentinel] = worker
-        for ready in wait(list(by_handle), timeout):
-            worker = by_handle[ready]
+        for ready in wait(list(self._handles), timeout):
+            worker = self._handles[ready]
             connection = self._connections[worker]
             if connection.poll():
                 try:
@@ -80,7 +78,9 @@ class LocalTransport(MasterTransport):
     def _forget(self, worker: int) -> Message:
         """Drop a worker whose process ended; describe how it ended."""
         process = self._processes.pop(worker)
-        self._connections.pop(worker).close()
+        connection = self._connections.pop(worker)
+        del self._handles[connection], self._handles[process.sentinel]
+        connection.close()
         process.join(timeout=5)
         code = process.exitcode
         if code is not None and code < 0:
@@ -104,6 +104,7 @@ class LocalTransport(MasterTransport):
             connection.close()
         self._connections.clear()
         self._processes.clear()
+        self._handles.clear()
 
 
 class PipeChannel(WorkerChannel):
