@@ -8,6 +8,8 @@ import sys
 MASTER_MODULES = [
     "menndl",
     "menndl.cli",
+    "menndl.commands.run",
+    "menndl.commands.check",
     "menndl.job",
     "menndl.launch",
     "menndl.protocol",
@@ -29,6 +31,7 @@ def test_master_modules_do_not_import_torch() -> None:
     code = (
         "import sys, importlib\n"
         f"for name in {MASTER_MODULES!r}: importlib.import_module(name)\n"
+        "import menndl.cli; menndl.cli.build_parser()\n"
         "bad = sorted(m for m in sys.modules if m == 'torch' or m.startswith('torch.') or m.startswith('mpi4py.MPI'))\n"
         "print(','.join(bad))\n"
     )

@@ -1,0 +1,182 @@
+"""``menndl run JOB``: validate everything, then run the master or serve as a worker rank."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import socket
+import sys
+import time
+from pathlib import Path
+
+from menndl import __version__
+from menndl.commands.common import inspect_data
+from menndl.errors import UserError
+from menndl.genome import InputSpec
+from menndl.job import Job, load_job
+from menndl.launch import visible_gpus
+from menndl.master.search import NO_WORKERS, SearchResult
+from menndl.transport.base import MasterTransport
+from menndl.worker.loop import usable_cores
+
+HELP = "run a search (local processes, or MPI ranks under mpiexec/srun)"
+
+
+def add_arguments(run: argparse.ArgumentParser) -> None:
+    """The arguments of ``menndl run``."""
+    run.description = (
+        "Run a search. Without an MPI launcher: local mode, the master here and N worker "
+        "processes. Under mpiexec/srun with K ranks: rank 0 is the master, ranks 1..K-1 are workers."
+    )
+    run.add_argument("job", help="job file (TOML), e.g. jobs/digits.toml")
+    run.add_argument("--library", metavar="PATH", help="HDF5 library to create (default: results/<job>-<time>.h5)")
+    run.add_argument("--evaluations", type=int, metavar="N", help="evaluation budget (overrides the job)")
+    run.add_argument("--time-limit", type=float, metavar="SECONDS", help="wall-time budget (overrides the job)")
+    run.add_argument(
+        "--workers",
+        type=int,
+        metavar="N",
+        help="local mode: worker processes (default: one per visible GPU, else one per usable core)",
+    )
+    run.add_argument("--seed", type=int, metavar="S", help="random seed (overrides the job)")
+
+
+def main(args: argparse.Namespace) -> int:
+    """``menndl run``: validate everything, then run the master (or serve as a worker rank)."""
+    from menndl.launch import detect_launch
+
+    launch = detect_launch()
+    if launch.is_mpi and launch.rank != 0:
+        from menndl.transport.mpi import MPIWorkerChannel
+        from menndl.worker.loop import ignore_stop_signals, run_worker
+
+        ignore_stop_signals()
+        run_worker(MPIWorkerChannel(launch.comm))
+        return 0
+    if not launch.is_mpi:
+        return _run_master(args, None)[0]
+
+    from menndl.transport.mpi import MPIMasterTransport
+
+    transport = MPIMasterTransport(launch.comm)
+    try:
+        status, stragglers = _run_master(args, transport)
+    except BaseException:
+        transport.close()  # releases the worker ranks waiting for their setup
+        raise
+    if stragglers:  # a rank may still be training or hung: end the whole MPI job
+        sys.stdout.flush()
+        sys.stderr.flush()
+        launch.comm.Abort(status or 1)
+    return status
+
+
+def _run_master(args: argparse.Namespace, transport: MasterTransport | None) -> tuple[int, bool]:
+    """Validate the job, data and library path, run the search, report.
+
+    Returns:
+        The exit status, and whether some worker may still be running.
+    """
+    from menndl.library import LibraryWriter
+    from menndl.master import Progress, Search
+    from menndl.transport.local import LocalTransport
+
+    job = load_job(args.job).with_overrides(evaluations=args.evaluations, time_limit=args.time_limit, seed=args.seed)
+    if args.workers is not None and args.workers < 1:
+        raise UserError(f"--workers: expected an integer >= 1, got {args.workers}")
+    if transport is not None and args.workers is not None:
+        raise UserError("--workers applies to local mode only; under MPI every rank but 0 is a worker")
+    library = Path(args.library) if args.library else default_library_path(job.name)
+    check_library_path(library)
+    spec, fingerprint, summary = inspect_data(job)
+
+    if transport is None:
+        transport = LocalTransport(args.workers or default_local_workers(job.training.device))
+    progress = Progress()
+    progress.message(f"[0@{socket.gethostname()}] menndl {__version__}: job {job.path} ({job.name}), {summary}")
+    progress.message(f"[0@{socket.gethostname()}] {transport.description}; library {library}")
+    library.parent.mkdir(parents=True, exist_ok=True)
+    writer = LibraryWriter(library, job_text=job.text, attrs=_library_attrs(job, spec, fingerprint))
+    result = Search(job, spec, fingerprint, transport, writer, progress).run()
+    _report(result)
+    if result.stop_reason == NO_WORKERS:
+        if result.evaluations == 0:
+            library.unlink()  # created by this run and empty: leave nothing behind
+            print("menndl: error: every worker failed before any evaluation; see the messages above", file=sys.stderr)
+        else:
+            print("menndl: error: every worker was lost; see the messages above", file=sys.stderr)
+        return 1, result.stragglers
+    return (130 if result.abandoned else 0), result.stragglers
+
+
+def _library_attrs(job: Job, spec: InputSpec, fingerprint: str) -> dict[str, str | int | float]:
+    return {
+        "menndl_version": __version__,
+        "job_path": str(job.path),
+        "job_name": job.name,
+        "seed": job.seed,
+        "dataset_fingerprint": fingerprint,
+        "input_shape": json.dumps(list(spec.shape)),
+        "num_classes": spec.num_classes,
+        "objectives": ",".join(job.search.objectives),
+    }
+
+
+def _report(result: SearchResult) -> None:
+    """The end of a run: the Pareto front, the totals, the library, the master's own cost."""
+    print_front(result.front)
+    print(
+        f"{result.evaluations} evaluations ({result.failed} failed) in {result.elapsed:.0f}s, "
+        f"best validation accuracy {_fmt(result.best_accuracy)}; stopped: {result.stop_reason}"
+    )
+    print(f"library: {result.library}")
+    cpu = time.process_time()
+    share = 100 * cpu / max(result.elapsed, 1e-9)
+    print(f"master: {cpu:.1f}s CPU in {result.elapsed:.0f}s of search ({share:.0f}% of one core)")
+
+
+def default_local_workers(device: str) -> int:
+    """Local mode's worker count: one per visible GPU when training on GPUs, else one per usable core."""
+    gpus = visible_gpus() if device in ("auto", "cuda") else 0
+    return gpus if gpus > 0 else usable_cores()
+
+
+def default_library_path(job_name: str) -> Path:
+    """``results/<job>-<UTC time>.h5``: a new file per search."""
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
+    return Path("results") / f"{job_name}-{stamp}.h5"
+
+
+def check_library_path(path: Path) -> None:
+    """Refuse, before any work, a library path that exists or cannot be written.
+
+    Raises:
+        UserError: the file exists, or its folder is not writable.
+    """
+    if path.exists():
+        raise UserError(f"{path}: library already exists; choose another --library path (nothing was changed)")
+    folder = path.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
+        raise UserError(f"{path}: cannot create the library: folder {folder} is not writable")
+
+
+def print_front(front: list[dict]) -> None:
+    """Print the Pareto front as a table, most accurate first."""
+    if not front:
+        print("Pareto front: empty (no successful evaluation)")
+        return
+    print(f"Pareto front ({len(front)} architectures):")
+    print(f"{'id':>6}  {'accuracy':>8}  {'params':>10}  {'flops':>12}  {'seconds':>8}  operator")
+    for record in front:
+        print(
+            f"{record['id']:>6}  {record['accuracy']:>8.4f}  {record['params']:>10,}  "
+            f"{record['flops']:>12,}  {record['train_seconds']:>8.2f}  {record['operator']}"
+        )
+
+
+def _fmt(value: float) -> str:
+    return "-" if math.isnan(value) else f"{value:.4f}"
