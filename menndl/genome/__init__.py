@@ -8,58 +8,78 @@ from __future__ import annotations
 
 from menndl.genome.genome import (
     ACTIVATIONS,
+    FORMAT_VERSION,
     MAX_DROPOUT,
     OPTIMIZERS,
     POOL_KINDS,
+    SCHEDULES,
     ConvBlock,
     DenseBlock,
     FeatureBlock,
     Genome,
+    GlobalPoolBlock,
     PoolBlock,
+    SkipBlock,
     TrainParams,
     round_sig,
 )
 from menndl.genome.operators import (
     MUTATIONS,
     add_block,
+    add_skip,
     alter_block,
     alter_training,
     crossover,
     mutate,
     remove_block,
-    repair,
+    remove_skip,
 )
+from menndl.genome.repair import insert_feature, remove_feature, repair
 from menndl.genome.sampling import random_genome
-from menndl.genome.shapes import check, count_flops, count_params, is_valid, layer_shapes
-from menndl.genome.space import InputSpec, InvalidGenome, SearchSpace
+from menndl.genome.schedules import learning_rate_factor
+from menndl.genome.shapes import Layer, check, count_flops, count_params, is_valid, layer_shapes, walk
+from menndl.genome.space import BLOCK_TYPES, InputSpec, InvalidGenome, SearchSpace, resolve_space
 
 __all__ = [
     "ACTIVATIONS",
+    "BLOCK_TYPES",
+    "FORMAT_VERSION",
     "MAX_DROPOUT",
     "MUTATIONS",
     "OPTIMIZERS",
     "POOL_KINDS",
+    "SCHEDULES",
     "ConvBlock",
     "DenseBlock",
     "FeatureBlock",
     "Genome",
+    "GlobalPoolBlock",
     "InputSpec",
     "InvalidGenome",
+    "Layer",
     "PoolBlock",
     "SearchSpace",
+    "SkipBlock",
     "TrainParams",
     "add_block",
+    "add_skip",
     "alter_block",
     "alter_training",
     "check",
     "count_flops",
     "count_params",
     "crossover",
+    "insert_feature",
     "is_valid",
     "layer_shapes",
+    "learning_rate_factor",
     "mutate",
     "random_genome",
     "remove_block",
+    "remove_feature",
+    "remove_skip",
     "repair",
+    "resolve_space",
     "round_sig",
+    "walk",
 ]

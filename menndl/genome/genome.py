@@ -1,9 +1,12 @@
 """Immutable genome data: blocks, training parameters, (de)serialisation, hash.
 
-A :class:`Genome` is plain data.  It knows how to turn itself into a dict or
-canonical JSON and back, and checks that every field holds a sensible value
-on its own.  Whether it fits a search space or an input shape is decided in
-:mod:`menndl.genome.shapes`.
+A :class:`Genome` is plain data: spatial feature blocks (convolution,
+pooling, skip connection), an optional global pooling, dense head blocks and
+training hyperparameters.  It turns itself into a dict or canonical JSON
+(with a format version) and back, and checks that every field holds a
+sensible value on its own.  Whether it fits a search space or an input shape
+is decided in :mod:`menndl.genome.shapes`.  Reading a genome runs no code:
+JSON is parsed and every key and value checked against a fixed list.
 """
 
 from __future__ import annotations
@@ -16,10 +19,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
-ACTIVATIONS: tuple[str, ...] = ("relu", "gelu", "silu")
+ACTIVATIONS: tuple[str, ...] = ("relu", "gelu", "silu", "tanh", "none")  # "none": identity
 POOL_KINDS: tuple[str, ...] = ("max", "avg")
 OPTIMIZERS: tuple[str, ...] = ("adam", "adamw", "sgd")
+SCHEDULES: tuple[str, ...] = ("constant", "cosine", "step", "warmup_cosine")
 MAX_DROPOUT: float = 0.9  # dropout must lie in [0, MAX_DROPOUT)
+FORMAT_VERSION: int = 2  # "format" key of Genome.to_dict(); version 1 (no key) is read and upgraded
 
 
 def round_sig(x: float, digits: int = 3) -> float:
@@ -101,19 +106,30 @@ def _validate(obj: Any, where: str) -> None:
 
 @dataclass(frozen=True)
 class ConvBlock:
-    """A 'same'-padded, stride-1 convolution, optional batch norm, activation.
+    """Convolution, optional batch norm, activation, optional dropout.
+
+    Padding is ``dilation * (kernel - 1) // 2`` ('same' at stride 1), so a
+    spatial size ``n`` becomes ``ceil(n / stride)``.  The convolution has a
+    bias only without batch norm.
 
     Attributes:
         filters: Number of output channels (>= 1).
         kernel: Kernel size along every spatial axis (odd, >= 1).
         activation: One of :data:`ACTIVATIONS`.
         batch_norm: Whether a batch-norm layer follows the convolution.
+        stride: Stride along every spatial axis (>= 1).
+        dilation: Dilation along every spatial axis (>= 1).
+        dropout: Dropout probability after the activation, in ``[0, 0.9)``;
+            0 means no dropout layer.
     """
 
     filters: int
     kernel: int
     activation: str
     batch_norm: bool
+    stride: int = 1
+    dilation: int = 1
+    dropout: float = 0.0
 
     def __post_init__(self) -> None:
         _validate(self, "ConvBlock")
@@ -133,6 +149,44 @@ class PoolBlock:
 
     def __post_init__(self) -> None:
         _validate(self, "PoolBlock")
+
+
+@dataclass(frozen=True)
+class SkipBlock:
+    """Add the output of an earlier feature block to the current tensor.
+
+    The block at position ``i`` of ``Genome.features`` adds the output of
+    block ``i - 1 - span`` (``-1`` is the network input) to the output of
+    block ``i - 1``, then applies ``activation``.  Spans are relative, so a
+    run of blocks keeps its skips when moved by crossover.  When channels
+    differ the source goes through a bias-free 1x1 convolution (strided if
+    spatial sizes differ); when only spatial sizes differ, through average
+    pooling with kernel = stride (``ceil_mode``).
+
+    Attributes:
+        span: How many blocks the connection jumps over (>= 1).
+        activation: Applied after the addition; ``"none"`` for a plain sum.
+    """
+
+    span: int
+    activation: str = "none"
+
+    def __post_init__(self) -> None:
+        _validate(self, "SkipBlock")
+
+
+@dataclass(frozen=True)
+class GlobalPoolBlock:
+    """Global pooling over all spatial axes, between the features and the head.
+
+    Attributes:
+        kind: ``"max"`` or ``"avg"``.
+    """
+
+    kind: str
+
+    def __post_init__(self) -> None:
+        _validate(self, "GlobalPoolBlock")
 
 
 @dataclass(frozen=True)
@@ -158,16 +212,23 @@ class TrainParams:
     """Training hyperparameters.
 
     Attributes:
-        learning_rate: Positive learning rate.
+        learning_rate: Positive peak learning rate.
         batch_size: Mini-batch size (>= 1).
         optimizer: One of :data:`OPTIMIZERS`.
         weight_decay: Non-negative weight decay.
+        momentum: SGD momentum (Nesterov) in ``[0, 1)``; unused by Adam/AdamW.
+        schedule: Learning-rate schedule, one of :data:`SCHEDULES`.
+        budget: Fraction in ``(0, 1]`` of the job's ``[training]`` epochs and
+            seconds this candidate trains for.
     """
 
     learning_rate: float
     batch_size: int
     optimizer: str
     weight_decay: float
+    momentum: float = 0.9
+    schedule: str = "constant"
+    budget: float = 1.0
 
     def __post_init__(self) -> None:
         _validate(self, "TrainParams")
@@ -179,8 +240,13 @@ _RULES: dict[type, dict[str, Callable[[Any], Any]]] = {
         "kernel": _odd_int,
         "activation": _one_of(ACTIVATIONS),
         "batch_norm": _boolean,
+        "stride": _int_min(1),
+        "dilation": _int_min(1),
+        "dropout": _float_in(0.0, MAX_DROPOUT, False, True),
     },
     PoolBlock: {"kind": _one_of(POOL_KINDS), "size": _int_min(2)},
+    SkipBlock: {"span": _int_min(1), "activation": _one_of(ACTIVATIONS)},
+    GlobalPoolBlock: {"kind": _one_of(POOL_KINDS)},
     DenseBlock: {
         "units": _int_min(1),
         "activation": _one_of(ACTIVATIONS),
@@ -191,17 +257,35 @@ _RULES: dict[type, dict[str, Callable[[Any], Any]]] = {
         "batch_size": _int_min(1),
         "optimizer": _one_of(OPTIMIZERS),
         "weight_decay": _float_in(0.0, math.inf, False, False),
+        "momentum": _float_in(0.0, 1.0, False, True),
+        "schedule": _one_of(SCHEDULES),
+        "budget": _float_in(0.0, 1.0, True, False),
     },
 }
 
-FeatureBlock = ConvBlock | PoolBlock
-_FEATURE_TYPES: dict[str, type] = {"conv": ConvBlock, "pool": PoolBlock}
+FeatureBlock = ConvBlock | PoolBlock | SkipBlock
+_FEATURE_TYPES: dict[str, type] = {"conv": ConvBlock, "pool": PoolBlock, "skip": SkipBlock}
 _HEAD_TYPES: dict[str, type] = {"dense": DenseBlock}
-_TYPE_NAMES: dict[type, str] = {ConvBlock: "conv", PoolBlock: "pool", DenseBlock: "dense"}
+_REDUCE_TYPES: dict[str, type] = {"global_pool": GlobalPoolBlock}
+_TYPE_NAMES: dict[type, str] = {
+    ConvBlock: "conv",
+    PoolBlock: "pool",
+    SkipBlock: "skip",
+    GlobalPoolBlock: "global_pool",
+    DenseBlock: "dense",
+}
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {cls: tuple(f.name for f in fields(cls)) for cls in _RULES}
+_GENOME_KEYS = ("format", "features", "reduce", "head", "train")
 
 
 def _fields_dict(obj: Any) -> dict[str, Any]:
-    return {f.name: getattr(obj, f.name) for f in fields(obj)}
+    return {name: getattr(obj, name) for name in _FIELD_NAMES[type(obj)]}
+
+
+def _block_dict(block: Any) -> dict[str, Any]:
+    out = {"type": _TYPE_NAMES[type(block)]}
+    out.update(_fields_dict(block))
+    return out
 
 
 def _check_keys(data: Any, allowed: tuple[str, ...], where: str) -> None:
@@ -217,7 +301,7 @@ def _check_keys(data: Any, allowed: tuple[str, ...], where: str) -> None:
 
 
 def _from_fields(cls: type, data: Any, where: str, extra: tuple[str, ...] = ()) -> Any:
-    names = tuple(f.name for f in fields(cls))
+    names = _FIELD_NAMES[cls]
     _check_keys(data, extra + names, where)
     values = {name: data[name] for name in names}
     for name, rule in _RULES[cls].items():
@@ -232,7 +316,7 @@ def _block_from_dict(data: Any, types: dict[str, type], where: str) -> Any:
     if not isinstance(data, Mapping):
         raise ValueError(f"{where}: expected a mapping, got {type(data).__name__}")
     kind = data.get("type")
-    if kind not in types:
+    if not isinstance(kind, str) or kind not in types:
         raise ValueError(f"{where}: unknown block type {kind!r} (expected {', '.join(types)})")
     return _from_fields(types[kind], data, where, extra=("type",))
 
@@ -243,41 +327,74 @@ def _block_list(data: Any, types: dict[str, type], where: str) -> tuple[Any, ...
     return tuple(_block_from_dict(item, types, f"{where}[{i}]") for i, item in enumerate(data))
 
 
+def _upgrade_v1(data: Mapping[str, Any]) -> dict[str, Any]:
+    """Read a format-1 genome (no ``format`` key): conv/pool features, dense head, 4 training fields.
+
+    Version 1 decoded to exactly what version 2 decodes with stride 1,
+    dilation 1, no conv dropout, flatten, a constant learning rate, Nesterov
+    momentum 0.9 for SGD and the full training budget.
+    """
+    _check_keys(data, ("features", "head", "train"), "genome (format 1)")
+    features = data["features"]
+    if isinstance(features, (list, tuple)):
+        features = [
+            {**b, "stride": 1, "dilation": 1, "dropout": 0.0}
+            if isinstance(b, Mapping) and b.get("type") == "conv" and "stride" not in b
+            else b
+            for b in features
+        ]
+    train = data["train"]
+    if isinstance(train, Mapping) and "schedule" not in train:
+        train = {**train, "momentum": 0.9, "schedule": "constant", "budget": 1.0}
+    return {"format": FORMAT_VERSION, "features": features, "reduce": None, "head": data["head"], "train": train}
+
+
 @dataclass(frozen=True)
 class Genome:
-    """A candidate network: feature blocks, dense head, training parameters.
+    """A candidate network: feature blocks, global pooling, dense head, training parameters.
+
+    The decoded network applies ``features`` in order, then ``reduce``
+    (global pooling; ``None`` flattens), then ``head``, then a linear
+    classifier.
 
     Attributes:
-        features: Convolution and pooling blocks, applied in order.
-        head: Dense blocks after flattening, before the final classifier.
+        features: Convolution, pooling and skip blocks, applied in order.
+        head: Dense blocks after the reduction, before the final classifier.
         train: Training hyperparameters.
+        reduce: Global pooling between features and head, or ``None`` to flatten.
     """
 
     features: tuple[FeatureBlock, ...]
     head: tuple[DenseBlock, ...]
     train: TrainParams
+    reduce: GlobalPoolBlock | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "features", tuple(self.features))
         object.__setattr__(self, "head", tuple(self.head))
         for i, block in enumerate(self.features):
-            if not isinstance(block, (ConvBlock, PoolBlock)):
-                raise ValueError(f"Genome.features[{i}]: expected ConvBlock or PoolBlock, got {block!r}")
+            if type(block) not in (ConvBlock, PoolBlock, SkipBlock):
+                raise ValueError(f"Genome.features[{i}]: expected ConvBlock, PoolBlock or SkipBlock, got {block!r}")
         for i, dense in enumerate(self.head):
-            if not isinstance(dense, DenseBlock):
+            if type(dense) is not DenseBlock:
                 raise ValueError(f"Genome.head[{i}]: expected DenseBlock, got {dense!r}")
-        if not isinstance(self.train, TrainParams):
+        if type(self.train) is not TrainParams:
             raise ValueError(f"Genome.train: expected TrainParams, got {self.train!r}")
+        if self.reduce is not None and type(self.reduce) is not GlobalPoolBlock:
+            raise ValueError(f"Genome.reduce: expected GlobalPoolBlock or None, got {self.reduce!r}")
 
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-ready dict; each block carries a ``"type"`` key.
 
         Returns:
-            ``{"features": [...], "head": [...], "train": {...}}``.
+            ``{"format": 2, "features": [...], "reduce": {...} or None,
+            "head": [...], "train": {...}}``.
         """
         return {
-            "features": [{"type": _TYPE_NAMES[type(b)], **_fields_dict(b)} for b in self.features],
-            "head": [{"type": "dense", **_fields_dict(b)} for b in self.head],
+            "format": FORMAT_VERSION,
+            "features": [_block_dict(b) for b in self.features],
+            "reduce": None if self.reduce is None else _block_dict(self.reduce),
+            "head": [_block_dict(b) for b in self.head],
             "train": _fields_dict(self.train),
         }
 
@@ -285,21 +402,35 @@ class Genome:
     def from_dict(cls, data: Mapping[str, Any]) -> Genome:
         """Build a genome from the output of :meth:`to_dict` (any key order).
 
+        A dict without ``format`` is read as format 1 (the first release's
+        genomes) and upgraded.
+
         Args:
-            data: Mapping with ``features``, ``head`` and ``train``.
+            data: Mapping with ``format``, ``features``, ``reduce``, ``head`` and ``train``.
 
         Returns:
             The genome.
 
         Raises:
             ValueError: One line naming the bad key or value, e.g.
-                ``genome.features[2]: unknown block type 'lstm' (expected conv, pool)``.
+                ``genome.features[2]: unknown block type 'lstm' (expected conv, pool, skip)``.
         """
-        _check_keys(data, ("features", "head", "train"), "genome")
+        if not isinstance(data, Mapping):
+            raise ValueError(f"genome: expected a mapping, got {type(data).__name__}")
+        if "format" not in data:
+            data = _upgrade_v1(data)
+        version = data["format"]
+        if isinstance(version, bool) or version != FORMAT_VERSION:
+            raise ValueError(
+                f"genome.format: unsupported genome format {version!r} (this menndl reads 1 and {FORMAT_VERSION})"
+            )
+        _check_keys(data, _GENOME_KEYS, "genome")
+        reduce = data["reduce"]
         return cls(
             features=_block_list(data["features"], _FEATURE_TYPES, "genome.features"),
             head=_block_list(data["head"], _HEAD_TYPES, "genome.head"),
             train=_from_fields(TrainParams, data["train"], "genome.train"),
+            reduce=None if reduce is None else _block_from_dict(reduce, _REDUCE_TYPES, "genome.reduce"),
         )
 
     def to_json(self) -> str:

@@ -1,10 +1,12 @@
-"""Mutation, crossover and repair of genomes.
+"""Mutation and crossover of genomes.
 
 Every operator takes a ``random.Random`` and is deterministic given its
-state.  Every operator returns a genome that passes
-:func:`menndl.genome.shapes.check`: children are passed through
-:func:`repair`.  A mutation with nothing to change returns its parent
-unchanged; :func:`mutate` then retries.
+state, and returns a genome that passes :func:`menndl.genome.shapes.check`:
+children go through :func:`~menndl.genome.repair.repair`.  A mutation with
+nothing to change returns its parent unchanged; :func:`mutate` then draws
+again.  The operator that made a child and its parents are recorded by the
+caller (``Candidate.operator`` and ``Candidate.parents`` in the evolution,
+the ``operator`` and ``parents`` columns in the library).
 """
 
 from __future__ import annotations
@@ -15,112 +17,50 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
-from menndl.genome.genome import POOL_KINDS, ConvBlock, DenseBlock, Genome, PoolBlock, TrainParams
+from menndl.genome.genome import (
+    POOL_KINDS,
+    ConvBlock,
+    DenseBlock,
+    Genome,
+    GlobalPoolBlock,
+    PoolBlock,
+    SkipBlock,
+    TrainParams,
+)
+from menndl.genome.repair import insert_feature, remove_feature, repair
 from menndl.genome.sampling import (
     POOL_PROBABILITY,
+    random_budget,
     random_conv_block,
     random_dense_block,
+    random_momentum,
+    random_skip_block,
     random_weight_decay,
     round_into,
 )
-from menndl.genome.shapes import layer_shapes
-from menndl.genome.space import InputSpec, InvalidGenome, SearchSpace
+from menndl.genome.space import MUTATION_NAMES, InputSpec, SearchSpace, resolve_space
 
 MUTATE_TRIES = 10  # attempts of mutate() to produce a child that differs
+SKIP_TRIES = 4  # attempts of add_skip() to find a skip whose source maps onto its shape
 
 
-# ---------------------------------------------------------------- repair
+def _count(genome: Genome, kind: type) -> int:
+    return sum(1 for b in genome.features if type(b) is kind)
 
 
-def _nearest(value: int, options: Sequence[int]) -> int:
-    return min(options, key=lambda o: (abs(o - value), o))
+def _depth(genome: Genome) -> int:
+    return sum(1 for b in genome.features if type(b) is not SkipBlock)
 
 
-def _clamp(value: Any, bounds: tuple[Any, Any]) -> Any:
-    return min(max(value, bounds[0]), bounds[1])
-
-
-def _member(value: str, options: tuple[str, ...]) -> str:
-    return value if value in options else options[0]
-
-
-def _clamp_feature(block: ConvBlock | PoolBlock, space: SearchSpace) -> ConvBlock | PoolBlock:
-    if isinstance(block, PoolBlock):
-        return replace(block, size=_nearest(block.size, space.pool_sizes))
-    return replace(
-        block,
-        filters=_clamp(block.filters, space.filters),
-        kernel=_nearest(block.kernel, space.kernels),
-        activation=_member(block.activation, space.activations),
-    )
-
-
-def _clamp_dense(block: DenseBlock, space: SearchSpace) -> DenseBlock:
-    return replace(
-        block,
-        units=_clamp(block.units, space.dense_units),
-        activation=_member(block.activation, space.activations),
-        dropout=_clamp(block.dropout, (0.0, space.max_dropout)),
-    )
-
-
-def _clamp_train(train: TrainParams, space: SearchSpace) -> TrainParams:
-    return replace(
-        train,
-        learning_rate=_clamp(train.learning_rate, space.learning_rate),
-        batch_size=_nearest(train.batch_size, space.batch_sizes),
-        optimizer=_member(train.optimizer, space.optimizers),
-        weight_decay=_clamp(train.weight_decay, space.weight_decay),
-    )
-
-
-def repair(genome: Genome, space: SearchSpace, spec: InputSpec) -> Genome:
-    """Make ``genome`` valid without randomness.
-
-    Values are clamped into ``space`` (nearest allowed choice, first allowed
-    name), blocks beyond the maximum depths are cut, pools that would shrink
-    a spatial size below 1 are dropped, and a genome left with no feature
-    block gets one default convolution.
-
-    Args:
-        genome: Any genome.
-        space: The search space.
-        spec: Input shape and class count.
-
-    Returns:
-        A genome that passes :func:`menndl.genome.shapes.check`.
-    """
-    spatial = spec.shape[1:]
-    features: list[ConvBlock | PoolBlock] = []
-    for block in genome.features[: space.max_features]:
-        block = _clamp_feature(block, space)
-        if isinstance(block, PoolBlock):
-            if min(spatial) // block.size < 1:
-                continue
-            spatial = tuple(n // block.size for n in spatial)
-        features.append(block)
-    if not features:
-        features.append(ConvBlock(space.filters[0], min(space.kernels), space.activations[0], True))
-    head = tuple(_clamp_dense(b, space) for b in genome.head[: space.max_head])
-    return Genome(tuple(features), head, _clamp_train(genome.train, space))
-
-
-# ---------------------------------------------------------------- mutations
-
-
-def _fits(genome: Genome, spec: InputSpec) -> bool:
-    try:
-        layer_shapes(genome, spec)
-    except InvalidGenome:
-        return False
-    return True
+# ---------------------------------------------------------------- add / remove
 
 
 def add_block(genome: Genome, rng: random.Random, space: SearchSpace, spec: InputSpec) -> Genome:
-    """Insert a random block at a random position, if depth allows.
+    """Insert a random conv or pool block (or a dense block in the head), if depth allows.
 
-    A feature insertion is a pool (where one fits) with probability
-    ``POOL_PROBABILITY``, else a convolution.
+    A feature insertion is a pool with probability ``POOL_PROBABILITY``
+    (a convolution if the pool does not fit there).  Later skips keep their
+    sources.
 
     Args:
         genome: The parent.
@@ -131,30 +71,30 @@ def add_block(genome: Genome, rng: random.Random, space: SearchSpace, spec: Inpu
     Returns:
         The child (the repaired parent if both parts are at maximum depth).
     """
+    space = resolve_space(space, spec.spatial_rank)
+    genome = repair(genome, space, spec)
     parts = []
-    if len(genome.features) < space.max_features:
+    if _depth(genome) < space.max_features:
         parts.append("features")
-    if len(genome.head) < space.max_head:
+    if "dense" in space.block_types and len(genome.head) < space.max_head:
         parts.append("head")
     if not parts:
-        return repair(genome, space, spec)
+        return genome
     if rng.choice(parts) == "head":
         pos = rng.randint(0, len(genome.head))
         head = genome.head[:pos] + (random_dense_block(rng, space),) + genome.head[pos:]
         return repair(replace(genome, head=head), space, spec)
     pos = rng.randint(0, len(genome.features))
-    if rng.random() < POOL_PROBABILITY:
+    if "pool" in space.block_types and rng.random() < POOL_PROBABILITY:
         pool = PoolBlock(kind=rng.choice(POOL_KINDS), size=rng.choice(space.pool_sizes))
-        child = replace(genome, features=genome.features[:pos] + (pool,) + genome.features[pos:])
-        if _fits(child, spec):
-            return repair(child, space, spec)
-    conv = random_conv_block(rng, space)
-    child = replace(genome, features=genome.features[:pos] + (conv,) + genome.features[pos:])
-    return repair(child, space, spec)
+        child = repair(insert_feature(genome, pos, pool), space, spec)
+        if len(child.features) > len(genome.features):
+            return child
+    return repair(insert_feature(genome, pos, random_conv_block(rng, space)), space, spec)
 
 
 def remove_block(genome: Genome, rng: random.Random, space: SearchSpace, spec: InputSpec) -> Genome:
-    """Remove one random block; the last feature block is never removed.
+    """Remove one random conv, pool or dense block; the last convolution is never removed.
 
     Args:
         genome: The parent.
@@ -165,17 +105,66 @@ def remove_block(genome: Genome, rng: random.Random, space: SearchSpace, spec: I
     Returns:
         The child (the repaired parent if there is nothing to remove).
     """
-    parts = []
-    if len(genome.features) > 1:
-        parts.append("features")
-    if genome.head:
-        parts.append("head")
-    if not parts:
-        return repair(genome, space, spec)
-    part = rng.choice(parts)
-    blocks = getattr(genome, part)
-    pos = rng.randrange(len(blocks))
-    return repair(replace(genome, **{part: blocks[:pos] + blocks[pos + 1 :]}), space, spec)
+    genome = repair(genome, space, spec)
+    several_convs = _count(genome, ConvBlock) > 1
+    slots = [
+        ("features", i)
+        for i, b in enumerate(genome.features)
+        if type(b) is PoolBlock or (type(b) is ConvBlock and several_convs)
+    ]
+    slots += [("head", i) for i in range(len(genome.head))]
+    if not slots:
+        return genome
+    part, pos = rng.choice(slots)
+    if part == "head":
+        return repair(replace(genome, head=genome.head[:pos] + genome.head[pos + 1 :]), space, spec)
+    return repair(remove_feature(genome, pos), space, spec)
+
+
+def add_skip(genome: Genome, rng: random.Random, space: SearchSpace, spec: InputSpec) -> Genome:
+    """Insert a skip connection at a random position, with a span whose source fits.
+
+    Args:
+        genome: The parent.
+        rng: Random source.
+        space: The search space.
+        spec: Input shape and class count.
+
+    Returns:
+        The child (the repaired parent if no skip fits or skips are at their maximum).
+    """
+    space = resolve_space(space, spec.spatial_rank)
+    genome = repair(genome, space, spec)
+    if "skip" not in space.block_types or _count(genome, SkipBlock) >= space.max_skips:
+        return genome
+    for _ in range(SKIP_TRIES):
+        pos = rng.randint(1, len(genome.features))
+        child = repair(insert_feature(genome, pos, random_skip_block(rng, pos, space)), space, spec)
+        if len(child.features) > len(genome.features):
+            return child
+    return genome
+
+
+def remove_skip(genome: Genome, rng: random.Random, space: SearchSpace, spec: InputSpec) -> Genome:
+    """Remove one random skip connection.
+
+    Args:
+        genome: The parent.
+        rng: Random source.
+        space: The search space.
+        spec: Input shape and class count.
+
+    Returns:
+        The child (the repaired parent if it has no skip).
+    """
+    genome = repair(genome, space, spec)
+    skips = [i for i, b in enumerate(genome.features) if type(b) is SkipBlock]
+    if not skips:
+        return genome
+    return repair(remove_feature(genome, rng.choice(skips)), space, spec)
+
+
+# ---------------------------------------------------------------- alter
 
 
 def _step_int(rng: random.Random, value: int, bounds: tuple[int, int]) -> int | None:
@@ -183,7 +172,7 @@ def _step_int(rng: random.Random, value: int, bounds: tuple[int, int]) -> int | 
     lo, hi = bounds
     if lo == hi:
         return None
-    new = _clamp(round(value * math.exp(rng.gauss(0.0, 0.5))), bounds)
+    new = min(max(round(value * math.exp(rng.gauss(0.0, 0.5))), lo), hi)
     if new == value:
         new = value + 1 if value < hi else value - 1
     return new
@@ -195,72 +184,61 @@ def _other(rng: random.Random, options: Sequence[Any], current: Any) -> Any:
     return rng.choice(others) if others else None
 
 
-def _conv_change(block: ConvBlock, name: str, rng: random.Random, space: SearchSpace) -> Any:
-    if name == "filters":
-        return _step_int(rng, block.filters, space.filters)
-    if name == "kernel":
-        return _other(rng, space.kernels, block.kernel)
-    if name == "activation":
-        return _other(rng, space.activations, block.activation)
-    return not block.batch_norm
+def _dropout_step(rng: random.Random, value: float, space: SearchSpace) -> float | None:
+    new = round_into(value + rng.gauss(0.0, 0.15), (0.0, space.max_dropout))
+    return None if new == value else new
 
 
-def _dense_change(block: DenseBlock, name: str, rng: random.Random, space: SearchSpace) -> Any:
-    if name == "units":
-        return _step_int(rng, block.units, space.dense_units)
-    if name == "activation":
-        return _other(rng, space.activations, block.activation)
-    new = round_into(block.dropout + rng.gauss(0.0, 0.15), (0.0, space.max_dropout))
-    return None if new == block.dropout else new
-
-
-def _altered_feature(
-    genome: Genome, i: int, rng: random.Random, space: SearchSpace, spec: InputSpec
-) -> Genome | None:
-    block = genome.features[i]
-    if isinstance(block, ConvBlock):
-        names = ["filters", "kernel", "activation", "batch_norm"]
-    else:
+def _altered(block: Any, rng: random.Random, space: SearchSpace, position: int) -> Any:
+    """``block`` with one field changed, or None if no field can change."""
+    kind = type(block)
+    if kind is ConvBlock:
+        names = ["filters", "kernel", "stride", "dilation", "activation", "batch_norm", "dropout"]
+    elif kind is PoolBlock:
         names = ["kind", "size"]
+    elif kind is SkipBlock:
+        names = ["span", "activation"]
+    elif kind is DenseBlock:
+        names = ["units", "activation", "dropout"]
+    else:
+        names = ["kind"]
     rng.shuffle(names)
     for name in names:
-        if isinstance(block, ConvBlock):
-            values = [_conv_change(block, name, rng, space)]
+        value: Any = None
+        if name in ("filters", "units"):
+            value = _step_int(rng, getattr(block, name), space.filters if name == "filters" else space.dense_units)  # type: ignore[arg-type]
+        elif name == "kernel":
+            value = _other(rng, space.kernels, block.kernel)  # type: ignore[arg-type]
+        elif name == "stride":
+            value = _other(rng, space.strides, block.stride)  # type: ignore[arg-type]
+        elif name == "dilation":
+            value = _other(rng, space.dilations, block.dilation)  # type: ignore[arg-type]
+        elif name == "activation":
+            options = space.activations if kind is not SkipBlock else (*space.activations, "none")
+            value = _other(rng, options, block.activation)
+        elif name == "batch_norm":
+            value = not block.batch_norm
+        elif name == "dropout":
+            value = _dropout_step(rng, block.dropout, space)
         elif name == "kind":
-            values = [_other(rng, POOL_KINDS, block.kind)]
-        else:
-            values = [s for s in space.pool_sizes if s != block.size]
-            rng.shuffle(values)
-        for value in values:
-            if value is None:
-                continue
-            features = list(genome.features)
-            features[i] = replace(block, **{name: value})
-            child = replace(genome, features=tuple(features))
-            if _fits(child, spec):
-                return child
-    return None
-
-
-def _altered_dense(genome: Genome, i: int, rng: random.Random, space: SearchSpace) -> Genome | None:
-    block = genome.head[i]
-    names = ["units", "activation", "dropout"]
-    rng.shuffle(names)
-    for name in names:
-        value = _dense_change(block, name, rng, space)
+            value = _other(rng, POOL_KINDS, block.kind)
+        elif name == "size":
+            value = _other(rng, space.pool_sizes, block.size)
+        elif name == "span":
+            value = _other(rng, range(1, position + 1), block.span)
         if value is not None:
-            head = list(genome.head)
-            head[i] = replace(block, **{name: value})
-            return replace(genome, head=tuple(head))
+            return replace(block, **{name: value})
     return None
 
 
 def alter_block(genome: Genome, rng: random.Random, space: SearchSpace, spec: InputSpec) -> Genome:
-    """Change one hyperparameter of one random block.
+    """Change one hyperparameter of one random block (or switch flatten/global pooling).
 
-    Conv: filters (log-normal step), kernel, activation, batch norm.  Pool:
-    kind, size.  Dense: units (log-normal step), activation, dropout
-    (Gaussian step).  Blocks and fields with no possible change are skipped.
+    Conv: filters (log-normal step), kernel, stride, dilation, activation,
+    batch norm, dropout.  Pool: kind, size.  Skip: span, activation.  Dense:
+    units (log-normal step), activation, dropout (Gaussian step).  Reduction:
+    flatten <-> global pooling, or max <-> avg.  A change that makes the
+    network invalid is repaired (e.g. a pool that no longer fits is dropped).
 
     Args:
         genome: The parent.
@@ -271,17 +249,25 @@ def alter_block(genome: Genome, rng: random.Random, space: SearchSpace, spec: In
     Returns:
         The child (the repaired parent if no block can change).
     """
+    space = resolve_space(space, spec.spatial_rank)
     genome = repair(genome, space, spec)
     slots = [("features", i) for i in range(len(genome.features))]
     slots += [("head", i) for i in range(len(genome.head))]
+    if "global_pool" in space.block_types:
+        slots.append(("reduce", 0))
     rng.shuffle(slots)
     for part, i in slots:
-        if part == "features":
-            child = _altered_feature(genome, i, rng, space, spec)
-        else:
-            child = _altered_dense(genome, i, rng, space)
-        if child is not None:
-            return repair(child, space, spec)
+        if part == "reduce":
+            if genome.reduce is None:
+                reduce: GlobalPoolBlock | None = GlobalPoolBlock(rng.choice(POOL_KINDS))
+            else:
+                reduce = None if rng.random() < 0.5 else _altered(genome.reduce, rng, space, 0)
+            return repair(replace(genome, reduce=reduce), space, spec)
+        blocks = genome.features if part == "features" else genome.head
+        new = _altered(blocks[i], rng, space, i)
+        if new is not None:
+            changed = blocks[:i] + (new,) + blocks[i + 1 :]
+            return repair(replace(genome, **{part: changed}), space, spec)
     return genome
 
 
@@ -293,15 +279,19 @@ def _train_change(train: TrainParams, name: str, rng: random.Random, space: Sear
         return _other(rng, space.batch_sizes, train.batch_size)
     if name == "optimizer":
         return _other(rng, space.optimizers, train.optimizer)
-    new = random_weight_decay(rng, space)
-    return None if new == train.weight_decay else new
+    if name == "schedule":
+        return _other(rng, space.schedules, train.schedule)
+    draw = {"weight_decay": random_weight_decay, "momentum": random_momentum, "budget": random_budget}[name]
+    new = draw(rng, space)
+    return None if new == getattr(train, name) else new
 
 
 def alter_training(genome: Genome, rng: random.Random, space: SearchSpace, spec: InputSpec) -> Genome:
     """Change one training hyperparameter.
 
-    Learning rate: log-normal step, clamped and rounded.  Batch size and
-    optimizer: another allowed choice.  Weight decay: a fresh draw.
+    Learning rate: log-normal step, clamped and rounded.  Batch size,
+    optimizer and schedule: another allowed choice.  Weight decay, momentum
+    and budget: a fresh draw.
 
     Args:
         genome: The parent.
@@ -312,8 +302,9 @@ def alter_training(genome: Genome, rng: random.Random, space: SearchSpace, spec:
     Returns:
         The child (the repaired parent if nothing can change).
     """
+    space = resolve_space(space, spec.spatial_rank)
     genome = repair(genome, space, spec)
-    names = ["learning_rate", "batch_size", "optimizer", "weight_decay"]
+    names = ["learning_rate", "batch_size", "optimizer", "weight_decay", "momentum", "schedule", "budget"]
     rng.shuffle(names)
     for name in names:
         value = _train_change(genome.train, name, rng, space)
@@ -328,19 +319,30 @@ MUTATIONS: dict[str, Mutation] = {
     "add_block": add_block,
     "remove_block": remove_block,
     "alter_block": alter_block,
+    "add_skip": add_skip,
+    "remove_skip": remove_skip,
     "alter_training": alter_training,
 }
+assert tuple(MUTATIONS) == MUTATION_NAMES
 
 
-def _pick(rng: random.Random, weights: Mapping[str, float]) -> str:
-    names = [name for name in MUTATIONS if weights.get(name, 0.0) > 0]
-    total = sum(weights[name] for name in names)
+def _pick(rng: random.Random, names: list[str], weights: Mapping[str, float], total: float) -> str:
     point = rng.random() * total
     for name in names:
         point -= weights[name]
         if point < 0:
             return name
     return names[-1]
+
+
+def _checked_weights(weights: Mapping[str, float]) -> None:
+    for name, weight in weights.items():
+        if name not in MUTATIONS:
+            raise ValueError(f"mutation weights: unknown operator {name!r} (expected {', '.join(MUTATIONS)})")
+        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not 0 <= weight < math.inf:
+            raise ValueError(f"mutation weights.{name}: expected a finite number >= 0, got {weight!r}")
+    if not any(weight > 0 for weight in weights.values()):
+        raise ValueError("mutation weights: expected at least one positive weight")
 
 
 def mutate(
@@ -352,9 +354,10 @@ def mutate(
 ) -> tuple[Genome, str]:
     """Apply one randomly chosen mutation operator.
 
-    The operator is drawn by ``weights`` (equal by default).  If the child
-    equals the parent, another draw is made, up to ``MUTATE_TRIES`` times;
-    only in a space with no room to change can the parent come back.
+    The operator is drawn by ``weights`` (by default the space's
+    ``mutation_*`` weights).  If the child equals the parent, another draw is
+    made, up to ``MUTATE_TRIES`` times; only in a space with no room to
+    change can the (repaired) parent come back.
 
     Args:
         genome: The parent.
@@ -371,18 +374,16 @@ def mutate(
         ValueError: If ``weights`` names an unknown operator, has a negative
             or non-numeric weight, or has no positive weight.
     """
+    space = resolve_space(space, spec.spatial_rank)
     if weights is None:
-        weights = {name: 1.0 for name in MUTATIONS}
-    for name, weight in weights.items():
-        if name not in MUTATIONS:
-            raise ValueError(f"mutation weights: unknown operator {name!r} (expected {', '.join(MUTATIONS)})")
-        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not 0 <= weight < math.inf:
-            raise ValueError(f"mutation weights.{name}: expected a finite number >= 0, got {weight!r}")
-    if not any(weight > 0 for weight in weights.values()):
-        raise ValueError("mutation weights: expected at least one positive weight")
+        weights = space.mutation_weights
+    else:
+        _checked_weights(weights)
+    names = [name for name in MUTATIONS if weights.get(name, 0.0) > 0]
+    total = sum(weights[name] for name in names)
     child, name = genome, ""
     for _ in range(MUTATE_TRIES):
-        name = _pick(rng, weights)
+        name = _pick(rng, names, weights, total)
         child = MUTATIONS[name](genome, rng, space, spec)
         if child != genome:
             break
@@ -396,8 +397,9 @@ def crossover(a: Genome, b: Genome, rng: random.Random, space: SearchSpace, spec
     """Cut-and-splice crossover of two parents.
 
     Features are ``a.features[:i] + b.features[j:]`` with ``i >= 1`` (so at
-    least one block of ``a`` survives); the head is spliced the same way
-    (``i`` may be 0).  Each training field comes from ``a`` or ``b`` at
+    least one block of ``a`` survives): runs of blocks keep their relative
+    skips.  The head is spliced the same way (``i`` may be 0), the reduction
+    comes from either parent, and each training field from ``a`` or ``b`` at
     random.  The child is repaired.
 
     Args:
@@ -416,10 +418,11 @@ def crossover(a: Genome, b: Genome, rng: random.Random, space: SearchSpace, spec
     i = rng.randint(0, len(a.head))
     j = rng.randint(0, len(b.head))
     head = a.head[:i] + b.head[j:]
+    reduce = a.reduce if rng.random() < 0.5 else b.reduce
     train = TrainParams(
         **{
-            name: getattr(rng.choice((a.train, b.train)), name)
-            for name in ("learning_rate", "batch_size", "optimizer", "weight_decay")
+            name: getattr(a.train if rng.random() < 0.5 else b.train, name)
+            for name in ("learning_rate", "batch_size", "optimizer", "weight_decay", "momentum", "schedule", "budget")
         }
     )
-    return repair(Genome(features, head, train), space, spec)
+    return repair(Genome(features, head, train, reduce), space, spec)

@@ -13,14 +13,19 @@ from menndl.genome.genome import (
     POOL_KINDS,
     ConvBlock,
     DenseBlock,
+    FeatureBlock,
     Genome,
+    GlobalPoolBlock,
     PoolBlock,
+    SkipBlock,
     TrainParams,
     round_sig,
 )
-from menndl.genome.space import InputSpec, SearchSpace
+from menndl.genome.repair import insert_feature, repair
+from menndl.genome.space import InputSpec, SearchSpace, resolve_space
 
 POOL_PROBABILITY = 0.3  # chance that a non-first random feature block is a pool
+SKIP_PROBABILITY = 0.3  # chance of each of the up to max_skips skip connections of a random genome
 
 
 def round_into(x: float, bounds: tuple[float, float]) -> float:
@@ -56,20 +61,28 @@ def log_uniform_int(rng: random.Random, bounds: tuple[int, int]) -> int:
 
 
 def random_conv_block(rng: random.Random, space: SearchSpace) -> ConvBlock:
-    """Draw a random convolution block from ``space``.
+    """Draw a random convolution block from a resolved ``space``.
+
+    Stride and dilation other than 1 are each drawn one time in four (when
+    the space allows them), so most convolutions keep the spatial size.
 
     Args:
         rng: Random source.
-        space: The search space.
+        space: The search space, resolved for the data's rank.
 
     Returns:
         The block.
     """
+    strides = space.strides or (1,)
+    dilations = space.dilations or (1,)
     return ConvBlock(
-        filters=log_uniform_int(rng, space.filters),
-        kernel=rng.choice(space.kernels),
+        filters=log_uniform_int(rng, space.filters or (8, 64)),
+        kernel=rng.choice(space.kernels or (3,)),
         activation=rng.choice(space.activations),
         batch_norm=rng.random() < 0.5,
+        stride=rng.choice(strides) if rng.random() < 0.25 else min(strides),
+        dilation=rng.choice(dilations) if rng.random() < 0.25 else min(dilations),
+        dropout=random_dropout(rng, space) if rng.random() < 0.25 else 0.0,
     )
 
 
@@ -118,6 +131,16 @@ def random_weight_decay(rng: random.Random, space: SearchSpace) -> float:
     return round_into(x, space.weight_decay)
 
 
+def random_momentum(rng: random.Random, space: SearchSpace) -> float:
+    """Draw an SGD momentum uniformly from ``space.momentum``, rounded to 3 significant digits."""
+    return round_into(rng.uniform(*space.momentum), space.momentum)
+
+
+def random_budget(rng: random.Random, space: SearchSpace) -> float:
+    """Draw a training budget fraction uniformly from ``space.budget``, rounded to 3 significant digits."""
+    return round_into(rng.uniform(*space.budget), space.budget)
+
+
 def random_train_params(rng: random.Random, space: SearchSpace) -> TrainParams:
     """Draw random training hyperparameters from ``space``.
 
@@ -133,20 +156,52 @@ def random_train_params(rng: random.Random, space: SearchSpace) -> TrainParams:
         batch_size=rng.choice(space.batch_sizes),
         optimizer=rng.choice(space.optimizers),
         weight_decay=random_weight_decay(rng, space),
+        momentum=random_momentum(rng, space),
+        schedule=rng.choice(space.schedules),
+        budget=random_budget(rng, space),
     )
 
 
-def fitting_pool_sizes(spatial: tuple[int, ...], space: SearchSpace) -> list[int]:
-    """Pool sizes of ``space`` that keep every size of ``spatial`` >= 1.
+def random_pool_block(rng: random.Random, spatial: tuple[int, ...], space: SearchSpace) -> PoolBlock | None:
+    """Draw a pooling block that keeps every spatial size >= 1, or None if none fits.
 
     Args:
-        spatial: Current spatial sizes.
+        rng: Random source.
+        spatial: Spatial sizes where the block goes.
         space: The search space.
 
     Returns:
-        The fitting sizes, in the order of ``space.pool_sizes``.
+        The block or None.
     """
-    return [s for s in space.pool_sizes if min(spatial) // s >= 1]
+    smallest = min(spatial)
+    sizes = [s for s in space.pool_sizes if smallest // s >= 1]
+    if not sizes:
+        return None
+    return PoolBlock(kind=rng.choice(POOL_KINDS), size=rng.choice(sizes))
+
+
+def random_skip_block(rng: random.Random, position: int, space: SearchSpace) -> SkipBlock:
+    """Draw a skip block for ``position`` in the features (its span reaches at most the input).
+
+    Spans of 2 (a residual pair) are drawn half the time when possible.
+
+    Args:
+        rng: Random source.
+        position: Index the block will have in ``Genome.features`` (>= 1).
+        space: The search space.
+
+    Returns:
+        The block (its shapes still need checking).
+    """
+    span = 2 if position >= 2 and rng.random() < 0.5 else rng.randint(1, max(1, position))
+    return SkipBlock(span=span, activation=rng.choice((*space.activations, "none")))
+
+
+def random_reduce(rng: random.Random, space: SearchSpace) -> GlobalPoolBlock | None:
+    """Global pooling (max or avg) half the time when the space allows it, else None (flatten)."""
+    if "global_pool" in space.block_types and rng.random() < 0.5:
+        return GlobalPoolBlock(rng.choice(POOL_KINDS))
+    return None
 
 
 def random_genome(rng: random.Random, space: SearchSpace, spec: InputSpec) -> Genome:
@@ -154,6 +209,9 @@ def random_genome(rng: random.Random, space: SearchSpace, spec: InputSpec) -> Ge
 
     The first feature block is a convolution; later ones are pools with
     probability :data:`POOL_PROBABILITY` where a pool size still fits.
+    Skip connections are then inserted (each of up to ``max_skips`` with
+    probability :data:`SKIP_PROBABILITY`), the reduction and head drawn, and
+    the result repaired (a skip that cannot map its source is dropped).
 
     Args:
         rng: Random source.
@@ -161,17 +219,27 @@ def random_genome(rng: random.Random, space: SearchSpace, spec: InputSpec) -> Ge
         spec: Input shape and class count.
 
     Returns:
-        A genome with 1..max_features feature blocks and 0..max_head dense blocks.
+        A genome with 1..max_features conv/pool blocks and 0..max_head dense blocks.
     """
+    space = resolve_space(space, spec.spatial_rank)
     spatial = spec.shape[1:]
-    features: list[ConvBlock | PoolBlock] = [random_conv_block(rng, space)]
+    pools = "pool" in space.block_types
+    features: list[FeatureBlock] = [random_conv_block(rng, space)]
     for _ in range(rng.randint(1, space.max_features) - 1):
-        sizes = fitting_pool_sizes(spatial, space)
-        if sizes and rng.random() < POOL_PROBABILITY:
-            size = rng.choice(sizes)
-            features.append(PoolBlock(kind=rng.choice(POOL_KINDS), size=size))
-            spatial = tuple(n // size for n in spatial)
+        pool = random_pool_block(rng, spatial, space) if pools and rng.random() < POOL_PROBABILITY else None
+        block = pool or random_conv_block(rng, space)
+        if isinstance(block, PoolBlock):
+            spatial = tuple(n // block.size for n in spatial)
         else:
-            features.append(random_conv_block(rng, space))
-    head = [random_dense_block(rng, space) for _ in range(rng.randint(0, space.max_head))]
-    return Genome(tuple(features), tuple(head), random_train_params(rng, space))
+            spatial = tuple(-(-n // block.stride) for n in spatial)
+        features.append(block)
+    genome = Genome(tuple(features), (), random_train_params(rng, space), random_reduce(rng, space))
+    if "skip" in space.block_types:
+        for _ in range(space.max_skips):
+            if rng.random() < SKIP_PROBABILITY:
+                position = rng.randint(1, len(genome.features))
+                genome = insert_feature(genome, position, random_skip_block(rng, position, space))
+    if "dense" in space.block_types:
+        head = tuple(random_dense_block(rng, space) for _ in range(rng.randint(0, space.max_head)))
+        genome = Genome(genome.features, head, genome.train, genome.reduce)
+    return repair(genome, space, spec)

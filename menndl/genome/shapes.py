@@ -1,58 +1,151 @@
 """Shape tracking, size/cost estimates and validity checks of genomes.
 
 Plain Python: no torch.  Shapes follow the decoder in
-:mod:`menndl.genome.decode`: convolutions use 'same' padding and stride 1,
-pooling uses kernel = stride = size, so a spatial size ``n`` becomes
-``n // size``.
+:mod:`menndl.genome.decode`: a convolution maps a spatial size ``n`` to
+``ceil(n / stride)``, a pooling block to ``n // size``; a skip connection
+keeps the current shape and maps its source onto it (see
+:func:`skip_strides`).  Parameter counts are exact; FLOPs are counted the way
+``torch.utils.flop_counter`` counts them: 2 per multiply-add of convolutions
+and linear layers, nothing for biases, normalisation, activations, pooling
+or additions.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any
+from collections.abc import Iterator
+from typing import Any, NamedTuple
 
-from menndl.genome.genome import ConvBlock, Genome
-from menndl.genome.space import InputSpec, InvalidGenome, SearchSpace
+from menndl.genome.genome import ConvBlock, DenseBlock, Genome, GlobalPoolBlock, PoolBlock, SkipBlock
+from menndl.genome.space import InputSpec, InvalidGenome, SearchSpace, resolve_space
 
 # ---------------------------------------------------------------- shapes
 
 
+def skip_strides(source: tuple[int, ...], target: tuple[int, ...]) -> tuple[int, ...] | None:
+    """Per-axis stride that maps a skip's source spatial sizes onto the target's.
+
+    A strided 1x1 convolution or a pooling with kernel = stride = ``s`` in
+    ``ceil_mode`` maps ``n`` to ``ceil(n / s)``; the smallest fitting ``s``
+    per axis is returned.
+
+    Args:
+        source: Spatial sizes of the skip's source.
+        target: Spatial sizes of the tensor it is added to.
+
+    Returns:
+        The strides, or None if some axis cannot be mapped exactly.
+    """
+    strides = []
+    for n, t in zip(source, target):
+        if t == n:
+            strides.append(1)
+            continue
+        if t > n:
+            return None
+        s = -(-n // t)
+        if -(-n // s) != t:
+            return None
+        strides.append(s)
+    return tuple(strides)
+
+
+class Layer(NamedTuple):
+    """One row of the decoded network: a genome block and what it produces."""
+
+    part: str  # "features", "reduce", "head" or "classifier"
+    index: int  # position within its part
+    block: Any  # the genome block; None for flatten and the classifier
+    shape: tuple[int, ...]  # output shape without the batch axis
+    params: int
+    flops: int  # forward FLOPs per sample
+    source: int  # skip: feature index of the source (-1: network input); else -1
+    projection: str  # skip: "", "conv" (1x1 projection) or "pool"
+
+
+def walk(genome: Genome, spec: InputSpec) -> Iterator[Layer]:
+    """Yield every layer of the decoded network with its shape, parameters and FLOPs.
+
+    Args:
+        genome: The genome.
+        spec: Input shape and class count.
+
+    Yields:
+        One :class:`Layer` per feature block, one for the reduction (global
+        pooling or flatten), one per dense block, one for the classifier.
+
+    Raises:
+        InvalidGenome: A pool shrinks a spatial size below 1, or a skip reaches
+            before the input or cannot be mapped onto the current shape.
+    """
+    rank = spec.spatial_rank
+    channels, spatial = spec.shape[0], spec.shape[1:]
+    outputs: list[tuple[int, ...]] = [spec.shape]  # outputs[j + 1]: output of feature block j
+    for i, block in enumerate(genome.features):
+        kind = type(block)
+        params = flops = 0
+        source, projection = -1, ""
+        if kind is ConvBlock:
+            stride = block.stride
+            spatial = tuple(-(-n // stride) for n in spatial)
+            weights = channels * block.filters * block.kernel**rank
+            params = weights + (2 * block.filters if block.batch_norm else block.filters)
+            flops = 2 * weights * math.prod(spatial)
+            channels = block.filters
+        elif kind is PoolBlock:
+            smaller = tuple(n // block.size for n in spatial)
+            if min(smaller) < 1:
+                raise InvalidGenome(
+                    f"genome.features[{i}]: pool of size {block.size} shrinks spatial shape {spatial} to {smaller}"
+                )
+            spatial = smaller
+        else:
+            source = i - 1 - block.span
+            if source < -1:
+                raise InvalidGenome(
+                    f"genome.features[{i}]: skip of span {block.span} reaches before the input "
+                    f"(at most {i} blocks precede it)"
+                )
+            src = outputs[source + 1]
+            strides = skip_strides(src[1:], spatial)
+            if strides is None:
+                raise InvalidGenome(
+                    f"genome.features[{i}]: skip cannot map shape {src} of block {source} onto {(channels, *spatial)}"
+                )
+            if src[0] != channels:
+                projection = "conv"
+                params = src[0] * channels
+                flops = 2 * params * math.prod(spatial)
+            elif any(s != 1 for s in strides):
+                projection = "pool"
+        shape = (channels, *spatial)
+        outputs.append(shape)
+        yield Layer("features", i, block, shape, params, flops, source, projection)
+    width = channels if genome.reduce is not None else channels * math.prod(spatial)
+    yield Layer("reduce", 0, genome.reduce, (width,), 0, 0, -1, "")
+    for i, dense in enumerate(genome.head):
+        yield Layer("head", i, dense, (dense.units,), width * dense.units + dense.units, 2 * width * dense.units, -1, "")
+        width = dense.units
+    classes = spec.num_classes
+    yield Layer("classifier", 0, None, (classes,), width * classes + classes, 2 * width * classes, -1, "")
+
+
 def layer_shapes(genome: Genome, spec: InputSpec) -> list[tuple[int, ...]]:
-    """Output shape after every layer block of the decoded network.
+    """Output shape after every layer of the decoded network.
 
     Args:
         genome: The genome.
         spec: Input shape and class count.
 
     Returns:
-        ``(C, *spatial)`` after each feature block, ``(units,)`` after each
-        dense block, then ``(num_classes,)``.
+        ``(C, *spatial)`` after each feature block, ``(width,)`` after the
+        reduction (global pooling or flatten), ``(units,)`` after each dense
+        block, then ``(num_classes,)``.
 
     Raises:
-        InvalidGenome: If a pooling block shrinks a spatial size below 1.
+        InvalidGenome: As :func:`walk`.
     """
-    channels, spatial = spec.shape[0], spec.shape[1:]
-    shapes: list[tuple[int, ...]] = []
-    for i, block in enumerate(genome.features):
-        if isinstance(block, ConvBlock):
-            channels = block.filters
-        else:
-            smaller = tuple(n // block.size for n in spatial)
-            if min(smaller) < 1:
-                raise InvalidGenome(
-                    f"genome.features[{i}]: pool of size {block.size} shrinks spatial shape "
-                    f"{spatial} to {smaller}"
-                )
-            spatial = smaller
-        shapes.append((channels, *spatial))
-    shapes.extend((block.units,) for block in genome.head)
-    shapes.append((spec.num_classes,))
-    return shapes
-
-
-def _flat_size(genome: Genome, spec: InputSpec, shapes: list[tuple[int, ...]]) -> int:
-    last = shapes[len(genome.features) - 1] if genome.features else spec.shape
-    return math.prod(last)
+    return [layer.shape for layer in walk(genome, spec)]
 
 
 def count_params(genome: Genome, spec: InputSpec) -> int:
@@ -64,49 +157,31 @@ def count_params(genome: Genome, spec: InputSpec) -> int:
 
     Returns:
         Parameter count (conv bias only without batch norm; batch norm has
-        ``2 * C``).
+        ``2 * C``; a skip's 1x1 projection has no bias).
 
     Raises:
         InvalidGenome: If the genome does not fit ``spec``.
     """
-    shapes = layer_shapes(genome, spec)
-    total, channels = 0, spec.shape[0]
-    for block in genome.features:
-        if isinstance(block, ConvBlock):
-            total += channels * block.filters * block.kernel ** spec.spatial_rank
-            total += 2 * block.filters if block.batch_norm else block.filters
-            channels = block.filters
-    width = _flat_size(genome, spec, shapes)
-    for units in [b.units for b in genome.head] + [spec.num_classes]:
-        total += width * units + units
-        width = units
-    return total
+    return sum(layer.params for layer in walk(genome, spec))
 
 
 def count_flops(genome: Genome, spec: InputSpec) -> int:
     """Forward FLOPs per sample of conv and linear layers (2 per multiply-add).
+
+    Counted as ``torch.utils.flop_counter.FlopCounterMode`` does.
 
     Args:
         genome: The genome.
         spec: Input shape and class count.
 
     Returns:
-        The FLOP count; pooling, normalisation and activations are ignored.
+        The FLOP count; biases, pooling, normalisation, additions and
+        activations are ignored.
 
     Raises:
         InvalidGenome: If the genome does not fit ``spec``.
     """
-    shapes = layer_shapes(genome, spec)
-    total, channels = 0, spec.shape[0]
-    for block, shape in zip(genome.features, shapes):
-        if isinstance(block, ConvBlock):
-            total += 2 * channels * block.kernel ** spec.spatial_rank * math.prod(shape)
-            channels = block.filters
-    width = _flat_size(genome, spec, shapes)
-    for units in [b.units for b in genome.head] + [spec.num_classes]:
-        total += 2 * width * units
-        width = units
-    return total
+    return sum(layer.flops for layer in walk(genome, spec))
 
 
 # ---------------------------------------------------------------- validity
@@ -126,6 +201,39 @@ def _check_member(where: str, value: Any, options: tuple[Any, ...], field: str) 
         raise _outside(where, value, f"space.{field} = {list(options)}")
 
 
+def _check_type(where: str, name: str, space: SearchSpace) -> None:
+    if name not in space.block_types:
+        raise InvalidGenome(f"{where}: block type {name!r} is not in space.block_types = {list(space.block_types)}")
+
+
+def _check_features(genome: Genome, space: SearchSpace) -> None:
+    convs = pools = skips = 0
+    for i, block in enumerate(genome.features):
+        where = f"genome.features[{i}]"
+        if type(block) is ConvBlock:
+            convs += 1
+            _check_range(f"{where}.filters", block.filters, space.filters, "filters")  # type: ignore[arg-type]
+            _check_member(f"{where}.kernel", block.kernel, space.kernels, "kernels")  # type: ignore[arg-type]
+            _check_member(f"{where}.stride", block.stride, space.strides, "strides")  # type: ignore[arg-type]
+            _check_member(f"{where}.dilation", block.dilation, space.dilations, "dilations")  # type: ignore[arg-type]
+            _check_member(f"{where}.activation", block.activation, space.activations, "activations")
+            _check_range(f"{where}.dropout", block.dropout, (0.0, space.max_dropout), "max_dropout")
+        elif type(block) is PoolBlock:
+            pools += 1
+            _check_type(where, "pool", space)
+            _check_member(f"{where}.size", block.size, space.pool_sizes, "pool_sizes")
+        else:
+            skips += 1
+            _check_type(where, "skip", space)
+            _check_member(f"{where}.activation", block.activation, (*space.activations, "none"), "activations")
+    if convs == 0:
+        raise InvalidGenome("genome.features: at least one conv block is required")
+    if convs + pools > space.max_features:
+        raise InvalidGenome(f"genome.features: {convs + pools} conv/pool blocks, space.max_features is {space.max_features}")
+    if skips > space.max_skips:
+        raise InvalidGenome(f"genome.features: {skips} skip blocks, space.max_skips is {space.max_skips}")
+
+
 def check(genome: Genome, space: SearchSpace, spec: InputSpec) -> None:
     """Raise :class:`InvalidGenome` unless ``genome`` fits ``space`` and ``spec``.
 
@@ -135,25 +243,18 @@ def check(genome: Genome, space: SearchSpace, spec: InputSpec) -> None:
         spec: Input shape and class count.
 
     Raises:
-        InvalidGenome: No feature blocks, too many blocks, a value outside the
-            space, or a spatial size shrunk below 1.
+        InvalidGenome: No conv block, too many blocks, a block type or value
+            outside the space, a spatial size shrunk below 1, or a skip whose
+            source does not exist or cannot be mapped.
     """
-    if not genome.features:
-        raise InvalidGenome("genome.features: at least one feature block is required")
-    if len(genome.features) > space.max_features:
-        raise InvalidGenome(
-            f"genome.features: {len(genome.features)} blocks, space.max_features is {space.max_features}"
-        )
+    space = resolve_space(space, spec.spatial_rank)
+    _check_features(genome, space)
+    if genome.reduce is not None:
+        _check_type("genome.reduce", "global_pool", space)
+    if genome.head:
+        _check_type("genome.head", "dense", space)
     if len(genome.head) > space.max_head:
         raise InvalidGenome(f"genome.head: {len(genome.head)} blocks, space.max_head is {space.max_head}")
-    for i, block in enumerate(genome.features):
-        where = f"genome.features[{i}]"
-        if isinstance(block, ConvBlock):
-            _check_range(f"{where}.filters", block.filters, space.filters, "filters")
-            _check_member(f"{where}.kernel", block.kernel, space.kernels, "kernels")
-            _check_member(f"{where}.activation", block.activation, space.activations, "activations")
-        else:
-            _check_member(f"{where}.size", block.size, space.pool_sizes, "pool_sizes")
     for i, dense in enumerate(genome.head):
         where = f"genome.head[{i}]"
         _check_range(f"{where}.units", dense.units, space.dense_units, "dense_units")
@@ -164,7 +265,11 @@ def check(genome: Genome, space: SearchSpace, spec: InputSpec) -> None:
     _check_member("genome.train.batch_size", t.batch_size, space.batch_sizes, "batch_sizes")
     _check_member("genome.train.optimizer", t.optimizer, space.optimizers, "optimizers")
     _check_range("genome.train.weight_decay", t.weight_decay, space.weight_decay, "weight_decay")
-    layer_shapes(genome, spec)
+    _check_range("genome.train.momentum", t.momentum, space.momentum, "momentum")
+    _check_member("genome.train.schedule", t.schedule, space.schedules, "schedules")
+    _check_range("genome.train.budget", t.budget, space.budget, "budget")
+    for _ in walk(genome, spec):
+        pass
 
 
 def is_valid(genome: Genome, space: SearchSpace, spec: InputSpec) -> bool:
@@ -183,3 +288,5 @@ def is_valid(genome: Genome, space: SearchSpace, spec: InputSpec) -> bool:
     except InvalidGenome:
         return False
     return True
+
+

@@ -8,10 +8,27 @@ live in :mod:`menndl.genome.shapes`; random sampling in
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, fields
+import functools
+from dataclasses import dataclass, fields, replace
 from typing import Any
 
-from menndl.genome.genome import ACTIVATIONS, MAX_DROPOUT, OPTIMIZERS
+from menndl.genome.genome import ACTIVATIONS, MAX_DROPOUT, OPTIMIZERS, SCHEDULES
+
+BLOCK_TYPES: tuple[str, ...] = ("conv", "pool", "skip", "global_pool", "dense")
+MUTATION_NAMES: tuple[str, ...] = (
+    "add_block",
+    "remove_block",
+    "alter_block",
+    "add_skip",
+    "remove_skip",
+    "alter_training",
+)
+# Defaults of the rank-dependent [space] keys (a key left unset, i.e. None, takes these).
+RANK_DEFAULTS: dict[int, dict[str, tuple[int, ...]]] = {
+    1: {"filters": (8, 64), "kernels": (3, 5, 7, 9), "strides": (1, 2), "dilations": (1, 2, 4)},
+    2: {"filters": (8, 64), "kernels": (1, 3, 5), "strides": (1, 2), "dilations": (1, 2)},
+    3: {"filters": (4, 32), "kernels": (1, 3), "strides": (1, 2), "dilations": (1,)},
+}
 
 
 class InvalidGenome(ValueError):
@@ -94,13 +111,17 @@ class SearchSpace:
     """Bounds of the architecture and training search (a job's ``[space]``).
 
     Ranges are inclusive ``(min, max)`` pairs.  Lists given as Python lists
-    are converted to tuples.
+    are converted to tuples.  Keys that default to ``None`` take a default
+    that depends on the data's spatial rank (:data:`RANK_DEFAULTS`); the
+    genome functions resolve them with :func:`resolve_space`.
 
     Attributes:
         max_features: Maximum number of conv + pool blocks (>= 1).
         max_head: Maximum number of dense blocks (>= 0).
-        filters: Range of conv output channels, sampled log-uniformly.
-        kernels: Allowed conv kernel sizes (odd).
+        filters: Range of conv output channels, sampled log-uniformly
+            (rank default: [8, 64]; 3-D [4, 32]).
+        kernels: Allowed conv kernel sizes (odd; rank default: 1-D [3, 5, 7, 9],
+            2-D [1, 3, 5], 3-D [1, 3]).
         pool_sizes: Allowed pooling sizes (>= 2).
         dense_units: Range of dense units, sampled log-uniformly.
         activations: Allowed activations.
@@ -109,12 +130,23 @@ class SearchSpace:
         optimizers: Allowed optimizers.
         weight_decay: Range of weight decay (log-uniform if min > 0, else uniform).
         max_dropout: Largest dropout probability, in ``[0, 0.9)``.
+        block_types: Block types the search may use, from :data:`BLOCK_TYPES`
+            (``conv`` is required).
+        max_skips: Maximum number of skip connections (>= 0).
+        strides: Allowed conv strides (rank default [1, 2]).
+        dilations: Allowed conv dilations (rank default: 1-D [1, 2, 4], 2-D [1, 2], 3-D [1]).
+        momentum: Range of SGD momentum, in ``[0, 1)``.
+        schedules: Allowed learning-rate schedules, from :data:`SCHEDULES`.
+        budget: Range of the training budget, as a fraction in ``(0, 1]`` of
+            the job's ``[training]`` epochs and seconds.
+        mutation_add_block ... mutation_alter_training: Relative weight of
+            each mutation operator (its probability is weight / sum of weights).
     """
 
     max_features: int = 6
     max_head: int = 2
-    filters: tuple[int, int] = (8, 64)
-    kernels: tuple[int, ...] = (1, 3, 5)
+    filters: tuple[int, int] | None = None
+    kernels: tuple[int, ...] | None = None
     pool_sizes: tuple[int, ...] = (2,)
     dense_units: tuple[int, int] = (16, 256)
     activations: tuple[str, ...] = ("relu", "gelu", "silu")
@@ -123,6 +155,19 @@ class SearchSpace:
     optimizers: tuple[str, ...] = ("adam", "adamw", "sgd")
     weight_decay: tuple[float, float] = (0.0, 1e-3)
     max_dropout: float = 0.5
+    block_types: tuple[str, ...] = BLOCK_TYPES
+    max_skips: int = 3
+    strides: tuple[int, ...] | None = None
+    dilations: tuple[int, ...] | None = None
+    momentum: tuple[float, float] = (0.8, 0.99)
+    schedules: tuple[str, ...] = SCHEDULES
+    budget: tuple[float, float] = (1.0, 1.0)
+    mutation_add_block: float = 1.0
+    mutation_remove_block: float = 1.0
+    mutation_alter_block: float = 2.0
+    mutation_add_skip: float = 0.5
+    mutation_remove_skip: float = 0.5
+    mutation_alter_training: float = 1.0
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -133,13 +178,46 @@ class SearchSpace:
             expected = self._problem(f.name, value)
             if expected is not None:
                 raise ValueError(f"space.{f.name}: expected {expected}, got {value!r}")
-        for name in ("learning_rate", "weight_decay"):
+        for name in ("learning_rate", "weight_decay", "momentum", "budget"):
             object.__setattr__(self, name, tuple(float(v) for v in getattr(self, name)))
         object.__setattr__(self, "max_dropout", float(self.max_dropout))
+        for name in MUTATION_NAMES:
+            object.__setattr__(self, f"mutation_{name}", float(getattr(self, f"mutation_{name}")))
+        if not any(w > 0 for w in self.mutation_weights.values()):
+            raise ValueError("space.mutation_*: expected at least one positive mutation weight")
+
+    @property
+    def mutation_weights(self) -> dict[str, float]:
+        """Relative weight of each mutation operator, by operator name."""
+        return {name: getattr(self, f"mutation_{name}") for name in MUTATION_NAMES}
+
+    def for_rank(self, rank: int) -> SearchSpace:
+        """This space with every unset rank-dependent key filled in for ``rank`` (1, 2 or 3)."""
+        unset = {k: v for k, v in RANK_DEFAULTS[rank].items() if getattr(self, k) is None}
+        return replace(self, **unset) if unset else self
 
     @staticmethod
     def _problem(name: str, value: Any) -> str | None:
         """Return what ``name`` should be if ``value`` is wrong, else None."""
+        if value is None and name in ("filters", "kernels", "strides", "dilations"):
+            return None
+        if name == "max_skips":
+            return None if _is_int(value) and value >= 0 else "an integer >= 0"
+        if name in ("strides", "dilations"):
+            return _ints(value, 1)
+        if name == "block_types":
+            problem = _names(value, BLOCK_TYPES)
+            return problem or (None if "conv" in value else "a list of block types that includes 'conv'")
+        if name == "schedules":
+            return _names(value, SCHEDULES)
+        if name == "momentum":
+            ok = _float_range(value, positive=False) is None and value[1] < 1
+            return None if ok else "a [min, max] pair of numbers with 0 <= min <= max < 1"
+        if name == "budget":
+            ok = _float_range(value, positive=True) is None and value[1] <= 1
+            return None if ok else "a [min, max] pair of numbers with 0 < min <= max <= 1"
+        if name.startswith("mutation_"):
+            return None if _is_num(value) and value >= 0 else "a number >= 0"
         if name == "max_features":
             return None if _is_int(value) and value >= 1 else "an integer >= 1"
         if name == "max_head":
@@ -162,3 +240,17 @@ class SearchSpace:
             ok = _is_num(value) and 0 <= value < MAX_DROPOUT
             return None if ok else f"a number in [0, {MAX_DROPOUT})"
         raise AssertionError(name)  # pragma: no cover - every field is listed
+
+
+@functools.lru_cache(maxsize=64)
+def resolve_space(space: SearchSpace, rank: int) -> SearchSpace:
+    """``space.for_rank(rank)``, cached: the space every genome function works in.
+
+    Args:
+        space: A search space, possibly with rank-dependent keys unset.
+        rank: Spatial rank of the data (1, 2 or 3).
+
+    Returns:
+        A space whose ``filters``, ``kernels``, ``strides`` and ``dilations`` are set.
+    """
+    return space.for_rank(rank)
