@@ -1,72 +1,199 @@
-"""Turn a genome into a torch module.  The only genome module that imports torch."""
+"""Turn a genome into a torch module.  The only genome module that imports torch.
+
+This file is self-contained on purpose: at module level it imports only
+torch and the standard library, and :func:`build_model_from_dict` works from
+``Genome.to_dict()`` output, so an exported model script can inline this
+source and rebuild the network without menndl installed.  The shapes it
+produces are the ones :mod:`menndl.genome.shapes` predicts.
+"""
 
 from __future__ import annotations
 
+import math
+from typing import TYPE_CHECKING, Any
+
+import torch
 from torch import nn
 
-from menndl.genome.genome import ConvBlock, Genome
-from menndl.genome.shapes import layer_shapes
-from menndl.genome.space import InputSpec
+if TYPE_CHECKING:
+    from menndl.genome.genome import Genome
+    from menndl.genome.space import InputSpec
 
 _CONV = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}
 _NORM = {1: nn.BatchNorm1d, 2: nn.BatchNorm2d, 3: nn.BatchNorm3d}
-_POOL = {
-    ("max", 1): nn.MaxPool1d,
-    ("max", 2): nn.MaxPool2d,
-    ("max", 3): nn.MaxPool3d,
-    ("avg", 1): nn.AvgPool1d,
-    ("avg", 2): nn.AvgPool2d,
-    ("avg", 3): nn.AvgPool3d,
-}
-_ACTIVATION = {"relu": nn.ReLU, "gelu": nn.GELU, "silu": nn.SiLU}
+_MAX_POOL = {1: nn.MaxPool1d, 2: nn.MaxPool2d, 3: nn.MaxPool3d}
+_AVG_POOL = {1: nn.AvgPool1d, 2: nn.AvgPool2d, 3: nn.AvgPool3d}
+_ACTIVATION = {"relu": nn.ReLU, "gelu": nn.GELU, "silu": nn.SiLU, "tanh": nn.Tanh, "none": nn.Identity}
+
+
+def _activation(name: str) -> nn.Module:
+    if name not in _ACTIVATION:
+        raise ValueError(f"unknown activation {name!r}")
+    return _ACTIVATION[name]()
+
+
+def _conv_unit(block: dict[str, Any], in_channels: int, rank: int) -> nn.Sequential:
+    """Conv (padding ``dilation * (kernel - 1) // 2``), batch norm, activation, dropout."""
+    kernel, dilation = block["kernel"], block["dilation"]
+    layers: list[nn.Module] = [
+        _CONV[rank](
+            in_channels,
+            block["filters"],
+            kernel,
+            stride=block["stride"],
+            padding=dilation * (kernel - 1) // 2,
+            dilation=dilation,
+            bias=not block["batch_norm"],
+        )
+    ]
+    if block["batch_norm"]:
+        layers.append(_NORM[rank](block["filters"]))
+    layers.append(_activation(block["activation"]))
+    if block["dropout"] > 0:
+        layers.append(nn.Dropout(block["dropout"]))
+    return nn.Sequential(*layers)
+
+
+class Skip(nn.Module):
+    """Adds the output of an earlier block (through ``project``) to the current tensor."""
+
+    def __init__(self, span: int, project: nn.Module, activation: nn.Module) -> None:
+        super().__init__()
+        self.span = span
+        self.project = project
+        self.activation = activation
+
+    def forward(self, current: torch.Tensor, source: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        return self.activation(current + self.project(source))
+
+
+def _skip_unit(block: dict[str, Any], source: tuple[int, ...], target: tuple[int, ...], rank: int) -> Skip:
+    """The skip connection; 1x1 (strided) conv if channels differ, else pooling if sizes differ."""
+    strides: list[int] = []
+    for n, t in zip(source[1:], target[1:]):
+        s = 1 if n == t else -(-n // t)
+        if t > n or -(-n // s) != t:
+            raise ValueError(f"skip cannot map shape {source} onto {target}")
+        strides.append(s)
+    project: nn.Module
+    if source[0] != target[0]:
+        project = _CONV[rank](source[0], target[0], 1, stride=tuple(strides), bias=False)  # type: ignore[arg-type]
+    elif any(s != 1 for s in strides):
+        project = _AVG_POOL[rank](tuple(strides), stride=tuple(strides), ceil_mode=True)
+    else:
+        project = nn.Identity()
+    return Skip(block["span"], project, _activation(block["activation"]))
+
+
+class GlobalPool(nn.Module):
+    """Max or mean over every spatial axis: ``(N, C, *spatial) -> (N, C)``."""
+
+    def __init__(self, kind: str) -> None:
+        super().__init__()
+        self.kind = kind
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        flat = x.flatten(2)
+        return flat.amax(dim=2) if self.kind == "max" else flat.mean(dim=2)
+
+
+class GenomeNet(nn.Module):
+    """The decoded network: ``features`` (with skips), ``reduce``, ``head`` (dense blocks and classifier)."""
+
+    def __init__(self, features: list[nn.Module], reduce: nn.Module, head: nn.Sequential) -> None:
+        super().__init__()
+        self.features = nn.ModuleList(features)
+        self.reduce = reduce
+        self.head = head
+        spans = [m.span for m in features if isinstance(m, Skip)]
+        positions = [i for i, m in enumerate(features) if isinstance(m, Skip)]
+        # outputs[k] is the input of feature block k (outputs[0]: the network input); keep only sources
+        self._keep = frozenset(i - span for i, span in zip(positions, spans))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        saved: dict[int, torch.Tensor] = {}
+        for i, layer in enumerate(self.features):
+            if i in self._keep:
+                saved[i] = x
+            if isinstance(layer, Skip):
+                x = layer(x, saved[i - layer.span])
+            else:
+                x = layer(x)
+        return self.head(self.reduce(x))
+
+
+def build_model_from_dict(genome: dict[str, Any], input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
+    """Build the network of a genome dict (``Genome.to_dict()`` output, format 2).
+
+    Feature blocks in order (a skip at position ``i`` with span ``k`` adds
+    the output of block ``i - 1 - k``), then global pooling or flatten, then
+    per dense block Linear, activation and Dropout (if dropout > 0), then a
+    final Linear to ``num_classes``.  Layer types follow the number of
+    spatial axes of ``input_shape`` (1-D, 2-D or 3-D).
+
+    Args:
+        genome: The genome as a dict.
+        input_shape: ``(channels, *spatial)`` of one sample.
+        num_classes: Number of outputs.
+
+    Returns:
+        A module mapping ``(batch, *input_shape)`` to ``(batch, num_classes)``.
+
+    Raises:
+        ValueError: A format other than 2, an unknown block, a pool below
+            size 1 or a skip that cannot be mapped.
+    """
+    if genome.get("format") != 2:
+        raise ValueError(f"genome format {genome.get('format')!r}: this decoder reads format 2")
+    rank = len(input_shape) - 1
+    shape = tuple(input_shape)
+    outputs = [shape]
+    features: list[nn.Module] = []
+    for i, block in enumerate(genome["features"]):
+        kind = block["type"]
+        if kind == "conv":
+            features.append(_conv_unit(block, shape[0], rank))
+            shape = (block["filters"], *(-(-n // block["stride"]) for n in shape[1:]))
+        elif kind == "pool":
+            size = block["size"]
+            pool = _MAX_POOL if block["kind"] == "max" else _AVG_POOL
+            features.append(pool[rank](size))
+            shape = (shape[0], *(n // size for n in shape[1:]))
+            if min(shape[1:]) < 1:
+                raise ValueError(f"features[{i}]: pool of size {size} shrinks a spatial size below 1")
+        elif kind == "skip":
+            source = i - 1 - block["span"]
+            if source < -1:
+                raise ValueError(f"features[{i}]: skip of span {block['span']} reaches before the input")
+            features.append(_skip_unit(block, outputs[source + 1], shape, rank))
+        else:
+            raise ValueError(f"features[{i}]: unknown block type {kind!r}")
+        outputs.append(shape)
+    if genome["reduce"] is None:
+        reduce: nn.Module = nn.Flatten()
+        width = math.prod(shape)
+    else:
+        reduce = GlobalPool(genome["reduce"]["kind"])
+        width = shape[0]
+    head: list[nn.Module] = []
+    for dense in genome["head"]:
+        head.append(nn.Linear(width, dense["units"]))
+        head.append(_activation(dense["activation"]))
+        if dense["dropout"] > 0:
+            head.append(nn.Dropout(dense["dropout"]))
+        width = dense["units"]
+    head.append(nn.Linear(width, num_classes))
+    return GenomeNet(features, reduce, nn.Sequential(*head))
 
 
 def build_model(genome: Genome, spec: InputSpec) -> nn.Module:
-    """Build the network a genome describes.
-
-    Feature blocks ('same'-padded stride-1 convolutions with optional batch
-    norm and activation; pools with kernel = stride = size), then Flatten,
-    then per dense block Linear, activation and Dropout (if dropout > 0),
-    then a final Linear to ``spec.num_classes``.  Layer types follow
-    ``spec.spatial_rank`` (1-D, 2-D or 3-D).
+    """Build the network a genome describes (see :func:`build_model_from_dict`).
 
     Args:
         genome: The genome.
         spec: Input shape and class count.
 
     Returns:
-        An ``nn.Sequential`` mapping ``(batch, *spec.shape)`` to
-        ``(batch, num_classes)``.
-
-    Raises:
-        InvalidGenome: If a pool shrinks a spatial size below 1.
+        A module mapping ``(batch, *spec.shape)`` to ``(batch, num_classes)``.
     """
-    shapes = layer_shapes(genome, spec)
-    rank = spec.spatial_rank
-    layers: list[nn.Module] = []
-    channels = spec.shape[0]
-    for block in genome.features:
-        if isinstance(block, ConvBlock):
-            conv = _CONV[rank](
-                channels, block.filters, block.kernel, padding=block.kernel // 2, bias=not block.batch_norm
-            )
-            layers.append(conv)
-            if block.batch_norm:
-                layers.append(_NORM[rank](block.filters))
-            layers.append(_ACTIVATION[block.activation]())
-            channels = block.filters
-        else:
-            layers.append(_POOL[(block.kind, rank)](block.size))
-    layers.append(nn.Flatten())
-    flat = shapes[len(genome.features) - 1] if genome.features else spec.shape
-    width = 1
-    for n in flat:
-        width *= n
-    for dense in genome.head:
-        layers.append(nn.Linear(width, dense.units))
-        layers.append(_ACTIVATION[dense.activation]())
-        if dense.dropout > 0:
-            layers.append(nn.Dropout(dense.dropout))
-        width = dense.units
-    layers.append(nn.Linear(width, spec.num_classes))
-    return nn.Sequential(*layers)
+    return build_model_from_dict(genome.to_dict(), tuple(spec.shape), spec.num_classes)

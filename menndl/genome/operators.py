@@ -263,11 +263,13 @@ def alter_block(genome: Genome, rng: random.Random, space: SearchSpace, spec: In
             else:
                 reduce = None if rng.random() < 0.5 else _altered(genome.reduce, rng, space, 0)
             return repair(replace(genome, reduce=reduce), space, spec)
-        blocks = genome.features if part == "features" else genome.head
+        blocks: tuple[Any, ...] = genome.features if part == "features" else genome.head
         new = _altered(blocks[i], rng, space, i)
         if new is not None:
             changed = blocks[:i] + (new,) + blocks[i + 1 :]
-            return repair(replace(genome, **{part: changed}), space, spec)
+            if part == "features":
+                return repair(Genome(changed, genome.head, genome.train, genome.reduce), space, spec)
+            return repair(Genome(genome.features, changed, genome.train, genome.reduce), space, spec)
     return genome
 
 

@@ -96,7 +96,7 @@ def _member(value: str, options: tuple[str, ...]) -> str:
 
 
 def _clamp_conv(block: ConvBlock, space: SearchSpace) -> ConvBlock:
-    filters = _clamp(block.filters, space.filters)
+    filters = _clamp(block.filters, space.filters)  # type: ignore[arg-type]
     kernel = _nearest(block.kernel, space.kernels)  # type: ignore[arg-type]
     stride = _nearest(block.stride, space.strides)  # type: ignore[arg-type]
     dilation = _nearest(block.dilation, space.dilations)  # type: ignore[arg-type]
@@ -154,33 +154,32 @@ def _repair_features(blocks: Sequence[FeatureBlock], space: SearchSpace, spec: I
     skip_activations = (*space.activations, "none")
     depth = skips = 0
     for j, block in enumerate(blocks):
-        kind = type(block)
         keep = False
-        if kind is ConvBlock:
+        if isinstance(block, ConvBlock):
             if depth < space.max_features:
-                block = _clamp_conv(block, space)  # type: ignore[arg-type]
-                stride = block.stride  # type: ignore[union-attr]
+                block = _clamp_conv(block, space)
+                stride = block.stride
                 spatial = tuple(-(-n // stride) for n in spatial)
-                channels = block.filters  # type: ignore[union-attr]
+                channels = block.filters
                 depth += 1
                 keep = True
-        elif kind is PoolBlock:
+        elif isinstance(block, PoolBlock):
             if allow_pool and depth < space.max_features:
-                size = _nearest(block.size, space.pool_sizes)  # type: ignore[union-attr]
+                size = _nearest(block.size, space.pool_sizes)
                 smaller = tuple(n // size for n in spatial)
                 if min(smaller) >= 1:
-                    if size != block.size:  # type: ignore[union-attr]
-                        block = PoolBlock(block.kind, size)  # type: ignore[union-attr]
+                    if size != block.size:
+                        block = PoolBlock(block.kind, size)
                     spatial = smaller
                     depth += 1
                     keep = True
         elif allow_skip and skips < space.max_skips:
-            old_source = j - 1 - block.span  # type: ignore[union-attr]
+            old_source = j - 1 - block.span
             source = last_kept[old_source] if old_source >= 0 else -1
             span = len(kept) - 1 - source
             if span >= 1 and skip_strides(outputs[source + 1][1:], spatial) is not None:
-                activation = _member(block.activation, skip_activations)  # type: ignore[union-attr]
-                if span != block.span or activation != block.activation:  # type: ignore[union-attr]
+                activation = _member(block.activation, skip_activations)
+                if span != block.span or activation != block.activation:
                     block = SkipBlock(span, activation)
                 skips += 1
                 keep = True

@@ -16,7 +16,7 @@ import math
 from collections.abc import Iterator
 from typing import Any, NamedTuple
 
-from menndl.genome.genome import ConvBlock, DenseBlock, Genome, GlobalPoolBlock, PoolBlock, SkipBlock
+from menndl.genome.genome import ConvBlock, Genome, PoolBlock
 from menndl.genome.space import InputSpec, InvalidGenome, SearchSpace, resolve_space
 
 # ---------------------------------------------------------------- shapes
@@ -54,7 +54,7 @@ class Layer(NamedTuple):
     """One row of the decoded network: a genome block and what it produces."""
 
     part: str  # "features", "reduce", "head" or "classifier"
-    index: int  # position within its part
+    position: int  # index within its part
     block: Any  # the genome block; None for flatten and the classifier
     shape: tuple[int, ...]  # output shape without the batch axis
     params: int
@@ -82,17 +82,16 @@ def walk(genome: Genome, spec: InputSpec) -> Iterator[Layer]:
     channels, spatial = spec.shape[0], spec.shape[1:]
     outputs: list[tuple[int, ...]] = [spec.shape]  # outputs[j + 1]: output of feature block j
     for i, block in enumerate(genome.features):
-        kind = type(block)
         params = flops = 0
         source, projection = -1, ""
-        if kind is ConvBlock:
+        if isinstance(block, ConvBlock):
             stride = block.stride
             spatial = tuple(-(-n // stride) for n in spatial)
             weights = channels * block.filters * block.kernel**rank
             params = weights + (2 * block.filters if block.batch_norm else block.filters)
             flops = 2 * weights * math.prod(spatial)
             channels = block.filters
-        elif kind is PoolBlock:
+        elif isinstance(block, PoolBlock):
             smaller = tuple(n // block.size for n in spatial)
             if min(smaller) < 1:
                 raise InvalidGenome(
@@ -124,7 +123,8 @@ def walk(genome: Genome, spec: InputSpec) -> Iterator[Layer]:
     width = channels if genome.reduce is not None else channels * math.prod(spatial)
     yield Layer("reduce", 0, genome.reduce, (width,), 0, 0, -1, "")
     for i, dense in enumerate(genome.head):
-        yield Layer("head", i, dense, (dense.units,), width * dense.units + dense.units, 2 * width * dense.units, -1, "")
+        weights = width * dense.units
+        yield Layer("head", i, dense, (dense.units,), weights + dense.units, 2 * weights, -1, "")
         width = dense.units
     classes = spec.num_classes
     yield Layer("classifier", 0, None, (classes,), width * classes + classes, 2 * width * classes, -1, "")
@@ -210,7 +210,7 @@ def _check_features(genome: Genome, space: SearchSpace) -> None:
     convs = pools = skips = 0
     for i, block in enumerate(genome.features):
         where = f"genome.features[{i}]"
-        if type(block) is ConvBlock:
+        if isinstance(block, ConvBlock):
             convs += 1
             _check_range(f"{where}.filters", block.filters, space.filters, "filters")  # type: ignore[arg-type]
             _check_member(f"{where}.kernel", block.kernel, space.kernels, "kernels")  # type: ignore[arg-type]
@@ -218,7 +218,7 @@ def _check_features(genome: Genome, space: SearchSpace) -> None:
             _check_member(f"{where}.dilation", block.dilation, space.dilations, "dilations")  # type: ignore[arg-type]
             _check_member(f"{where}.activation", block.activation, space.activations, "activations")
             _check_range(f"{where}.dropout", block.dropout, (0.0, space.max_dropout), "max_dropout")
-        elif type(block) is PoolBlock:
+        elif isinstance(block, PoolBlock):
             pools += 1
             _check_type(where, "pool", space)
             _check_member(f"{where}.size", block.size, space.pool_sizes, "pool_sizes")
@@ -229,7 +229,9 @@ def _check_features(genome: Genome, space: SearchSpace) -> None:
     if convs == 0:
         raise InvalidGenome("genome.features: at least one conv block is required")
     if convs + pools > space.max_features:
-        raise InvalidGenome(f"genome.features: {convs + pools} conv/pool blocks, space.max_features is {space.max_features}")
+        raise InvalidGenome(
+            f"genome.features: {convs + pools} conv/pool blocks, space.max_features is {space.max_features}"
+        )
     if skips > space.max_skips:
         raise InvalidGenome(f"genome.features: {skips} skip blocks, space.max_skips is {space.max_skips}")
 

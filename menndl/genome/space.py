@@ -7,8 +7,8 @@ live in :mod:`menndl.genome.shapes`; random sampling in
 
 from __future__ import annotations
 
-import math
 import functools
+import math
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
@@ -193,7 +193,7 @@ class SearchSpace:
 
     def for_rank(self, rank: int) -> SearchSpace:
         """This space with every unset rank-dependent key filled in for ``rank`` (1, 2 or 3)."""
-        unset = {k: v for k, v in RANK_DEFAULTS[rank].items() if getattr(self, k) is None}
+        unset: dict[str, Any] = {k: v for k, v in RANK_DEFAULTS[rank].items() if getattr(self, k) is None}
         return replace(self, **unset) if unset else self
 
     @staticmethod

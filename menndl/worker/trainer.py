@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from menndl.data import Dataset, load_dataset
-from menndl.genome import Genome, InputSpec, count_flops
+from menndl.genome import Genome, InputSpec, count_flops, learning_rate_factor
 from menndl.genome.decode import build_model
 from menndl.job import TrainingConfig
 
@@ -145,17 +145,26 @@ class Trainer:
         return torch.autocast(self.device.type, dtype=dtype, enabled=self.precision != "fp32")
 
     def _train(self, model: nn.Module, genome: Genome) -> tuple[float, int]:
-        """Train until the epoch or wall-time budget runs out; returns (seconds, full epochs)."""
+        """Train until the epoch or wall-time budget runs out; returns (seconds, full epochs).
+
+        The genome's ``budget`` scales the job's epochs and seconds; its
+        learning-rate schedule runs over the planned steps of those epochs.
+        """
         hyper = genome.train
-        optimizer = make_optimizer(model, hyper.optimizer, hyper.learning_rate, hyper.weight_decay)
+        optimizer = make_optimizer(model, hyper.optimizer, hyper.learning_rate, hyper.weight_decay, hyper.momentum)
+        epochs = max(1, round(hyper.budget * self.training.epochs))
         scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision == "fp16")
         loss_fn = nn.CrossEntropyLoss()
         x, y = self.data.x_train, self.data.y_train
         n, batch = len(x), min(hyper.batch_size, len(x))
+        steps = max(1, epochs * len(range(0, n - 1, batch)))
+        scheduler = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda step: learning_rate_factor(hyper.schedule, step / steps)
+        )
         start = time.perf_counter()
-        deadline = start + self.training.max_seconds
+        deadline = start + hyper.budget * self.training.max_seconds
         model.train()
-        for epoch in range(self.training.epochs):
+        for epoch in range(epochs):
             order = torch.randperm(n, device=self.device)
             total = torch.zeros((), device=self.device)
             for first in range(0, n - 1, batch):
@@ -168,6 +177,7 @@ class Trainer:
                 scaler.scale(loss).backward()
                 scaler.step(optimizer)
                 scaler.update()
+                scheduler.step()
                 total += loss.detach().float()
                 if time.perf_counter() > deadline:
                     break
@@ -175,7 +185,7 @@ class Trainer:
                 raise FloatingPointError(f"non-finite training loss in epoch {epoch + 1}")
             if time.perf_counter() > deadline:
                 return time.perf_counter() - start, epoch
-        return time.perf_counter() - start, self.training.epochs
+        return time.perf_counter() - start, epochs
 
     @torch.no_grad()
     def _validate(self, model: nn.Module) -> tuple[float, float]:
@@ -193,11 +203,15 @@ class Trainer:
         return float(correct) / len(x), float(loss) / len(x)
 
 
-def make_optimizer(model: nn.Module, name: str, learning_rate: float, weight_decay: float) -> torch.optim.Optimizer:
-    """The optimizer a genome asks for."""
+def make_optimizer(
+    model: nn.Module, name: str, learning_rate: float, weight_decay: float, momentum: float = 0.9
+) -> torch.optim.Optimizer:
+    """The optimizer a genome asks for (SGD with Nesterov momentum when momentum > 0)."""
     params = model.parameters()
     if name == "sgd":
-        return torch.optim.SGD(params, lr=learning_rate, momentum=0.9, nesterov=True, weight_decay=weight_decay)
+        return torch.optim.SGD(
+            params, lr=learning_rate, momentum=momentum, nesterov=momentum > 0, weight_decay=weight_decay
+        )
     if name == "adamw":
         return torch.optim.AdamW(params, lr=learning_rate, weight_decay=weight_decay)
     if name == "adam":
