@@ -340,20 +340,20 @@ def test_strides_skips_and_global_pool_by_hand() -> None:
 
 
 @pytest.mark.parametrize(
-    "features, message",
-    [
-        ((ConvBlock(8, 3, "relu", True), SkipBlock(2)), "reaches before the input"),
-        ((ConvBlock(8, 3, "relu", True), PoolBlock("max", 2), SkipBlock(2)), "cannot map shape"),  # 9 -> 4
+    "features, message, repaired",
+    [  # a skip reaching before the input is re-pointed at the input; one that cannot be mapped is dropped
+        ((ConvBlock(8, 3, "relu", True), SkipBlock(2)), "reaches before the input", 1),
+        ((ConvBlock(8, 3, "relu", True), PoolBlock("max", 2), SkipBlock(2)), "cannot map shape", 0),  # 9 -> 4
     ],
 )
-def test_invalid_skips_are_rejected_and_repaired(features: tuple[Any, ...], message: str) -> None:
+def test_invalid_skips_are_rejected_and_repaired(features: tuple[Any, ...], message: str, repaired: int) -> None:
     spec = InputSpec((1, 9, 9), 2)
     g = Genome(features, (), TRAIN)
     with pytest.raises(InvalidGenome, match=message):
         check(g, SPACE, spec)
     fixed = repair(g, SPACE, spec)
     check(fixed, SPACE, spec)
-    assert fixed.features == features[:-1]
+    assert fixed.features == features[:-1] + (SkipBlock(1),) * repaired
 
 
 def test_span_keeping_insert_and_remove() -> None:
