@@ -210,6 +210,18 @@ def repair(genome: Genome, space: SearchSpace, spec: InputSpec) -> Genome:
         A genome that passes :func:`menndl.genome.shapes.check`.
     """
     space = resolve_space(space, spec.spatial_rank)
+    marker = genome.__dict__.get(_REPAIRED)
+    if marker is not None and marker[0] is space and marker[1] is spec:
+        return genome  # this very object came out of repair() for this space and input
+    fixed = _repaired(genome, space, spec)
+    fixed.__dict__[_REPAIRED] = (space, spec)
+    return fixed
+
+
+_REPAIRED = "_repaired_for"  # per-genome memo of (space, spec) it is known valid for; not a dataclass field
+
+
+def _repaired(genome: Genome, space: SearchSpace, spec: InputSpec) -> Genome:
     features = _repair_features(genome.features, space, spec)
     if not any(type(b) is ConvBlock for b in features):
         features = _repair_features([default_conv(space), *features], space, spec)
