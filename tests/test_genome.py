@@ -555,3 +555,25 @@ def test_import_genome_does_not_import_torch() -> None:
     code = "import sys, menndl.genome; assert 'torch' not in sys.modules, 'torch imported'"
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
+
+
+def test_job_space_keys(tmp_path: Path) -> None:
+    from menndl.errors import UserError
+    from menndl.job import parse_job
+
+    text = (
+        "[search]\nevaluations = 3\n[space]\nblock_types = [\"conv\", \"skip\"]\nmax_skips = 1\n"
+        "strides = [1]\ndilations = [1, 2]\nmomentum = [0.9, 0.9]\nschedules = [\"cosine\"]\n"
+        "budget = [0.25, 1]\nmutation_add_skip = 3\nmutation_remove_block = 0\n"
+    )
+    space = parse_job(text).space
+    assert space.block_types == ("conv", "skip") and space.strides == (1,) and space.budget == (0.25, 1.0)
+    assert space.mutation_weights["add_skip"] == 3.0 and space.mutation_weights["remove_block"] == 0.0
+    assert space.kernels is None and resolve_space(space, 1).kernels == (3, 5, 7, 9)
+    rng = random.Random(0)
+    g = random_genome(rng, space, SPECS["1d"])
+    assert g.head == () and g.reduce is None and g.train.schedule == "cosine"
+    names = Counter(mutate(g, rng, space, SPECS["1d"])[1] for _ in range(200))
+    assert "remove_block" not in names and names.most_common(1)[0][0] == "add_skip"
+    with pytest.raises(UserError, match=r"<job>: space.budget: expected a \[min, max\] pair"):
+        parse_job("[search]\nevaluations = 3\n[space]\nbudget = [0, 1]\n")

@@ -41,7 +41,23 @@ def main(args: argparse.Namespace) -> int:
         f"precision {training.precision}, device {training.device}"
     )
     print(f"  space:    {_space_sample(job, spec)}")
+    print(f"  blocks:   {_space_choices(job, spec)}")
     return 0
+
+
+def _space_choices(job: Job, spec: InputSpec) -> str:
+    """Block types and the conv choices in force for this input's rank (rank defaults filled in)."""
+    from menndl.genome import resolve_space
+
+    space = resolve_space(job.space, spec.spatial_rank)
+
+    def listed(values: tuple[int, ...] | None) -> str:
+        return "[" + ", ".join(str(v) for v in values or ()) + "]"
+
+    return (
+        f"{', '.join(space.block_types)}; kernels {listed(space.kernels)}, strides {listed(space.strides)}, "
+        f"dilations {listed(space.dilations)}, filters {listed(space.filters)} ({spec.spatial_rank}-D input)"
+    )
 
 
 def _space_sample(job: Job, spec: InputSpec, samples: int = 200) -> str:
