@@ -22,7 +22,8 @@ def trainer() -> Trainer:
 
 
 def test_trains_a_random_genome_well_above_chance(trainer: Trainer) -> None:
-    genome = random_genome(random.Random(5), SearchSpace(max_features=3), trainer.spec)
+    space = SearchSpace(max_features=3, learning_rate=(3e-3, 1e-2), schedules=("constant",))  # 3 epochs suffice
+    genome = random_genome(random.Random(5), space, trainer.spec)
     result = trainer.evaluate({"genome": genome.to_dict(), "seed": 1})
     assert result["status"] == "ok", result.get("error")
     assert result["params"] == count_params(genome, trainer.spec)

@@ -26,6 +26,7 @@ from menndl.genome.space import InputSpec, SearchSpace, resolve_space
 
 POOL_PROBABILITY = 0.3  # chance that a non-first random feature block is a pool
 SKIP_PROBABILITY = 0.3  # chance of each of the up to max_skips skip connections of a random genome
+GLOBAL_POOL_PROBABILITY = 0.3  # chance that a random genome ends its features with global pooling
 
 
 def round_into(x: float, bounds: tuple[float, float]) -> float:
@@ -60,15 +61,17 @@ def log_uniform_int(rng: random.Random, bounds: tuple[int, int]) -> int:
     return min(max(value, lo), hi)
 
 
-def random_conv_block(rng: random.Random, space: SearchSpace) -> ConvBlock:
+def random_conv_block(rng: random.Random, space: SearchSpace, first: bool = False) -> ConvBlock:
     """Draw a random convolution block from a resolved ``space``.
 
-    Stride and dilation other than 1 are each drawn one time in four (when
-    the space allows them), so most convolutions keep the spatial size.
+    Stride and dilation other than the smallest allowed are each drawn one
+    time in four (when the space allows them), so most convolutions keep the
+    spatial size; the first block of a network keeps the smallest stride.
 
     Args:
         rng: Random source.
         space: The search space, resolved for the data's rank.
+        first: Whether the block opens the network.
 
     Returns:
         The block.
@@ -80,7 +83,7 @@ def random_conv_block(rng: random.Random, space: SearchSpace) -> ConvBlock:
         kernel=rng.choice(space.kernels or (3,)),
         activation=rng.choice(space.activations),
         batch_norm=rng.random() < 0.5,
-        stride=rng.choice(strides) if rng.random() < 0.25 else min(strides),
+        stride=rng.choice(strides) if not first and rng.random() < 0.25 else min(strides),
         dilation=rng.choice(dilations) if rng.random() < 0.25 else min(dilations),
         dropout=random_dropout(rng, space) if rng.random() < 0.25 else 0.0,
     )
@@ -181,9 +184,10 @@ def random_pool_block(rng: random.Random, spatial: tuple[int, ...], space: Searc
 
 
 def random_skip_block(rng: random.Random, position: int, space: SearchSpace) -> SkipBlock:
-    """Draw a skip block for ``position`` in the features (its span reaches at most the input).
+    """Draw a skip block for ``position`` in the features.
 
-    Spans of 2 (a residual pair) are drawn half the time when possible.
+    Its source is an earlier block's output (the input only at position 1);
+    spans of 2 (a residual pair) are drawn half the time when possible.
 
     Args:
         rng: Random source.
@@ -193,13 +197,16 @@ def random_skip_block(rng: random.Random, position: int, space: SearchSpace) -> 
     Returns:
         The block (its shapes still need checking).
     """
-    span = 2 if position >= 2 and rng.random() < 0.5 else rng.randint(1, max(1, position))
+    if position >= 3 and rng.random() < 0.5:
+        span = 2
+    else:
+        span = rng.randint(1, max(1, position - 1))
     return SkipBlock(span=span, activation=rng.choice((*space.activations, "none")))
 
 
 def random_reduce(rng: random.Random, space: SearchSpace) -> GlobalPoolBlock | None:
-    """Global pooling (max or avg) half the time when the space allows it, else None (flatten)."""
-    if "global_pool" in space.block_types and rng.random() < 0.5:
+    """Global pooling (avg or max) with probability ``GLOBAL_POOL_PROBABILITY`` if allowed, else None (flatten)."""
+    if "global_pool" in space.block_types and rng.random() < GLOBAL_POOL_PROBABILITY:
         return GlobalPoolBlock(rng.choice(POOL_KINDS))
     return None
 
@@ -209,7 +216,7 @@ def random_genome(rng: random.Random, space: SearchSpace, spec: InputSpec) -> Ge
 
     The first feature block is a convolution; later ones are pools with
     probability :data:`POOL_PROBABILITY` where a pool size still fits.
-    Skip connections are then inserted (each of up to ``max_skips`` with
+    Skip connections are then inserted after convolutions (each of up to ``max_skips`` with
     probability :data:`SKIP_PROBABILITY`), the reduction and head drawn, and
     the result repaired (a skip that cannot map its source is dropped).
 
@@ -224,7 +231,7 @@ def random_genome(rng: random.Random, space: SearchSpace, spec: InputSpec) -> Ge
     space = resolve_space(space, spec.spatial_rank)
     spatial = spec.shape[1:]
     pools = "pool" in space.block_types
-    features: list[FeatureBlock] = [random_conv_block(rng, space)]
+    features: list[FeatureBlock] = [random_conv_block(rng, space, first=True)]
     for _ in range(rng.randint(1, space.max_features) - 1):
         pool = random_pool_block(rng, spatial, space) if pools and rng.random() < POOL_PROBABILITY else None
         block = pool or random_conv_block(rng, space)
@@ -236,8 +243,14 @@ def random_genome(rng: random.Random, space: SearchSpace, spec: InputSpec) -> Ge
     genome = Genome(tuple(features), (), random_train_params(rng, space), random_reduce(rng, space))
     if "skip" in space.block_types:
         for _ in range(space.max_skips):
-            if rng.random() < SKIP_PROBABILITY:
-                position = rng.randint(1, len(genome.features))
+            blocks = (*genome.features, None)
+            after_conv = [
+                i + 1
+                for i, b in enumerate(blocks[:-1])
+                if i > 0 and isinstance(b, ConvBlock) and not isinstance(blocks[i + 1], SkipBlock)
+            ]
+            if after_conv and rng.random() < SKIP_PROBABILITY:
+                position = rng.choice(after_conv)
                 genome = insert_feature(genome, position, random_skip_block(rng, position, space))
     if "dense" in space.block_types:
         head = tuple(random_dense_block(rng, space) for _ in range(rng.randint(0, space.max_head)))
