@@ -17,6 +17,7 @@ MASTER_MODULES = [
     "menndl.master.search",
     "menndl.master.evolution",
     "menndl.genome",
+    "menndl.genome.table",
     "menndl.data",
     "menndl.library",
     "menndl.library.writer",
