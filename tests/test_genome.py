@@ -532,6 +532,7 @@ def test_mutation_operators_do_what_they_say() -> None:
         assert trained.features == g.features and trained.head == g.head
         changed = [getattr(trained.train, f) != getattr(g.train, f) for f in vars(g.train)]
         assert sum(changed) == 1
+        assert g.train.optimizer == "sgd" or trained.train.momentum == g.train.momentum  # unused by Adam(W)
         assert _sig_digits(trained.train.learning_rate) <= 3
 
 

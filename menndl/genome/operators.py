@@ -293,7 +293,7 @@ def alter_training(genome: Genome, rng: random.Random, space: SearchSpace, spec:
 
     Learning rate: log-normal step, clamped and rounded.  Batch size,
     optimizer and schedule: another allowed choice.  Weight decay, momentum
-    and budget: a fresh draw.
+    (only with SGD, the one optimizer that uses it) and budget: a fresh draw.
 
     Args:
         genome: The parent.
@@ -306,7 +306,9 @@ def alter_training(genome: Genome, rng: random.Random, space: SearchSpace, spec:
     """
     space = resolve_space(space, spec.spatial_rank)
     genome = repair(genome, space, spec)
-    names = ["learning_rate", "batch_size", "optimizer", "weight_decay", "momentum", "schedule", "budget"]
+    names = ["learning_rate", "batch_size", "optimizer", "weight_decay", "schedule", "budget"]
+    if genome.train.optimizer == "sgd":
+        names.append("momentum")  # Adam and AdamW ignore it: changing it would give the same training
     rng.shuffle(names)
     for name in names:
         value = _train_change(genome.train, name, rng, space)
