@@ -55,3 +55,14 @@ def gpu_index(local_rank: int, visible_gpus: int) -> int | None:
     if visible_gpus <= 0:
         return None
     return local_rank % visible_gpus
+
+
+def gpu_for_environ(transport_local_rank: int | None, environ: Mapping[str, str] | None = None) -> int | None:
+    """The visible GPU index a rank takes in this environment, without torch (for checks and messages).
+
+    The workers themselves count devices with torch, which honours
+    ``CUDA_VISIBLE_DEVICES`` in the same way as `menndl.launch.visible_gpus`.
+    """
+    from menndl.launch import visible_gpus
+
+    return gpu_index(resolve_local_rank(transport_local_rank, environ), visible_gpus(environ))
