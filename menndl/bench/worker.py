@@ -32,8 +32,8 @@ GENOME: dict[str, Any] = {
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``menndl bench worker``."""
-    parser.add_argument("--rounds", type=int, default=5, help="A/B pairs to run (default 5)")
-    parser.add_argument("--epochs", type=int, default=3, help="epochs per run (default 3)")
+    parser.add_argument("--rounds", type=int, default=9, help="alternating worker/plain rounds (default 9)")
+    parser.add_argument("--epochs", type=int, default=2, help="epochs per run (default 2)")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
 
