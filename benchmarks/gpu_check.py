@@ -37,7 +37,8 @@ def searched_models(count: int = 24, seed: int = 0) -> list[dict[str, Any]]:
     """The smallest, median and largest (by parameters) of ``count`` random genomes of the default space."""
     spec = InputSpec(shape=SHAPE, num_classes=CLASSES)
     rng = random.Random(seed)
-    genomes = sorted((random_genome(rng, SearchSpace(), spec) for _ in range(count)), key=lambda g: count_params(g, spec))
+    genomes = [random_genome(rng, SearchSpace(), spec) for _ in range(count)]
+    genomes.sort(key=lambda genome: count_params(genome, spec))
     chosen = [genomes[0], genomes[len(genomes) // 2], genomes[-1]]
     return [{"genome": g.to_dict(), "params": count_params(g, spec), "flops": count_flops(g, spec)} for g in chosen]
 
