@@ -42,13 +42,15 @@ class Faulty(torch.nn.Module):
             raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 80.00 GiB (injected by the test)")
         if self.fault == "hang":
             time.sleep(30)  # far past the hard limit; the alarm interrupts it
+        if self.fault == "slow":
+            time.sleep(1.5)  # one step longer than the whole hard limit
         return self.model(x)
 
 
 class FaultInjector:
     """A ``build`` hook: the genome's first conv's filter count picks the fault (for this test only)."""
 
-    FAULTS = {13: "oom", 17: "hang"}
+    FAULTS = {13: "oom", 17: "hang", 19: "slow"}
 
     def __call__(self, genome: Genome, spec: InputSpec) -> torch.nn.Module:
         model = build_model(genome, spec)
@@ -173,3 +175,19 @@ def test_weights_come_back_as_plain_float32_arrays_that_reload(digits) -> None:
         predicted = model(trainer.data.x_val).argmax(dim=1)
     assert (predicted == trainer.data.y_val).float().mean().item() == pytest.approx(result["accuracy"])
     assert "weights" not in trainer.evaluate({"genome": genome, "seed": 0})
+
+
+def test_off_the_main_thread_the_step_clock_catches_an_overrun(digits) -> None:
+    """Where no alarm can be used (a thread), the check after each step still turns an overrun into a timeout."""
+    import threading
+
+    trainer = Trainer(
+        digits, TrainingConfig(epochs=1, max_seconds=0.2), torch.device("cpu"), build=FaultInjector(), overrun_limit=1
+    )
+    results: list[dict[str, Any]] = []
+    thread = threading.Thread(target=lambda: results.append(trainer.evaluate({"genome": genome_dict(5, filters=19),
+                                                                               "seed": 0})))  # fmt: skip
+    thread.start()
+    thread.join(timeout=60)
+    assert results and results[0]["status"] == "timeout", results
+    assert "one training step ran past the hard limit" in results[0]["error"]
