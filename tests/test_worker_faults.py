@@ -191,3 +191,23 @@ def test_off_the_main_thread_the_step_clock_catches_an_overrun(digits) -> None:
     thread.join(timeout=60)
     assert results and results[0]["status"] == "timeout", results
     assert "one training step ran past the hard limit" in results[0]["error"]
+
+
+def test_a_worker_whose_device_broke_reports_fatal_after_the_result() -> None:
+    """Loop logic with a stand-in trainer: a failure that leaves the device unusable ends the worker cleanly."""
+
+    class BrokenDevice:
+        device_name, precision = "cuda:0 (stand-in)", "bf16"
+
+        def evaluate(self, task: Mapping[str, Any]) -> dict[str, Any]:
+            return {"status": "failed", "error": "CUDA error: an illegal memory access was encountered"}
+
+        def device_ok(self) -> bool:
+            return False
+
+    channel = MemoryChannel([{"type": "setup"}, {"type": "task", "task": 7, "genome": {}, "seed": 0},
+                             {"type": "task", "task": 8, "genome": {}, "seed": 0}, None])  # fmt: skip
+    run_worker(channel, make_trainer=lambda setup, **_: BrokenDevice())
+    assert [m["type"] for m in channel.sent] == ["ready", "result", "fatal"]
+    assert channel.sent[1]["task"] == 7 and "stopped working" in channel.sent[2]["error"]
+    assert not channel.inbox  # it drained the queue up to the stop message
