@@ -12,6 +12,14 @@ budget far enough for the worker to abandon it); ``stopped-early`` (below the
 master's early-stopping threshold at a checkpoint; ``accuracy`` is the
 partial one).  The master adds ``lost`` for candidates whose worker vanished.
 
+Result keys besides ``type``, ``task`` and ``status``: ``rank``, ``host``,
+``device``, ``local_rank``; ``accuracy`` and ``loss`` (validation),
+``train_loss``, ``params``, ``flops``, ``train_seconds``, ``epochs``,
+``samples_per_second``, ``peak_memory_bytes``, ``latency_seconds`` (inference,
+per sample), ``precision``, ``checkpoints``; ``error`` (with the traceback)
+unless ``ok``.  A candidate that did not finish carries the partial figures
+known (epochs, seconds, checkpoints).
+
 Optional task keys: ``return_weights`` (bool: send the trained weights back as
 ``weights``, ``{name: float32 numpy array}``), ``checkpoints`` (fractions of
 the budget at which to validate and report ``[[fraction, accuracy], ...]``)

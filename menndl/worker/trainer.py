@@ -263,7 +263,7 @@ class Trainer:
                     raise NonFiniteLoss(f"non-finite training loss in epoch {epoch + 1}, step {step}")
                 clock = time.perf_counter()
                 if clock > soft_end:
-                    out_of_time = True
+                    out_of_time = first + batch < n - 1  # not when this was the epoch's last batch anyway
                     if clock > hard_end:
                         raise CandidateTimeout(f"one training step ran past the hard limit (epoch {epoch + 1})")
                     break
@@ -276,6 +276,8 @@ class Trainer:
             if out_of_time:
                 return
             progress.epochs = epoch + 1
+            if progress.train_seconds > budget:
+                return
             fraction = max((epoch + 1) / epochs, progress.train_seconds / budget)
             due = [f for f in pending if f <= fraction]
             if not due or epoch + 1 == epochs:
