@@ -140,3 +140,13 @@ def test_the_master_puts_thresholds_into_tasks_and_stores_worker_metrics(tmp_pat
     record = records[-1]
     assert record["samples_per_second"] == 1000.0 and record["peak_memory_bytes"] == 123
     assert record["precision"] == "bf16" and json.loads(record["checkpoints"]) == [[0.5, record["accuracy"]]]
+
+
+def test_check_describes_early_stopping(tmp_path) -> None:
+    from conftest import TINY_JOB, run_menndl
+
+    job = tmp_path / "job.toml"
+    job.write_text(TINY_JOB.format(source="digits") + "early_stopping = true\nearly_stopping_fractions = [0.3]\n")
+    out = run_menndl(["check", str(job)], timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "stopping: below the 0.5 quantile at 0.3 of the budget, after 8 results" in out.stdout
