@@ -35,6 +35,7 @@ OBJECTIVES: dict[str, str] = {
 MAX_SEED = 2**63 - 1  # seeds are stored as int64 in the library
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")
 DEVICES = ("auto", "cpu", "cuda")
+CHANNELS_LAST = ("auto", "on", "off")
 
 
 @dataclass(frozen=True)
@@ -97,8 +98,30 @@ class TrainingConfig:
     max_seconds: float = 30.0
     precision: str = "auto"
     device: str = "auto"
+    channels_last: str = "auto"
+    early_stopping: bool = False
+    early_stopping_fractions: tuple[float, ...] = (0.25, 0.5)
+    early_stopping_quantile: float = 0.5
+    early_stopping_min_results: int = 8
 
     def __post_init__(self) -> None:
+        if self.channels_last not in CHANNELS_LAST:
+            raise ValueError(
+                f"training.channels_last: expected one of {', '.join(CHANNELS_LAST)}, got '{self.channels_last}'"
+            )
+        if not self.early_stopping_fractions or any(not 0.0 < f < 1.0 for f in self.early_stopping_fractions):
+            raise ValueError(
+                "training.early_stopping_fractions: expected fractions of the budget in (0, 1), "
+                f"got {list(self.early_stopping_fractions)}"
+            )
+        if not 0.0 <= self.early_stopping_quantile <= 1.0:
+            raise ValueError(
+                f"training.early_stopping_quantile: expected a number in [0, 1], got {self.early_stopping_quantile}"
+            )
+        if self.early_stopping_min_results < 1:
+            raise ValueError(
+                f"training.early_stopping_min_results: expected an integer >= 1, got {self.early_stopping_min_results}"
+            )
         if self.epochs < 1:
             raise ValueError(f"training.epochs: expected an integer >= 1, got {self.epochs}")
         if self.max_seconds <= 0:

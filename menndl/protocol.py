@@ -1,15 +1,35 @@
 """The messages between master and workers: small dicts of plain data.
 
 master -> worker: ``setup`` once, then ``task`` after task, then ``None`` (stop).
-worker -> master: ``ready`` once its data is loaded, then ``result`` per task
-(status ``ok`` or ``failed``); or one ``fatal`` when it cannot serve at all.
-The transport may add ``lost``.
+worker -> master: ``ready`` once its data is loaded, then ``result`` per task;
+or one ``fatal`` when it cannot serve at all.  The transport may add ``lost``.
+
+A result's ``status`` is one of `RESULT_STATUSES`: ``ok``; ``failed`` (an
+exception while decoding or training, with its traceback in ``error``);
+``nan`` (a non-finite training loss); ``oom`` (the device ran out of memory;
+the worker freed it and goes on); ``timeout`` (the candidate overran its
+budget far enough for the worker to abandon it); ``stopped-early`` (below the
+master's early-stopping threshold at a checkpoint; ``accuracy`` is the
+partial one).  The master adds ``lost`` for candidates whose worker vanished.
+
+Result keys besides ``type``, ``task`` and ``status``: ``rank``, ``host``,
+``device``, ``local_rank``; ``accuracy`` and ``loss`` (validation),
+``train_loss``, ``params``, ``flops``, ``train_seconds``, ``epochs``,
+``samples_per_second``, ``peak_memory_bytes``, ``latency_seconds`` (inference,
+per sample), ``precision``, ``checkpoints``; ``error`` (with the traceback)
+unless ``ok``.  A candidate that did not finish carries the partial figures
+known (epochs, seconds, checkpoints).
+
+Optional task keys: ``return_weights`` (bool: send the trained weights back as
+``weights``, ``{name: float32 numpy array}``), ``checkpoints`` (fractions of
+the budget at which to validate and report ``[[fraction, accuracy], ...]``)
+and ``stop_below`` (``[[fraction, accuracy threshold], ...]``).
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from menndl.job import Job
@@ -27,6 +47,32 @@ def setup_message(job: Job, fingerprint: str) -> dict[str, Any]:
     }
 
 
-def task_message(task_id: int, genome: Mapping[str, Any], seed: int) -> dict[str, Any]:
-    """Have one candidate trained: its genome (as a dict) and its random seed."""
-    return {"type": "task", "task": task_id, "genome": dict(genome), "seed": seed}
+RESULT_STATUSES: tuple[str, ...] = ("ok", "failed", "nan", "oom", "timeout", "stopped-early", "lost")
+
+
+def task_message(
+    task_id: int,
+    genome: Mapping[str, Any],
+    seed: int,
+    *,
+    return_weights: bool = False,
+    checkpoints: Sequence[float] = (),
+    stop_below: Sequence[Sequence[float]] = (),
+) -> dict[str, Any]:
+    """Have one candidate trained: its genome (as a dict) and its random seed.
+
+    Args:
+        return_weights: ask for the trained weights in the result.
+        checkpoints: fractions of the training budget at which the worker
+            validates and reports the accuracy (early stopping).
+        stop_below: ``[fraction, threshold]`` pairs: stop the candidate when its
+            accuracy at that checkpoint is below the threshold.
+    """
+    message: dict[str, Any] = {"type": "task", "task": task_id, "genome": dict(genome), "seed": seed}
+    if return_weights:
+        message["return_weights"] = True
+    if checkpoints:
+        message["checkpoints"] = [float(f) for f in checkpoints]
+    if stop_below:
+        message["stop_below"] = [[float(f), float(t)] for f, t in stop_below]
+    return message

@@ -16,6 +16,8 @@ MASTER_MODULES = [
     "menndl.master",
     "menndl.master.search",
     "menndl.master.evolution",
+    "menndl.master.stopping",
+    "menndl.worker.devices",
     "menndl.genome",
     "menndl.genome.table",
     "menndl.data",

@@ -61,3 +61,20 @@ def test_precision_choice() -> None:
 
 def test_input_spec_matches_data(trainer: Trainer) -> None:
     assert trainer.spec == InputSpec(shape=(1, 8, 8), num_classes=10)
+
+
+@pytest.mark.parametrize("precision, channels_last", [("fp16", "off"), ("bf16", "on")])
+def test_mixed_precision_paths_train_on_the_cpu(precision: str, channels_last: str) -> None:
+    """The GPU code paths (fp16 autocast with a GradScaler; bf16 in channels_last) run and learn on the CPU too."""
+    data = load_dataset("digits")
+    training = TrainingConfig(epochs=2, max_seconds=20, precision=precision, channels_last=channels_last)
+    trainer = Trainer(data, training, torch.device("cpu"))
+    assert trainer.precision == precision and trainer.channels_last == (channels_last == "on")
+    genome = {
+        "features": [{"type": "conv", "filters": 4, "kernel": 3, "activation": "relu", "batch_norm": True}],
+        "head": [],
+        "train": {"learning_rate": 0.01, "batch_size": 64, "optimizer": "adam", "weight_decay": 0.0},
+    }
+    result = trainer.evaluate({"genome": genome, "seed": 0})
+    assert result["status"] == "ok", result.get("error")
+    assert result["precision"] == precision and result["accuracy"] > 0.5

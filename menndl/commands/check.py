@@ -40,6 +40,12 @@ def main(args: argparse.Namespace) -> int:
         f"  training: {training.epochs} epochs or {training.max_seconds:g} s per candidate; "
         f"precision {training.precision}, device {training.device}"
     )
+    if training.early_stopping:
+        fractions = ", ".join(f"{f:g}" for f in training.early_stopping_fractions)
+        print(
+            f"  stopping: below the {training.early_stopping_quantile:g} quantile at {fractions} of the budget, "
+            f"after {training.early_stopping_min_results} results"
+        )
     print(f"  space:    {_space_sample(job, spec)}")
     print(f"  blocks:   {_space_choices(job, spec)}")
     return 0

@@ -60,6 +60,13 @@ EVALUATION_FIELDS: tuple[tuple[str, str], ...] = (
     ("seed", "int"),
     ("submitted_at", "float"),
     ("finished_at", "float"),
+    ("samples_per_second", "float"),
+    ("peak_memory_bytes", "int"),
+    ("latency_seconds", "float"),
+    ("train_loss", "float"),
+    ("precision", "str"),
+    ("local_rank", "int"),
+    ("checkpoints", "str"),
 )
 """``(name, kind)`` of every per-evaluation field, in on-disk creation order."""
 
@@ -69,7 +76,7 @@ FIELD_NAMES: tuple[str, ...] = tuple(name for name, _ in EVALUATION_FIELDS)
 FIELD_KINDS: dict[str, str] = dict(EVALUATION_FIELDS)
 """Mapping field name -> kind."""
 
-JSON_FIELDS: frozenset[str] = frozenset({"genome", "parents"})
+JSON_FIELDS: frozenset[str] = frozenset({"genome", "parents", "checkpoints"})
 """String fields whose content is JSON text."""
 
 FIELD_DESCRIPTIONS: dict[str, str] = {
@@ -78,7 +85,7 @@ FIELD_DESCRIPTIONS: dict[str, str] = {
     "hash": "canonical hash of the genome (identical architectures share it)",
     "parents": "JSON list of the ids of the parent evaluations ([] for random ones)",
     "operator": "operator that produced the genome (e.g. random, mutate, crossover)",
-    "status": "outcome: ok, failed, or another status word",
+    "status": "outcome: ok, failed, nan, oom, timeout, stopped-early, lost, or another status word",
     "error": "traceback or error text when the evaluation did not succeed",
     "accuracy": "validation accuracy (fraction in [0, 1])",
     "loss": "validation loss",
@@ -92,6 +99,13 @@ FIELD_DESCRIPTIONS: dict[str, str] = {
     "seed": "random seed used for training",
     "submitted_at": "time the evaluation was handed to a worker (unix seconds)",
     "finished_at": "time the result reached the master (unix seconds)",
+    "samples_per_second": "training throughput: samples trained per second of training steps",
+    "peak_memory_bytes": "peak device memory (torch.cuda.max_memory_allocated), or the worker's RSS on a CPU",
+    "latency_seconds": "inference seconds per sample, measured over the validation split",
+    "train_loss": "mean training loss over the last epoch",
+    "precision": "numerics the candidate trained in: bf16, fp16 or fp32",
+    "local_rank": "the worker's node-local index, which chose its GPU",
+    "checkpoints": "JSON list of [budget fraction, validation accuracy] at early-stopping checkpoints",
 }
 """One-line human description of every field (also stored as a dataset attribute)."""
 

@@ -25,6 +25,7 @@ from menndl.library import LibraryWriter
 from menndl.master.evolution import Candidate, Evolution
 from menndl.master.progress import Progress, Status
 from menndl.master.signals import StopSignals
+from menndl.master.stopping import EarlyStopping
 from menndl.protocol import setup_message, task_message
 from menndl.transport.base import MasterTransport
 
@@ -35,6 +36,9 @@ DEADLINE_GRACE = 60.0  # seconds on top of 2 x training.max_seconds (model build
 DEADLINE_CHECK_INTERVAL = 1.0  # seconds between scans of the in-flight tasks
 STARTUP_DEADLINE = 1800.0  # seconds a worker may take to report ready (import storms on big machines)
 NO_WORKERS = "no workers left"
+WORKER_METRICS = (  # result keys stored as they come (see menndl.protocol and the library schema)
+    "samples_per_second", "peak_memory_bytes", "latency_seconds", "train_loss", "precision", "local_rank", "checkpoints"
+)  # fmt: skip
 
 
 def task_deadline(job: Job) -> float:
@@ -117,6 +121,14 @@ class Search:
         self._stragglers = False
         self._deadlines_checked = time.monotonic()
         self._host = socket.gethostname()
+        training = job.training
+        self.stopping = (
+            EarlyStopping(
+                training.early_stopping_fractions, training.early_stopping_quantile, training.early_stopping_min_results
+            )
+            if training.early_stopping
+            else None
+        )
 
     def run(self) -> SearchResult:
         """Run to the end of the budget; always closes the library and the workers.
@@ -196,7 +208,11 @@ class Search:
                 self._dispatched += 1
             self._busy[worker] = flight
             candidate = flight.candidate
-            self.transport.send(worker, task_message(candidate.id, candidate.genome.to_dict(), candidate.seed))
+            task = task_message(candidate.id, candidate.genome.to_dict(), candidate.seed)
+            if self.stopping is not None:
+                task["checkpoints"] = list(self.stopping.fractions)
+                task["stop_below"] = self.stopping.thresholds()
+            self.transport.send(worker, task)
 
     def _handle(self, worker: int, message: Mapping[str, Any]) -> None:
         kind = message.get("type")
@@ -291,6 +307,9 @@ class Search:
         for key in ("accuracy", "loss", "params", "flops", "train_seconds", "epochs", "host", "device"):
             if key in result:
                 record[key] = result[key]
+        record.update({key: result[key] for key in WORKER_METRICS if key in result})
+        if self.stopping is not None:
+            self.stopping.observe(result.get("checkpoints"))
         if "params" not in record:  # failures: size still known from the genome, without torch
             record["params"] = count_params(genome, self.spec)
             record["flops"] = count_flops(genome, self.spec)
@@ -301,7 +320,7 @@ class Search:
         if record["status"] == "ok":
             self._best = record["accuracy"] if math.isnan(self._best) else max(self._best, record["accuracy"])
             self._pareto_dirty |= self.evolution.tell(candidate, record)
-        else:
+        elif record["status"] != "stopped-early":  # stopped early is the rule working, not a failure
             self._failed += 1
 
     def _write_pareto(self, force: bool = False) -> None:

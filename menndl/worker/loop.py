@@ -1,9 +1,11 @@
 """The worker loop: receive setup, load the data once, then train task after task.
 
 A worker never exits because of a candidate: every exception while decoding
-or training becomes a ``failed`` result with its traceback.  Only a setup that
-cannot be honoured (the data cannot be loaded) ends it, with a ``fatal``
-message so the master knows why.
+or training becomes a result (``failed``, ``nan``, ``oom``, ``timeout``) with
+its traceback.  Only a setup that cannot be honoured (the data cannot be
+loaded, CUDA asked for and absent) or a device that stopped working (a CUDA
+error that poisons the context) ends it, with a ``fatal`` message so the
+master knows why.
 """
 
 from __future__ import annotations
@@ -12,12 +14,23 @@ import os
 import signal
 import socket
 import traceback
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from menndl.transport.base import WorkerChannel
+from menndl.worker.devices import resolve_local_rank
+
+if TYPE_CHECKING:
+    from menndl.worker.trainer import Trainer
 
 
-def run_worker(channel: WorkerChannel) -> None:
-    """Serve tasks from ``channel`` until the master says stop (``None``)."""
+def run_worker(channel: WorkerChannel, make_trainer: Callable[..., Trainer] | None = None) -> None:
+    """Serve tasks from ``channel`` until the master says stop (``None``).
+
+    Args:
+        make_trainer: builds the trainer from the setup message (default
+            ``Trainer.from_setup``; tests pass one that injects faults).
+    """
     setup = channel.receive()
     if setup is None:
         return
@@ -25,15 +38,18 @@ def run_worker(channel: WorkerChannel) -> None:
     threads = _threads_per_worker(channel.local_size)
     os.environ["OMP_NUM_THREADS"] = str(threads)  # before torch is imported
     try:
-        from menndl.worker.trainer import Trainer
+        local_rank = resolve_local_rank(channel.local_rank)
+        if make_trainer is None:
+            from menndl.worker.trainer import Trainer
 
-        trainer = Trainer.from_setup(setup, local_rank=channel.local_rank, threads=threads)
+            make_trainer = Trainer.from_setup
+        trainer = make_trainer(setup, local_rank=local_rank, threads=threads)
     except Exception as exc:  # the master reports it and stops using this worker
         channel.send(_fatal(channel, host, exc))
         _drain(channel)
         return
-    identity = {"rank": channel.rank, "host": host, "device": trainer.device_name}
-    channel.send({"type": "ready", **identity, "threads": threads})
+    identity = {"rank": channel.rank, "host": host, "device": trainer.device_name, "local_rank": local_rank}
+    channel.send({"type": "ready", **identity, "threads": threads, "precision": trainer.precision})
     while True:
         task = channel.receive()
         if task is None:
@@ -45,6 +61,11 @@ def run_worker(channel: WorkerChannel) -> None:
             _drain(channel)
             return
         channel.send({"type": "result", "task": task["task"], **identity, **result})
+        if result["status"] != "ok" and not trainer.device_ok():
+            error = RuntimeError(f"{trainer.device_name} stopped working after task {task['task']}")
+            channel.send(_fatal(channel, host, error))
+            _drain(channel)
+            return
 
 
 def _fatal(channel: WorkerChannel, host: str, exc: BaseException) -> dict[str, object]:
@@ -54,7 +75,7 @@ def _fatal(channel: WorkerChannel, host: str, exc: BaseException) -> dict[str, o
         "rank": channel.rank,
         "host": host,
         "error": f"{type(exc).__name__}: {exc}",
-        "traceback": traceback.format_exc(),
+        "traceback": "".join(traceback.format_exception(exc)),
     }
 
 

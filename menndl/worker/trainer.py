@@ -1,7 +1,9 @@
 """Train one candidate within its budget and measure it (the only torch-heavy module).
 
-The dataset is loaded once per worker and kept resident on the device as
-standardised tensors; batches are drawn by index, with no DataLoader.
+The dataset is loaded once per worker and kept resident (`DeviceData`);
+batches are drawn by index, with no DataLoader.  `Trainer.evaluate` never
+raises: whatever goes wrong with a candidate becomes its result's status
+(see `menndl.protocol`), its memory is released, and the next task runs.
 """
 
 from __future__ import annotations
@@ -9,8 +11,8 @@ from __future__ import annotations
 import math
 import time
 import traceback
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -21,72 +23,84 @@ from menndl.data import Dataset, load_dataset
 from menndl.genome import Genome, InputSpec, count_flops, learning_rate_factor
 from menndl.genome.decode import build_model
 from menndl.job import TrainingConfig
+from menndl.worker.faults import CandidateTimeout, NonFiniteLoss, hard_deadline, status_of
+from menndl.worker.measure import (
+    now,
+    peak_memory_bytes,
+    release_memory,
+    reset_peak_memory,
+    weights_as_arrays,
+)
+from menndl.worker.numerics import (
+    autocast_context,
+    choose_device,
+    choose_precision,
+    make_optimizer,
+    use_channels_last,
+)
+from menndl.worker.resident import DeviceData
+
+__all__ = ["DeviceData", "Trainer", "choose_device", "choose_precision", "make_optimizer"]
 
 EVAL_BATCH = 1024
+LOSS_CHECK_EVERY = 25  # training steps between checks that the loss is finite (one device sync each)
+OVERRUN_FACTOR = 1.5  # a candidate still running at 1.5 x max_seconds + OVERRUN_GRACE is abandoned: timeout
+OVERRUN_GRACE = 10.0  # seconds; the master's own deadline (2 x max_seconds + 60 s) comes later
+
+ModelBuilder = Callable[[Genome, InputSpec], nn.Module]
 
 
 @dataclass
-class DeviceData:
-    """The splits the search uses, standardised per channel, on the training device."""
+class _Progress:
+    """How far a candidate got; kept even when it fails, for its partial result."""
 
-    x_train: torch.Tensor
-    y_train: torch.Tensor
-    x_val: torch.Tensor
-    y_val: torch.Tensor
-
-    @classmethod
-    def from_dataset(cls, data: Dataset, device: torch.device) -> DeviceData:
-        """Standardise with the training split's per-channel statistics and move to ``device``."""
-        x_train = torch.from_numpy(data.x_train)
-        axes = [0, *range(2, x_train.dim())]
-        mean = x_train.mean(dim=axes, keepdim=True)
-        std = x_train.std(dim=axes, keepdim=True).clamp_min(1e-6)
-
-        def prepare(x: Any) -> torch.Tensor:
-            return ((torch.from_numpy(x) - mean) / std).to(device).contiguous()
-
-        return cls(
-            x_train=prepare(data.x_train),
-            y_train=torch.from_numpy(data.y_train).to(device),
-            x_val=prepare(data.x_val),
-            y_val=torch.from_numpy(data.y_val).to(device),
-        )
-
-
-def choose_device(requested: str, local_rank: int) -> torch.device:
-    """The device for a worker: a GPU chosen by node-local rank when there is one, else the CPU."""
-    if requested == "cpu" or (requested == "auto" and not torch.cuda.is_available()):
-        return torch.device("cpu")
-    if not torch.cuda.is_available():
-        raise RuntimeError("training.device is 'cuda' but this worker sees no CUDA device")
-    return torch.device("cuda", local_rank % torch.cuda.device_count())
-
-
-def choose_precision(requested: str, device: torch.device) -> str:
-    """Resolve ``auto``: bf16 on GPUs that support it, fp16 on older GPUs, fp32 on the CPU."""
-    if requested != "auto":
-        return requested
-    if device.type == "cuda":
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    return "fp32"
+    epochs: int = 0
+    samples: int = 0
+    train_seconds: float = 0.0  # wall time of training, checkpoint validations included (what the budget counts)
+    step_seconds: float = 0.0  # wall time of the training steps alone (for samples per second)
+    train_loss: float = math.nan
+    checkpoints: list[list[float]] = field(default_factory=list)
+    stopped_at: tuple[float, float, float] | None = None  # (accuracy, loss, latency) at the stopping checkpoint
 
 
 class Trainer:
     """Holds the resident data and trains candidates one after another."""
 
-    def __init__(self, data: Dataset, training: TrainingConfig, device: torch.device) -> None:
+    def __init__(
+        self,
+        data: Dataset,
+        training: TrainingConfig,
+        device: torch.device,
+        *,
+        build: ModelBuilder = build_model,
+        overrun_limit: float | None = None,
+    ) -> None:
+        """Place the data on ``device`` and fix the numerics for every candidate.
+
+        Args:
+            build: turns a genome into a module (``build_model``); tests pass a
+                wrapper to inject faults such as an out-of-memory error.
+            overrun_limit: seconds after which a candidate is abandoned as
+                ``timeout`` (default ``OVERRUN_FACTOR * max_seconds + OVERRUN_GRACE``).
+        """
         self.training = training
         self.device = device
         self.precision = choose_precision(training.precision, device)
         self.spec = InputSpec(shape=tuple(data.input_shape), num_classes=data.num_classes)
         self.data = DeviceData.from_dataset(data, device)
+        self.channels_last = use_channels_last(training.channels_last, device, self.precision, data.x_train.ndim)
+        self.build = build
+        self.overrun_limit = (
+            OVERRUN_FACTOR * training.max_seconds + OVERRUN_GRACE if overrun_limit is None else overrun_limit
+        )
 
     @classmethod
     def from_setup(cls, setup: Mapping[str, Any], *, local_rank: int, threads: int) -> Trainer:
         """Build from the master's setup message: load the data, pick the device.
 
         Raises:
-            RuntimeError: the data this worker loaded differs from the master's.
+            RuntimeError: the data this worker loaded differs from the master's,
+                or CUDA was asked for and there is none.
         """
         torch.set_num_threads(threads)
         options = dict(setup["data"])
@@ -107,113 +121,204 @@ class Trainer:
             return f"{self.device} ({torch.cuda.get_device_name(self.device)})"
         return str(self.device)
 
+    def device_ok(self) -> bool:
+        """Whether the device still works (a CUDA error such as an illegal access poisons the context)."""
+        if self.device.type != "cuda":
+            return True
+        try:
+            torch.ones(1, device=self.device).add_(1)
+            torch.cuda.synchronize(self.device)
+            return True
+        except Exception:
+            return False
+
     def evaluate(self, task: Mapping[str, Any]) -> dict[str, Any]:
         """Train and validate one candidate; never raises.
 
         Returns:
-            ``status`` (``ok``/``failed``) with accuracy, loss, params, flops,
-            train_seconds and epochs, or the error and traceback.
+            ``status`` (``ok``, ``stopped-early``, ``failed``, ``nan``, ``oom``
+            or ``timeout``) with the metrics known (partial ones for a
+            candidate that did not finish), and ``error`` with the traceback
+            when it failed; ``weights`` when the task asked for them.
         """
-        model = None
+        progress = _Progress()
+        model: nn.Module | None = None
+        started = time.perf_counter()
         try:
-            genome = Genome.from_dict(task["genome"])
-            torch.manual_seed(int(task["seed"]))
-            model = build_model(genome, self.spec).to(self.device)
-            seconds, epochs = self._train(model, genome)
-            accuracy, loss = self._validate(model)
-            return {
-                "status": "ok",
-                "accuracy": accuracy,
-                "loss": loss,
-                "params": sum(p.numel() for p in model.parameters()),
-                "flops": count_flops(genome, self.spec),
-                "train_seconds": seconds,
-                "epochs": epochs,
+            reset_peak_memory(self.device)
+            with hard_deadline(self.overrun_limit):
+                genome = Genome.from_dict(task["genome"])
+                torch.manual_seed(int(task["seed"]))
+                model = self.build(genome, self.spec).to(self.device)
+                if self.channels_last:
+                    model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+                end = started + self.overrun_limit
+                self._train(model, genome, task, progress, end)
+                if progress.stopped_at is None:
+                    status, (accuracy, loss, latency) = "ok", self._validate(model, end)
+                else:
+                    status, (accuracy, loss, latency) = "stopped-early", progress.stopped_at
+                result = self._metrics(status, progress, accuracy, loss, latency, model, genome)
+                if task.get("return_weights"):
+                    result["weights"] = weights_as_arrays(model)
+        except Exception as exc:  # every candidate failure is data
+            result = {
+                "status": status_of(exc),
+                "error": f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}",
+                **self._partial(progress),
             }
-        except Exception as exc:
-            return {"status": "failed", "error": f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}"}
-        finally:
-            del model
-            if self.device.type == "cuda":
-                try:
-                    torch.cuda.empty_cache()
-                except Exception:  # a broken device shows again in the next task; report it there
-                    pass
+        model = None  # the exception and its frames are gone here: the memory can really be released
+        release_memory(self.device)
+        return result
 
-    def _autocast(self) -> Any:
-        dtype = torch.bfloat16 if self.precision == "bf16" else torch.float16
-        return torch.autocast(self.device.type, dtype=dtype, enabled=self.precision != "fp32")
+    def _metrics(
+        self,
+        status: str,
+        progress: _Progress,
+        accuracy: float,
+        loss: float,
+        latency: float,
+        model: nn.Module,
+        genome: Genome,
+    ) -> dict[str, Any]:
+        """The result of a candidate that finished (or was stopped early)."""
+        return {
+            "status": status,
+            "accuracy": accuracy,
+            "loss": loss,
+            "params": sum(p.numel() for p in model.parameters()),
+            "flops": count_flops(genome, self.spec),
+            "latency_seconds": latency,
+            "peak_memory_bytes": peak_memory_bytes(self.device),
+            **self._partial(progress),
+        }
 
-    def _train(self, model: nn.Module, genome: Genome) -> tuple[float, int]:
-        """Train until the epoch or wall-time budget runs out; returns (seconds, full epochs).
+    def _partial(self, progress: _Progress) -> dict[str, Any]:
+        """What is known of a candidate however it ended: budget used, speed, training loss, checkpoints."""
+        partial: dict[str, Any] = {
+            "train_seconds": progress.train_seconds,
+            "epochs": progress.epochs,
+            "precision": self.precision,
+        }
+        if progress.step_seconds > 0:
+            partial["samples_per_second"] = progress.samples / progress.step_seconds
+        if math.isfinite(progress.train_loss):
+            partial["train_loss"] = progress.train_loss
+        if progress.checkpoints:
+            partial["checkpoints"] = [list(pair) for pair in progress.checkpoints]
+        return partial
 
-        The genome's ``budget`` scales the job's epochs and seconds; its
-        learning-rate schedule runs over the planned steps of those epochs.
+    def _train(
+        self, model: nn.Module, genome: Genome, task: Mapping[str, Any], progress: _Progress, hard_end: float
+    ) -> None:
+        """Train until the epoch or wall-time budget runs out, or an early-stopping checkpoint says stop.
+
+        Raises:
+            NonFiniteLoss: the training loss became NaN or infinite.
+            CandidateTimeout: one step ran past the hard limit.
         """
         hyper = genome.train
         optimizer = make_optimizer(model, hyper.optimizer, hyper.learning_rate, hyper.weight_decay, hyper.momentum)
-        epochs = max(1, round(hyper.budget * self.training.epochs))
-        scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision == "fp16")
+        scaler = torch.amp.GradScaler(self.device.type) if self.precision == "fp16" else None
         loss_fn = nn.CrossEntropyLoss()
-        x, y = self.data.x_train, self.data.y_train
+        data, channels_last = self.data, self.channels_last
+        x, y = data.x_train, data.y_train
         n, batch = len(x), min(hyper.batch_size, len(x))
-        steps = max(1, epochs * len(range(0, n - 1, batch)))
+        # The genome's budget scales the job's epochs and seconds; its schedule runs over the planned steps.
+        epochs = max(1, round(hyper.budget * self.training.epochs))
+        budget = hyper.budget * self.training.max_seconds
+        planned_steps = max(1, epochs * len(range(0, n - 1, batch)))
         scheduler = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lambda step: learning_rate_factor(hyper.schedule, step / steps)
+            optimizer, lambda done: learning_rate_factor(hyper.schedule, done / planned_steps)
         )
+        pending = sorted(float(f) for f in task.get("checkpoints", ()))
+        stop_below = {float(f): float(t) for f, t in task.get("stop_below", ())}
         start = time.perf_counter()
-        deadline = start + hyper.budget * self.training.max_seconds
+        soft_end = start + budget
+        checking = 0.0  # seconds spent validating at checkpoints
+        step = 0
         model.train()
         for epoch in range(epochs):
-            order = torch.randperm(n, device=self.device)
+            order = torch.randperm(n, device=data.index_device)
             total = torch.zeros((), device=self.device)
+            steps_this_epoch = 0
+            out_of_time = False
             for first in range(0, n - 1, batch):
                 index = order[first : first + batch]
-                if len(index) < 2:  # batch norm needs two samples
+                size = index.shape[0]
+                if size < 2:  # batch norm needs two samples
                     break
-                with self._autocast():
-                    loss = loss_fn(model(x[index]), y[index])
+                xb, yb = data.batch(x, y, index)
+                if channels_last:
+                    xb = xb.contiguous(memory_format=torch.channels_last)
+                with autocast_context(self.device, self.precision):
+                    loss = loss_fn(model(xb), yb)
                 optimizer.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
-                scaler.step(optimizer)
-                scaler.update()
+                if scaler is None:
+                    loss.backward()
+                    optimizer.step()
+                else:
+                    scaler.scale(loss).backward()
+                    scaler.step(optimizer)
+                    scaler.update()
                 scheduler.step()
-                total += loss.detach().float()
-                if time.perf_counter() > deadline:
+                total += loss.detach()
+                steps_this_epoch += 1
+                progress.samples += size
+                step += 1
+                if step % LOSS_CHECK_EVERY == 0 and not math.isfinite(float(loss.detach())):
+                    raise NonFiniteLoss(f"non-finite training loss in epoch {epoch + 1}, step {step}")
+                clock = time.perf_counter()
+                if clock > soft_end:
+                    out_of_time = first + batch < n - 1  # not when this was the epoch's last batch anyway
+                    if clock > hard_end:
+                        raise CandidateTimeout(f"one training step ran past the hard limit (epoch {epoch + 1})")
                     break
-            if not math.isfinite(float(total)):
-                raise FloatingPointError(f"non-finite training loss in epoch {epoch + 1}")
-            if time.perf_counter() > deadline:
-                return time.perf_counter() - start, epoch
-        return time.perf_counter() - start, epochs
+            mean_loss = float(total) / max(1, steps_this_epoch)
+            if not math.isfinite(mean_loss):
+                raise NonFiniteLoss(f"non-finite training loss in epoch {epoch + 1}")
+            progress.train_loss = mean_loss
+            progress.train_seconds = time.perf_counter() - start
+            progress.step_seconds = progress.train_seconds - checking
+            if out_of_time:
+                return
+            progress.epochs = epoch + 1
+            if progress.train_seconds > budget:
+                return
+            fraction = max((epoch + 1) / epochs, progress.train_seconds / budget)
+            due = [f for f in pending if f <= fraction]
+            if not due or epoch + 1 == epochs:
+                continue
+            before = time.perf_counter()
+            accuracy, val_loss, latency = self._validate(model, hard_end)
+            model.train()
+            checking += time.perf_counter() - before
+            pending = [f for f in pending if f > fraction]
+            progress.checkpoints.extend([f, accuracy] for f in due)
+            progress.train_seconds = time.perf_counter() - start
+            if any(f in stop_below and accuracy < stop_below[f] for f in due):
+                progress.stopped_at = (accuracy, val_loss, latency)
+                return
+            if progress.train_seconds > budget:
+                return
 
     @torch.no_grad()
-    def _validate(self, model: nn.Module) -> tuple[float, float]:
-        """Accuracy and mean cross-entropy on the validation split."""
+    def _validate(self, model: nn.Module, hard_end: float) -> tuple[float, float, float]:
+        """Accuracy, mean cross-entropy and inference seconds per sample on the validation split."""
         model.eval()
         x, y = self.data.x_val, self.data.y_val
         correct = torch.zeros((), device=self.device)
         loss = torch.zeros((), device=self.device)
+        start = now(self.device)
         for first in range(0, len(x), EVAL_BATCH):
-            with self._autocast():
-                logits = model(x[first : first + EVAL_BATCH]).float()
-            target = y[first : first + EVAL_BATCH]
+            xb, target = self.data.rows(x, y, first, first + EVAL_BATCH)
+            if self.channels_last:
+                xb = xb.contiguous(memory_format=torch.channels_last)
+            with autocast_context(self.device, self.precision):
+                logits = model(xb).float()
             loss += nn.functional.cross_entropy(logits, target, reduction="sum")
             correct += (logits.argmax(dim=1) == target).sum()
-        return float(correct) / len(x), float(loss) / len(x)
-
-
-def make_optimizer(
-    model: nn.Module, name: str, learning_rate: float, weight_decay: float, momentum: float = 0.9
-) -> torch.optim.Optimizer:
-    """The optimizer a genome asks for (SGD with Nesterov momentum when momentum > 0)."""
-    params = model.parameters()
-    if name == "sgd":
-        return torch.optim.SGD(
-            params, lr=learning_rate, momentum=momentum, nesterov=momentum > 0, weight_decay=weight_decay
-        )
-    if name == "adamw":
-        return torch.optim.AdamW(params, lr=learning_rate, weight_decay=weight_decay)
-    if name == "adam":
-        return torch.optim.Adam(params, lr=learning_rate, weight_decay=weight_decay)
-    raise ValueError(f"unknown optimizer '{name}'")
+            if time.perf_counter() > hard_end:
+                raise CandidateTimeout("validation ran past the hard limit")
+        accuracy, mean_loss = float(correct) / len(x), float(loss) / len(x)
+        return accuracy, mean_loss, (now(self.device) - start) / len(x)

@@ -1,0 +1,89 @@
+"""The dataset, loaded once per worker and kept resident as standardised tensors.
+
+On a GPU the tensors live on the device when they fit in half of its free
+memory, and batches are drawn by indexing them there; otherwise they stay in
+pinned host memory and each batch is copied asynchronously.  There is no
+DataLoader and no loader process on the hot path.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from menndl.data import Dataset
+
+DEVICE_MEMORY_SHARE = 0.5  # the data may take at most this share of the GPU's free memory
+
+
+@dataclass
+class DeviceData:
+    """The splits the search uses, standardised per channel with the training split's statistics."""
+
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    x_val: torch.Tensor
+    y_val: torch.Tensor
+    device: torch.device
+
+    @classmethod
+    def from_dataset(cls, data: Dataset, device: torch.device) -> DeviceData:
+        """Standardise and place the splits: on ``device`` when they fit, else in (pinned) host memory."""
+        x_train = torch.from_numpy(data.x_train)
+        axes = [0, *range(2, x_train.dim())]
+        mean = x_train.mean(dim=axes, keepdim=True)
+        std = x_train.std(dim=axes, keepdim=True).clamp_min(1e-6)
+        nbytes = sum(a.nbytes for a in (data.x_train, data.y_train, data.x_val, data.y_val))
+        home = device if fits_on(device, nbytes) else torch.device("cpu")
+        pin = device.type == "cuda" and home.type == "cpu"
+
+        def place(tensor: torch.Tensor) -> torch.Tensor:
+            tensor = tensor.contiguous()
+            return tensor.pin_memory() if pin else tensor.to(home)
+
+        def standardise(x: Any) -> torch.Tensor:
+            return place((torch.from_numpy(x) - mean) / std)
+
+        return cls(
+            x_train=standardise(data.x_train),
+            y_train=place(torch.from_numpy(data.y_train)),
+            x_val=standardise(data.x_val),
+            y_val=place(torch.from_numpy(data.y_val)),
+            device=device,
+        )
+
+    @property
+    def resident(self) -> bool:
+        """True when the data lives on the training device itself."""
+        return self.x_train.device == self.device
+
+    @property
+    def index_device(self) -> torch.device:
+        """Where the batch indices are drawn: where the data lives."""
+        return self.x_train.device
+
+    def batch(self, x: torch.Tensor, y: torch.Tensor, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Samples ``index`` of ``x``/``y``, on the training device."""
+        xb, yb = x[index], y[index]
+        if xb.device != self.device:
+            xb = xb.pin_memory().to(self.device, non_blocking=True)
+            yb = yb.pin_memory().to(self.device, non_blocking=True)
+        return xb, yb
+
+    def rows(self, x: torch.Tensor, y: torch.Tensor, first: int, last: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Samples ``first:last`` of ``x``/``y``, on the training device."""
+        xb, yb = x[first:last], y[first:last]
+        if xb.device != self.device:
+            xb = xb.to(self.device, non_blocking=True)
+            yb = yb.to(self.device, non_blocking=True)
+        return xb, yb
+
+
+def fits_on(device: torch.device, nbytes: int) -> bool:
+    """Whether ``nbytes`` of data fit in the device's share for resident data (always on the CPU)."""
+    if device.type != "cuda":
+        return True
+    free, _total = torch.cuda.mem_get_info(device)
+    return nbytes <= DEVICE_MEMORY_SHARE * free
