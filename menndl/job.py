@@ -32,6 +32,7 @@ OBJECTIVES: dict[str, str] = {
     "flops": "min",
     "train_seconds": "min",
 }
+MAX_CANDIDATE_SECONDS = 1e7  # about 116 days: more is a typo, and overflows timers
 MAX_SEED = 2**63 - 1  # seeds are stored as int64 in the library
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")
 DEVICES = ("auto", "cpu", "cuda")
@@ -124,8 +125,10 @@ class TrainingConfig:
             )
         if self.epochs < 1:
             raise ValueError(f"training.epochs: expected an integer >= 1, got {self.epochs}")
-        if self.max_seconds <= 0:
-            raise ValueError(f"training.max_seconds: expected seconds > 0, got {self.max_seconds}")
+        if not 0 < self.max_seconds <= MAX_CANDIDATE_SECONDS:
+            raise ValueError(
+                f"training.max_seconds: expected seconds in (0, {MAX_CANDIDATE_SECONDS:g}], got {self.max_seconds}"
+            )
         if self.precision not in PRECISIONS:
             raise ValueError(f"training.precision: expected one of {', '.join(PRECISIONS)}, got '{self.precision}'")
         if self.device not in DEVICES:
@@ -266,8 +269,8 @@ def _typed(value: Any, hint: Any, key: str, path: str) -> Any:
         ok = isinstance(value, int) and not isinstance(value, bool)
     elif hint is float:
         ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-        if ok and not math.isfinite(value):
-            raise UserError(f"{path}: {key}: expected a finite number, got {value}")
+        if ok and not _finite(value):
+            raise UserError(f"{path}: {key}: expected a finite number, got {str(value)[:40]}")
         value = float(value) if ok else value
     elif hint is str:
         ok = isinstance(value, str)
@@ -289,3 +292,11 @@ def _describe(value: Any) -> str:
 
 def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split())
+
+
+def _finite(value: float) -> bool:
+    """``math.isfinite`` that says False, not OverflowError, for an integer too big for a float."""
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False

@@ -21,8 +21,10 @@ def test_local_rank_from_launcher_variables(environ: dict[str, str], expected: i
     assert local_rank_from_environ(environ) == expected
 
 
-def test_srun_variable_wins_over_the_mpi_library_ones() -> None:
-    assert local_rank_from_environ({"SLURM_LOCALID": "1", "OMPI_COMM_WORLD_LOCAL_RANK": "5"}) == 1
+def test_mpirun_inside_sbatch_uses_the_launchers_variable_not_the_batch_steps() -> None:
+    # The batch shell's SLURM_LOCALID (0) is inherited by every rank mpirun starts.
+    assert local_rank_from_environ({"SLURM_LOCALID": "0", "OMPI_COMM_WORLD_LOCAL_RANK": "5"}) == 5
+    assert local_rank_from_environ({"SLURM_LOCALID": "0", "MPI_LOCALRANKID": "3"}) == 3
 
 
 def test_the_transports_node_layout_wins_over_the_environment() -> None:
@@ -57,7 +59,10 @@ def test_choose_device_maps_the_rank_onto_visible_cuda_devices(monkeypatch: pyte
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 4)
+    current: list[int] = []
+    monkeypatch.setattr(torch.cuda, "set_device", current.append)
     assert choose_device("auto", 6) == torch.device("cuda", 2)
+    assert current == [2]  # the rank's GPU becomes the current one (no stray context on GPU 0)
     assert choose_device("cpu", 6) == torch.device("cpu")
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: False)  # e.g. a V100
     assert choose_precision("auto", torch.device("cuda", 0)) == "fp16"

@@ -84,7 +84,10 @@ def _float_in(lo: float, hi: float, lo_open: bool, hi_open: bool) -> Callable[[A
     def rule(x: Any) -> float:
         if isinstance(x, bool) or not isinstance(x, (int, float)):
             raise _Bad(text)
-        x = float(x)
+        try:
+            x = float(x) + 0.0  # + 0.0 turns -0.0 into 0.0: one architecture, one hash
+        except OverflowError:
+            raise _Bad(text) from None
         if not math.isfinite(x) or x < lo or x > hi or (lo_open and x == lo) or (hi_open and x == hi):
             raise _Bad(text)
         return x
@@ -213,7 +216,7 @@ class TrainParams:
 
     Attributes:
         learning_rate: Positive peak learning rate.
-        batch_size: Mini-batch size (>= 1).
+        batch_size: Mini-batch size (>= 2: batch norm needs two samples).
         optimizer: One of :data:`OPTIMIZERS`.
         weight_decay: Non-negative weight decay.
         momentum: SGD momentum (Nesterov) in ``[0, 1)``; unused by Adam/AdamW.
@@ -254,7 +257,7 @@ _RULES: dict[type, dict[str, Callable[[Any], Any]]] = {
     },
     TrainParams: {
         "learning_rate": _float_in(0.0, math.inf, True, False),
-        "batch_size": _int_min(1),
+        "batch_size": _int_min(2),
         "optimizer": _one_of(OPTIMIZERS),
         "weight_decay": _float_in(0.0, math.inf, False, False),
         "momentum": _float_in(0.0, 1.0, False, True),
@@ -338,14 +341,14 @@ def _upgrade_v1(data: Mapping[str, Any]) -> dict[str, Any]:
     features = data["features"]
     if isinstance(features, (list, tuple)):
         features = [
-            {**b, "stride": 1, "dilation": 1, "dropout": 0.0}
-            if isinstance(b, Mapping) and b.get("type") == "conv" and "stride" not in b
+            {"stride": 1, "dilation": 1, "dropout": 0.0, **b}  # defaults first: never overwrite a given value
+            if isinstance(b, Mapping) and b.get("type") == "conv"
             else b
             for b in features
         ]
     train = data["train"]
-    if isinstance(train, Mapping) and "schedule" not in train:
-        train = {**train, "momentum": 0.9, "schedule": "constant", "budget": 1.0}
+    if isinstance(train, Mapping):
+        train = {"momentum": 0.9, "schedule": "constant", "budget": 1.0, **train}
     return {"format": FORMAT_VERSION, "features": features, "reduce": None, "head": data["head"], "train": train}
 
 
@@ -465,6 +468,8 @@ class Genome:
             raise ValueError(f"genome JSON is malformed at {where}: {err.msg}") from None
         except TypeError as err:
             raise ValueError(f"genome JSON is malformed: {err}") from None
+        except RecursionError:
+            raise ValueError("genome JSON is malformed: nested too deeply") from None
         return cls.from_dict(data)
 
     @functools.cached_property

@@ -40,7 +40,12 @@ def _is_int(x: Any) -> bool:
 
 
 def _is_num(x: Any) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+    if not isinstance(x, (int, float)) or isinstance(x, bool):
+        return False
+    try:
+        return math.isfinite(x)
+    except OverflowError:  # an int too large for a float
+        return False
 
 
 @dataclass(frozen=True)
@@ -229,7 +234,7 @@ class SearchSpace:
         if name == "pool_sizes":
             return _ints(value, 2)
         if name == "batch_sizes":
-            return _ints(value, 1)
+            return _ints(value, 2)  # batch norm needs two samples
         if name == "activations":
             return _names(value, ACTIVATIONS)
         if name == "optimizers":

@@ -51,7 +51,11 @@ class EarlyStopping:
 
         Fractions the master does not use and non-finite accuracies are ignored.
         """
-        for entry in checkpoints or ():
+        if not isinstance(checkpoints, (list, tuple)):
+            return
+        for entry in checkpoints:
+            if not isinstance(entry, (list, tuple)):
+                continue
             try:
                 fraction, accuracy = float(entry[0]), float(entry[1])
             except (TypeError, ValueError, IndexError):

@@ -14,14 +14,16 @@ import os
 from collections.abc import Mapping
 
 # Variables that launchers set to a rank's index on its node, in order of preference.
+# The MPI launchers' own variables come before SLURM_LOCALID: under `mpirun` inside an sbatch script,
+# SLURM_LOCALID is the batch step's (0 for every rank), while the launcher's is per rank.
 LOCAL_RANK_VARIABLES: tuple[str, ...] = (
-    "SLURM_LOCALID",  # srun
     "OMPI_COMM_WORLD_LOCAL_RANK",  # Open MPI (mpirun)
     "MPI_LOCALRANKID",  # MPICH / Hydra, Intel MPI
-    "PMI_LOCAL_RANK",  # PMI-2 / PMIx based launchers
     "MV2_COMM_WORLD_LOCAL_RANK",  # MVAPICH2
     "PALS_LOCAL_RANKID",  # HPE Cray PALS
     "JSM_NAMESPACE_LOCAL_RANK",  # IBM jsrun
+    "SLURM_LOCALID",  # srun
+    "PMI_LOCAL_RANK",  # PMI-2 / PMIx based launchers
 )
 
 

@@ -36,6 +36,9 @@ def status_of(exc: BaseException) -> str:
     return "failed"
 
 
+MAX_TIMER_SECONDS = 1e8  # about three years
+
+
 @contextlib.contextmanager
 def hard_deadline(seconds: float) -> Iterator[None]:
     """Raise `CandidateTimeout` in this thread once ``seconds`` have passed (SIGALRM; main thread only).
@@ -43,6 +46,8 @@ def hard_deadline(seconds: float) -> Iterator[None]:
     Python runs the handler between bytecodes, so a long kernel finishes
     first; the training loop also checks the clock after every step.  Off the
     main thread (where signals cannot be used) only those checks apply.
+    An alarm someone else had pending is re-armed afterwards with what is left
+    of it; if it fell due during the candidate it fires right after.
     """
     if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "setitimer"):
         yield
@@ -53,7 +58,8 @@ def hard_deadline(seconds: float) -> Iterator[None]:
 
     previous = signal.signal(signal.SIGALRM, expire)
     started = time.monotonic()
-    outer_delay, outer_interval = signal.setitimer(signal.ITIMER_REAL, max(seconds, 1e-3))
+    # setitimer overflows past time_t; a limit of years is no limit (the training loop checks the clock too).
+    outer_delay, outer_interval = signal.setitimer(signal.ITIMER_REAL, min(max(seconds, 1e-3), MAX_TIMER_SECONDS))
     try:
         yield
     finally:

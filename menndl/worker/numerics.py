@@ -26,6 +26,7 @@ def choose_device(requested: str, local_rank: int) -> torch.device:
     index = gpu_index(local_rank, torch.cuda.device_count() if available else 0)
     if index is None:
         raise RuntimeError("training.device is 'cuda' but this worker sees no CUDA device")
+    torch.cuda.set_device(index)  # so that nothing (bf16 query, pinned memory) opens a context on GPU 0
     return torch.device("cuda", index)
 
 

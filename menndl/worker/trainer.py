@@ -223,14 +223,13 @@ class Trainer:
         loss_fn = nn.CrossEntropyLoss()
         data, channels_last = self.data, self.channels_last
         x, y = data.x_train, data.y_train
-        n, batch = len(x), min(hyper.batch_size, len(x))
-        # The genome's budget scales the job's epochs and seconds; its schedule runs over the planned steps.
-        epochs = max(1, round(hyper.budget * self.training.epochs))
+        n, batch = len(x), max(2, min(hyper.batch_size, len(x)))  # batch norm needs two samples
+        # The genome's budget scales the job's epochs and seconds (rounded half up, at least one epoch).
+        epochs = max(1, math.floor(hyper.budget * self.training.epochs + 0.5))
         budget = hyper.budget * self.training.max_seconds
         planned_steps = max(1, epochs * len(range(0, n - 1, batch)))
-        scheduler = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lambda done: learning_rate_factor(hyper.schedule, done / planned_steps)
-        )
+        base_rates = [group["lr"] for group in optimizer.param_groups]
+        scheduled = hyper.schedule != "constant"
         pending = sorted(float(f) for f in task.get("checkpoints", ()))
         stop_below = {float(f): float(t) for f, t in task.get("stop_below", ())}
         start = time.perf_counter()
@@ -254,6 +253,11 @@ class Trainer:
                 with autocast_context(self.device, self.precision):
                     loss = loss_fn(model(xb), yb)
                 optimizer.zero_grad(set_to_none=True)
+                if scheduled:  # progress through the budget, by steps or by time, whichever is further
+                    done = max((step + 0.5) / planned_steps, (time.perf_counter() - start) / budget)
+                    factor = learning_rate_factor(hyper.schedule, min(1.0, done))
+                    for group, rate in zip(optimizer.param_groups, base_rates):
+                        group["lr"] = rate * factor
                 if scaler is None:
                     loss.backward()
                     optimizer.step()
@@ -261,7 +265,6 @@ class Trainer:
                     scaler.scale(loss).backward()
                     scaler.step(optimizer)
                     scaler.update()
-                scheduler.step()
                 total += loss.detach()
                 steps_this_epoch += 1
                 progress.samples += size
@@ -274,7 +277,9 @@ class Trainer:
                     if clock > hard_end:
                         raise CandidateTimeout(f"one training step ran past the hard limit (epoch {epoch + 1})")
                     break
-            mean_loss = float(total) / max(1, steps_this_epoch)
+            if steps_this_epoch == 0:
+                raise ValueError(f"no training step in epoch {epoch + 1}: {n} training samples, batch {batch}")
+            mean_loss = float(total) / steps_this_epoch
             if not math.isfinite(mean_loss):
                 raise NonFiniteLoss(f"non-finite training loss in epoch {epoch + 1}")
             progress.train_loss = mean_loss
@@ -294,9 +299,11 @@ class Trainer:
             model.train()
             checking += time.perf_counter() - before
             pending = [f for f in pending if f > fraction]
-            progress.checkpoints.extend([f, accuracy] for f in due)
+            # One entry, at the furthest checkpoint passed: an accuracy measured later than an earlier
+            # checkpoint would raise that checkpoint's threshold for everyone.
+            progress.checkpoints.append([max(due), accuracy])
             progress.train_seconds = time.perf_counter() - start
-            if any(f in stop_below and accuracy < stop_below[f] for f in due):
+            if max(due) in stop_below and accuracy < stop_below[max(due)]:
                 progress.stopped_at = (accuracy, val_loss, latency)
                 return
             if progress.train_seconds > budget:
