@@ -237,11 +237,11 @@ class LibraryWriter:
             raise UserError(f"cannot create library {p}: {parent} is not a folder")
         if not os.access(parent, os.W_OK | os.X_OK):
             raise UserError(f"cannot create library {p}: folder {parent} is not writable")
+        # Built under a temporary name and linked into place complete (with its journal), so that
+        # a crash never leaves a half-created library at `path`; link() also never clobbers.
+        tmp = p.with_name(f".{p.name}.{os.getpid()}.tmp")
         try:
-            # Mode "x" fails if the file appeared meanwhile: never clobber.
-            f = h5py.File(p, "x")
-        except FileExistsError:
-            raise UserError(f"library {p} already exists; choose another --library path") from None
+            f = h5py.File(tmp, "w")
         except Exception as exc:  # h5py raises OSError subclasses, sometimes others
             raise UserError(f"cannot create library {p}: {_reason(exc)}") from None
         try:
@@ -252,14 +252,20 @@ class LibraryWriter:
                 for stale in (journal_path(p), base_path(p)):
                     stale.unlink(missing_ok=True)
                 self._journal = JournalWriter(journal_path(p), self._root_attrs())
+            os.link(tmp, p)
         except Exception as exc:
-            try:
-                f.close()
-            finally:
-                p.unlink(missing_ok=True)
+            f.close()
+            if self._journal is not None:
+                self._journal.close()
+                if not p.exists():
+                    self._journal.path.unlink(missing_ok=True)
+            if isinstance(exc, FileExistsError):
+                raise UserError(f"library {p} already exists; choose another --library path") from None
             if isinstance(exc, OSError):
                 raise UserError(f"cannot create library {p}: {_reason(exc)}") from None
             raise
+        finally:
+            tmp.unlink(missing_ok=True)
 
     def _setup_policy(self, path: str | Path, flush_every: int, flush_seconds: float | None, keep_weights: int) -> None:
         if isinstance(flush_every, bool) or not isinstance(flush_every, int) or flush_every < 1:

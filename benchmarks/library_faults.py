@@ -1,0 +1,128 @@
+"""Fault test of the library: kill -9 a real local search at random instants, resume, check.
+
+Each round starts ``menndl run JOB --library LIB`` (with ``--resume`` once the library exists) on
+the sklearn digits, kills the whole process group with SIGKILL after a random delay, then opens the
+library (which must work every time) and checks that every evaluation seen before is still there
+with the same genome hash.  A last ``--resume`` completes the budget; then the library must hold
+exactly ``evaluations`` rows with ids 0..N-1 and no genome trained twice (distinct hashes).
+
+    python benchmarks/library_faults.py [--kills 20] [--evaluations 40] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+JOB = """
+name = "faults"
+seed = 3
+[data]
+source = "digits"
+[search]
+population = 6
+evaluations = {evaluations}
+[space]
+max_features = 3
+max_head = 1
+filters = [4, 16]
+dense_units = [8, 32]
+[training]
+epochs = 1
+max_seconds = 5
+[library]
+flush_records = 4
+flush_seconds = 0.5
+"""
+
+
+def _menndl(folder: Path, library: Path, resume: bool) -> list[str]:
+    command = [sys.executable, "-m", "menndl", "run", str(folder / "job.toml"), "--library", str(library)]
+    return [*command, "--workers", "2", *(["--resume"] if resume else [])]
+
+
+def _rows(library: Path) -> dict[int, str]:
+    from menndl.library import Library
+
+    with Library.open(library) as lib:
+        return dict(zip(lib.column("id").tolist(), lib.column("hash").tolist()))
+
+
+def run_faults(kills: int, evaluations: int, seed: int = 0, max_delay: float = 8.0) -> dict[str, object]:
+    """Kill, reopen and resume ``kills`` times, then finish; returns the figures (raises on a failed check)."""
+    rng = random.Random(seed)
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        (folder / "job.toml").write_text(JOB.format(evaluations=evaluations))
+        library = folder / "lib.h5"
+        seen: dict[int, str] = {}
+        rows_at_kill = []
+        start = time.monotonic()
+        for _ in range(kills):
+            proc = subprocess.Popen(
+                _menndl(folder, library, library.exists()),
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                start_new_session=True,
+            )
+            time.sleep(rng.uniform(0.5, max_delay))
+            finished = proc.poll() is not None
+            if not finished:
+                os.killpg(proc.pid, signal.SIGKILL)
+            _, stderr = proc.communicate(timeout=60)
+            if finished and proc.returncode != 0:
+                raise AssertionError(f"menndl run failed: {stderr.decode()[-2000:]}")
+            if not library.exists():
+                continue  # killed before the library was created: the next round starts afresh
+            rows = _rows(library)  # must open, every time
+            lost = {i: h for i, h in seen.items() if rows.get(i) != h}
+            if lost:
+                raise AssertionError(f"evaluations lost or changed after a kill: {sorted(lost)}")
+            seen = rows
+            rows_at_kill.append(len(rows))
+        done = subprocess.run(_menndl(folder, library, library.exists()), capture_output=True, text=True, timeout=900)
+        if done.returncode != 0:
+            raise AssertionError(f"final resume failed: {done.stderr[-2000:]}")
+        rows = _rows(library)
+        from menndl.library import Library
+
+        with Library.open(library) as lib:
+            live = lib.live
+        if sorted(rows) != list(range(evaluations)):
+            raise AssertionError(f"expected ids 0..{evaluations - 1}, got {sorted(rows)}")
+        if len(set(rows.values())) != len(rows):
+            raise AssertionError("a genome was trained twice (repeated hash)")
+        if any(rows.get(i) != h for i, h in seen.items()):
+            raise AssertionError("an evaluation seen before the end was lost or changed")
+        return {
+            "kills": kills,
+            "evaluations": evaluations,
+            "rows_seen_after_each_kill": rows_at_kill,
+            "final_rows": len(rows),
+            "distinct_hashes": len(set(rows.values())),
+            "journal_left": live,
+            "seconds": round(time.monotonic() - start, 1),
+        }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--kills", type=int, default=20)
+    parser.add_argument("--evaluations", type=int, default=40)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    result = run_faults(args.kills, args.evaluations, args.seed)
+    print(json.dumps(result) if args.json else "\n".join(f"{k}: {v}" for k, v in result.items()))
+
+
+if __name__ == "__main__":
+    main()
