@@ -34,7 +34,10 @@ path, mode, batch = sys.argv[1], sys.argv[2], int(sys.argv[3])
 swmr = mode == "swmr"
 f = h5py.File(path, "w", libver="latest" if swmr else "earliest")
 s = h5py.string_dtype("utf-8") if not swmr else "S200"
-cols = [f.create_dataset(f"c{i}", (0,), maxshape=(None,), chunks=(512,), dtype=("<f8" if i % 2 else s)) for i in range(19)]
+def column(i):
+    return f.create_dataset(f"c{i}", (0,), maxshape=(None,), chunks=(512,), dtype=("<f8" if i % 2 else s))
+cols = [column(i) for i in range(19)]
+texts = np.array(['{"genome": %d}' % k for k in range(batch)], dtype=object if not swmr else "S200")
 f.attrs["count"] = 0
 if swmr:
     f.swmr_mode = True
@@ -42,7 +45,7 @@ n = 0
 while True:
     for i, c in enumerate(cols):
         c.resize((n + batch,))
-        c[n:] = np.full(batch, 1.5) if i % 2 else np.array(["{\"genome\": %d}" % k for k in range(batch)], dtype=object if not swmr else "S200")
+        c[n:] = np.full(batch, 1.5) if i % 2 else texts
     n += batch
     if not swmr:
         f.attrs["count"] = n
@@ -67,7 +70,9 @@ def kill_test(mode: str, kills: int, folder: Path) -> dict[str, int]:
     outcomes: dict[str, int] = {}
     for k in range(kills):
         path = folder / f"{mode}{k}.h5"
-        proc = subprocess.Popen([sys.executable, "-c", WRITER, str(path), mode, str(BATCH)], stdout=subprocess.PIPE, text=True)
+        proc = subprocess.Popen(
+            [sys.executable, "-c", WRITER, str(path), mode, str(BATCH)], stdout=subprocess.PIPE, text=True
+        )
         assert proc.stdout is not None
         proc.stdout.readline()  # the file exists and holds a first batch
         time.sleep(random.uniform(0.0, 0.5))

@@ -82,7 +82,7 @@ def _top(lib: Any, action: argparse.Namespace) -> int:
 
     if action.limit < 1:
         raise UserError(f"--limit: expected an integer >= 1, got {action.limit}")
-    rows = ranked(lib, action.by, action.where, only_ok=not action.all)[: action.limit]
+    rows = ranked(lib, action.by, action.where, only_ok=not action.all, limit=action.limit)
     return _print_rows(lib.rows(rows.tolist()), action.json)
 
 
@@ -110,8 +110,9 @@ def _print_rows(rows: list[dict[str, Any]], as_json: bool) -> int:
 def _jsonable(row: dict[str, Any]) -> dict[str, Any]:
     out = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in row.items()}
     for key in ("genome", "parents"):
-        if isinstance(out.get(key), str) and out[key]:
-            out[key] = json.loads(out[key])
+        text = out.get(key)
+        if isinstance(text, str) and text:
+            out[key] = json.loads(text)
     return out
 
 

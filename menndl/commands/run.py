@@ -10,6 +10,7 @@ import socket
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from menndl import __version__
 from menndl.commands.common import inspect_data
@@ -122,11 +123,12 @@ def _run_master(args: argparse.Namespace, transport: MasterTransport | None) -> 
     progress = Progress()
     progress.message(f"[0@{socket.gethostname()}] menndl {__version__}: job {job.path} ({job.name}), {summary}")
     progress.message(f"[0@{socket.gethostname()}] {transport.description}; library {library}")
-    policy = {
+    policy: dict[str, Any] = {
         "flush_every": job.library.flush_records,
         "flush_seconds": job.library.flush_seconds,
         "keep_weights": job.library.keep_weights,
     }
+    writer: LibraryWriter
     if resume is not None:
         writer = LibraryWriter.reopen(library, **policy)
         progress.message(

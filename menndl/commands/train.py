@@ -51,7 +51,9 @@ def main(args: argparse.Namespace) -> int:
     epochs = args.epochs if args.epochs is not None else 4 * job.training.epochs
     if epochs < 1:
         raise UserError(f"--epochs: expected an integer >= 1, got {epochs}")
-    output = Path(args.output) if args.output else Path(args.library).with_name(f"{Path(args.library).stem}-{args.id}.pt")
+    output = (
+        Path(args.output) if args.output else Path(args.library).with_name(f"{Path(args.library).stem}-{args.id}.pt")
+    )
     if not output.parent.is_dir():
         raise UserError(f"-o: folder {output.parent} does not exist")
     data = load_dataset(
@@ -117,5 +119,8 @@ def main(args: argparse.Namespace) -> int:
             f"evaluation {args.id}: {epochs} epochs on {len(x_all)} samples in {seconds:.1f}s; "
             f"test accuracy {shown} on {len(x_test)} samples (search validation accuracy {row['accuracy']:.4f})"
         )
-        print(f"weights: {output}  (inputs standardised per channel: mean {result['input_mean']}, std {result['input_std']})")
+        print(
+            f"weights: {output}  (inputs standardised per channel: "
+            f"mean {result['input_mean']}, std {result['input_std']})"
+        )
     return 0

@@ -25,7 +25,13 @@ def format_layer_table(genome: Genome, spec: InputSpec) -> str:
         rows.append((name, "x".join(map(str, shape)), params))
     width = math.prod(shapes[len(genome.features) - 1] if genome.features else spec.shape)
     for dense, shape in zip(genome.head, shapes[len(genome.features) :]):
-        rows.append((f"dense {dense.units} {dense.activation} drop {dense.dropout:g}", str(shape[0]), width * dense.units + dense.units))
+        rows.append(
+            (
+                f"dense {dense.units} {dense.activation} drop {dense.dropout:g}",
+                str(shape[0]),
+                width * dense.units + dense.units,
+            )
+        )
         width = dense.units
     rows.append(("classifier", str(spec.num_classes), width * spec.num_classes + spec.num_classes))
     lines = [f"{'layer':<34} {'output':>14} {'params':>10}"]

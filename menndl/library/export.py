@@ -39,7 +39,9 @@ def load_weights_file(path: str | Path) -> dict[str, Any]:
     try:
         state = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any unreadable file is a user error
-        raise UserError(f"--weights: {p} is not a weights file saved by menndl train ({str(exc).splitlines()[0]})") from None
+        raise UserError(
+            f"--weights: {p} is not a weights file saved by menndl train ({str(exc).splitlines()[0]})"
+        ) from None
     if not isinstance(state, dict):
         raise UserError(f"--weights: {p} does not hold a state dict")
     return state
@@ -97,8 +99,15 @@ def export(lib: Library, eval_id: int, fmt: str, output: str | Path, weights: st
     elif fmt == "onnx":
         batch = torch.export.Dim("batch", min=1)
         torch.onnx.export(
-            model, (x,), str(out), input_names=["input"], output_names=["logits"],
-            dynamic_shapes=({0: batch},), dynamo=True, verbose=False, external_data=False,
+            model,
+            (x,),
+            str(out),
+            input_names=["input"],
+            output_names=["logits"],
+            dynamic_shapes=({0: batch},),
+            dynamo=True,
+            verbose=False,
+            external_data=False,
         )
     elif fmt == "state-dict":
         torch.save({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, out)

@@ -33,10 +33,14 @@ def merge_libraries(inputs: Sequence[str | Path], output: str | Path) -> int:
         if len(shapes) > 1:
             raise UserError(
                 "merge: the libraries are for different problems (input shape, classes): "
-                + "; ".join(f"{lib.path}: {lib.attrs.get('input_shape')}, {lib.attrs.get('num_classes')}" for lib in libraries)
+                + "; ".join(
+                    f"{lib.path}: {lib.attrs.get('input_shape')}, {lib.attrs.get('num_classes')}" for lib in libraries
+                )
             )
         first = libraries[0]
-        attrs = {k: v for k, v in first.attrs.items() if k not in RESERVED_ROOT_ATTRS and isinstance(v, (str, int, float))}
+        attrs = {
+            k: v for k, v in first.attrs.items() if k not in RESERVED_ROOT_ATTRS and isinstance(v, (str, int, float))
+        }
         attrs["merged_from"] = json.dumps([str(lib.path) for lib in libraries])
         offset = 0
         with LibraryWriter(output, job_text=first.job_text, attrs=attrs, journal=False) as writer:
@@ -44,7 +48,8 @@ def merge_libraries(inputs: Sequence[str | Path], output: str | Path) -> int:
                 columns = {name: lib.column(name) for name in FIELD_NAMES}
                 columns["id"] = columns["id"] + offset
                 columns["parents"] = np.asarray(
-                    [json.dumps([p + offset for p in json.loads(text or "[]")]) for text in columns["parents"]], dtype=object
+                    [json.dumps([p + offset for p in json.loads(text or "[]")]) for text in columns["parents"]],
+                    dtype=object,
                 )
                 writer.write_columns(columns)
                 writer._keep_weights = max(writer._keep_weights, len(lib.weight_ids()) + len(writer._weights_stored))

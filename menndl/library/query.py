@@ -77,19 +77,35 @@ def where_mask(lib: Library, conditions: Sequence[tuple[str, str, float]]) -> np
     return mask
 
 
-def ranked(lib: Library, by: str = "accuracy", where: str | None = None, only_ok: bool = True) -> np.ndarray:
-    """Row positions, best first by ``by`` (ties: fewer parameters, then lower id)."""
+def ranked(
+    lib: Library, by: str = "accuracy", where: str | None = None, only_ok: bool = True, limit: int | None = None
+) -> np.ndarray:
+    """Row positions, best first by ``by`` (ties: fewer parameters, then lower id); at most ``limit``.
+
+    With a limit only the best few rows are sorted and only their ``status`` is read, so ``top``
+    stays well under a second on a million rows.
+    """
     column, sign = RANKINGS[by]
     mask = where_mask(lib, parse_where(where)) if where else np.ones(len(lib), dtype=bool)
-    if only_ok:
-        mask &= lib.column("status") == "ok"
-    key = lib.column(column).astype(np.float64)
+    key = sign * lib.column(column).astype(np.float64)
     mask &= ~np.isnan(key)
     rows = np.flatnonzero(mask)
-    params = lib.column("params")[rows].astype(np.float64)
-    ids = lib.column("id")[rows]
-    order = np.lexsort((ids, params, sign * key[rows]))
-    return rows[order]
+    params = lib.column("params")
+    ids = lib.column("id")
+    wanted = len(rows) if limit is None else limit
+    take = wanted if not only_ok else 4 * wanted + 16
+    while True:
+        if take < len(rows):
+            kth = np.partition(key[rows], take)[take]
+            chosen = rows[key[rows] <= kth]  # every row tied with the cut stays in
+        else:
+            chosen = rows
+        order = chosen[np.lexsort((ids[chosen], params[chosen].astype(np.float64), key[chosen]))]
+        if only_ok:
+            order = order[lib.column_at("status", order) == "ok"]
+        if len(order) >= wanted or len(chosen) == len(rows):
+            return order[:wanted]
+        take *= 4
 
 
 def pareto_rows(values: np.ndarray, directions: Sequence[float]) -> np.ndarray:
@@ -152,8 +168,10 @@ def stats(lib: Library) -> dict[str, Any]:
     span = float(np.nanmax(finished) - np.nanmin(submitted)) if len(lib) and np.isfinite(finished).any() else math.nan
 
     def counts(values: np.ndarray) -> dict[str, int]:
-        names, numbers = np.unique(values.astype(str), return_counts=True) if len(values) else ([], [])
-        return {str(n): int(c) for n, c in zip(names, numbers)}
+        if not len(values):
+            return {}
+        names, numbers = np.unique(values.astype(str), return_counts=True)
+        return {str(n): int(c) for n, c in zip(names.tolist(), numbers.tolist())}
 
     best = int(np.nanargmax(np.where(ok, accuracy, np.nan))) if ok.any() and np.isfinite(accuracy[ok]).any() else None
     return {

@@ -315,6 +315,14 @@ class Library:
         """
         return self._column(name).copy()
 
+    def column_at(self, name: str, positions: np.ndarray) -> np.ndarray:
+        """Values of column ``name`` at row ``positions`` (reads only those rows when few)."""
+        if name in self._cache or len(positions) > 4096:
+            return self._column(name)[positions]
+        out = np.empty(len(positions), dtype=object)
+        out[:] = [row[name] for row in self._rows_of([name], positions.tolist())]
+        return out
+
     def records(self) -> list[dict[str, Any]]:
         """Return every evaluation as a dict of plain Python scalars.
 
@@ -361,28 +369,30 @@ class Library:
             UserError: The file is corrupt.
             ValueError: The library is closed.
         """
+        return self._rows_of(FIELD_NAMES, indices)
+
+    def _rows_of(self, names: tuple[str, ...] | list[str], indices: list[int]) -> list[dict[str, Any]]:
         self._check_open()
         out: list[dict[str, Any]] = [{} for _ in indices]
-        in_file = sorted({i for i in indices if i < self._h5_count})
-        where = {row: k for k, row in enumerate(in_file)}
         try:
-            for name, kind in EVALUATION_FIELDS:
-                if name in self._cache or kind != "str" or not in_file:
-                    column = self._column(name) if (name in self._cache or kind != "str") else None
-                else:
-                    column = None
-                if column is None and in_file:
-                    assert self._file is not None
-                    values = self._file[EVALUATIONS_GROUP][name].asstr(errors="replace")[in_file]
-                for k, row in enumerate(indices):
-                    if column is not None:
+            for name in names:
+                kind = FIELD_KINDS[name]
+                if name in self._cache or len(indices) > 256:
+                    column = self._column(name)
+                    for k, row in enumerate(indices):
                         value = column[row]
-                        value = value.item() if isinstance(value, np.generic) else value
-                    elif row < self._h5_count:
-                        value = str(values[where[row]])
+                        out[k][name] = value.item() if isinstance(value, np.generic) else value
+                    continue
+                dataset = self._file[EVALUATIONS_GROUP][name] if self._file is not None else None
+                for k, row in enumerate(indices):
+                    if row < self._h5_count:
+                        assert dataset is not None
+                        if kind == "str":
+                            out[k][name] = str(dataset.asstr(errors="replace")[row])
+                        else:
+                            out[k][name] = int(dataset[row]) if kind == "int" else float(dataset[row])
                     else:
-                        value = _extra_value(self._extra[row - self._h5_count], name, kind)
-                    out[k][name] = value
+                        out[k][name] = _extra_value(self._extra[row - self._h5_count], name, kind)
         except UserError:
             raise
         except Exception as exc:

@@ -212,6 +212,8 @@ class LibraryWriter:
         ValueError: ``flush_every`` < 1 or a reserved attribute name is used.
     """
 
+    _journal: JournalWriter | None
+
     def __init__(
         self,
         path: str | Path,
@@ -282,7 +284,7 @@ class LibraryWriter:
         self._buffer_since = 0.0
         self._written = 0
         self._file: h5py.File | None = None
-        self._journal: JournalWriter | None = None
+        self._journal = None
         self._pending: dict[int, dict[str, Any]] = {}
         self._rng_state: str | None = None
         self._next_id: int | None = None
