@@ -40,6 +40,9 @@ JOURNAL_SUFFIX = ".journal"
 BASE_SUFFIX = ".base"
 
 
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))  # one instance: no per-call setup
+
+
 def journal_path(library: str | Path) -> Path:
     """The journal of a library: ``LIB.h5`` -> ``LIB.h5.journal``."""
     p = Path(library)
@@ -69,7 +72,7 @@ class JournalWriter:
         """Append one event as one line, with a single ``write()``."""
         if self._fd is None:
             raise ValueError(f"journal {self.path} is closed")
-        data = (json.dumps(event, ensure_ascii=False, allow_nan=True, separators=(",", ":")) + "\n").encode()
+        data = (_ENCODER.encode(event) + "\n").encode()
         view = memoryview(data)
         while view:  # a regular file takes it all at once; loop for the rare short write
             view = view[os.write(self._fd, view) :]

@@ -83,6 +83,13 @@ def _convert(name: str, kind: str, value: Any) -> Any:
     """Convert one record value to its stored form, or raise TypeError."""
     if value is None:
         return MISSING[kind]
+    cls = type(value)  # fast paths for the common exact types
+    if kind == "str" and cls is str and value.isascii() and "\x00" not in value:
+        return value
+    if kind == "float" and cls is float:
+        return value
+    if kind == "int" and cls is int and _INT64_MIN <= value <= _INT64_MAX:
+        return value
     if kind == "int":
         if isinstance(value, (float, np.floating)):
             if not (math.isfinite(value) and float(value).is_integer()):
@@ -107,6 +114,8 @@ def _convert(name: str, kind: str, value: Any) -> Any:
         return float(value)
     # kind == "str"
     if not isinstance(value, str):
+        if name in JSON_FIELDS and cls is list and all(type(v) is int for v in value):  # parent lists
+            return "[" + ",".join(map(str, value)) + "]"
         if name in JSON_FIELDS and not isinstance(value, bytes):
             try:
                 value = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
@@ -397,7 +406,7 @@ class LibraryWriter:
                 f"unknown library field(s) {', '.join(map(repr, unknown))}; "
                 f"valid fields: {', '.join(FIELD_NAMES)}"
             )
-        row = tuple(_convert(name, kind, record.get(name)) for name, kind in EVALUATION_FIELDS)
+        row = tuple([_convert(name, kind, record.get(name)) for name, kind in EVALUATION_FIELDS])
         if self._journal is not None:
             self._journal_write({"type": "row", "record": dict(zip(FIELD_NAMES, row))})
         if self._pending.pop(row[0], None) is not None:
