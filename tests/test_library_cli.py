@@ -10,10 +10,10 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
-
 from conftest import TINY_JOB, run_menndl
+
 from menndl.errors import UserError
-from menndl.library.query import parse_where, pareto_rows
+from menndl.library.query import pareto_rows, parse_where
 from menndl.library.reader import Library
 from menndl.library.writer import LibraryWriter
 
@@ -151,7 +151,8 @@ def test_train_then_export_with_the_trained_weights(searched: Path, tmp_path: Pa
     state = torch.load(weights, weights_only=True)
     out = tmp_path / "m.pt"
     done = run_menndl(
-        ["export", str(searched), "0", "--format", "torchscript", "-o", str(out), "--weights", str(weights)], timeout=120
+        ["export", str(searched), "0", "--format", "torchscript", "-o", str(out), "--weights", str(weights)],
+        timeout=120,
     )
     assert done.returncode == 0 and "weights from" in done.stderr
     loaded = torch.jit.load(str(out)).state_dict()

@@ -155,7 +155,9 @@ def test_weights_keep_the_top_k_as_plain_float32_arrays(tmp_path: Path) -> None:
 
 def test_journal_with_torn_last_line(tmp_path: Path) -> None:
     path = tmp_path / "j"
-    path.write_text('{"type":"header","attrs":{"format":"menndl-library"}}\n{"type":"row","record":{"id":0}}\n{"type":"ro')
+    path.write_text(
+        '{"type":"header","attrs":{"format":"menndl-library"}}\n{"type":"row","record":{"id":0}}\n{"type":"ro'
+    )
     contents = read_journal(path)
     assert [r["id"] for r in contents.rows] == [0] and contents.torn_lines == 1
 

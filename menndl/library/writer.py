@@ -181,7 +181,9 @@ def _create_layout(f: h5py.File, job_text: str, extra: Mapping[str, Any]) -> Non
         ds.attrs["description"] = FIELD_DESCRIPTIONS[name]
     pareto = f.create_dataset(PARETO_DATASET, shape=(0,), maxshape=(None,), chunks=(_CHUNK_ROWS,), dtype="<i8")
     pareto.attrs["description"] = "ids of the evaluations on the current Pareto front"
-    f.create_group(STATE_GROUP)
+    state = f.create_group(STATE_GROUP)
+    state.attrs["next_id"] = np.int64(0)
+    state.attrs["pending"] = "[]"
     f.create_group(WEIGHTS_GROUP)
 
 
