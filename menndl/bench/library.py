@@ -80,7 +80,7 @@ def _build_big(path: Path, rows: int) -> None:
 
     sample = _records(1000)
     rng = np.random.default_rng(0)
-    attrs = {"input_shape": "[1, 8, 8]", "num_classes": 10, "objectives": "accuracy,params,train_seconds"}
+    attrs: dict[str, str | int | float] = {"input_shape": "[1, 8, 8]", "num_classes": 10}
     with LibraryWriter(path, job_text="", attrs=attrs, journal=False) as writer:
         step = 100_000
         for first in range(0, rows, step):
