@@ -93,7 +93,13 @@ def recover(path: str | Path) -> RecoveryReport:
                 f.attrs["created_at"] = str(attrs.get("created_at", ""))
     writer = LibraryWriter.__new__(LibraryWriter)
     writer._setup_policy(p, 1, None, 0)
-    with h5py.File(p, "a") as f:
+    try:
+        f = h5py.File(p, "a")
+    except OSError as exc:
+        raise UserError(
+            f"cannot open library {p} for writing ({str(exc).splitlines()[0]}); is its search still running?"
+        ) from None
+    with f:
         writer._bind(f)
         present = set(f[EVALUATIONS_GROUP]["id"][: writer.written].tolist())
         rows = []
