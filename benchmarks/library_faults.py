@@ -1,12 +1,12 @@
 """Fault test of the library: kill -9 a real local search at random instants, resume, check.
 
 Each round starts ``menndl run JOB --library LIB`` (with ``--resume`` once the library exists) on
-the sklearn digits, kills the whole process group with SIGKILL after a random delay, then opens the
+the sklearn digits, kills the whole process group with SIGKILL at a random instant, then opens the
 library (which must work every time) and checks that every evaluation seen before is still there
 with the same genome hash.  A last ``--resume`` completes the budget; then the library must hold
 exactly ``evaluations`` rows with ids 0..N-1 and no genome trained twice (distinct hashes).
 
-    python benchmarks/library_faults.py [--kills 20] [--evaluations 40] [--json]
+    python benchmarks/library_faults.py [--kills 20] [--evaluations 60] [--json]
 """
 
 from __future__ import annotations
@@ -56,30 +56,61 @@ def _rows(library: Path) -> dict[int, str]:
         return dict(zip(lib.column("id").tolist(), lib.column("hash").tolist()))
 
 
-def run_faults(kills: int, evaluations: int, seed: int = 0, max_delay: float = 8.0) -> dict[str, object]:
-    """Kill, reopen and resume ``kills`` times, then finish; returns the figures (raises on a failed check)."""
+def _journal_rows(library: Path) -> int:
+    journal = library.with_name(library.name + ".journal")
+    try:
+        return journal.read_bytes().count(b'{"type":"row"')
+    except OSError:
+        return 0
+
+
+def _wait_for_a_row(proc: subprocess.Popen, library: Path, timeout: float) -> None:
+    """Sleep until this run has recorded one more evaluation (or ended, or ``timeout`` passed)."""
+    before = _journal_rows(library)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None and _journal_rows(library) <= before:
+        time.sleep(0.05)
+
+
+def run_faults(kills: int, evaluations: int, seed: int = 0, max_delay: float = 2.5) -> dict[str, object]:
+    """Kill, reopen and resume ``kills`` times, then finish; returns the figures (raises on a failed check).
+
+    A quarter of the kills land at a random instant of start-up (before any result); the others
+    at a random instant up to ``max_delay`` s after the run recorded its first new evaluation, so
+    they hit a search with evaluations in flight and batches being written.
+    """
+    from menndl.library import Library
+
     rng = random.Random(seed)
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         (folder / "job.toml").write_text(JOB.format(evaluations=evaluations))
         library = folder / "lib.h5"
         seen: dict[int, str] = {}
-        rows_at_kill = []
+        rows_after_kill, in_flight_after_kill = [], []
+        done_kills = 0
         start = time.monotonic()
-        for _ in range(kills):
+        while done_kills < kills:
             proc = subprocess.Popen(
                 _menndl(folder, library, library.exists()),
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.PIPE,
                 start_new_session=True,
             )
-            time.sleep(rng.uniform(0.5, max_delay))
+            if rng.random() < 0.25:
+                time.sleep(rng.uniform(0.2, 4.0))
+            else:
+                _wait_for_a_row(proc, library, timeout=120)
+                time.sleep(rng.uniform(0.0, max_delay))
             finished = proc.poll() is not None
             if not finished:
                 os.killpg(proc.pid, signal.SIGKILL)
             _, stderr = proc.communicate(timeout=60)
-            if finished and proc.returncode != 0:
-                raise AssertionError(f"menndl run failed: {stderr.decode()[-2000:]}")
+            if finished:
+                if proc.returncode != 0:
+                    raise AssertionError(f"menndl run failed: {stderr.decode()[-2000:]}")
+                break  # the budget completed before all the kills: report how many there were
+            done_kills += 1
             if not library.exists():
                 continue  # killed before the library was created: the next round starts afresh
             rows = _rows(library)  # must open, every time
@@ -87,13 +118,13 @@ def run_faults(kills: int, evaluations: int, seed: int = 0, max_delay: float = 8
             if lost:
                 raise AssertionError(f"evaluations lost or changed after a kill: {sorted(lost)}")
             seen = rows
-            rows_at_kill.append(len(rows))
+            with Library.open(library) as lib:
+                in_flight_after_kill.append(len(lib.resume_state()[2]))
+            rows_after_kill.append(len(rows))
         done = subprocess.run(_menndl(folder, library, library.exists()), capture_output=True, text=True, timeout=900)
         if done.returncode != 0:
             raise AssertionError(f"final resume failed: {done.stderr[-2000:]}")
         rows = _rows(library)
-        from menndl.library import Library
-
         with Library.open(library) as lib:
             live = lib.live
         if sorted(rows) != list(range(evaluations)):
@@ -103,9 +134,10 @@ def run_faults(kills: int, evaluations: int, seed: int = 0, max_delay: float = 8
         if any(rows.get(i) != h for i, h in seen.items()):
             raise AssertionError("an evaluation seen before the end was lost or changed")
         return {
-            "kills": kills,
+            "kills": done_kills,
             "evaluations": evaluations,
-            "rows_seen_after_each_kill": rows_at_kill,
+            "rows_after_each_kill": rows_after_kill,
+            "in_flight_after_each_kill": in_flight_after_kill,
             "final_rows": len(rows),
             "distinct_hashes": len(set(rows.values())),
             "journal_left": live,
@@ -116,7 +148,7 @@ def run_faults(kills: int, evaluations: int, seed: int = 0, max_delay: float = 8
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--kills", type=int, default=20)
-    parser.add_argument("--evaluations", type=int, default=40)
+    parser.add_argument("--evaluations", type=int, default=60)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()

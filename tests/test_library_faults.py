@@ -17,6 +17,7 @@ from library_faults import run_faults  # noqa: E402
 @pytest.mark.timeout(600)
 def test_three_kills_then_resume_completes_the_budget() -> None:
     """3 kills (the script's 20 take minutes); run_faults raises on any lost, changed or repeated row."""
-    result = run_faults(kills=3, evaluations=10, seed=1, max_delay=6.0)
+    result = run_faults(kills=3, evaluations=10, seed=1)
     assert result["final_rows"] == 10 and result["distinct_hashes"] == 10
+    assert result["kills"] >= 1
     assert result["journal_left"] is False
