@@ -30,6 +30,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     """Train, test, save."""
+    import numpy as np
     import torch
     from torch import nn
 
@@ -66,8 +67,8 @@ def main(args: argparse.Namespace) -> int:
     if fingerprint and data.fingerprint() != fingerprint:
         raise UserError(f"the data of job {job.path} changed since the search (dataset fingerprint differs)")
     device = choose_device(args.device, 0)
-    x_all = torch.from_numpy(__import__("numpy").concatenate([data.x_train, data.x_val]))
-    y_all = torch.from_numpy(__import__("numpy").concatenate([data.y_train, data.y_val]))
+    x_all = torch.from_numpy(np.concatenate([data.x_train, data.x_val]))
+    y_all = torch.from_numpy(np.concatenate([data.y_train, data.y_val]))
     axes = [0, *range(2, x_all.dim())]
     mean, std = x_all.mean(dim=axes, keepdim=True), x_all.std(dim=axes, keepdim=True).clamp_min(1e-6)
     x_all, y_all = ((x_all - mean) / std).to(device), y_all.to(device)

@@ -43,7 +43,8 @@ def merge_libraries(inputs: Sequence[str | Path], output: str | Path) -> int:
         }
         attrs["merged_from"] = json.dumps([str(lib.path) for lib in libraries])
         offset = 0
-        with LibraryWriter(output, job_text=first.job_text, attrs=attrs, journal=False) as writer:
+        keep = sum(len(lib.weight_ids()) for lib in libraries)
+        with LibraryWriter(output, job_text=first.job_text, attrs=attrs, journal=False, keep_weights=keep) as writer:
             for lib in libraries:
                 columns = {name: lib.column(name) for name in FIELD_NAMES}
                 columns["id"] = columns["id"] + offset
@@ -52,7 +53,6 @@ def merge_libraries(inputs: Sequence[str | Path], output: str | Path) -> int:
                     dtype=object,
                 )
                 writer.write_columns(columns)
-                writer._keep_weights = max(writer._keep_weights, len(lib.weight_ids()) + len(writer._weights_stored))
                 for eval_id in lib.weight_ids():
                     arrays = lib.weights(eval_id)
                     if arrays is not None:
