@@ -6,7 +6,7 @@ library (which must work every time) and checks that every evaluation seen befor
 with the same genome hash.  A last ``--resume`` completes the budget; then the library must hold
 exactly ``evaluations`` rows with ids 0..N-1 and no genome trained twice (distinct hashes).
 
-    python benchmarks/library_faults.py [--kills 20] [--evaluations 60] [--json]
+    python benchmarks/library_faults.py [--kills 20] [--evaluations 150] [--json]
 """
 
 from __future__ import annotations
@@ -72,7 +72,7 @@ def _wait_for_a_row(proc: subprocess.Popen, library: Path, timeout: float) -> No
         time.sleep(0.05)
 
 
-def run_faults(kills: int, evaluations: int, seed: int = 0, max_delay: float = 2.5) -> dict[str, object]:
+def run_faults(kills: int, evaluations: int, seed: int = 0, max_delay: float = 1.0) -> dict[str, object]:
     """Kill, reopen and resume ``kills`` times, then finish; returns the figures (raises on a failed check).
 
     A quarter of the kills land at a random instant of start-up (before any result); the others
@@ -148,7 +148,7 @@ def run_faults(kills: int, evaluations: int, seed: int = 0, max_delay: float = 2
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--kills", type=int, default=20)
-    parser.add_argument("--evaluations", type=int, default=60)
+    parser.add_argument("--evaluations", type=int, default=150)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
