@@ -104,7 +104,6 @@ class Library:
         self.path = path
         self._file: h5py.File | None = file
         self._closed = False
-        self._weights_file: h5py.File | None = None
         self._h5_count = count
         self._journal = journal
         self._extra: list[dict[str, Any]] = []
@@ -462,15 +461,8 @@ class Library:
         return {name: np.asarray(group[name][()]) for name in names}
 
     def _weights_groups(self) -> dict[int, h5py.Group]:
-        self._check_open()
-        f = self._file
-        if self._journal is not None:  # live: weights are only in the file being written
-            if self._weights_file is None:
-                try:
-                    self._weights_file = h5py.File(self.path, "r", locking=False)
-                except Exception:  # noqa: BLE001 - a file mid-write: no weights this time
-                    return {}
-            f = self._weights_file
+        """Kept weights; for a live library only those in its base copy (the file being written is not read)."""
+        f = self._check_open()
         if f is None or WEIGHTS_GROUP not in f:
             return {}
         return {int(key): group for key, group in f[WEIGHTS_GROUP].items()}
@@ -482,9 +474,7 @@ class Library:
         self._cache.clear()
         if f is not None:
             f.close()
-        if self._weights_file is not None:
-            self._weights_file.close()
-            self._weights_file = None
+
 
     def __enter__(self) -> Library:
         return self
