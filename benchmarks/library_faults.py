@@ -36,7 +36,7 @@ max_head = 1
 filters = [4, 16]
 dense_units = [8, 32]
 [training]
-epochs = 1
+epochs = {epochs}
 max_seconds = 5
 [library]
 flush_records = 4
@@ -72,7 +72,9 @@ def _wait_for_a_row(proc: subprocess.Popen, library: Path, timeout: float) -> No
         time.sleep(0.05)
 
 
-def run_faults(kills: int, evaluations: int, seed: int = 0, max_delay: float = 1.0) -> dict[str, object]:
+def run_faults(
+    kills: int, evaluations: int, seed: int = 0, max_delay: float = 1.0, epochs: int = 4
+) -> dict[str, object]:
     """Kill, reopen and resume ``kills`` times, then finish; returns the figures (raises on a failed check).
 
     A quarter of the kills land at a random instant of start-up (before any result); the others
@@ -84,7 +86,7 @@ def run_faults(kills: int, evaluations: int, seed: int = 0, max_delay: float = 1
     rng = random.Random(seed)
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        (folder / "job.toml").write_text(JOB.format(evaluations=evaluations))
+        (folder / "job.toml").write_text(JOB.format(evaluations=evaluations, epochs=epochs))
         library = folder / "lib.h5"
         seen: dict[int, str] = {}
         rows_after_kill, in_flight_after_kill = [], []
@@ -150,9 +152,10 @@ def main() -> None:
     parser.add_argument("--kills", type=int, default=20)
     parser.add_argument("--evaluations", type=int, default=150)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--epochs", type=int, default=4, help="training epochs per candidate")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    result = run_faults(args.kills, args.evaluations, args.seed)
+    result = run_faults(args.kills, args.evaluations, args.seed, epochs=args.epochs)
     print(json.dumps(result) if args.json else "\n".join(f"{k}: {v}" for k, v in result.items()))
 
 
