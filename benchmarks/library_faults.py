@@ -64,21 +64,24 @@ def _journal_rows(library: Path) -> int:
         return 0
 
 
-def _wait_for_a_row(proc: subprocess.Popen, library: Path, timeout: float) -> None:
-    """Sleep until this run has recorded one more evaluation (or ended, or ``timeout`` passed)."""
-    before = _journal_rows(library)
+def _wait_for_rows(proc: subprocess.Popen, library: Path, rows: int, timeout: float) -> None:
+    """Sleep until this run has recorded ``rows`` more evaluations (or ended, or ``timeout`` passed)."""
+    journal = library.with_name(library.name + ".journal")
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and proc.poll() is None and _journal_rows(library) <= before:
-        time.sleep(0.05)
+    while time.monotonic() < deadline and proc.poll() is None and not journal.exists():
+        time.sleep(0.02)
+    before = _journal_rows(library)  # a new or resumed run starts a new journal
+    while time.monotonic() < deadline and proc.poll() is None and _journal_rows(library) < before + rows:
+        time.sleep(0.02)
 
 
 def run_faults(
-    kills: int, evaluations: int, seed: int = 0, max_delay: float = 1.0, epochs: int = 4
+    kills: int, evaluations: int, seed: int = 0, max_delay: float = 0.3, epochs: int = 4
 ) -> dict[str, object]:
     """Kill, reopen and resume ``kills`` times, then finish; returns the figures (raises on a failed check).
 
     A quarter of the kills land at a random instant of start-up (before any result); the others
-    at a random instant up to ``max_delay`` s after the run recorded its first new evaluation, so
+    at a random instant up to ``max_delay`` s after the run recorded 1 to 4 new evaluations, so
     they hit a search with evaluations in flight and batches being written.
     """
     from menndl.library import Library
@@ -102,7 +105,7 @@ def run_faults(
             if rng.random() < 0.25:
                 time.sleep(rng.uniform(0.2, 4.0))
             else:
-                _wait_for_a_row(proc, library, timeout=120)
+                _wait_for_rows(proc, library, rng.randint(1, 4), timeout=120)
                 time.sleep(rng.uniform(0.0, max_delay))
             finished = proc.poll() is not None
             if not finished:
