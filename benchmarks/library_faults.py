@@ -65,13 +65,17 @@ def _journal_rows(library: Path) -> int:
 
 
 def _wait_for_rows(proc: subprocess.Popen, library: Path, rows: int, timeout: float) -> None:
-    """Sleep until this run has recorded ``rows`` more evaluations (or ended, or ``timeout`` passed)."""
+    """Sleep until this run has recorded ``rows`` evaluations (or ended, or ``timeout`` passed).
+
+    A resumed run first replays and removes the killed run's journal, then starts its own: wait for
+    the old one to go before counting.
+    """
     journal = library.with_name(library.name + ".journal")
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and proc.poll() is None and not journal.exists():
+    old = _journal_rows(library) if journal.exists() else 0
+    while old and time.monotonic() < deadline and proc.poll() is None and _journal_rows(library) >= old:
         time.sleep(0.02)
-    before = _journal_rows(library)  # a new or resumed run starts a new journal
-    while time.monotonic() < deadline and proc.poll() is None and _journal_rows(library) < before + rows:
+    while time.monotonic() < deadline and proc.poll() is None and _journal_rows(library) < rows:
         time.sleep(0.02)
 
 
