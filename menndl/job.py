@@ -136,6 +136,30 @@ class TrainingConfig:
 
 
 @dataclass(frozen=True)
+class LibraryConfig:
+    """The ``[library]`` table: how the library is written, weights kept, earlier libraries reused."""
+
+    flush_records: int = 256
+    flush_seconds: float = 1.0
+    keep_weights: int = 0
+    seed_from: tuple[str, ...] = ()
+    seed_top: int = 8
+    seed_by: str = "accuracy"
+
+    def __post_init__(self) -> None:
+        if self.flush_records < 1:
+            raise ValueError(f"library.flush_records: expected an integer >= 1, got {self.flush_records}")
+        if self.flush_seconds < 0:
+            raise ValueError(f"library.flush_seconds: expected seconds >= 0, got {self.flush_seconds}")
+        if self.keep_weights < 0:
+            raise ValueError(f"library.keep_weights: expected an integer >= 0, got {self.keep_weights}")
+        if self.seed_top < 1:
+            raise ValueError(f"library.seed_top: expected an integer >= 1, got {self.seed_top}")
+        if self.seed_by not in ("accuracy", "params", "flops", "seconds"):
+            raise ValueError(f"library.seed_by: expected accuracy, params, flops or seconds, got '{self.seed_by}'")
+
+
+@dataclass(frozen=True)
 class Job:
     """A validated job: the parsed tables plus where it came from."""
 
@@ -145,6 +169,7 @@ class Job:
     search: SearchConfig
     space: SearchSpace
     training: TrainingConfig
+    library: LibraryConfig = field(default_factory=LibraryConfig)
     path: str = ""
     text: str = field(default="", repr=False)
 
@@ -186,6 +211,7 @@ _SECTIONS: dict[str, type] = {
     "search": SearchConfig,
     "space": SearchSpace,
     "training": TrainingConfig,
+    "library": LibraryConfig,
 }
 _TOP_LEVEL = ("name", "seed", "description", *_SECTIONS)
 

@@ -164,9 +164,12 @@ def test_flush_every_buffers_and_close_writes_rest(tmp_path: Path) -> None:
     for i in range(7):
         writer.append(make_record(i))
     assert len(writer) == 7
-    with Library.open(path) as lib:  # only the first batch of 5 is on disk
-        assert len(lib) == 5
+    with h5py.File(path, "r") as f:  # only the first batch of 5 is in the HDF5 file
+        assert int(f["evaluations"].attrs["count"]) == 5
+    with Library.open(path) as lib:  # ... but a reader sees all 7 through the journal
+        assert len(lib) == 7 and lib.live
     writer.close()
+    assert not Path(str(path) + ".journal").exists()
     writer.close()  # idempotent
     assert len(writer) == 7
     with Library.open(path) as lib:

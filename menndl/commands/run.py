@@ -10,6 +10,7 @@ import socket
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from menndl import __version__
 from menndl.commands.common import inspect_data
@@ -41,6 +42,12 @@ def add_arguments(run: argparse.ArgumentParser) -> None:
         help="local mode: worker processes (default: one per visible GPU, else one per usable core)",
     )
     run.add_argument("--seed", type=int, metavar="S", help="random seed (overrides the job)")
+    run.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the search in the existing --library: restore population, random state and counts, "
+        "re-run what was in flight, never train a finished genome again",
+    )
 
 
 def main(args: argparse.Namespace) -> int:
@@ -89,20 +96,54 @@ def _run_master(args: argparse.Namespace, transport: MasterTransport | None) -> 
     if transport is not None and args.workers is not None:
         raise UserError("--workers applies to local mode only; under MPI every rank but 0 is a worker")
     library = Path(args.library) if args.library else default_library_path(job.name)
-    check_library_path(library)
+    resume = None
+    if args.resume:
+        if not args.library:
+            raise UserError("--resume needs --library PATH (the library of the search to continue)")
+        from menndl.master.resume import load_resume
+
+        resume = load_resume(library)
+    else:
+        check_library_path(library)
     spec, fingerprint, summary = inspect_data(job)
+    if resume is not None and resume.fingerprint and resume.fingerprint != fingerprint:
+        raise UserError(
+            f"--resume: library {library} was searched on other data (dataset fingerprint "
+            f"{resume.fingerprint[:12]}, this job's data {fingerprint[:12]}); resume with the same job and data"
+        )
+    seeds = None
+    if job.library.seed_from and resume is None:
+        from menndl.master.resume import seed_genomes
+
+        options = job.library
+        seeds = seed_genomes(options.seed_from, options.seed_top, options.seed_by, job.space, spec, job.base_dir)
 
     if transport is None:
         transport = LocalTransport(args.workers or default_local_workers(job.training.device))
     progress = Progress()
     progress.message(f"[0@{socket.gethostname()}] menndl {__version__}: job {job.path} ({job.name}), {summary}")
     progress.message(f"[0@{socket.gethostname()}] {transport.description}; library {library}")
-    library.parent.mkdir(parents=True, exist_ok=True)
-    writer = LibraryWriter(library, job_text=job.text, attrs=_library_attrs(job, spec, fingerprint))
-    result = Search(job, spec, fingerprint, transport, writer, progress).run()
+    policy: dict[str, Any] = {
+        "flush_every": job.library.flush_records,
+        "flush_seconds": job.library.flush_seconds,
+        "keep_weights": job.library.keep_weights,
+    }
+    writer: LibraryWriter
+    if resume is not None:
+        writer = LibraryWriter.reopen(library, **policy)
+        progress.message(
+            f"[0@{socket.gethostname()}] resuming: {len(resume.records)} evaluations in the library, "
+            f"{len(resume.pending)} re-queued, next id {resume.next_id}"
+        )
+    else:
+        library.parent.mkdir(parents=True, exist_ok=True)
+        writer = LibraryWriter(library, job_text=job.text, attrs=_library_attrs(job, spec, fingerprint), **policy)
+    if seeds:
+        progress.message(f"[0@{socket.gethostname()}] seeding the search with {len(seeds)} earlier architectures")
+    result = Search(job, spec, fingerprint, transport, writer, progress, resume=resume, seeds=seeds).run()
     _report(result)
     if result.stop_reason == NO_WORKERS:
-        if result.evaluations == 0:
+        if result.evaluations == 0 and resume is None:
             library.unlink()  # created by this run and empty: leave nothing behind
             print("menndl: error: every worker failed before any evaluation; see the messages above", file=sys.stderr)
         else:

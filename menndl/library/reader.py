@@ -4,16 +4,17 @@
 (missing, not HDF5, truncated, not a menndl library, too new) into a one-line
 :class:`menndl.errors.UserError` naming the file.
 
-Reading a library while the master still writes it is best-effort: the file is
-opened read-only without HDF5 file locking (falling back to the default when
-this same process already has it open), and a reader sees the rows that were
-flushed when it opened the file.  Until the crash-safety work (SWMR or a
-journal) lands, a read that races with a write may fail with a "truncated or
-corrupt" UserError; retry after the next flush.
+A library that has a journal beside it (its search is still running, or was
+killed) is read from the journal and the ``.base`` copy, never from the HDF5
+file being written: the reader cannot disturb the writer nor see a half-written
+batch, and it sees every record the master appended (see
+:mod:`menndl.library.journal`).  The number of rows is fixed when the library
+is opened; reopen it to see new results.
 """
 
 from __future__ import annotations
 
+import json
 import operator
 from pathlib import Path
 from types import TracebackType
@@ -23,6 +24,7 @@ import h5py
 import numpy as np
 
 from menndl.errors import UserError
+from menndl.library.journal import JournalContents, base_path, journal_path, read_journal
 from menndl.library.schema import (
     COUNT_ATTR,
     EVALUATION_FIELDS,
@@ -31,7 +33,10 @@ from menndl.library.schema import (
     FIELD_NAMES,
     FORMAT_NAME,
     FORMAT_VERSION,
+    MISSING,
     PARETO_DATASET,
+    STATE_GROUP,
+    WEIGHTS_GROUP,
 )
 
 __all__ = ["Library"]
@@ -87,14 +92,39 @@ class Library:
     job_text: str
     attrs: dict[str, Any]
 
-    def __init__(self, path: Path, file: h5py.File, count: int) -> None:
-        """Wrap an already validated file; use :meth:`Library.open` instead."""
+    def __init__(
+        self,
+        path: Path,
+        file: h5py.File | None,
+        count: int,
+        *,
+        journal: JournalContents | None = None,
+    ) -> None:
+        """Wrap an already validated file (and journal); use :meth:`Library.open` instead."""
         self.path = path
         self._file: h5py.File | None = file
-        self._count = count
+        self._closed = False
+        self._h5_count = count
+        self._journal = journal
+        self._extra: list[dict[str, Any]] = []
+        if journal is not None:
+            seen = set(np.asarray(file[EVALUATIONS_GROUP]["id"][:count]).tolist()) if file is not None else set()
+            for row in journal.rows:
+                if int(row["id"]) not in seen:
+                    seen.add(int(row["id"]))
+                    self._extra.append(row)
+        self._count = count + len(self._extra)
         self._cache: dict[str, np.ndarray] = {}
-        self.attrs = {key: _plain(file.attrs[key]) for key in file.attrs}
+        if journal is not None and journal.attrs is not None:
+            self.attrs = dict(journal.attrs)
+        else:
+            self.attrs = {key: _plain(file.attrs[key]) for key in file.attrs} if file is not None else {}
         self.job_text = str(self.attrs.get("job", ""))
+
+    @property
+    def live(self) -> bool:
+        """Whether the library was read through its journal (a search writing it, or killed)."""
+        return self._journal is not None
 
     # ------------------------------------------------------------ opening
 
@@ -122,6 +152,19 @@ class Library:
             raise UserError(f"library {p} does not exist")
         if p.is_dir():
             raise UserError(f"library {p} is a folder; expected an HDF5 library file")
+        journal = cls._read_journal(p)
+        if journal is not None:
+            assert journal.attrs is not None
+            cls._validate_attrs(p, journal.attrs)
+            base = base_path(p)
+            if not base.exists():
+                return cls(p, None, 0, journal=journal)
+            f = cls._open_h5(base)
+            try:
+                return cls(p, f, cls._validate(base, f), journal=journal)
+            except Exception:
+                f.close()
+                raise
         try:
             f = cls._open_h5(p)
         except PermissionError:
@@ -145,6 +188,18 @@ class Library:
             raise UserError(f"library {p} is truncated or corrupt ({_first_line(exc)})") from None
 
     @staticmethod
+    def _read_journal(p: Path) -> JournalContents | None:
+        """The journal beside ``p`` when there is one with a header, else None."""
+        jpath = journal_path(p)
+        if not jpath.exists():
+            return None
+        try:
+            contents = read_journal(jpath)
+        except OSError as exc:
+            raise UserError(f"cannot read library journal {jpath}: {_first_line(exc)}") from None
+        return contents if contents.attrs is not None else None
+
+    @staticmethod
     def _open_h5(p: Path) -> h5py.File:
         """Open ``p`` read-only, without file locking where possible.
 
@@ -164,12 +219,19 @@ class Library:
     @staticmethod
     def _validate(p: Path, f: h5py.File) -> int:
         """Check format, version and layout; return the number of complete rows."""
-        fmt = _plain(f.attrs["format"]) if "format" in f.attrs else None
+        names = ("format", "format_version", "job")
+        Library._validate_attrs(p, {key: _plain(f.attrs[key]) for key in names if key in f.attrs})
+        return Library._validate_layout(p, f)
+
+    @staticmethod
+    def _validate_attrs(p: Path, attrs: dict[str, Any]) -> None:
+        """Check the format name, version and job text of a library's root attributes."""
+        fmt = attrs.get("format")
         if fmt != FORMAT_NAME:
             what = "root attribute 'format' is missing" if fmt is None else f"format is {fmt!r}"
             raise UserError(f"{p} is not a menndl library ({what}; expected {FORMAT_NAME!r})")
 
-        version = _plain(f.attrs["format_version"]) if "format_version" in f.attrs else None
+        version = attrs.get("format_version")
         if isinstance(version, bool) or not isinstance(version, int):
             raise UserError(
                 f"library {p} is corrupt: root attribute 'format_version' is "
@@ -183,9 +245,12 @@ class Library:
         if version < 1:
             raise UserError(f"library {p} is corrupt: invalid format_version {version}")
 
-        if not isinstance(_plain(f.attrs["job"]) if "job" in f.attrs else None, str):
+        if not isinstance(attrs.get("job"), str):
             raise UserError(f"library {p} is corrupt: root attribute 'job' is missing")
 
+    @staticmethod
+    def _validate_layout(p: Path, f: h5py.File) -> int:
+        """Check the datasets; return the number of complete rows."""
         group = f.get(EVALUATIONS_GROUP)
         if not isinstance(group, h5py.Group):
             raise UserError(f"library {p} is corrupt: group /{EVALUATIONS_GROUP} is missing")
@@ -229,7 +294,7 @@ class Library:
         return self._count
 
     def __repr__(self) -> str:
-        state = "closed" if self._file is None else "open"
+        state = "closed" if self._closed else "open"
         return f"<Library {str(self.path)!r} {state}, {self._count} evaluations>"
 
     def column(self, name: str) -> np.ndarray:
@@ -248,6 +313,14 @@ class Library:
             ValueError: The library is closed.
         """
         return self._column(name).copy()
+
+    def column_at(self, name: str, positions: np.ndarray) -> np.ndarray:
+        """Values of column ``name`` at row ``positions`` (reads only those rows when few)."""
+        if name in self._cache or len(positions) > 4096:
+            return self._column(name)[positions]
+        out = np.empty(len(positions), dtype=object)
+        out[:] = [row[name] for row in self._rows_of([name], positions.tolist())]
+        return out
 
     def records(self) -> list[dict[str, Any]]:
         """Return every evaluation as a dict of plain Python scalars.
@@ -284,18 +357,43 @@ class Library:
         rows = np.flatnonzero(self._column("id") == wanted)
         if rows.size == 0:
             raise UserError(f"library {self.path} has no evaluation with id {wanted}")
-        row = int(rows[0])
-        group = self._group()
-        out: dict[str, Any] = {}
+        return self.rows([int(rows[0])])[0]
+
+    def rows(self, indices: list[int]) -> list[dict[str, Any]]:
+        """Return the rows at positions ``indices`` (in that order) as dicts of plain values.
+
+        Reads only those rows of the string columns, so it stays fast on big libraries.
+
+        Raises:
+            UserError: The file is corrupt.
+            ValueError: The library is closed.
+        """
+        return self._rows_of(FIELD_NAMES, indices)
+
+    def _rows_of(self, names: tuple[str, ...] | list[str], indices: list[int]) -> list[dict[str, Any]]:
+        self._check_open()
+        out: list[dict[str, Any]] = [{} for _ in indices]
         try:
-            for name, kind in EVALUATION_FIELDS:
-                if name in self._cache:
-                    value = self._cache[name][row]
-                    out[name] = value.item() if isinstance(value, np.generic) else value
-                elif kind == "str":
-                    out[name] = group[name].asstr(errors="replace")[row]
-                else:
-                    out[name] = group[name][row].item()
+            for name in names:
+                kind = FIELD_KINDS[name]
+                if name in self._cache or len(indices) > 256:
+                    column = self._column(name)
+                    for k, row in enumerate(indices):
+                        value = column[row]
+                        out[k][name] = value.item() if isinstance(value, np.generic) else value
+                    continue
+                dataset = self._file[EVALUATIONS_GROUP][name] if self._file is not None else None
+                for k, row in enumerate(indices):
+                    if row < self._h5_count:
+                        assert dataset is not None
+                        if kind == "str":
+                            out[k][name] = str(dataset.asstr(errors="replace")[row])
+                        else:
+                            out[k][name] = int(dataset[row]) if kind == "int" else float(dataset[row])
+                    else:
+                        out[k][name] = _extra_value(self._extra[row - self._h5_count], name, kind)
+        except UserError:
+            raise
         except Exception as exc:
             raise UserError(
                 f"library {self.path} is truncated or corrupt ({_first_line(exc)})"
@@ -309,20 +407,74 @@ class Library:
             UserError: The file is corrupt.
             ValueError: The library is closed.
         """
-        f = self._check_open()
+        self._check_open()
+        if self._journal is not None and self._journal.pareto is not None:
+            return list(self._journal.pareto)
+        if self._file is None:
+            return []
         try:
-            return [int(v) for v in f[PARETO_DATASET][()].tolist()]
+            return [int(v) for v in self._file[PARETO_DATASET][()].tolist()]
         except Exception as exc:
             raise UserError(
                 f"library {self.path} is truncated or corrupt ({_first_line(exc)})"
             ) from None
 
+    def resume_state(self) -> tuple[str | None, int, list[dict[str, Any]]]:
+        """What a resumed search needs beyond the rows: (random state, next id, tasks in flight).
+
+        Returns:
+            The master's random state as JSON text (None if never stored),
+            the id the next candidate gets, and the tasks that were handed out
+            but have no row (each with ``id, genome, hash, parents, operator,
+            seed``), in id order.
+        """
+        self._check_open()
+        ids = self._column("id")
+        next_id = int(ids.max()) + 1 if ids.size else 0
+        rng_state: str | None = None
+        pending: list[dict[str, Any]] = []
+        if self._file is not None and STATE_GROUP in self._file:
+            state = self._file[STATE_GROUP].attrs
+            rng_state = str(_plain(state["rng_state"])) if "rng_state" in state else None
+            next_id = max(next_id, int(state["next_id"])) if "next_id" in state else next_id
+            pending = json.loads(str(_plain(state["pending"]))) if "pending" in state else []
+        if self._journal is not None:
+            last = self._journal.last_task
+            if last is not None:
+                rng_state = last.get("rng_state", rng_state)
+                next_id = max(next_id, int(last.get("next_id") or 0), max(self._journal.tasks) + 1)
+            pending = [*pending, *self._journal.tasks.values()]
+        done = set(ids.tolist())
+        unique = {int(t["id"]): {k: v for k, v in t.items() if k not in ("rng_state", "next_id")} for t in pending}
+        return rng_state, next_id, [t for i, t in sorted(unique.items()) if i not in done]
+
+    def weight_ids(self) -> list[int]:
+        """Ids of the candidates whose trained weights the library keeps."""
+        return sorted(self._weights_groups())
+
+    def weights(self, eval_id: int) -> dict[str, np.ndarray] | None:
+        """The kept weights of ``eval_id`` as {state-dict name: float32 array}, or None."""
+        group = self._weights_groups().get(int(eval_id))
+        if group is None:
+            return None
+        names = json.loads(str(_plain(group.attrs["names"]))) if "names" in group.attrs else list(group)
+        return {name: np.asarray(group[name][()]) for name in names}
+
+    def _weights_groups(self) -> dict[int, h5py.Group]:
+        """Kept weights; for a live library only those in its base copy (the file being written is not read)."""
+        f = self._check_open()
+        if f is None or WEIGHTS_GROUP not in f:
+            return {}
+        return {int(key): group for key, group in f[WEIGHTS_GROUP].items()}
+
     def close(self) -> None:
         """Close the file.  Safe to call twice."""
         f, self._file = self._file, None
+        self._closed = True
         self._cache.clear()
         if f is not None:
             f.close()
+
 
     def __enter__(self) -> Library:
         return self
@@ -337,13 +489,10 @@ class Library:
 
     # ------------------------------------------------------------ helpers
 
-    def _check_open(self) -> h5py.File:
-        if self._file is None:
+    def _check_open(self) -> h5py.File | None:
+        if self._closed:
             raise ValueError(f"library {self.path} is closed")
         return self._file
-
-    def _group(self) -> h5py.Group:
-        return self._check_open()[EVALUATIONS_GROUP]
 
     def _column(self, name: str) -> np.ndarray:
         """Return the cached (shared, do not modify) column ``name``."""
@@ -352,23 +501,40 @@ class Library:
                 f"library {self.path} has no column {name!r}; "
                 f"valid columns: {', '.join(FIELD_NAMES)}"
             )
+        f = self._check_open()
         cached = self._cache.get(name)
         if cached is not None:
-            self._check_open()
             return cached
-        ds = self._group()[name]
+        kind = FIELD_KINDS[name]
+        dtype = object if kind == "str" else (np.int64 if kind == "int" else np.float64)
         try:
-            if FIELD_KINDS[name] == "str":
-                raw = ds.asstr(errors="replace")[: self._count]
+            if f is None or self._h5_count == 0:
+                data = np.empty(0, dtype=dtype)
+            elif kind == "str":
+                raw = f[EVALUATIONS_GROUP][name].asstr(errors="replace")[: self._h5_count]
                 data = np.empty(len(raw), dtype=object)
                 data[:] = [str(v) for v in raw]
-            elif FIELD_KINDS[name] == "int":
-                data = np.asarray(ds[: self._count], dtype=np.int64)
             else:
-                data = np.asarray(ds[: self._count], dtype=np.float64)
+                data = np.asarray(f[EVALUATIONS_GROUP][name][: self._h5_count], dtype=dtype)
         except Exception as exc:
             raise UserError(
                 f"library {self.path} is truncated or corrupt ({_first_line(exc)})"
             ) from None
+        if self._extra:
+            extra = np.empty(len(self._extra), dtype=dtype)
+            extra[:] = [_extra_value(row, name, kind) for row in self._extra]
+            data = np.concatenate([data, extra])
         self._cache[name] = data
         return data
+
+
+def _extra_value(row: dict[str, Any], name: str, kind: str) -> Any:
+    """One field of a journal row as a plain value of its kind (missing -> the missing value)."""
+    value = row.get(name)
+    if value is None:
+        return MISSING[kind]
+    if kind == "int":
+        return int(value)
+    if kind == "float":
+        return float(value)
+    return str(value)

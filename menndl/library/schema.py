@@ -144,3 +144,13 @@ def is_missing(kind: str, value: Any) -> bool:
     if kind in ("int", "str"):
         return bool(value == MISSING[kind])
     raise ValueError(f"unknown field kind {kind!r}; expected one of {', '.join(KINDS)}")
+
+STATE_GROUP = "state"
+"""Group whose attributes hold what ``menndl run --resume`` needs beyond the rows.
+
+``rng_state`` (JSON text of the master's random state), ``next_id`` (int64: the
+id the next candidate gets) and ``pending`` (JSON list of the tasks that were
+in flight: id, genome, hash, parents, operator, seed, submitted_at)."""
+
+WEIGHTS_GROUP = "weights"
+"""Group of ``weights/<id>/<parameter name>`` float32 arrays (the kept top candidates)."""

@@ -3,6 +3,11 @@
 Only the master process writes a library, one record per finished evaluation.
 The file holds data only: integers, floats and variable-length UTF-8 strings,
 never pickles or opaque blobs.  See ``docs/library-format.md`` for the layout.
+
+Crash safety comes from the journal (:mod:`menndl.library.journal`): every
+record and every dispatched task is written there at once, one line each; the
+HDF5 columns are written in batches (``flush_every`` records or
+``flush_seconds`` seconds, whichever comes first), one slice per column.
 """
 
 from __future__ import annotations
@@ -11,6 +16,8 @@ import json
 import math
 import operator
 import os
+import shutil
+import time
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
@@ -21,6 +28,7 @@ import h5py
 import numpy as np
 
 from menndl.errors import UserError
+from menndl.library.journal import JournalWriter, base_path, journal_path
 from menndl.library.schema import (
     COUNT_ATTR,
     EVALUATION_FIELDS,
@@ -35,6 +43,8 @@ from menndl.library.schema import (
     NUMPY_DTYPES,
     PARETO_DATASET,
     RESERVED_ROOT_ATTRS,
+    STATE_GROUP,
+    WEIGHTS_GROUP,
 )
 
 __all__ = ["LibraryWriter"]
@@ -73,6 +83,13 @@ def _convert(name: str, kind: str, value: Any) -> Any:
     """Convert one record value to its stored form, or raise TypeError."""
     if value is None:
         return MISSING[kind]
+    cls = type(value)  # fast paths for the common exact types
+    if kind == "str" and cls is str and value.isascii() and "\x00" not in value:
+        return value
+    if kind == "float" and cls is float:
+        return value
+    if kind == "int" and cls is int and _INT64_MIN <= value <= _INT64_MAX:
+        return value
     if kind == "int":
         if isinstance(value, (float, np.floating)):
             if not (math.isfinite(value) and float(value).is_integer()):
@@ -97,6 +114,8 @@ def _convert(name: str, kind: str, value: Any) -> Any:
         return float(value)
     # kind == "str"
     if not isinstance(value, str):
+        if name in JSON_FIELDS and cls is list and all(type(v) is int for v in value):  # parent lists
+            return "[" + ",".join(map(str, value)) + "]"
         if name in JSON_FIELDS and not isinstance(value, bytes):
             try:
                 value = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
@@ -133,12 +152,48 @@ def _check_attrs(attrs: Mapping[str, str | int | float]) -> dict[str, Any]:
     return out
 
 
-class LibraryWriter:
-    """Append-only writer of one HDF5 architecture library.
+def _plain_attr(value: Any) -> Any:
+    """An h5py attribute value as plain JSON-able Python."""
+    if isinstance(value, np.ndarray):
+        return [_plain_attr(v) for v in value.tolist()]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return value
 
-    The writer creates a new file, then buffers records passed to
-    :meth:`append` and writes them in batches of ``flush_every``.  It is meant
-    to be used by a single thread of the master process.
+
+def _create_layout(f: h5py.File, job_text: str, extra: Mapping[str, Any]) -> None:
+    """Write the root attributes and the empty, extendable datasets of a new library."""
+    f.attrs["format"] = FORMAT_NAME
+    f.attrs["format_version"] = np.int64(FORMAT_VERSION)
+    f.attrs["job"] = _clean_str(job_text)
+    f.attrs["created_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    for key, value in extra.items():
+        f.attrs[key] = value
+    group = f.create_group(EVALUATIONS_GROUP)
+    group.attrs[COUNT_ATTR] = np.int64(0)
+    for name, kind in EVALUATION_FIELDS:
+        dtype = _STR_DTYPE if kind == "str" else NUMPY_DTYPES[kind]
+        options: dict[str, Any] = {} if kind == "str" else {"fillvalue": MISSING[kind]}
+        ds = group.create_dataset(name, shape=(0,), maxshape=(None,), chunks=(_CHUNK_ROWS,), dtype=dtype, **options)
+        ds.attrs["kind"] = kind
+        ds.attrs["description"] = FIELD_DESCRIPTIONS[name]
+    pareto = f.create_dataset(PARETO_DATASET, shape=(0,), maxshape=(None,), chunks=(_CHUNK_ROWS,), dtype="<i8")
+    pareto.attrs["description"] = "ids of the evaluations on the current Pareto front"
+    state = f.create_group(STATE_GROUP)
+    state.attrs["next_id"] = np.int64(0)
+    state.attrs["pending"] = "[]"
+    f.create_group(WEIGHTS_GROUP)
+
+
+class LibraryWriter:
+    """Append-only writer of one HDF5 architecture library (the master is its only writer).
+
+    Records passed to :meth:`append` go to the journal at once and to the HDF5
+    columns in batches of ``flush_every`` records or every ``flush_seconds``
+    seconds (checked on each call and on :meth:`tick`), whichever comes first.
+    A clean :meth:`close` writes the rest and removes the journal.
 
     Example:
         >>> with LibraryWriter("run.h5", job_text=toml_text) as lib:  # doctest: +SKIP
@@ -154,6 +209,12 @@ class LibraryWriter:
             names ``format``, ``format_version``, ``job`` and ``created_at``
             are reserved.
         flush_every: Number of buffered records that triggers a write.
+        flush_seconds: Age of the oldest buffered record that triggers a
+            write (``None``: only ``flush_every`` counts).
+        journal: Keep the crash-safety journal (off only for offline bulk
+            writers such as ``menndl library merge`` and the benchmark).
+        keep_weights: Keep the weights of this many best candidates (by
+            accuracy) offered to :meth:`offer_weights`.
 
     Raises:
         UserError: ``path`` already exists, its folder is missing, or the file
@@ -162,6 +223,8 @@ class LibraryWriter:
         ValueError: ``flush_every`` < 1 or a reserved attribute name is used.
     """
 
+    _journal: JournalWriter | None
+
     def __init__(
         self,
         path: str | Path,
@@ -169,19 +232,14 @@ class LibraryWriter:
         job_text: str,
         attrs: Mapping[str, str | int | float] = {},  # noqa: B006 (read-only)
         flush_every: int = 1,
+        flush_seconds: float | None = None,
+        journal: bool = True,
+        keep_weights: int = 0,
     ) -> None:
         if not isinstance(job_text, str):
             raise TypeError(f"job_text must be a str, got {type(job_text).__name__}")
-        if isinstance(flush_every, bool) or not isinstance(flush_every, int) or flush_every < 1:
-            raise ValueError(f"flush_every must be an integer >= 1, got {flush_every!r}")
+        self._setup_policy(path, flush_every, flush_seconds, keep_weights)
         extra = _check_attrs(attrs)
-
-        self._path = Path(path)
-        self._flush_every = flush_every
-        self._buffer: list[tuple[Any, ...]] = []
-        self._written = 0
-        self._file: h5py.File | None = None
-
         p = self._path
         if p.exists() or p.is_symlink():
             raise UserError(f"library {p} already exists; choose another --library path")
@@ -192,71 +250,119 @@ class LibraryWriter:
             raise UserError(f"cannot create library {p}: {parent} is not a folder")
         if not os.access(parent, os.W_OK | os.X_OK):
             raise UserError(f"cannot create library {p}: folder {parent} is not writable")
-
+        # Built under a temporary name and linked into place complete (with its journal), so that
+        # a crash never leaves a half-created library at `path`; link() also never clobbers.
+        tmp = p.with_name(f".{p.name}.{os.getpid()}.tmp")
         try:
-            # Mode "x" fails if the file appeared meanwhile: never clobber.
-            f = h5py.File(p, "x")
-        except FileExistsError:
-            raise UserError(f"library {p} already exists; choose another --library path") from None
+            f = h5py.File(tmp, "w")
         except Exception as exc:  # h5py raises OSError subclasses, sometimes others
             raise UserError(f"cannot create library {p}: {_reason(exc)}") from None
-
         try:
-            f.attrs["format"] = FORMAT_NAME
-            f.attrs["format_version"] = np.int64(FORMAT_VERSION)
-            f.attrs["job"] = _clean_str(job_text)
-            f.attrs["created_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
-            for key, value in extra.items():
-                f.attrs[key] = value
-
-            group = f.create_group(EVALUATIONS_GROUP)
-            group.attrs[COUNT_ATTR] = np.int64(0)
-            self._datasets: dict[str, h5py.Dataset] = {}
-            for name, kind in EVALUATION_FIELDS:
-                if kind == "str":
-                    ds = group.create_dataset(
-                        name,
-                        shape=(0,),
-                        maxshape=(None,),
-                        chunks=(_CHUNK_ROWS,),
-                        dtype=_STR_DTYPE,
-                    )
-                else:
-                    ds = group.create_dataset(
-                        name,
-                        shape=(0,),
-                        maxshape=(None,),
-                        chunks=(_CHUNK_ROWS,),
-                        dtype=NUMPY_DTYPES[kind],
-                        fillvalue=MISSING[kind],
-                    )
-                ds.attrs["kind"] = kind
-                ds.attrs["description"] = FIELD_DESCRIPTIONS[name]
-                self._datasets[name] = ds
-
-            pareto = f.create_dataset(
-                PARETO_DATASET,
-                shape=(0,),
-                maxshape=(None,),
-                chunks=(_CHUNK_ROWS,),
-                dtype="<i8",
-            )
-            pareto.attrs["description"] = "ids of the evaluations on the current Pareto front"
-            self._group = group
-            self._pareto = pareto
+            _create_layout(f, job_text, extra)
             f.flush()
+            self._bind(f)
+            if journal:
+                for stale in (journal_path(p), base_path(p)):
+                    stale.unlink(missing_ok=True)
+                self._journal = JournalWriter(journal_path(p), self._root_attrs())
+            os.link(tmp, p)
         except Exception as exc:
-            try:
-                f.close()
-            finally:
-                try:
-                    p.unlink()
-                except OSError:
-                    pass
+            f.close()
+            if self._journal is not None:
+                self._journal.close()
+                if not p.exists():
+                    self._journal.path.unlink(missing_ok=True)
+            if isinstance(exc, FileExistsError):
+                raise UserError(f"library {p} already exists; choose another --library path") from None
             if isinstance(exc, OSError):
                 raise UserError(f"cannot create library {p}: {_reason(exc)}") from None
             raise
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    def _setup_policy(self, path: str | Path, flush_every: int, flush_seconds: float | None, keep_weights: int) -> None:
+        if isinstance(flush_every, bool) or not isinstance(flush_every, int) or flush_every < 1:
+            raise ValueError(f"flush_every must be an integer >= 1, got {flush_every!r}")
+        if flush_seconds is not None and not flush_seconds >= 0:
+            raise ValueError(f"flush_seconds must be >= 0 or None, got {flush_seconds!r}")
+        if isinstance(keep_weights, bool) or not isinstance(keep_weights, int) or keep_weights < 0:
+            raise ValueError(f"keep_weights must be an integer >= 0, got {keep_weights!r}")
+        self._path = Path(path)
+        self._flush_every = flush_every
+        self._flush_seconds = flush_seconds
+        self._keep_weights = keep_weights
+        self._buffer: list[tuple[Any, ...]] = []
+        self._buffer_since = 0.0
+        self._written = 0
+        self._file: h5py.File | None = None
+        self._journal = None
+        self._pending: dict[int, dict[str, Any]] = {}
+        self._rng_state: str | None = None
+        self._next_id: int | None = None
+        self._state_dirty = False
+        self._weights_stored: dict[int, float] = {}
+        self._weights_queue: dict[int, tuple[float, dict[str, np.ndarray]]] = {}
+        self._weights_evict: set[int] = set()
+
+    @classmethod
+    def reopen(
+        cls,
+        path: str | Path,
+        *,
+        flush_every: int = 1,
+        flush_seconds: float | None = None,
+        keep_weights: int = 0,
+    ) -> LibraryWriter:
+        """Open an existing, recovered library to append to it (``menndl run --resume``).
+
+        The file is first copied to ``LIB.base`` (a closed, consistent copy
+        that a crash cannot damage) and a new journal is started.
+
+        Raises:
+            UserError: The library is missing, still has a journal (call
+                :func:`menndl.library.recover` first), or cannot be opened.
+        """
+        self = cls.__new__(cls)
+        self._setup_policy(path, flush_every, flush_seconds, keep_weights)
+        p = self._path
+        if journal_path(p).exists():
+            raise UserError(f"library {p} has a journal; recover it before appending")
+        try:
+            shutil.copy2(p, base_path(p))
+            f = h5py.File(p, "a")
+        except Exception as exc:
+            raise UserError(f"cannot open library {p} for appending: {_reason(exc)}") from None
+        try:
+            self._bind(f)
+            state = f[STATE_GROUP].attrs
+            if "pending" in state:
+                self._pending = {int(t["id"]): t for t in json.loads(str(_plain_attr(state["pending"])))}
+            if "rng_state" in state:
+                self._rng_state = str(_plain_attr(state["rng_state"]))
+            if "next_id" in state:
+                self._next_id = int(state["next_id"])
+            self._journal = JournalWriter(journal_path(p), self._root_attrs())
+        except Exception:
+            f.close()
+            raise
+        return self
+
+    def _bind(self, f: h5py.File) -> None:
+        """Attach to an open file with the library layout (new or existing)."""
         self._file = f
+        self._group = f[EVALUATIONS_GROUP]
+        self._datasets: dict[str, h5py.Dataset] = {name: self._group[name] for name in FIELD_NAMES}
+        self._pareto = f[PARETO_DATASET]
+        count = int(self._group.attrs.get(COUNT_ATTR, 0))
+        self._written = min([count, *(ds.shape[0] for ds in self._datasets.values())])
+        self._state = f.require_group(STATE_GROUP)
+        self._weights = f.require_group(WEIGHTS_GROUP)
+        for key, group in self._weights.items():
+            self._weights_stored[int(key)] = float(group.attrs.get("accuracy", math.nan))
+
+    def _root_attrs(self) -> dict[str, Any]:
+        assert self._file is not None
+        return {key: _plain_attr(value) for key, value in self._file.attrs.items()}
 
     # ------------------------------------------------------------------ API
 
@@ -264,6 +370,11 @@ class LibraryWriter:
     def path(self) -> Path:
         """Path of the library file."""
         return self._path
+
+    @property
+    def written(self) -> int:
+        """Rows already in the HDF5 file (the rest are buffered and journaled)."""
+        return self._written
 
     def __len__(self) -> int:
         """Return the number of records written plus those still buffered."""
@@ -274,7 +385,7 @@ class LibraryWriter:
         return f"<LibraryWriter {str(self._path)!r} {state}, {len(self)} records>"
 
     def append(self, record: Mapping[str, Any]) -> None:
-        """Add one evaluation record.
+        """Add one evaluation record (journaled at once, written to HDF5 with its batch).
 
         Values are converted immediately, so a bad record fails here and not
         at a later flush.  Absent fields (or ``None`` values) are stored as
@@ -297,15 +408,129 @@ class LibraryWriter:
                 f"unknown library field(s) {', '.join(map(repr, unknown))}; "
                 f"valid fields: {', '.join(FIELD_NAMES)}"
             )
-        row = tuple(
-            _convert(name, kind, record.get(name)) for name, kind in EVALUATION_FIELDS
-        )
+        row = tuple([_convert(name, kind, record.get(name)) for name, kind in EVALUATION_FIELDS])
+        if self._journal is not None:
+            self._journal_write({"type": "row", "record": dict(zip(FIELD_NAMES, row))})
+        if self._pending.pop(row[0], None) is not None:
+            self._state_dirty = True
+        if not self._buffer:
+            self._buffer_since = time.monotonic()
         self._buffer.append(row)
         if len(self._buffer) >= self._flush_every:
             self.flush()
+        else:
+            self.tick()
+
+    def task_started(self, task: Mapping[str, Any]) -> None:
+        """Journal a candidate handed to a worker, so that a resume re-queues it if it never finishes.
+
+        Args:
+            task: ``id, genome (JSON text), hash, parents (list), operator,
+                seed, submitted_at`` and, optionally, ``rng_state`` (JSON
+                text, the master's random state after proposing it) and
+                ``next_id``.
+        """
+        self._check_open()
+        event = {"type": "task", **task}
+        if self._journal is not None:
+            self._journal_write(event)
+        pending = {k: v for k, v in task.items() if k not in ("rng_state", "next_id")}
+        self._pending[int(task["id"])] = pending
+        if task.get("rng_state") is not None:
+            self._rng_state = str(task["rng_state"])
+        if task.get("next_id") is not None:
+            self._next_id = int(task["next_id"])
+        self._state_dirty = True
+        if not self._buffer:
+            self._buffer_since = time.monotonic()
+        self.tick()
+
+    def tick(self) -> None:
+        """Flush when something has waited ``flush_seconds``; call it from the master loop."""
+        if (
+            self._file is not None
+            and self._flush_seconds is not None
+            and (self._buffer or self._state_dirty)
+            and time.monotonic() - self._buffer_since >= self._flush_seconds
+        ):
+            self.flush()
+
+    def offer_weights(self, eval_id: int, accuracy: float, arrays: Mapping[str, Any]) -> bool:
+        """Keep a candidate's trained weights if it is among the ``keep_weights`` most accurate.
+
+        Arrays are stored as float32 datasets ``weights/<id>/<name>`` at the
+        next flush; a candidate pushed out of the top is deleted then.
+
+        Returns:
+            Whether the weights are kept (for now).
+        """
+        self._check_open()
+        if self._keep_weights == 0 or not math.isfinite(accuracy):
+            return False
+        kept = {**self._weights_stored, **{i: a for i, (a, _) in self._weights_queue.items()}}
+        if len(kept) >= self._keep_weights:
+            worst = min(kept, key=lambda i: (kept[i], -i))
+            if accuracy <= kept[worst]:
+                return False
+            self._drop_weights(worst)
+        if any("/" in str(name) or not str(name) for name in arrays):
+            raise ValueError("weight names must be non-empty and contain no '/'")
+        clean = {str(name): np.ascontiguousarray(np.asarray(value, dtype=np.float32)) for name, value in arrays.items()}
+        self._weights_queue[int(eval_id)] = (float(accuracy), clean)
+        return True
+
+    def _drop_weights(self, eval_id: int) -> None:
+        if self._weights_queue.pop(eval_id, None) is None:
+            self._weights_evict.add(eval_id)
+            self._weights_stored.pop(eval_id, None)
+
+    def write_columns(self, columns: Mapping[str, Any]) -> None:
+        """Append many rows at once, given as whole columns (the fast path; not journaled).
+
+        Used by offline writers (merge, the benchmark).  Missing columns are
+        filled with their missing value.
+
+        Raises:
+            ValueError: Unknown column names or columns of different lengths.
+        """
+        self._check_open()
+        unknown = [k for k in columns if k not in FIELD_KINDS]
+        if unknown:
+            raise ValueError(f"unknown library field(s) {', '.join(map(repr, unknown))}")
+        lengths = {len(v) for v in columns.values()}
+        if len(lengths) > 1:
+            raise ValueError(f"columns have different lengths: {sorted(lengths)}")
+        n = lengths.pop() if lengths else 0
+        self.flush()
+        arrays = {}
+        for name, kind in EVALUATION_FIELDS:
+            if name in columns:
+                values = columns[name]
+                if kind == "str":
+                    data = np.empty(n, dtype=object)
+                    data[:] = [_clean_str(str(v)) for v in values]
+                else:
+                    data = np.asarray(values, dtype=NUMPY_DTYPES[kind])
+            else:
+                data = np.full(n, MISSING[kind], dtype=object if kind == "str" else NUMPY_DTYPES[kind])
+            arrays[name] = data
+        self._write_arrays(arrays, n)
+        self.flush()
+
+    def _write_arrays(self, arrays: Mapping[str, np.ndarray], n: int) -> None:
+        """Write ``n`` rows, one slice per column, then move ``count``."""
+        if n == 0:
+            return
+        start, stop = self._written, self._written + n
+        for name in FIELD_NAMES:
+            ds = self._datasets[name]
+            ds.resize((stop,))
+            ds[start:stop] = arrays[name]
+        self._group.attrs[COUNT_ATTR] = np.int64(stop)
+        self._written = stop
 
     def flush(self) -> None:
-        """Write all buffered records (one resize per column) and flush the file.
+        """Sync the journal, then write the buffered rows (one slice per column), state and weights.
 
         The ``count`` attribute of ``/evaluations`` is updated only after all
         columns hold the new rows, so readers never see half-written rows.
@@ -316,26 +541,55 @@ class LibraryWriter:
         """
         f = self._check_open()
         try:
+            if self._journal is not None:
+                self._journal.sync()
             if self._buffer:
-                start = self._written
-                stop = start + len(self._buffer)
                 columns = list(zip(*self._buffer))
+                arrays = {}
                 for (name, kind), values in zip(EVALUATION_FIELDS, columns):
-                    ds = self._datasets[name]
-                    data = np.asarray(
-                        values, dtype=_STR_DTYPE if kind == "str" else NUMPY_DTYPES[kind]
-                    )
-                    ds.resize((stop,))
-                    ds[start:stop] = data
-                self._group.attrs[COUNT_ATTR] = np.int64(stop)
-                self._written = stop
+                    if kind == "str":
+                        data = np.empty(len(values), dtype=object)
+                        data[:] = values
+                    else:
+                        data = np.asarray(values, dtype=NUMPY_DTYPES[kind])
+                    arrays[name] = data
+                self._write_arrays(arrays, len(self._buffer))
                 self._buffer.clear()
+            if self._state_dirty:
+                self._write_state()
+            self._write_weights()
             f.flush()
         except OSError as exc:
             raise UserError(f"cannot write library {self._path}: {_reason(exc)}") from None
+        self._buffer_since = time.monotonic()
+
+    def _write_state(self) -> None:
+        attrs = self._state.attrs
+        if self._rng_state is not None:
+            attrs["rng_state"] = self._rng_state
+        if self._next_id is not None:
+            attrs["next_id"] = np.int64(self._next_id)
+        attrs["pending"] = json.dumps(list(self._pending.values()), separators=(",", ":"))
+        self._state_dirty = False
+
+    def _write_weights(self) -> None:
+        for eval_id in sorted(self._weights_evict):
+            if str(eval_id) in self._weights:
+                del self._weights[str(eval_id)]
+        self._weights_evict.clear()
+        for eval_id, (accuracy, arrays) in self._weights_queue.items():
+            if str(eval_id) in self._weights:
+                del self._weights[str(eval_id)]
+            group = self._weights.create_group(str(eval_id))
+            group.attrs["accuracy"] = np.float64(accuracy)
+            group.attrs["names"] = json.dumps(list(arrays))  # the state-dict order
+            for name, array in arrays.items():
+                group.create_dataset(name, data=array)
+            self._weights_stored[eval_id] = accuracy
+        self._weights_queue.clear()
 
     def set_pareto(self, ids: Sequence[int]) -> None:
-        """Replace the Pareto-front id list ``/pareto`` and flush.
+        """Replace the Pareto-front id list ``/pareto`` (journaled) and flush.
 
         Args:
             ids: Evaluation ids on the current Pareto front, in the order to
@@ -353,6 +607,8 @@ class LibraryWriter:
                 values.append(operator.index(i))
             except TypeError:
                 raise TypeError(f"Pareto ids must be integers, got {i!r}") from None
+        if self._journal is not None:
+            self._journal_write({"type": "pareto", "ids": values})
         data = np.asarray(values, dtype="<i8")
         try:
             self._pareto.resize((len(data),))
@@ -363,22 +619,32 @@ class LibraryWriter:
         self.flush()
 
     def close(self) -> None:
-        """Flush buffered records and close the file.  Safe to call twice.
+        """Flush buffered records, close the file and remove the journal.  Safe to call twice.
 
         Raises:
-            UserError: The final write failed (the file is closed anyway).
+            UserError: The final write failed (the file is closed anyway; the
+                journal is kept, so nothing is lost).
         """
         f = self._file
         if f is None:
             return
         try:
             self.flush()
-        finally:
+        except BaseException:
             self._file = None
-            try:
-                f.close()
-            except OSError as exc:
-                raise UserError(f"cannot close library {self._path}: {_reason(exc)}") from None
+            f.close()
+            if self._journal is not None:
+                self._journal.close()
+            raise
+        self._file = None
+        try:
+            f.close()
+        except OSError as exc:
+            raise UserError(f"cannot close library {self._path}: {_reason(exc)}") from None
+        if self._journal is not None:
+            self._journal.close()
+            self._journal.path.unlink(missing_ok=True)
+            base_path(self._path).unlink(missing_ok=True)
 
     def __enter__(self) -> LibraryWriter:
         return self
@@ -392,6 +658,13 @@ class LibraryWriter:
         self.close()
 
     # -------------------------------------------------------------- helpers
+
+    def _journal_write(self, event: Mapping[str, Any]) -> None:
+        assert self._journal is not None
+        try:
+            self._journal.write(event)
+        except OSError as exc:
+            raise UserError(f"cannot write library journal {self._journal.path}: {_reason(exc)}") from None
 
     def _check_open(self) -> h5py.File:
         if self._file is None:

@@ -9,8 +9,9 @@ Plain Python + DEAP: no torch, no MPI.
 
 from __future__ import annotations
 
+import json
 import random
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -151,3 +152,47 @@ class Evolution:
         self._front = [other for other in self._front if not member.fitness.dominates(other.fitness)]
         self._front.append(member)
         return True
+
+    # resume API (MASTER's version replaces this at merge)
+    def rng_state(self) -> str:
+        """The random state as JSON text (stored in the library with every dispatched task)."""
+        version, internal, gauss = self._rng.getstate()
+        return json.dumps([version, list(internal), gauss])
+
+    def restore(self, records: Iterable[Mapping[str, Any]], next_id: int, rng_state: str | None) -> None:
+        """Rebuild population, front, seen hashes, id counter and random state from library rows."""
+        count = 0
+        for record in records:
+            count += 1
+            self._seen.add(str(record["hash"]))
+            if record.get("status") != "ok":
+                continue
+            parents = record.get("parents", [])
+            if isinstance(parents, str):
+                parents = json.loads(parents or "[]")
+            genome = Genome.from_json(record["genome"])
+            operator, seed = str(record["operator"]), int(record["seed"])
+            candidate = Candidate(int(record["id"]), genome, tuple(parents), operator, seed)
+            self.tell(candidate, record)
+        self._random_left = max(0, self.population_size - count)
+        self._next_id = max(self._next_id, next_id)
+        if rng_state:
+            version, internal, gauss = json.loads(rng_state)
+            self._rng.setstate((version, tuple(internal), gauss))
+
+    def mark_seen(self, genome_hash: str) -> None:
+        """Never propose this genome (a task re-queued by a resume) again. (LIBRARY's addition.)"""
+        self._seen.add(genome_hash)
+
+    def propose(self, genome: Genome, parents: tuple[int, ...], operator: str) -> Candidate | None:
+        """A candidate for a given genome (seeds from earlier libraries), or None if already seen.
+
+        (LIBRARY's addition, kept by MASTER's version at merge.)
+        """
+        if genome.hash in self._seen:
+            return None
+        self._seen.add(genome.hash)
+        candidate = Candidate(self._next_id, genome, parents, operator, seed=self._rng.randrange(2**31))
+        self._next_id += 1
+        self._random_left = max(0, self._random_left - 1)
+        return candidate

@@ -19,11 +19,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from menndl.genome import InputSpec, count_flops, count_params
+from menndl.genome import Genome, InputSpec, count_flops, count_params
 from menndl.job import Job
 from menndl.library import LibraryWriter
 from menndl.master.evolution import Candidate, Evolution
 from menndl.master.progress import Progress, Status
+from menndl.master.resume import ResumeState
 from menndl.master.signals import StopSignals
 from menndl.master.stopping import EarlyStopping
 from menndl.protocol import setup_message, task_message
@@ -83,6 +84,8 @@ class Search:
         progress: Progress | None = None,
         deadline: float | None = None,
         startup_deadline: float = STARTUP_DEADLINE,
+        resume: ResumeState | None = None,
+        seeds: list[Genome] | None = None,
     ) -> None:
         """Set up the search; nothing starts before `run`.
 
@@ -129,6 +132,25 @@ class Search:
             if training.early_stopping
             else None
         )
+        self._seeds: deque[Genome] = deque(seeds or ())
+        if resume is not None:
+            self._restore(resume)
+
+    def _restore(self, resume: ResumeState) -> None:
+        """Continue a search from its library: population, random state, counts; re-queue what was in flight."""
+        self.evolution.restore(resume.records, resume.next_id, resume.rng_state)
+        self._dispatched = resume.next_id
+        self._done = len(resume.records)
+        self._failed = sum(1 for record in resume.records if record.get("status") != "ok")
+        ok = [r for r in resume.records if r.get("status") == "ok"]
+        accuracies = [r["accuracy"] for r in ok if not math.isnan(r["accuracy"])]
+        self._best = max(accuracies) if accuracies else math.nan
+        for candidate in resume.pending:
+            self.evolution.mark_seen(candidate.genome.hash)
+            self._requeued.append(_InFlight(candidate, time.time()))
+        if self.stopping is not None:
+            self.stopping.restore(resume.records)
+        self._pareto_dirty = True
 
     def run(self) -> SearchResult:
         """Run to the end of the budget; always closes the library and the workers.
@@ -150,6 +172,7 @@ class Search:
                     self._check_deadlines()
                     self._fill()
                     self._write_pareto()
+                    self.writer.tick()
                     self.progress.update(self._status())
             abandoned = bool(self._busy)
             self._stop_reason = self._stop_reason or self._budget_reason()
@@ -204,15 +227,43 @@ class Search:
                 flight = self._requeued.popleft()
                 flight.submitted_at, flight.started = time.time(), time.monotonic()
             else:
-                flight = _InFlight(self.evolution.ask(), time.time())
+                flight = _InFlight(self._next_candidate(), time.time())
                 self._dispatched += 1
             self._busy[worker] = flight
             candidate = flight.candidate
-            task = task_message(candidate.id, candidate.genome.to_dict(), candidate.seed)
+            self._journal_task(flight)
+            message = task_message(candidate.id, candidate.genome.to_dict(), candidate.seed)
+            if self.job.library.keep_weights > 0:
+                message["return_weights"] = True
             if self.stopping is not None:
-                task["checkpoints"] = list(self.stopping.fractions)
-                task["stop_below"] = self.stopping.thresholds()
-            self.transport.send(worker, task)
+                message["checkpoints"] = list(self.stopping.fractions)
+                message["stop_below"] = self.stopping.thresholds()
+            self.transport.send(worker, message)
+
+    def _next_candidate(self) -> Candidate:
+        """Seeds from earlier libraries first (those not seen yet), then what evolution proposes."""
+        while self._seeds:
+            candidate = self.evolution.propose(self._seeds.popleft(), (), "seed")
+            if candidate is not None:
+                return candidate
+        return self.evolution.ask()
+
+    def _journal_task(self, flight: _InFlight) -> None:
+        """Write the dispatched task to the library's journal, so that a resume can re-queue it."""
+        candidate = flight.candidate
+        self.writer.task_started(
+            {
+                "id": candidate.id,
+                "genome": candidate.genome.to_json(),
+                "hash": candidate.genome.hash,
+                "parents": list(candidate.parents),
+                "operator": candidate.operator,
+                "seed": candidate.seed,
+                "submitted_at": flight.submitted_at,
+                "next_id": self._dispatched,
+                "rng_state": self.evolution.rng_state(),
+            }
+        )
 
     def _handle(self, worker: int, message: Mapping[str, Any]) -> None:
         kind = message.get("type")
@@ -314,6 +365,9 @@ class Search:
             record["params"] = count_params(genome, self.spec)
             record["flops"] = count_flops(genome, self.spec)
         self.writer.append(record)
+        weights = result.get("weights")
+        if weights and record["status"] == "ok":
+            self.writer.offer_weights(candidate.id, float(record["accuracy"]), weights)
         self._done += 1
         if worker > 0:
             self._ranks_used.add(worker)

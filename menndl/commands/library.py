@@ -1,0 +1,189 @@
+"""``menndl library LIB top|pareto|show|stats|lineage`` and ``menndl library merge A B -o C``.
+
+Reads a library (also while its search still writes it, through the journal); never writes one,
+except ``merge``, which creates a new file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from typing import Any
+
+from menndl.errors import UserError
+
+HELP = "query a library: top, pareto, show ID, stats, lineage ID; or merge A B -o C"
+
+COLUMNS = ("id", "accuracy", "params", "flops", "train_seconds", "operator", "status")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """``menndl library LIB ACTION ...`` (the action's own options follow it)."""
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.description = HELP + (
+        "\n\nactions:\n"
+        "  LIB top [--by accuracy|params|flops|seconds] [--where 'params<1e5 and accuracy>0.9'] [--limit K] [--json]\n"
+        "  LIB pareto [--json]        the Pareto front over the library's objectives, most accurate first\n"
+        "  LIB show ID [--json]       one evaluation: every field and the layer table\n"
+        "  LIB stats [--json]         counts by status and operator, best values, throughput, hosts\n"
+        "  LIB lineage ID [--json]    ancestors of ID and the operators that made each\n"
+        "  merge A B [...] -o C       one library from several (ids renumbered, parents kept)\n"
+    )
+    parser.add_argument("target", metavar="LIB", help="library file (or 'merge')")
+    parser.add_argument("action", nargs=argparse.REMAINDER, metavar="ACTION ...", help="see above")
+
+
+def _action_parser(target: str) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=f"menndl library {target}")
+    actions = parser.add_subparsers(dest="name", required=True, metavar="ACTION")
+    top = actions.add_parser("top", help="best evaluations")
+    top.add_argument("--by", choices=("accuracy", "params", "flops", "seconds"), default="accuracy")
+    top.add_argument("--where", metavar="EXPR", help="FIELD OP NUMBER [and ...], e.g. 'params<1e5'")
+    top.add_argument("--limit", type=int, default=10, metavar="K")
+    top.add_argument("--all", action="store_true", help="include failed evaluations")
+    for name in ("pareto", "stats"):
+        sub = actions.add_parser(name)
+        sub.add_argument("--json", action="store_true")
+    for name in ("show", "lineage"):
+        sub = actions.add_parser(name)
+        sub.add_argument("id", type=int, metavar="ID")
+        sub.add_argument("--json", action="store_true")
+    top.add_argument("--json", action="store_true")
+    return parser
+
+
+def main(args: argparse.Namespace) -> int:
+    """Dispatch to the action."""
+    if args.target == "merge":
+        return _merge(args.action)
+    if not args.action:
+        raise UserError("menndl library LIB: missing action; expected top, pareto, show ID, stats or lineage ID")
+    action = _action_parser(args.target).parse_args(args.action)
+    from menndl.library import Library
+
+    with Library.open(args.target) as lib:
+        if action.name == "top":
+            return _top(lib, action)
+        if action.name == "pareto":
+            from menndl.library.query import pareto_front
+
+            return _print_rows(lib.rows(pareto_front(lib).tolist()), action.json)
+        if action.name == "show":
+            return _show(lib, action.id, action.json)
+        if action.name == "stats":
+            return _stats(lib, action.json)
+        return _lineage(lib, action.id, action.json)
+
+
+def _top(lib: Any, action: argparse.Namespace) -> int:
+    from menndl.library.query import ranked
+
+    if action.limit < 1:
+        raise UserError(f"--limit: expected an integer >= 1, got {action.limit}")
+    rows = ranked(lib, action.by, action.where, only_ok=not action.all, limit=action.limit)
+    return _print_rows(lib.rows(rows.tolist()), action.json)
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return "-" if math.isnan(value) else f"{value:.4g}"
+    if isinstance(value, int):
+        return "-" if value < 0 else f"{value:,}"
+    return str(value)
+
+
+def _print_rows(rows: list[dict[str, Any]], as_json: bool) -> int:
+    if as_json:
+        print(json.dumps([_jsonable(r) for r in rows]))
+        return 0
+    widths = (6, 9, 11, 13, 9, 14, 8)
+    print("  ".join(f"{c:>{w}}" for c, w in zip(COLUMNS, widths)))
+    for row in rows:
+        print("  ".join(f"{_fmt(row[c]):>{w}}" for c, w in zip(COLUMNS, widths)))
+    if not rows:
+        print("(no evaluations match)")
+    return 0
+
+
+def _jsonable(row: dict[str, Any]) -> dict[str, Any]:
+    out = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in row.items()}
+    for key in ("genome", "parents"):
+        text = out.get(key)
+        if isinstance(text, str) and text:
+            out[key] = json.loads(text)
+    return out
+
+
+def _spec(lib: Any) -> Any:
+    from menndl.genome import InputSpec
+
+    shape, classes = lib.attrs.get("input_shape"), lib.attrs.get("num_classes")
+    if shape is None or classes is None:
+        return None
+    return InputSpec(tuple(json.loads(shape)), int(classes))
+
+
+def _show(lib: Any, eval_id: int, as_json: bool) -> int:
+    row = lib.record(eval_id)
+    if as_json:
+        print(json.dumps(_jsonable(row)))
+        return 0
+    for key, value in row.items():
+        if key not in ("genome", "error"):
+            print(f"{key:>14}: {_fmt(value)}")
+    if row["error"]:
+        print(f"{'error':>14}: {row['error'].strip()}")
+    print(f"{'weights':>14}: {'kept in the library' if eval_id in lib.weight_ids() else 'not kept'}")
+    spec = _spec(lib)
+    if spec is not None and row["genome"]:
+        from menndl.genome import Genome
+        from menndl.genome.table import format_layer_table
+
+        genome = Genome.from_json(row["genome"])
+        print()
+        print(format_layer_table(genome, spec))
+        print(f"training: {json.dumps(genome.to_dict()['train'])}")
+    return 0
+
+
+def _stats(lib: Any, as_json: bool) -> int:
+    from menndl.library.query import stats
+
+    figures = stats(lib)
+    if as_json:
+        print(json.dumps({k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in figures.items()}))
+        return 0
+    for key, value in figures.items():
+        print(f"{key:>20}: {_fmt(value) if not isinstance(value, (dict, list)) else json.dumps(value)}")
+    return 0
+
+
+def _lineage(lib: Any, eval_id: int, as_json: bool) -> int:
+    from menndl.library.query import lineage
+
+    chain = lineage(lib, eval_id)
+    if as_json:
+        print(json.dumps([{"generation": -d, **_jsonable(row)} for d, row in chain]))
+        return 0
+    for depth, row in chain:
+        parents = json.loads(row["parents"] or "[]")
+        made = f"{row['operator']} of {', '.join(map(str, parents))}" if parents else row["operator"]
+        print(
+            f"{'  ' * depth}{row['id']}: {made}; accuracy {_fmt(row['accuracy'])}, "
+            f"{_fmt(row['params'])} params, {row['status']}"
+        )
+    return 0
+
+
+def _merge(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="menndl library merge")
+    parser.add_argument("inputs", nargs="+", metavar="LIB")
+    parser.add_argument("-o", "--output", required=True, metavar="PATH")
+    options = parser.parse_args(argv)
+    from menndl.library.merge import merge_libraries
+
+    count = merge_libraries(options.inputs, options.output)
+    print(f"{options.output}: {count} evaluations from {len(options.inputs)} libraries", file=sys.stdout)
+    return 0

@@ -1,0 +1,151 @@
+"""The append-only journal beside a library that is being written (``LIB.h5.journal``).
+
+While a search runs, every event reaches the journal before anything else: one JSON object per
+line, written with one ``write()`` as it happens (so a ``kill -9`` of the master loses nothing that
+was appended; the operating system still holds it) and ``fsync``'d with every batch written to the
+HDF5 file (so a power cut loses at most one batch).  The HDF5 file itself is written in batches
+and may be left half-written by a crash; the journal is what makes the library crash-safe:
+
+* readers (``menndl library ...``) of a library with a journal read the journal (plus the
+  ``.base`` copy, see below) and never open the HDF5 file that is being written;
+* ``menndl run --resume`` replays the journal into the HDF5 file (:func:`menndl.library.recover`)
+  and removes it; a clean close removes it too.
+
+Lines (``type`` first):
+
+``header``  ``{"type": "header", "format": "menndl-library-journal", "version": 1, "attrs": {...}}``
+            the root attributes of the library (job text, fingerprint, ...); first line.
+``task``    a candidate handed to a worker: ``id, genome, hash, parents, operator, seed,
+            submitted_at, next_id, rng_state`` (the master's random state after proposing it).
+``row``     ``{"type": "row", "record": {...}}``: one finished evaluation, every field.
+``pareto``  ``{"type": "pareto", "ids": [...]}``: the current Pareto front.
+
+When an existing library is reopened for writing (resume), it is first copied to ``LIB.h5.base``
+(a closed, consistent file) and a new journal is started; the library's rows are then the base's
+rows plus the journal's.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+JOURNAL_FORMAT = "menndl-library-journal"
+JOURNAL_VERSION = 1
+JOURNAL_SUFFIX = ".journal"
+BASE_SUFFIX = ".base"
+
+
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))  # one instance: no per-call setup
+
+
+def journal_path(library: str | Path) -> Path:
+    """The journal of a library: ``LIB.h5`` -> ``LIB.h5.journal``."""
+    p = Path(library)
+    return p.with_name(p.name + JOURNAL_SUFFIX)
+
+
+def base_path(library: str | Path) -> Path:
+    """The consistent copy a resumed library started from: ``LIB.h5`` -> ``LIB.h5.base``."""
+    p = Path(library)
+    return p.with_name(p.name + BASE_SUFFIX)
+
+
+class JournalWriter:
+    """Appends JSON lines to a journal file; one ``write()`` per event, ``fsync`` on :meth:`sync`."""
+
+    def __init__(self, path: Path, header_attrs: Mapping[str, Any] | None) -> None:
+        """Open (create or append to) ``path``; write a header line when ``header_attrs`` is given."""
+        self.path = path
+        self._fd: int | None = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        self._dirty = False
+        if header_attrs is not None:
+            header = {"format": JOURNAL_FORMAT, "version": JOURNAL_VERSION, "attrs": dict(header_attrs)}
+            self.write({"type": "header", **header})
+            self.sync()
+
+    def write(self, event: Mapping[str, Any]) -> None:
+        """Append one event as one line, with a single ``write()``."""
+        if self._fd is None:
+            raise ValueError(f"journal {self.path} is closed")
+        data = (_ENCODER.encode(event) + "\n").encode()
+        view = memoryview(data)
+        while view:  # a regular file takes it all at once; loop for the rare short write
+            view = view[os.write(self._fd, view) :]
+        self._dirty = True
+
+    def sync(self) -> None:
+        """Make everything written so far durable (``fsync``)."""
+        if self._fd is not None and self._dirty:
+            os.fsync(self._fd)
+            self._dirty = False
+
+    def close(self) -> None:
+        """Sync and close; safe to call twice."""
+        if self._fd is not None:
+            self.sync()
+            os.close(self._fd)
+            self._fd = None
+
+
+@dataclass
+class JournalContents:
+    """What a journal holds, in order; a torn last line (a crash mid-write) is dropped."""
+
+    attrs: dict[str, Any] | None = None
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    tasks: dict[int, dict[str, Any]] = field(default_factory=dict)
+    last_task: dict[str, Any] | None = None
+    pareto: list[int] | None = None
+    torn_lines: int = 0
+
+    def pending(self) -> list[dict[str, Any]]:
+        """Tasks handed out that have no row yet (what was in flight), in id order."""
+        done = {int(row["id"]) for row in self.rows}
+        return [task for task_id, task in sorted(self.tasks.items()) if task_id not in done]
+
+
+def _lines(path: Path) -> Iterator[bytes]:
+    with open(path, "rb") as fh:
+        data = fh.read()
+    end = data.rfind(b"\n")
+    complete = data[: end + 1] if end >= 0 else b""
+    yield from complete.splitlines()
+    if data[end + 1 :].strip():
+        yield b"\0torn"
+
+
+def read_journal(path: str | Path) -> JournalContents:
+    """Parse a journal; lines that do not parse (a torn end) are counted and skipped.
+
+    Raises:
+        OSError: The file cannot be read.
+    """
+    out = JournalContents()
+    for line in _lines(Path(path)):
+        try:
+            event = json.loads(line)
+        except (ValueError, UnicodeDecodeError):
+            out.torn_lines += 1
+            continue
+        if not isinstance(event, dict):
+            out.torn_lines += 1
+            continue
+        kind = event.get("type")
+        if kind == "header" and out.attrs is None:
+            out.attrs = dict(event.get("attrs", {}))
+        elif kind == "row":
+            out.rows.append(dict(event["record"]))
+        elif kind == "task":
+            task = {k: v for k, v in event.items() if k != "type"}
+            if out.last_task is not None:  # only the newest random state matters; keep memory flat
+                out.last_task.pop("rng_state", None)
+            out.tasks[int(task["id"])] = task
+            out.last_task = task
+        elif kind == "pareto":
+            out.pareto = [int(i) for i in event["ids"]]
+    return out

@@ -1,0 +1,194 @@
+"""Queries over a library: ``--where`` filters, rankings, Pareto fronts, lineage, statistics.
+
+Plain numpy over the library's columns; no ``eval`` of user text: ``--where`` is parsed by a
+small grammar, ``FIELD OP NUMBER [and FIELD OP NUMBER ...]`` with ``OP`` one of
+``< <= > >= == !=``, e.g. ``params<1e5 and accuracy>=0.9``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import operator
+import re
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from menndl.errors import UserError
+from menndl.library.reader import Library
+from menndl.library.schema import FIELD_KINDS
+
+RANKINGS: dict[str, tuple[str, float]] = {
+    "accuracy": ("accuracy", -1.0),
+    "params": ("params", 1.0),
+    "flops": ("flops", 1.0),
+    "seconds": ("train_seconds", 1.0),
+}
+"""``--by`` name -> (column, sign): best first is ascending ``sign * value``."""
+
+ALIASES = {"seconds": "train_seconds"}
+DIRECTIONS = {"accuracy": 1.0, "params": -1.0, "flops": -1.0, "train_seconds": -1.0}
+
+_OPS: dict[str, Callable[[Any, Any], Any]] = {
+    "<=": operator.le,
+    ">=": operator.ge,
+    "==": operator.eq,
+    "!=": operator.ne,
+    "<": operator.lt,
+    ">": operator.gt,
+}
+_CONDITION = re.compile(r"^\s*([A-Za-z_]+)\s*(<=|>=|==|!=|<|>)\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*$")
+NUMERIC_FIELDS = tuple(name for name, kind in FIELD_KINDS.items() if kind != "str")
+
+
+def parse_where(text: str) -> list[tuple[str, str, float]]:
+    """Parse ``FIELD OP NUMBER [and ...]`` into (column, op, number) triples.
+
+    Raises:
+        UserError: The text does not follow the grammar or names an unknown field.
+    """
+    conditions = []
+    for part in re.split(r"\s+and\s+", text.strip()):
+        match = _CONDITION.match(part)
+        if not match:
+            raise UserError(
+                f"--where: cannot parse {part.strip()!r}; expected FIELD OP NUMBER joined by 'and', "
+                "e.g. 'params<1e5 and accuracy>=0.9'"
+            )
+        name, op, number = match.groups()
+        column = ALIASES.get(name, name)
+        if column not in NUMERIC_FIELDS:
+            raise UserError(
+                f"--where: unknown field {name!r}; expected one of {', '.join((*NUMERIC_FIELDS, 'seconds'))}"
+            )
+        conditions.append((column, op, float(number)))
+    return conditions
+
+
+def where_mask(lib: Library, conditions: Sequence[tuple[str, str, float]]) -> np.ndarray:
+    """Rows that satisfy every condition (NaN never does)."""
+    mask = np.ones(len(lib), dtype=bool)
+    for column, op, number in conditions:
+        values = lib.column(column).astype(np.float64)
+        with np.errstate(invalid="ignore"):
+            mask &= _OPS[op](values, number) & ~np.isnan(values)
+    return mask
+
+
+def ranked(
+    lib: Library, by: str = "accuracy", where: str | None = None, only_ok: bool = True, limit: int | None = None
+) -> np.ndarray:
+    """Row positions, best first by ``by`` (ties: fewer parameters, then lower id); at most ``limit``.
+
+    With a limit only the best few rows are sorted and only their ``status`` is read, so ``top``
+    stays well under a second on a million rows.
+    """
+    column, sign = RANKINGS[by]
+    mask = where_mask(lib, parse_where(where)) if where else np.ones(len(lib), dtype=bool)
+    key = sign * lib.column(column).astype(np.float64)
+    mask &= ~np.isnan(key)
+    rows = np.flatnonzero(mask)
+    params = lib.column("params")
+    ids = lib.column("id")
+    wanted = len(rows) if limit is None else limit
+    take = wanted if not only_ok else 4 * wanted + 16
+    while True:
+        if take < len(rows):
+            kth = np.partition(key[rows], take)[take]
+            chosen = rows[key[rows] <= kth]  # every row tied with the cut stays in
+        else:
+            chosen = rows
+        order = chosen[np.lexsort((ids[chosen], params[chosen].astype(np.float64), key[chosen]))]
+        if only_ok:
+            order = order[lib.column_at("status", order) == "ok"]
+        if len(order) >= wanted or len(chosen) == len(rows):
+            return order[:wanted]
+        take *= 4
+
+
+def pareto_rows(values: np.ndarray, directions: Sequence[float]) -> np.ndarray:
+    """Indices of the non-dominated rows of ``values`` (n x k), each column maximised if its direction > 0."""
+    if len(values) == 0:
+        return np.empty(0, dtype=np.int64)
+    cost = -values * np.asarray(directions, dtype=np.float64)  # minimise every column
+    order = np.lexsort(cost.T[::-1])
+    front: list[int] = []
+    for i in order:
+        row = cost[i]
+        if front:
+            kept = cost[front]
+            if np.any(np.all(kept <= row, axis=1) & np.any(kept < row, axis=1)):
+                continue
+            if np.any(np.all(kept == row, axis=1)):
+                continue
+        front.append(int(i))
+    return np.asarray(front, dtype=np.int64)
+
+
+def pareto_front(lib: Library, objectives: Sequence[str] | None = None) -> np.ndarray:
+    """Row positions on the Pareto front of the successful rows, most accurate first."""
+    names = list(objectives or str(lib.attrs.get("objectives", "accuracy,params,train_seconds")).split(","))
+    ok = np.flatnonzero(lib.column("status") == "ok")
+    values = np.stack([lib.column(n)[ok].astype(np.float64) for n in names], axis=1) if len(ok) else np.empty((0, 1))
+    finite = np.all(np.isfinite(values), axis=1)
+    ok, values = ok[finite], values[finite]
+    rows = ok[pareto_rows(values, [DIRECTIONS[n] for n in names])]
+    accuracy = lib.column("accuracy")[rows]
+    return rows[np.argsort(-accuracy, kind="stable")]
+
+
+def lineage(lib: Library, eval_id: int) -> list[tuple[int, dict[str, Any]]]:
+    """The evaluation and its ancestors, breadth first: (generation back, row); unknown parents skipped."""
+    ids = lib.column("id")
+    where = {int(i): k for k, i in enumerate(ids.tolist())}
+    if eval_id not in where:
+        raise UserError(f"library {lib.path} has no evaluation with id {eval_id}")
+    out: list[tuple[int, dict[str, Any]]] = []
+    queue, seen = [(0, eval_id)], {eval_id}
+    while queue:
+        depth, current = queue.pop(0)
+        row = lib.rows([where[current]])[0]
+        out.append((depth, row))
+        for parent in json.loads(row["parents"] or "[]"):
+            if parent not in seen and parent in where:
+                seen.add(parent)
+                queue.append((depth + 1, int(parent)))
+    return out
+
+
+def stats(lib: Library) -> dict[str, Any]:
+    """Counts by status and operator, best values, time span and throughput, hosts and devices."""
+    status = lib.column("status")
+    ok = status == "ok"
+    accuracy = lib.column("accuracy")
+    seconds = lib.column("train_seconds")
+    submitted, finished = lib.column("submitted_at"), lib.column("finished_at")
+    span = float(np.nanmax(finished) - np.nanmin(submitted)) if len(lib) and np.isfinite(finished).any() else math.nan
+
+    def counts(values: np.ndarray) -> dict[str, int]:
+        if not len(values):
+            return {}
+        names, numbers = np.unique(values.astype(str), return_counts=True)
+        return {str(n): int(c) for n, c in zip(names.tolist(), numbers.tolist())}
+
+    best = int(np.nanargmax(np.where(ok, accuracy, np.nan))) if ok.any() and np.isfinite(accuracy[ok]).any() else None
+    return {
+        "evaluations": len(lib),
+        "status": counts(status),
+        "operators": counts(lib.column("operator")),
+        "best_accuracy": float(accuracy[best]) if best is not None else None,
+        "best_id": int(lib.column("id")[best]) if best is not None else None,
+        "smallest_ok_params": int(lib.column("params")[ok].min()) if ok.any() else None,
+        "train_seconds_total": float(np.nansum(seconds)),
+        "span_seconds": span,
+        "evaluations_per_hour": len(lib) / span * 3600 if span and span > 0 else None,
+        "hosts": counts(lib.column("host")),
+        "devices": counts(lib.column("device")),
+        "pareto_front": len(lib.pareto_ids()),
+        "kept_weights": lib.weight_ids(),
+        "live": bool(lib.live),
+        "job": lib.attrs.get("job_name", ""),
+        "objectives": lib.attrs.get("objectives", ""),
+    }

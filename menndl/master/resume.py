@@ -1,0 +1,99 @@
+"""What ``menndl run --resume`` and library seeding take from existing libraries (no torch).
+
+* :func:`load_resume` recovers a library (replays its journal) and returns its rows, the id
+  counter, the master's random state and the tasks that were in flight.
+* :func:`seed_genomes` picks the top candidates of earlier libraries, repaired for a new problem.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from menndl.errors import UserError
+from menndl.genome import Genome, InputSpec, SearchSpace, repair
+from menndl.master.evolution import Candidate
+
+
+@dataclass
+class ResumeState:
+    """A library's search state: rows, the next id, the random state, the tasks in flight."""
+
+    records: list[dict[str, Any]]
+    next_id: int
+    rng_state: str | None
+    pending: list[Candidate] = field(default_factory=list)
+    fingerprint: str = ""
+
+
+def load_resume(path: str | Path) -> ResumeState:
+    """Recover ``path`` (fold its journal in) and read what a resumed search needs.
+
+    Raises:
+        UserError: The library is missing, unreadable or not a menndl library.
+    """
+    from menndl.library import Library
+    from menndl.library.recover import recover
+
+    p = Path(path)
+    if not p.exists():
+        raise UserError(f"--resume: library {p} does not exist")
+    Library.open(p).close()  # validates (format, version) before anything is changed
+    recover(p)
+    with Library.open(p) as lib:
+        records = lib.records()
+        rng_state, next_id, pending = lib.resume_state()
+        fingerprint = str(lib.attrs.get("dataset_fingerprint", ""))
+    candidates = [
+        Candidate(
+            int(task["id"]),
+            Genome.from_json(task["genome"]) if isinstance(task["genome"], str) else Genome.from_dict(task["genome"]),
+            tuple(json.loads(task["parents"]) if isinstance(task["parents"], str) else task["parents"]),
+            str(task["operator"]),
+            int(task["seed"]),
+        )
+        for task in pending
+    ]
+    return ResumeState(records, next_id, rng_state, candidates, fingerprint)
+
+
+RANKINGS: dict[str, tuple[str, float]] = {
+    "accuracy": ("accuracy", -1.0),
+    "params": ("params", 1.0),
+    "flops": ("flops", 1.0),
+    "seconds": ("train_seconds", 1.0),
+}
+"""``--by`` / ``seed_by`` name -> (column, sign); rows sort by sign * value ascending."""
+
+
+def seed_genomes(
+    paths: tuple[str, ...], top: int, by: str, space: SearchSpace, spec: InputSpec, base: Path
+) -> list[Genome]:
+    """The ``top`` best successful genomes of each earlier library, repaired for ``space``/``spec``.
+
+    Raises:
+        UserError: A library is missing or unreadable.
+    """
+    from menndl.library import Library
+
+    column, sign = RANKINGS[by]
+    genomes: list[Genome] = []
+    seen: set[str] = set()
+    for name in paths:
+        path = Path(name) if Path(name).is_absolute() else base / name
+        with Library.open(path) as lib:
+            ok = lib.column("status") == "ok"
+            values = lib.column(column).astype(float)
+            order = sorted(
+                (i for i in range(len(lib)) if ok[i] and math.isfinite(values[i])),
+                key=lambda i: sign * values[i],
+            )
+            for row in lib.rows(order[:top]):
+                genome = repair(Genome.from_json(row["genome"]), space, spec)
+                if genome.hash not in seen:
+                    seen.add(genome.hash)
+                    genomes.append(genome)
+    return genomes

@@ -1,0 +1,170 @@
+"""Crash safety of the library: journal, recovery, live readers, resume state, kept weights."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+from menndl.errors import UserError
+from menndl.library.journal import base_path, journal_path, read_journal
+from menndl.library.reader import Library
+from menndl.library.recover import recover
+from menndl.library.writer import LibraryWriter
+
+REPO = Path(__file__).resolve().parents[1]
+JOB = 'name = "j"\n'
+
+
+def record(i: int, status: str = "ok") -> dict:
+    return {
+        "id": i,
+        "genome": json.dumps({"features": [], "i": i}),
+        "hash": f"h{i}",
+        "parents": [i - 1] if i else [],
+        "operator": "mutate" if i else "random",
+        "status": status,
+        "accuracy": i / 100 if status == "ok" else None,
+        "params": 100 + i,
+        "seed": i,
+    }
+
+
+def test_sigkill_mid_stream_loses_nothing_that_was_appended(tmp_path: Path) -> None:
+    """A writer killed with SIGKILL: the library opens and holds every appended record."""
+    path = tmp_path / "lib.h5"
+    script = textwrap.dedent(
+        """
+        import json, sys
+        from menndl.library.writer import LibraryWriter
+        w = LibraryWriter(sys.argv[1], job_text="x", flush_every=50, flush_seconds=None)
+        i = 0
+        while True:
+            w.append({"id": i, "genome": json.dumps({"i": i}), "hash": f"h{i}", "status": "ok", "accuracy": 0.5})
+            print(i, flush=True)
+            i += 1
+        """
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen([sys.executable, "-c", script, str(path)], stdout=subprocess.PIPE, text=True, env=env)
+    assert proc.stdout is not None
+    last = -1
+    for line in proc.stdout:  # let it write a few batches, then kill it mid-stream
+        last = int(line)
+        if last >= 237:
+            break
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+    assert journal_path(path).exists()
+    with Library.open(path) as lib:  # opens at once; reads the journal, not the half-written file
+        ids = lib.column("id").tolist()
+        assert lib.live
+    assert ids[: last + 1] == list(range(last + 1))  # everything appended before the kill, in order
+    report = recover(path)
+    assert not journal_path(path).exists() and not base_path(path).exists()
+    with Library.open(path) as lib:
+        assert not lib.live
+        assert lib.column("id").tolist() == ids
+        assert len(set(lib.column("hash").tolist())) == len(ids)
+    assert report.replayed_rows >= len(ids) - 250  # the HDF5 file had whole batches of 50 already
+
+
+def test_unreadable_hdf5_is_rebuilt_from_the_journal(tmp_path: Path) -> None:
+    path = tmp_path / "lib.h5"
+    writer = LibraryWriter(path, job_text=JOB, attrs={"input_shape": "[1, 8, 8]"}, flush_every=3)
+    for i in range(7):
+        writer.append(record(i))
+    writer.set_pareto([5, 6])
+    writer._journal.close()  # simulate the crash: nothing more reaches the disk
+    writer._file.close()
+    writer._file = None
+    with open(path, "r+b") as fh:  # damage the HDF5 file (a crash mid-write can do this)
+        fh.seek(0)
+        fh.write(b"\0" * 4096)
+    report = recover(path)
+    assert report.rebuilt and report.moved_aside is not None and report.moved_aside.exists()
+    with Library.open(path) as lib:
+        assert lib.column("id").tolist() == list(range(7))
+        assert lib.pareto_ids() == [5, 6]
+        assert lib.attrs["input_shape"] == "[1, 8, 8]" and lib.job_text == JOB
+
+
+def test_resume_state_tracks_tasks_in_flight(tmp_path: Path) -> None:
+    path = tmp_path / "lib.h5"
+    writer = LibraryWriter(path, job_text=JOB, flush_every=100)
+    for i in range(4):
+        task = {"id": i, "genome": json.dumps({"i": i}), "hash": f"h{i}", "parents": [], "operator": "random"}
+        writer.task_started({**task, "seed": i, "submitted_at": 1.0, "next_id": i + 1, "rng_state": f"[{i}]"})
+    writer.append(record(0))
+    writer.append(record(2))
+    with Library.open(path) as lib:  # live: from the journal
+        rng, next_id, pending = lib.resume_state()
+    assert (rng, next_id, [t["id"] for t in pending]) == ("[3]", 4, [1, 3])
+    writer.close()  # clean close: the state is in the HDF5 file
+    with Library.open(path) as lib:
+        rng, next_id, pending = lib.resume_state()
+    assert (rng, next_id, [t["id"] for t in pending]) == ("[3]", 4, [1, 3])
+    again = LibraryWriter.reopen(path, flush_every=100)  # resume: pending stays pending until recorded
+    assert base_path(path).exists() and journal_path(path).exists()
+    again.append(record(1))
+    again.close()
+    with Library.open(path) as lib:
+        assert sorted(lib.column("id").tolist()) == [0, 1, 2]
+        assert [t["id"] for t in lib.resume_state()[2]] == [3]
+
+
+def test_flush_by_time(tmp_path: Path) -> None:
+    path = tmp_path / "lib.h5"
+    writer = LibraryWriter(path, job_text=JOB, flush_every=1000, flush_seconds=0.0)
+    writer.append(record(0))
+    assert writer.written == 1  # flush_seconds=0: every call flushes
+    writer.close()
+    writer = LibraryWriter(tmp_path / "b.h5", job_text=JOB, flush_every=1000, flush_seconds=3600)
+    writer.append(record(0))
+    writer.tick()
+    assert writer.written == 0
+    writer.close()
+
+
+def test_weights_keep_the_top_k_as_plain_float32_arrays(tmp_path: Path) -> None:
+    path = tmp_path / "lib.h5"
+    rng = np.random.default_rng(0)
+    arrays = {i: {"0.weight": rng.standard_normal((4, 3)), "0.bias": rng.standard_normal(4)} for i in range(5)}
+    with LibraryWriter(path, job_text=JOB, keep_weights=2) as writer:
+        for i, accuracy in enumerate([0.5, 0.9, 0.1, 0.95, 0.7]):
+            writer.append({**record(i), "accuracy": accuracy})
+            writer.offer_weights(i, accuracy, arrays[i])
+    with Library.open(path) as lib:
+        assert lib.weight_ids() == [1, 3]
+        got = lib.weights(3)
+        assert got is not None and list(got) == ["0.weight", "0.bias"]
+        assert got["0.weight"].dtype == np.float32
+        np.testing.assert_allclose(got["0.weight"], arrays[3]["0.weight"].astype(np.float32))
+        assert lib.weights(0) is None
+    with h5py.File(path, "r") as f:  # plain h5py sees plain datasets
+        assert f["weights/3/0.bias"].dtype == np.float32
+
+
+def test_journal_with_torn_last_line(tmp_path: Path) -> None:
+    path = tmp_path / "j"
+    path.write_text(
+        '{"type":"header","attrs":{"format":"menndl-library"}}\n{"type":"row","record":{"id":0}}\n{"type":"ro'
+    )
+    contents = read_journal(path)
+    assert [r["id"] for r in contents.rows] == [0] and contents.torn_lines == 1
+
+
+def test_reopen_refuses_a_library_with_a_journal(tmp_path: Path) -> None:
+    path = tmp_path / "lib.h5"
+    writer = LibraryWriter(path, job_text=JOB)
+    with pytest.raises(UserError, match="journal"):
+        LibraryWriter.reopen(path)
+    writer.close()
