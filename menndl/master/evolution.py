@@ -1,25 +1,39 @@
 """Asynchronous steady-state NSGA-II: `ask` for a child, `tell` a result.
 
-No generation barrier: every finished evaluation updates the population at
-once and the freed worker gets the next child.  The first ``population_size``
+No generation barrier: every finished evaluation joins the population at once
+and the freed worker gets the next child.  The first ``population_size``
 candidates are random; after that, children come from binary tournaments on
 (front rank, crowding distance) followed by crossover or one mutation.
-Plain Python + DEAP: no torch, no MPI.
+
+Cost per result stays small at large populations: a told result gets its
+exact front rank against the current population at once (one vectorised
+dominance test), and every ``rerank_interval`` results the whole population is
+re-ranked with a fast non-dominated sort (`menndl.master.nondominated`),
+crowding distances are recomputed and the population is cut back to its size
+(NSGA-II truncation, or the oldest members out with ``aging``).  In between,
+tournaments use the last ranking.  Plain Python + numpy: no torch, no MPI.
 """
 
 from __future__ import annotations
 
+import json
 import random
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from deap import base, tools
+import numpy as np
 
-from menndl.genome import Genome, InputSpec, SearchSpace, crossover, mutate, random_genome
+from menndl.genome import Genome, InputSpec, SearchSpace, count_flops, count_params, crossover, mutate, random_genome
+from menndl.master.nondominated import crowding_distances, dominated_by_any, front_ranks, nsga2_order
 
 DIRECTIONS: dict[str, float] = {"accuracy": 1.0, "params": -1.0, "flops": -1.0, "train_seconds": -1.0}
-PROPOSAL_TRIES = 50
+PROPOSAL_TRIES = 50  # children tried before falling back to random genomes
+MAX_PROPOSALS = 2000  # proposals tried in all before the search space counts as exhausted
+
+
+class SpaceExhausted(Exception):
+    """No new genome within the constraints could be found: everything nearby was already proposed."""
 
 
 @dataclass(frozen=True)
@@ -35,12 +49,13 @@ class Candidate:
 
 @dataclass(eq=False)
 class Member:
-    """An evaluated candidate as selection sees it (DEAP reads ``fitness``)."""
+    """An evaluated candidate as selection sees it."""
 
     candidate: Candidate
     metrics: dict[str, Any]
-    fitness: base.Fitness
+    values: tuple[float, ...] = ()  # objectives, each to be minimised
     rank: int = field(default=0)
+    crowding: float = field(default=0.0)
 
 
 class Evolution:
@@ -55,7 +70,20 @@ class Evolution:
         population_size: int,
         crossover_probability: float,
         seed: int,
+        max_params: int | None = None,
+        max_flops: int | None = None,
+        aging: bool = False,
+        rerank_interval: int | None = None,
     ) -> None:
+        """Set up an empty population.
+
+        Args:
+            max_params, max_flops: hard constraints; no genome over them is proposed.
+            aging: regularized evolution: the oldest members leave the
+                population instead of the worst.
+            rerank_interval: results between full re-rankings (default
+                ``max(1, population_size // 5)``).
+        """
         unknown = [name for name in objectives if name not in DIRECTIONS]
         if unknown or not objectives:
             raise ValueError(f"objectives must be some of {sorted(DIRECTIONS)}, got {list(objectives)}")
@@ -65,18 +93,25 @@ class Evolution:
         self.objectives = tuple(objectives)
         self.population_size = population_size
         self.crossover_probability = crossover_probability
+        self.max_params, self.max_flops, self.aging = max_params, max_flops, aging
+        self.rerank_interval = max(1, rerank_interval or population_size // 5)
+        self._signs = np.array([-DIRECTIONS[name] for name in self.objectives])
         self._rng = random.Random(seed)
-        self._fitness_class = type("Fitness", (base.Fitness,), {"weights": tuple(DIRECTIONS[o] for o in objectives)})
-        self._population: list[Member] = []
+        self._members: list[Member] = []
+        # objectives x members, column-major for fast dominance tests; columns [0, len(members)) are in use
+        self._store = np.empty((len(self.objectives), population_size + self.rerank_interval + 1))
+        self._ranks = np.zeros(self._store.shape[1], dtype=np.int64)
+        self._since_rerank = 0
         self._front: list[Member] = []
+        self._front_values = np.empty((0, len(self.objectives)))
         self._seen: set[str] = set()
         self._next_id = 0
         self._random_left = population_size
 
     @property
     def population(self) -> list[Member]:
-        """The current parents, best front first after each update."""
-        return list(self._population)
+        """The current parents (including those told since the last re-ranking)."""
+        return list(self._members)
 
     @property
     def front(self) -> list[Member]:
@@ -88,16 +123,36 @@ class Evolution:
         """How many members `front` has (without copying it)."""
         return len(self._front)
 
+    @property
+    def next_id(self) -> int:
+        """The id the next candidate will get."""
+        return self._next_id
+
     def ask(self) -> Candidate:
-        """Propose the next candidate: never one whose genome was already proposed, if avoidable."""
-        for _ in range(PROPOSAL_TRIES):
-            genome, parents, operator = self._propose()
-            if genome.hash not in self._seen:
+        """Propose the next candidate: never a genome already proposed, never one over the constraints.
+
+        Raises:
+            SpaceExhausted: no such genome was found in MAX_PROPOSALS tries.
+        """
+        for attempt in range(MAX_PROPOSALS):
+            genome, parents, operator = self._propose(force_random=attempt >= PROPOSAL_TRIES)
+            if genome.hash not in self._seen and self.within_constraints(genome):
                 break
+        else:
+            raise SpaceExhausted(
+                f"no new genome within the constraints after {MAX_PROPOSALS} proposals "
+                f"({len(self._seen)} already proposed)"
+            )
         self._seen.add(genome.hash)
         candidate = Candidate(self._next_id, genome, parents, operator, seed=self._rng.randrange(2**31))
         self._next_id += 1
         return candidate
+
+    def within_constraints(self, genome: Genome) -> bool:
+        """True when the genome respects ``max_params`` and ``max_flops`` (computed without torch)."""
+        if self.max_params is not None and count_params(genome, self.spec) > self.max_params:
+            return False
+        return self.max_flops is None or count_flops(genome, self.spec) <= self.max_flops
 
     def tell(self, candidate: Candidate, metrics: Mapping[str, Any]) -> bool:
         """Take one finished evaluation into the population (failures are ignored here).
@@ -107,19 +162,30 @@ class Evolution:
         """
         if metrics.get("status") != "ok":
             return False
-        fitness = self._fitness_class(tuple(float(metrics[name]) for name in self.objectives))
-        member = Member(candidate, dict(metrics), fitness)
-        self._population.append(member)
-        if len(self._population) > self.population_size:
-            self._population = tools.selNSGA2(self._population, self.population_size)
-        self._rank_population()
-        return self._update_front(member)
+        values = tuple(float(metrics[name]) * sign for name, sign in zip(self.objectives, self._signs))
+        member = Member(candidate, dict(metrics), values)
+        point = np.asarray(values)
+        count = len(self._members)
+        dominated = dominated_by_any(self._store[:, :count], point)
+        member.rank = int(self._ranks[:count][dominated].max()) + 1 if dominated.any() else 0
+        if count == self._store.shape[1]:  # grow the preallocated arrays (amortised, no copy per result)
+            grown = np.empty((len(self.objectives), 2 * count + 16))
+            grown[:, :count] = self._store
+            self._store = grown
+            self._ranks = np.resize(self._ranks, 2 * count + 16)
+        self._store[:, count] = point
+        self._ranks[count] = member.rank
+        self._members.append(member)
+        self._since_rerank += 1
+        if self._since_rerank >= self.rerank_interval:
+            self._rerank()
+        return self._update_front(member, point)
 
-    def _propose(self) -> tuple[Genome, tuple[int, ...], str]:
-        if self._random_left > 0 or not self._population:
+    def _propose(self, force_random: bool = False) -> tuple[Genome, tuple[int, ...], str]:
+        if force_random or self._random_left > 0 or not self._members:
             self._random_left = max(0, self._random_left - 1)
             return random_genome(self._rng, self.space, self.spec), (), "random"
-        if len(self._population) >= 2 and self._rng.random() < self.crossover_probability:
+        if len(self._members) >= 2 and self._rng.random() < self.crossover_probability:
             first, second = self._tournament(), self._tournament()
             child = crossover(first.candidate.genome, second.candidate.genome, self._rng, self.space, self.spec)
             return child, (first.candidate.id, second.candidate.id), "crossover"
@@ -129,25 +195,92 @@ class Evolution:
 
     def _tournament(self) -> Member:
         """Binary tournament: lower front rank wins, then larger crowding distance."""
-        if len(self._population) == 1:
-            return self._population[0]
-        a, b = self._rng.sample(self._population, 2)
+        if len(self._members) == 1:
+            return self._members[0]
+        a, b = self._rng.sample(self._members, 2)
         if a.rank != b.rank:
             return a if a.rank < b.rank else b
-        if a.fitness.crowding_dist != b.fitness.crowding_dist:
-            return a if a.fitness.crowding_dist > b.fitness.crowding_dist else b
+        if a.crowding != b.crowding:
+            return a if a.crowding > b.crowding else b
         return a if self._rng.random() < 0.5 else b
 
-    def _rank_population(self) -> None:
-        fronts = tools.sortNondominated(self._population, len(self._population))
-        for rank, front in enumerate(fronts):
-            tools.emo.assignCrowdingDist(front)
-            for member in front:
-                member.rank = rank
+    def _rerank(self) -> None:
+        """Exact fronts and crowding distances for everyone; cut the population back to its size."""
+        self._since_rerank = 0
+        values = self._store[:, : len(self._members)].T
+        ranks = front_ranks(values)
+        crowding = crowding_distances(values, ranks)
+        excess = len(self._members) - self.population_size
+        if excess > 0:
+            if self.aging:  # members are kept in the order they were told: the oldest go
+                keep = np.arange(excess, len(self._members))
+            else:
+                keep = np.sort(nsga2_order(ranks, crowding)[: self.population_size])
+            self._members = [self._members[i] for i in keep]
+            values = values[keep]
+            # NSGA-II truncation drops only the worst fronts, so survivors keep their fronts; aging may not
+            ranks = front_ranks(values) if self.aging else ranks[keep]
+            crowding = crowding_distances(values, ranks)
+        self._store = np.empty((values.shape[1], max(len(values), self.population_size) + self.rerank_interval + 1))
+        self._store[:, : len(values)] = values.T
+        self._ranks = np.zeros(self._store.shape[1], dtype=np.int64)
+        self._ranks[: len(values)] = ranks
+        for member, rank, distance in zip(self._members, ranks.tolist(), crowding.tolist()):
+            member.rank, member.crowding = rank, distance
 
-    def _update_front(self, member: Member) -> bool:
-        if any(other.fitness.dominates(member.fitness) for other in self._front):
+    def _update_front(self, member: Member, point: np.ndarray) -> bool:
+        if len(self._front) and dominated_by_any(self._front_values.T, point).any():
             return False
-        self._front = [other for other in self._front if not member.fitness.dominates(other.fitness)]
+        if len(self._front):
+            keep = ~(np.all(point <= self._front_values, axis=1) & np.any(point < self._front_values, axis=1))
+            self._front = [other for other, kept in zip(self._front, keep.tolist()) if kept]
+            self._front_values = self._front_values[keep]
         self._front.append(member)
+        self._front_values = np.vstack([self._front_values, point])
         return True
+
+    # resume API (LIBRARY calls these)
+    def rng_state(self) -> str:
+        """The random generator's state as JSON text (store it to resume the same search)."""
+        version, state, gauss = self._rng.getstate()
+        return json.dumps({"version": version, "state": list(state), "gauss": gauss})
+
+    def restore(self, records: Iterable[Mapping[str, Any]], next_id: int, rng_state: str | None) -> None:
+        """Rebuild the search from library rows: population, front, proposed hashes, id counter, random state.
+
+        Args:
+            records: rows with at least ``id``, ``genome`` (JSON text), ``hash``,
+                ``parents`` (list of ints or its JSON text), ``operator``, ``seed``,
+                ``status`` and the objective metrics of ``ok`` rows.
+            next_id: the id the next candidate gets (past every stored id).
+            rng_state: text from `rng_state`, or None to keep the current state.
+        """
+        self._members, self._front = [], []
+        self._front_values = np.empty((0, len(self.objectives)))
+        rows = sorted(records, key=lambda row: int(row["id"]))
+        ok: list[Member] = []
+        for row in rows:
+            genome = Genome.from_json(row["genome"]) if isinstance(row["genome"], str) else Genome.from_dict(row["genome"])
+            self._seen.add(str(row.get("hash") or genome.hash))
+            if row.get("status") != "ok":
+                continue
+            parents = row.get("parents", [])
+            if isinstance(parents, str):
+                parents = json.loads(parents or "[]")
+            candidate = Candidate(int(row["id"]), genome, tuple(int(p) for p in parents), str(row["operator"]),
+                                  int(row["seed"]))  # fmt: skip
+            values = tuple(float(row[name]) * sign for name, sign in zip(self.objectives, self._signs))
+            ok.append(Member(candidate, dict(row), values))
+        if ok:
+            everything = np.array([member.values for member in ok])
+            first = front_ranks(everything) == 0
+            self._front = [member for member, kept in zip(ok, first.tolist()) if kept]
+            self._front_values = everything[first]
+            self._members = ok
+            self._store = np.ascontiguousarray(everything.T)
+            self._rerank()
+        self._next_id = max(int(next_id), max((int(row["id"]) + 1 for row in rows), default=0))
+        self._random_left = max(0, self.population_size - self._next_id)
+        if rng_state is not None:
+            state = json.loads(rng_state)
+            self._rng.setstate((state["version"], tuple(state["state"]), state["gauss"]))
