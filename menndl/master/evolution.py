@@ -260,7 +260,8 @@ class Evolution:
         rows = sorted(records, key=lambda row: int(row["id"]))
         ok: list[Member] = []
         for row in rows:
-            genome = Genome.from_json(row["genome"]) if isinstance(row["genome"], str) else Genome.from_dict(row["genome"])
+            text = row["genome"]
+            genome = Genome.from_json(text) if isinstance(text, str) else Genome.from_dict(text)
             self._seen.add(str(row.get("hash") or genome.hash))
             if row.get("status") != "ok":
                 continue

@@ -11,7 +11,9 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import time
 import traceback
+from typing import Any
 
 from menndl.transport.base import WorkerChannel
 
@@ -25,26 +27,37 @@ def run_worker(channel: WorkerChannel) -> None:
     threads = _threads_per_worker(channel.local_size)
     os.environ["OMP_NUM_THREADS"] = str(threads)  # before torch is imported
     try:
-        from menndl.worker.trainer import Trainer
+        if setup.get("evaluator") == "sleep":  # benchmarks and transport tests: the real loop, no training
+            from menndl.worker.sleep import SleepEvaluator
 
-        trainer = Trainer.from_setup(setup, local_rank=channel.local_rank, threads=threads)
+            trainer: Any = SleepEvaluator.from_setup(setup)
+        else:
+            from menndl.worker.trainer import Trainer
+
+            trainer = Trainer.from_setup(setup, local_rank=channel.local_rank, threads=threads)
     except Exception as exc:  # the master reports it and stops using this worker
         channel.send(_fatal(channel, host, exc))
         _drain(channel)
         return
     identity = {"rank": channel.rank, "host": host, "device": trainer.device_name}
-    channel.send({"type": "ready", **identity, "threads": threads})
+    channel.send({"type": "ready", **identity, "threads": threads, "pid": os.getpid()})
+    waiting_since = time.monotonic()
     while True:
         task = channel.receive()
         if task is None:
             return
+        started = time.monotonic()
         try:
             result = trainer.evaluate(task)
         except Exception as exc:  # evaluate() reports candidate failures itself: this is the worker breaking
             channel.send(_fatal(channel, host, exc))
             _drain(channel)
             return
-        channel.send({"type": "result", "task": task["task"], **identity, **result})
+        finished = time.monotonic()
+        # this rank's time: evaluating, and waiting for this task since the last one ended (send included)
+        usage = {"busy_seconds": finished - started, "idle_seconds": started - waiting_since}
+        waiting_since = finished
+        channel.send({"type": "result", "task": task["task"], **identity, **result, **usage})
 
 
 def _fatal(channel: WorkerChannel, host: str, exc: BaseException) -> dict[str, object]:
