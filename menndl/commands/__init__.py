@@ -7,4 +7,4 @@ the master stay fast and torch-free.
 """
 
 # The order in which the subcommands appear in ``menndl --help``.
-COMMANDS: tuple[str, ...] = ("run", "check", "bench")
+COMMANDS: tuple[str, ...] = ("run", "check", "bench", "simulate")

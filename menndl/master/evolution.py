@@ -103,7 +103,7 @@ class Evolution:
         self._ranks = np.zeros(self._store.shape[1], dtype=np.int64)
         self._since_rerank = 0
         self._front: list[Member] = []
-        self._front_values = np.empty((0, len(self.objectives)))
+        self._front_values = np.empty((len(self.objectives), 0))  # objectives x front members
         self._seen: set[str] = set()
         self._next_id = 0
         self._random_left = population_size
@@ -229,14 +229,17 @@ class Evolution:
             member.rank, member.crowding = rank, distance
 
     def _update_front(self, member: Member, point: np.ndarray) -> bool:
-        if len(self._front) and dominated_by_any(self._front_values.T, point).any():
-            return False
+        columns = self._front_values  # objectives x front members
         if len(self._front):
-            keep = ~(np.all(point <= self._front_values, axis=1) & np.any(point < self._front_values, axis=1))
-            self._front = [other for other, kept in zip(self._front, keep.tolist()) if kept]
-            self._front_values = self._front_values[keep]
+            if dominated_by_any(columns, point).any():
+                return False
+            beaten = dominated_by_any(-columns, -point)  # members the new point dominates
+            if beaten.any():
+                keep = ~beaten
+                self._front = [other for other, kept in zip(self._front, keep.tolist()) if kept]
+                columns = columns[:, keep]
         self._front.append(member)
-        self._front_values = np.vstack([self._front_values, point])
+        self._front_values = np.hstack([columns, point[:, None]])
         return True
 
     # resume API (LIBRARY calls these)
@@ -256,7 +259,7 @@ class Evolution:
             rng_state: text from `rng_state`, or None to keep the current state.
         """
         self._members, self._front = [], []
-        self._front_values = np.empty((0, len(self.objectives)))
+        self._front_values = np.empty((len(self.objectives), 0))
         rows = sorted(records, key=lambda row: int(row["id"]))
         ok: list[Member] = []
         for row in rows:
@@ -276,7 +279,7 @@ class Evolution:
             everything = np.array([member.values for member in ok])
             first = front_ranks(everything) == 0
             self._front = [member for member, kept in zip(ok, first.tolist()) if kept]
-            self._front_values = everything[first]
+            self._front_values = np.ascontiguousarray(everything[first].T)
             self._members = ok
             self._store = np.ascontiguousarray(everything.T)
             self._rerank()

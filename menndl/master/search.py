@@ -139,6 +139,8 @@ class Search:
         self._all_ready_reported = False
         self._idle: deque[int] = deque()  # one entry per free task slot of a worker
         self._busy: dict[int, deque[_InFlight]] = {}  # worker -> its tasks, the running one first
+        self._flights = 0  # tasks in every queue together
+        self._busy_workers = 0  # workers with at least one task
         self._expiries: list[tuple[float, int, int, _InFlight]] = []  # heap: (expires, seq, worker, flight)
         self._sequence = itertools.count()
         self._worker_busy: dict[int, float] = {}
@@ -198,7 +200,7 @@ class Search:
         return self._result(abandoned)
 
     def _in_flight(self) -> bool:
-        return any(self._busy.values())
+        return self._flights > 0
 
     def _abandon_requested(self) -> bool:
         """Handle stop signals (the handler only queues their names): first stops, second abandons."""
@@ -253,7 +255,9 @@ class Search:
             worker = self._idle.popleft()
             queue = self._busy[worker]
             queue.append(flight)
+            self._flights += 1
             if len(queue) == 1:
+                self._busy_workers += 1
                 self._start_clock(worker, flight)
             candidate = flight.candidate
             self.transport.send(worker, task_message(candidate.id, candidate.genome.to_dict(), candidate.seed))
@@ -278,10 +282,13 @@ class Search:
                 queue.remove(flight)
             self._worker_busy[worker] = self._worker_busy.get(worker, 0.0) + float(message.get("busy_seconds", 0.0))
             self._worker_idle[worker] = self._worker_idle.get(worker, 0.0) + float(message.get("idle_seconds", 0.0))
+            self._flights -= 1
             self._record(flight, worker, message)
             self._idle.append(worker)
             if queue:
                 self._start_clock(worker, queue[0])
+            else:
+                self._busy_workers -= 1
         elif kind in ("fatal", "lost"):
             self._retire(worker, message)
         else:
@@ -325,6 +332,8 @@ class Search:
         self.progress.message(f"[{worker}@{host}] worker lost: {message.get('error', 'no reason given')}")
         self._idle = deque(slot for slot in self._idle if slot != worker)
         queue = self._busy.pop(worker, deque())
+        self._flights -= len(queue)
+        self._busy_workers -= bool(queue)
         ran = worker in self._ready and message.get("type") != "fatal"  # else the head task never ran
         for position, flight in enumerate(queue):
             if position > 0 or not ran:  # queued behind the running task (or never started): not tried yet
@@ -355,6 +364,7 @@ class Search:
                     error = f"abandoned while running ({self._stop_reason})"
                     self._record(flight, worker, {"status": "lost", "error": error})
         self._busy.clear()
+        self._flights = self._busy_workers = 0
 
     def _record(self, flight: _InFlight, worker: int, result: Mapping[str, Any]) -> None:
         """Write one finished evaluation to the library, then let evolution see it."""
@@ -404,7 +414,7 @@ class Search:
             time_limit=self.job.search.time_limit,
             best_accuracy=self._best,
             front_size=self.evolution.front_size,
-            busy=sum(1 for queue in self._busy.values() if queue),
+            busy=self._busy_workers,
             workers=len(self._workers),
             failed=self._failed,
         )
