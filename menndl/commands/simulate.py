@@ -9,6 +9,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from menndl.errors import UserError
 
@@ -65,13 +66,14 @@ def main(args: argparse.Namespace) -> int:
     )
     epoch = time.time()
     with tempfile.TemporaryDirectory() as folder:
+        writer: Any
         if args.no_library:
             writer = NullWriter()
         else:
             path = Path(args.library) if args.library else Path(folder) / "simulated.h5"
             writer = LibraryWriter(path, job_text=job.text, attrs={"simulated": args.eval_time})
         search = Search(
-            job, spec, fingerprint, transport, writer, Progress(sys.stderr),  # type: ignore[arg-type]
+            job, spec, fingerprint, transport, writer, Progress(sys.stderr),
             clock=transport.clock, wallclock=lambda: epoch + transport.clock(),
         )  # fmt: skip
         cpu, wall = time.process_time(), time.perf_counter()

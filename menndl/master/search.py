@@ -77,6 +77,7 @@ class SearchResult:
     worker_idle: dict[int, float] = field(default_factory=dict)  # seconds each rank waited for a task
     master_seconds: float = 0.0  # time the master spent outside waiting for messages
     timeouts: int = 0
+    all_ready_after: float = math.nan  # seconds from the start until every worker had reported ready
 
     @property
     def utilization(self) -> float:
@@ -147,6 +148,7 @@ class Search:
         self._worker_idle: dict[int, float] = {}
         self._master_seconds = 0.0
         self._timeouts = 0
+        self._all_ready_after = math.nan
         self._requeued: deque[_InFlight] = deque()
         self._workers: set[int] = set()
         self._dispatched = self._done = self._failed = 0
@@ -301,7 +303,7 @@ class Search:
             self._start_clock(worker, self._busy[worker][0])
         if len(self._ready) == len(self._workers) and not self._all_ready_reported:
             self._all_ready_reported = True
-            elapsed = self._clock() - self._start
+            elapsed = self._all_ready_after = self._clock() - self._start
             self.progress.message(f"[0@{self._host}] all {len(self._workers)} workers ready after {elapsed:.1f}s")
 
     def _check_deadlines(self) -> None:
@@ -439,4 +441,5 @@ class Search:
             worker_idle=dict(self._worker_idle),
             master_seconds=self._master_seconds,
             timeouts=self._timeouts,
+            all_ready_after=self._all_ready_after,
         )

@@ -1,0 +1,87 @@
+"""One side of ``menndl bench scheduler``, run under ``mpiexec``: menndl's own master and workers on sleep tasks.
+
+Rank 0 runs the real `Search` over the real `MPIMasterTransport` with the real
+library writer; every other rank runs the real worker loop
+(`menndl.worker.loop.run_worker`, as ``menndl run`` does) with the sleep
+evaluator in place of training.  Rank 0 prints one JSON object.
+
+    mpiexec -n K python -m menndl.bench.scheduler_ranks --task-seconds S --tasks N
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import tempfile
+import time
+from pathlib import Path
+
+SPEC_SHAPE = (1, 8, 8)
+
+
+def main() -> None:
+    """Serve as a worker rank, or run the master and print its figures."""
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--task-seconds", type=float, required=True)
+    parser.add_argument("--tasks", type=int, required=True)
+    parser.add_argument("--population", type=int, default=64)
+    parser.add_argument("--no-prefetch", action="store_true")
+    parser.add_argument("--no-library", action="store_true")
+    args = parser.parse_args()
+
+    from mpi4py import MPI
+
+    comm = MPI.COMM_WORLD
+    if comm.Get_rank() != 0:
+        from menndl.transport.mpi import MPIWorkerChannel
+        from menndl.worker.loop import ignore_stop_signals, run_worker
+
+        ignore_stop_signals()
+        run_worker(MPIWorkerChannel(comm))
+        return
+    print(json.dumps(run_master(comm, args)))
+
+
+def run_master(comm: object, args: argparse.Namespace) -> dict[str, object]:
+    """The real master on rank 0; returns the figures of the run."""
+    from menndl.genome import InputSpec
+    from menndl.job import parse_job
+    from menndl.library import LibraryWriter
+    from menndl.master import Progress, Search
+    from menndl.master.scale import NullWriter, search_figures
+    from menndl.transport.mpi import MPIMasterTransport
+
+    prefetch = str(not args.no_prefetch).lower()
+    text = (
+        f"name = \"bench\"\n[search]\npopulation = {args.population}\nevaluations = {args.tasks}\n"
+        f"prefetch = {prefetch}\n[training]\nmax_seconds = {max(1.0, 10 * args.task_seconds)}\n"
+    )
+    job = parse_job(text, path="bench.toml")
+    spec = InputSpec(shape=SPEC_SHAPE, num_classes=10)
+    setup = {"evaluator": "sleep", "sleep": {"seconds": args.task_seconds, "input_shape": list(SPEC_SHAPE)}}
+    transport = MPIMasterTransport(comm)
+    workers = comm.Get_size() - 1  # type: ignore[attr-defined]
+    with tempfile.TemporaryDirectory() as folder:
+        writer = NullWriter() if args.no_library else LibraryWriter(Path(folder) / "bench.h5", job_text=text)
+        progress = Progress(open(os.devnull, "w"), tty=False)
+        cpu = time.process_time()
+        result = Search(job, spec, "bench", transport, writer, progress, worker_setup=setup).run()  # type: ignore[arg-type]
+        cpu = time.process_time() - cpu
+    figures = search_figures(result, workers)
+    window = result.elapsed - (0.0 if math.isnan(result.all_ready_after) else result.all_ready_after)
+    figures.update(
+        {
+            "master_seconds_per_result": cpu / max(result.evaluations, 1),  # CPU of rank 0, polling included
+            "results_per_second": result.evaluations / window if window > 0 else math.nan,
+            "startup_seconds": result.all_ready_after,
+            "prefetch": not args.no_prefetch,
+            "library": "none" if args.no_library else "hdf5",
+        }
+    )
+    return figures
+
+
+if __name__ == "__main__":
+    main()
