@@ -34,6 +34,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--population", type=int, default=64, metavar="P", help="menndl's population size (64)")
     parser.add_argument("--no-prefetch", action="store_true", help="menndl without a queued task per worker")
     parser.add_argument("--no-library", action="store_true", help="menndl without HDF5 writes")
+    parser.add_argument(
+        "--flush-every", type=int, default=64, metavar="N",
+        help="library records per HDF5 flush (64; 1 = a flush per record, ~2 ms each on this machine)",
+    )  # fmt: skip
     parser.add_argument("--no-futures", action="store_true", help="skip the mpi4py.futures baseline")
     parser.add_argument("--timeout", type=float, default=900, metavar="SECONDS", help="per mpiexec run (900)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
@@ -52,7 +56,7 @@ def main(args: argparse.Namespace) -> int:
         raise UserError("mpiexec not found on PATH (pip install mpich, or load your MPI module)")
     tasks = args.tasks_per_worker * (args.ranks - 1)
     common = ["--task-seconds", str(args.task_seconds), "--tasks", str(tasks)]
-    ours_args = [*common, "--population", str(args.population)]
+    ours_args = [*common, "--population", str(args.population), "--flush-every", str(args.flush_every)]
     ours_args += ["--no-prefetch"] * args.no_prefetch + ["--no-library"] * args.no_library
     ours = _run([mpiexec, "-n", str(args.ranks), sys.executable, "-m", "menndl.bench.scheduler_ranks", *ours_args],
                 args.timeout)  # fmt: skip

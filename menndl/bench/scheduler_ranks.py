@@ -29,6 +29,7 @@ def main() -> None:
     parser.add_argument("--population", type=int, default=64)
     parser.add_argument("--no-prefetch", action="store_true")
     parser.add_argument("--no-library", action="store_true")
+    parser.add_argument("--flush-every", type=int, default=64)
     args = parser.parse_args()
 
     from mpi4py import MPI
@@ -60,11 +61,12 @@ def run_master(comm: object, args: argparse.Namespace) -> dict[str, object]:
     )
     job = parse_job(text, path="bench.toml")
     spec = InputSpec(shape=SPEC_SHAPE, num_classes=10)
-    setup = {"evaluator": "sleep", "sleep": {"seconds": args.task_seconds, "input_shape": list(SPEC_SHAPE)}}
+    setup = {"evaluator": "sleep", "sleep": {"seconds": args.task_seconds, "input_shape": list(SPEC_SHAPE), "light": True}}
     transport = MPIMasterTransport(comm)
     workers = comm.Get_size() - 1  # type: ignore[attr-defined]
     with tempfile.TemporaryDirectory() as folder:
-        writer = NullWriter() if args.no_library else LibraryWriter(Path(folder) / "bench.h5", job_text=text)
+        path = Path(folder) / "bench.h5"
+        writer = NullWriter() if args.no_library else LibraryWriter(path, job_text=text, flush_every=args.flush_every)
         progress = Progress(open(os.devnull, "w"), tty=False)
         cpu = time.process_time()
         result = Search(job, spec, "bench", transport, writer, progress, worker_setup=setup).run()  # type: ignore[arg-type]
@@ -77,7 +79,7 @@ def run_master(comm: object, args: argparse.Namespace) -> dict[str, object]:
             "results_per_second": result.evaluations / window if window > 0 else math.nan,
             "startup_seconds": result.all_ready_after,
             "prefetch": not args.no_prefetch,
-            "library": "none" if args.no_library else "hdf5",
+            "library": "none" if args.no_library else f"hdf5, flushed every {args.flush_every} records",
         }
     )
     return figures

@@ -5,7 +5,9 @@ tests put ``{"evaluator": "sleep", "sleep": {...}}`` in the setup message; the
 worker then runs its normal loop, but each task sleeps a fixed time and
 reports made-up metrics that depend only on the genome (so selection has
 something to work with).  ``hang_tasks`` makes chosen task ids sleep far past
-any deadline, to exercise the master's timeout path.
+any deadline, to exercise the master's timeout path; ``light`` skips
+decoding the genome (made-up sizes) for benchmarks at thousands of tasks per
+second, where the workers' own CPU would otherwise compete with the master.
 """
 
 from __future__ import annotations
@@ -25,8 +27,10 @@ class SleepEvaluator:
 
     device_name = "sleep"
 
-    def __init__(self, seconds: float, spec: InputSpec, hang_tasks: frozenset[int] = frozenset()) -> None:
-        self.seconds, self.spec, self.hang_tasks = seconds, spec, hang_tasks
+    def __init__(
+        self, seconds: float, spec: InputSpec, hang_tasks: frozenset[int] = frozenset(), light: bool = False
+    ) -> None:
+        self.seconds, self.spec, self.hang_tasks, self.light = seconds, spec, hang_tasks, light
 
     @classmethod
     def from_setup(cls, setup: Mapping[str, Any]) -> SleepEvaluator:
@@ -34,11 +38,17 @@ class SleepEvaluator:
         table = setup.get("sleep", {})
         shape = tuple(table.get("input_shape", (1, 8, 8)))
         spec = InputSpec(shape=shape, num_classes=int(table.get("num_classes", 10)))
-        return cls(float(table.get("seconds", 0.1)), spec, frozenset(table.get("hang_tasks", ())))
+        hang = frozenset(table.get("hang_tasks", ()))
+        return cls(float(table.get("seconds", 0.1)), spec, hang, light=bool(table.get("light", False)))
 
     def evaluate(self, task: Mapping[str, Any]) -> dict[str, Any]:
-        """Sleep, then report ``ok`` with a pseudo-accuracy drawn from the genome's hash."""
+        """Sleep, then report ``ok`` with the genome's real size and a pseudo-accuracy from its hash."""
         time.sleep(HANG_SECONDS if task["task"] in self.hang_tasks else self.seconds)
+        if self.light:  # a few microseconds: at 1,000+ tasks per second on 2 cores, worker CPU matters
+            noise = (int(task["seed"]) * 2654435761 % 2**32) / 2**32
+            params = 1000 + int(task["seed"]) % 99991
+            return {"status": "ok", "accuracy": noise, "loss": 1.0, "params": params, "flops": 10 * params,
+                    "train_seconds": self.seconds, "epochs": 1}  # fmt: skip
         genome = Genome.from_dict(task["genome"])
         digest = hashlib.sha256(genome.hash.encode()).digest()
         return {
