@@ -61,7 +61,8 @@ def run_master(comm: object, args: argparse.Namespace) -> dict[str, object]:
     )
     job = parse_job(text, path="bench.toml")
     spec = InputSpec(shape=SPEC_SHAPE, num_classes=10)
-    setup = {"evaluator": "sleep", "sleep": {"seconds": args.task_seconds, "input_shape": list(SPEC_SHAPE), "light": True}}
+    sleep = {"seconds": args.task_seconds, "input_shape": list(SPEC_SHAPE), "light": True}
+    setup = {"evaluator": "sleep", "sleep": sleep}
     transport = MPIMasterTransport(comm)
     workers = comm.Get_size() - 1  # type: ignore[attr-defined]
     with tempfile.TemporaryDirectory() as folder:
