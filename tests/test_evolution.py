@@ -172,3 +172,23 @@ def test_rng_state_round_trips_through_json() -> None:
     again = make(seed=2)
     again.restore([], next_id=0, rng_state=state)
     assert [again.ask().seed for _ in range(3)] == first
+
+
+def test_told_member_ranks_one_past_its_best_dominator_between_rerankings() -> None:
+    import random
+
+    evo = Evolution(space=SearchSpace(), spec=SPEC, objectives=("accuracy", "params", "train_seconds"),
+                    population_size=20, crossover_probability=0.5, seed=0, rerank_interval=15)  # fmt: skip
+    rng = random.Random(1)
+    for _ in range(120):
+        before = [(m.values, m.rank) for m in evo.population]
+        candidate = evo.ask()
+        metrics = {"status": "ok", "accuracy": rng.random(), "params": rng.randrange(1000, 9000),
+                   "train_seconds": rng.random()}  # fmt: skip
+        evo.tell(candidate, metrics)
+        told = next((m for m in evo.population if m.candidate.id == candidate.id), None)
+        if told is None or evo._since_rerank == 0:  # cut, or just re-ranked with everyone
+            continue
+        dominators = [rank for values, rank in before
+                      if all(a <= b for a, b in zip(values, told.values)) and values != told.values]  # fmt: skip
+        assert told.rank == (max(dominators) + 1 if dominators else 0)

@@ -101,6 +101,7 @@ class Evolution:
         # objectives x members, column-major for fast dominance tests; columns [0, len(members)) are in use
         self._store = np.empty((len(self.objectives), population_size + self.rerank_interval + 1))
         self._ranks = np.zeros(self._store.shape[1], dtype=np.int64)
+        self._sorted_count = 0  # members [0, sorted_count) are stored best front first (since the last re-ranking)
         self._since_rerank = 0
         self._front: list[Member] = []
         self._front_values = np.empty((len(self.objectives), 0))  # objectives x front members
@@ -110,7 +111,7 @@ class Evolution:
 
     @property
     def population(self) -> list[Member]:
-        """The current parents (including those told since the last re-ranking)."""
+        """The current parents (including those told since the last re-ranking), in no promised order."""
         return list(self._members)
 
     @property
@@ -166,8 +167,7 @@ class Evolution:
         member = Member(candidate, dict(metrics), values)
         point = np.asarray(values)
         count = len(self._members)
-        dominated = dominated_by_any(self._store[:, :count], point)
-        member.rank = int(self._ranks[:count][dominated].max()) + 1 if dominated.any() else 0
+        member.rank = self._provisional_rank(point, count)
         if count == self._store.shape[1]:  # grow the preallocated arrays (amortised, no copy per result)
             grown = np.empty((len(self.objectives), 2 * count + 16))
             grown[:, :count] = self._store
@@ -180,6 +180,23 @@ class Evolution:
         if self._since_rerank >= self.rerank_interval:
             self._rerank()
         return self._update_front(member, point)
+
+    def _provisional_rank(self, point: np.ndarray, count: int) -> int:
+        """The new point's exact front against the current population: one more than its best dominator's.
+
+        After a re-ranking the members are stored best front first, so the worst dominator in that
+        sorted part is the last True of the dominance mask (a fast boolean argmax on the reversed
+        mask); only members told since then are looked up one by one.
+        """
+        dominated = dominated_by_any(self._store[:, :count], point)
+        rank = 0
+        head = dominated[: self._sorted_count]
+        if head.any():
+            rank = int(self._ranks[self._sorted_count - 1 - int(np.argmax(head[::-1]))]) + 1
+        tail = dominated[self._sorted_count :]
+        if tail.any():
+            rank = max(rank, int(self._ranks[self._sorted_count : count][tail].max()) + 1)
+        return rank
 
     def _propose(self, force_random: bool = False) -> tuple[Genome, tuple[int, ...], str]:
         if force_random or self._random_left > 0 or not self._members:
@@ -207,20 +224,24 @@ class Evolution:
     def _rerank(self) -> None:
         """Exact fronts and crowding distances for everyone; cut the population back to its size."""
         self._since_rerank = 0
-        values = self._store[:, : len(self._members)].T
+        members = self._members
+        values = self._store[:, : len(members)].T
         ranks = front_ranks(values)
         crowding = crowding_distances(values, ranks)
-        excess = len(self._members) - self.population_size
-        if excess > 0:
-            if self.aging:  # members are kept in the order they were told: the oldest go
-                keep = np.arange(excess, len(self._members))
-            else:
-                keep = np.sort(nsga2_order(ranks, crowding)[: self.population_size])
-            self._members = [self._members[i] for i in keep]
-            values = values[keep]
-            # NSGA-II truncation drops only the worst fronts, so survivors keep their fronts; aging may not
-            ranks = front_ranks(values) if self.aging else ranks[keep]
-            crowding = crowding_distances(values, ranks)
+        excess = len(members) - self.population_size
+        if self.aging:  # members stay in the order they were told: the oldest go
+            if excess > 0:
+                members, values = members[excess:], values[excess:]
+                ranks = front_ranks(values)
+                crowding = crowding_distances(values, ranks)
+            self._sorted_count = 0
+        else:  # stored best first (NSGA-II order); the worst fronts are cut, so survivors keep their fronts
+            order = nsga2_order(ranks, crowding)[: self.population_size]
+            members = [members[i] for i in order.tolist()]
+            values, ranks = values[order], ranks[order]
+            crowding = crowding_distances(values, ranks) if excess > 0 else crowding[order]
+            self._sorted_count = len(members)
+        self._members = members
         self._store = np.empty((values.shape[1], max(len(values), self.population_size) + self.rerank_interval + 1))
         self._store[:, : len(values)] = values.T
         self._ranks = np.zeros(self._store.shape[1], dtype=np.int64)

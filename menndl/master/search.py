@@ -75,7 +75,7 @@ class SearchResult:
     ranks_used: set[int] = field(default_factory=set)
     worker_busy: dict[int, float] = field(default_factory=dict)  # seconds each rank spent evaluating
     worker_idle: dict[int, float] = field(default_factory=dict)  # seconds each rank waited for a task
-    master_seconds: float = 0.0  # time the master spent outside waiting for messages
+    master_seconds: float = 0.0  # CPU seconds the master spent outside waiting for messages
     timeouts: int = 0
     all_ready_after: float = math.nan  # seconds from the start until every worker had reported ready
 
@@ -181,14 +181,14 @@ class Search:
                 self._fill()
                 while self._in_flight() and not self._abandon_requested():
                     event = self.transport.receive(RECEIVE_TIMEOUT)
-                    started = time.perf_counter()
+                    started = time.process_time()
                     if event is not None:
                         self._handle(*event)
                     self._check_deadlines()
                     self._fill()
                     self._write_pareto()
                     self.progress.update(self._status())
-                    self._master_seconds += time.perf_counter() - started
+                    self._master_seconds += time.process_time() - started
             abandoned = self._in_flight()
             self._stop_reason = self._stop_reason or self._budget_reason()
         finally:
