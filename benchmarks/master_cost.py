@@ -112,7 +112,7 @@ def main() -> None:
     parser.add_argument("--deap-populations", type=int, nargs="+", default=[16, 64, 256, 1000, 2000])
     parser.add_argument("--deap-cap", type=float, default=20.0, help="skip larger DEAP sizes after a call this long")
     parser.add_argument("--workers", type=int, nargs="+", default=[100, 1000, 10000])
-    parser.add_argument("--worker-evaluations", type=int, default=20000)
+    parser.add_argument("--evaluations-per-worker", type=int, default=5, help="(at least 10,000 in all)")
     parser.add_argument("--worker-population", type=int, default=1000)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
@@ -127,7 +127,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         library = {n: 1e3 * library_seconds_per_record(args.results, Path(folder), n) for n in (1, 64)}
     by_workers = {
-        workers: search_seconds_per_result(workers, args.worker_evaluations, args.worker_population)
+        workers: search_seconds_per_result(workers, max(10000, args.evaluations_per_worker * workers),
+                                           args.worker_population)  # fmt: skip
         for workers in args.workers
     }
     figures = {"evolution_ms_per_result": evolution, "deap_selection_ms_per_result": deap,
