@@ -1,6 +1,8 @@
 """One side of ``menndl bench scheduler``, run under ``mpiexec``: menndl's own master and workers on sleep tasks.
 
-Rank 0 runs the real `Search` over the real `MPIMasterTransport` with the real
+Every rank first waits (without spinning) until all ranks have started, as the
+``mpi4py.futures`` side warms its pool up.  Then rank 0 runs the real `Search`
+over the real `MPIMasterTransport` with the real
 library writer; every other rank runs the real worker loop
 (`menndl.worker.loop.run_worker`, as ``menndl run`` does) with the sleep
 evaluator in place of training.  Rank 0 prints one JSON object.
@@ -17,6 +19,7 @@ import os
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 SPEC_SHAPE = (1, 8, 8)
 
@@ -37,12 +40,28 @@ def main() -> None:
     comm = MPI.COMM_WORLD
     if comm.Get_rank() != 0:
         from menndl.transport.mpi import MPIWorkerChannel
+        from menndl.worker import sleep  # noqa: F401  (imported before the clock starts, like the pool's warm-up)
         from menndl.worker.loop import ignore_stop_signals, run_worker
 
         ignore_stop_signals()
+        wait_for_every_rank(comm)
         run_worker(MPIWorkerChannel(comm))
         return
+    import menndl.master  # noqa: F401
+
+    wait_for_every_rank(comm)
     print(json.dumps(run_master(comm, args)))
+
+
+def wait_for_every_rank(comm: Any) -> None:
+    """Start timing once every rank has started (as the mpi4py.futures side warms its pool up).
+
+    A non-blocking barrier polled with sleeps: 128 Python processes importing on
+    2 cores take seconds, and a blocking barrier would spin through them.
+    """
+    request = comm.Ibarrier()
+    while not request.Test():
+        time.sleep(0.01)
 
 
 def run_master(comm: object, args: argparse.Namespace) -> dict[str, object]:
