@@ -70,10 +70,12 @@ class SearchConfig:
     max_flops: int | None = None  # hard constraint on forward FLOPs per sample
     aging: bool = False  # regularized evolution: the oldest members leave the population, not the worst
     task_deadline: float | None = None  # seconds before a worker is presumed lost (default 2 x max_seconds + 60)
-    prefetch: bool = True  # keep one more task queued at each worker, so no worker waits for the master
+    prefetch: int = 1  # tasks queued at each worker behind the one it runs (0 = none): no worker waits for the master
     rerank_interval: int | None = None  # results between full NSGA-II re-rankings (default population // 5)
 
     def __post_init__(self) -> None:
+        if self.prefetch < 0:
+            raise ValueError(f"search.prefetch: expected an integer >= 0, got {self.prefetch}")
         for name in ("max_params", "max_flops", "rerank_interval"):
             value = getattr(self, name)
             if value is not None and value < 1:

@@ -32,7 +32,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--task-seconds", type=float, required=True, metavar="S", help="seconds each task sleeps")
     parser.add_argument("--tasks-per-worker", type=int, default=20, metavar="T", help="tasks per worker rank (20)")
     parser.add_argument("--population", type=int, default=64, metavar="P", help="menndl's population size (64)")
-    parser.add_argument("--no-prefetch", action="store_true", help="menndl without a queued task per worker")
+    parser.add_argument("--prefetch", type=int, default=1, metavar="N", help="menndl's tasks queued per worker (1)")
     parser.add_argument("--no-library", action="store_true", help="menndl without HDF5 writes")
     parser.add_argument(
         "--flush-every", type=int, default=64, metavar="N",
@@ -49,6 +49,8 @@ def main(args: argparse.Namespace) -> int:
         raise UserError(f"--ranks: expected an integer >= 2 (a master and a worker), got {args.ranks}")
     if not args.task_seconds > 0:
         raise UserError(f"--task-seconds: expected seconds > 0, got {args.task_seconds}")
+    if args.prefetch < 0:
+        raise UserError(f"--prefetch: expected an integer >= 0, got {args.prefetch}")
     if args.tasks_per_worker < 1:
         raise UserError(f"--tasks-per-worker: expected an integer >= 1, got {args.tasks_per_worker}")
     mpiexec = shutil.which("mpiexec", path=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
@@ -57,7 +59,7 @@ def main(args: argparse.Namespace) -> int:
     tasks = args.tasks_per_worker * (args.ranks - 1)
     common = ["--task-seconds", str(args.task_seconds), "--tasks", str(tasks)]
     ours_args = [*common, "--population", str(args.population), "--flush-every", str(args.flush_every)]
-    ours_args += ["--no-prefetch"] * args.no_prefetch + ["--no-library"] * args.no_library
+    ours_args += ["--prefetch", str(args.prefetch)] + ["--no-library"] * args.no_library
     ours = _run([mpiexec, "-n", str(args.ranks), sys.executable, "-m", "menndl.bench.scheduler_ranks", *ours_args],
                 args.timeout)  # fmt: skip
     figures: dict[str, Any] = {name: ours.get(name) for name in FIGURES}

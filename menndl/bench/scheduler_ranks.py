@@ -30,7 +30,7 @@ def main() -> None:
     parser.add_argument("--task-seconds", type=float, required=True)
     parser.add_argument("--tasks", type=int, required=True)
     parser.add_argument("--population", type=int, default=64)
-    parser.add_argument("--no-prefetch", action="store_true")
+    parser.add_argument("--prefetch", type=int, default=1)
     parser.add_argument("--no-library", action="store_true")
     parser.add_argument("--flush-every", type=int, default=64)
     args = parser.parse_args()
@@ -73,7 +73,7 @@ def run_master(comm: object, args: argparse.Namespace) -> dict[str, object]:
     from menndl.master.scale import NullWriter, search_figures
     from menndl.transport.mpi import MPIMasterTransport
 
-    prefetch = str(not args.no_prefetch).lower()
+    prefetch = args.prefetch
     text = (
         f"name = \"bench\"\n[search]\npopulation = {args.population}\nevaluations = {args.tasks}\n"
         f"prefetch = {prefetch}\n[training]\nmax_seconds = {max(1.0, 10 * args.task_seconds)}\n"
@@ -98,7 +98,7 @@ def run_master(comm: object, args: argparse.Namespace) -> dict[str, object]:
             "master_seconds_per_result": cpu / max(result.evaluations, 1),  # CPU of rank 0, polling included
             "results_per_second": result.evaluations / window if window > 0 else math.nan,
             "startup_seconds": result.all_ready_after,
-            "prefetch": not args.no_prefetch,
+            "prefetch": args.prefetch,
             "library": "none" if args.no_library else f"hdf5, flushed every {args.flush_every} records",
         }
     )

@@ -6,7 +6,7 @@ anything else happens with it.  Every candidate handed out ends as exactly one
 library row: ``ok``, ``failed``, ``lost`` when the workers that ran it died,
 or ``timeout`` when they missed its deadline twice.
 
-With ``search.prefetch`` (the default) each worker holds one more task queued
+With ``search.prefetch`` (1 by default) each worker holds one more task queued
 behind the one it runs, so a worker never waits for the master between tasks.
 The clock is injectable: the simulated transport runs this same loop on
 virtual time.
@@ -133,7 +133,7 @@ class Search:
         )
         self._clock, self._wallclock = clock, wallclock
         self._worker_setup = dict(worker_setup or {})
-        self._depth = 2 if job.search.prefetch else 1  # tasks held by each worker: running + queued
+        self._depth = 1 + job.search.prefetch  # tasks held by each worker: the running one + the queued ones
         self._deadline = task_deadline(job) if deadline is None else deadline
         self._startup_deadline = startup_deadline
         self._ready: set[int] = set()
