@@ -68,8 +68,22 @@ class SearchConfig:
     time_limit: float | None = None
     objectives: tuple[str, ...] = ("accuracy", "params", "train_seconds")
     crossover_probability: float = 0.3
+    max_params: int | None = None  # hard constraint: no genome with more parameters is ever trained
+    max_flops: int | None = None  # hard constraint on forward FLOPs per sample
+    aging: bool = False  # regularized evolution: the oldest members leave the population, not the worst
+    task_deadline: float | None = None  # seconds before a worker is presumed lost (default 2 x max_seconds + 60)
+    prefetch: int = 1  # tasks queued at each worker behind the one it runs (0 = none): no worker waits for the master
+    rerank_interval: int | None = None  # results between full NSGA-II re-rankings (default population // 5)
 
     def __post_init__(self) -> None:
+        if self.prefetch < 0:
+            raise ValueError(f"search.prefetch: expected an integer >= 0, got {self.prefetch}")
+        for name in ("max_params", "max_flops", "rerank_interval"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"search.{name}: expected an integer >= 1, got {value}")
+        if self.task_deadline is not None and self.task_deadline <= 0:
+            raise ValueError(f"search.task_deadline: expected seconds > 0, got {self.task_deadline}")
         if self.population < 2:
             raise ValueError(f"search.population: expected an integer >= 2, got {self.population}")
         if self.evaluations is not None and self.evaluations < 1:

@@ -82,3 +82,113 @@ def test_same_seed_same_search() -> None:
         return out
 
     assert trace(3) == trace(3) and trace(3) != trace(4)
+
+
+def test_constraints_are_enforced_before_anything_is_proposed() -> None:
+    from menndl.genome import count_flops, count_params
+
+    evo = Evolution(space=SearchSpace(), spec=SPEC, objectives=("accuracy", "params"), population_size=4,
+                    crossover_probability=0.5, seed=0, max_params=5000, max_flops=200000)  # fmt: skip
+    for step in range(40):
+        candidate = evo.ask()
+        assert count_params(candidate.genome, SPEC) <= 5000 and count_flops(candidate.genome, SPEC) <= 200000
+        evo.tell(candidate, fake_metrics(candidate, accuracy=(step % 5) / 5))
+
+
+def test_impossible_constraint_exhausts_instead_of_looping() -> None:
+    import pytest
+
+    from menndl.master.evolution import SpaceExhausted
+
+    evo = Evolution(space=SearchSpace(), spec=SPEC, objectives=("accuracy",), population_size=2,
+                    crossover_probability=0.5, seed=0, max_params=1)  # fmt: skip
+    with pytest.raises(SpaceExhausted):
+        evo.ask()
+
+
+def test_aging_keeps_the_most_recent_members() -> None:
+    evo = Evolution(space=SearchSpace(), spec=SPEC, objectives=("accuracy", "params"), population_size=5,
+                    crossover_probability=0.5, seed=0, aging=True, rerank_interval=1)  # fmt: skip
+    told = []
+    for step in range(30):
+        candidate = evo.ask()
+        evo.tell(candidate, fake_metrics(candidate, accuracy=0.99 if step == 0 else 0.1))  # the first is the best
+        told.append(candidate.id)
+    assert sorted(m.candidate.id for m in evo.population) == told[-5:]  # the best, oldest one aged out
+
+
+def test_nsga2_truncation_keeps_the_best_front() -> None:
+    evo = Evolution(space=SearchSpace(), spec=SPEC, objectives=("accuracy", "params"), population_size=5,
+                    crossover_probability=0.5, seed=0, rerank_interval=3)  # fmt: skip
+    best = None
+    for step in range(30):
+        candidate = evo.ask()
+        first = step == 0
+        evo.tell(candidate, {"status": "ok", "accuracy": 0.99 if first else 0.1, "params": 10 if first else 10**6})
+        best = best if best is not None else candidate.id
+    population = evo.population
+    assert best in {m.candidate.id for m in population} and len(population) <= 5 + 3
+    assert min(population, key=lambda m: m.rank).candidate.id == best
+
+
+def _rows(evo: Evolution, candidates, metrics) -> list[dict]:
+    rows = []
+    for candidate, metric in zip(candidates, metrics):
+        rows.append({"id": candidate.id, "genome": candidate.genome.to_json(), "hash": candidate.genome.hash,
+                     "parents": list(candidate.parents), "operator": candidate.operator, "seed": candidate.seed,
+                     **metric})  # fmt: skip
+    return rows
+
+
+def test_restore_rebuilds_population_front_seen_ids_and_random_state() -> None:
+    original = make(seed=5, population=6)
+    candidates, metrics = [], []
+    for step in range(25):
+        candidate = original.ask()
+        metric = fake_metrics(candidate, accuracy=(step * 37 % 11) / 11) if step % 6 else {"status": "failed"}
+        original.tell(candidate, metric)
+        candidates.append(candidate)
+        metrics.append(metric)
+    rows = _rows(original, candidates, metrics)
+    state = original.rng_state()
+    resumed = make(seed=99, population=6)
+    resumed.restore(rows, next_id=original.next_id, rng_state=state)
+    assert {m.candidate.id for m in resumed.front} == {m.candidate.id for m in original.front}
+    assert len(resumed.population) == 6 and all(m.metrics["status"] == "ok" for m in resumed.population)
+    assert resumed.rng_state() == state and resumed.next_id == 25
+    seen = {row["hash"] for row in rows}
+    for _ in range(30):
+        child = resumed.ask()
+        assert child.genome.hash not in seen and child.id >= 25 and child.operator != "random"
+        seen.add(child.genome.hash)
+        resumed.tell(child, fake_metrics(child, 0.5))
+
+
+def test_rng_state_round_trips_through_json() -> None:
+    evo = make(seed=1)
+    state = evo.rng_state()
+    json.loads(state)
+    first = [evo.ask().seed for _ in range(3)]
+    again = make(seed=2)
+    again.restore([], next_id=0, rng_state=state)
+    assert [again.ask().seed for _ in range(3)] == first
+
+
+def test_told_member_ranks_one_past_its_best_dominator_between_rerankings() -> None:
+    import random
+
+    evo = Evolution(space=SearchSpace(), spec=SPEC, objectives=("accuracy", "params", "train_seconds"),
+                    population_size=20, crossover_probability=0.5, seed=0, rerank_interval=15)  # fmt: skip
+    rng = random.Random(1)
+    for _ in range(120):
+        before = [(m.values, m.rank) for m in evo.population]
+        candidate = evo.ask()
+        metrics = {"status": "ok", "accuracy": rng.random(), "params": rng.randrange(1000, 9000),
+                   "train_seconds": rng.random()}  # fmt: skip
+        evo.tell(candidate, metrics)
+        told = next((m for m in evo.population if m.candidate.id == candidate.id), None)
+        if told is None or evo._since_rerank == 0:  # cut, or just re-ranked with everyone
+            continue
+        dominators = [rank for values, rank in before
+                      if all(a <= b for a, b in zip(values, told.values)) and values != told.values]  # fmt: skip
+        assert told.rank == (max(dominators) + 1 if dominators else 0)

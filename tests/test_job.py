@@ -72,3 +72,30 @@ def test_missing_and_directory_job_files(tmp_path: Path) -> None:
         load_job(tmp_path / "none.toml")
     with pytest.raises(UserError, match="is a directory"):
         load_job(tmp_path)
+
+
+def test_search_scale_keys() -> None:
+    job = parse_job(
+        "[search]\nevaluations = 5\nmax_params = 10000\nmax_flops = 99999\naging = true\ntask_deadline = 12.5\n"
+        "prefetch = 0\nrerank_interval = 7\n"
+    )
+    search = job.search
+    assert (search.max_params, search.max_flops, search.aging, search.task_deadline) == (10000, 99999, True, 12.5)
+    assert search.prefetch == 0 and search.rerank_interval == 7
+    default = parse_job("[search]\nevaluations = 5\n").search
+    assert default.prefetch == 1 and default.aging is False and default.max_params is None
+
+
+@pytest.mark.parametrize(
+    "line, message",
+    [
+        ("max_params = 0", "search.max_params: expected an integer >= 1, got 0"),
+        ("task_deadline = -1", "search.task_deadline: expected seconds > 0"),
+        ("prefetch = true", "search.prefetch: expected an integer, got boolean"),
+        ("prefetch = -1", "search.prefetch: expected an integer >= 0"),
+        ("rerank_interval = 0", "search.rerank_interval: expected an integer >= 1"),
+    ],
+)
+def test_search_scale_keys_rejected(line: str, message: str) -> None:
+    with pytest.raises(UserError, match=message):
+        parse_job(f"[search]\nevaluations = 5\n{line}\n", path="j.toml")

@@ -7,4 +7,13 @@ the master stay fast and torch-free.
 """
 
 # The order in which the subcommands appear in ``menndl --help``.
-COMMANDS: tuple[str, ...] = ("run", "check", "library", "export", "train", "plot", "bench")
+COMMANDS: tuple[str, ...] = (
+    "run",
+    "check",
+    "library",
+    "export",
+    "train",
+    "plot",
+    "simulate",
+    "bench",
+)

@@ -176,6 +176,8 @@ def _report(result: SearchResult) -> None:
     cpu = time.process_time()
     share = 100 * cpu / max(result.elapsed, 1e-9)
     print(f"master: {cpu:.1f}s CPU in {result.elapsed:.0f}s of search ({share:.0f}% of one core)")
+    if not math.isnan(result.utilization):
+        print(f"workers: busy {100 * result.utilization:.1f}% of the time while the search handed out work")
 
 
 def default_local_workers(device: str) -> int:

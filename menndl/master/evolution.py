@@ -1,10 +1,17 @@
 """Asynchronous steady-state NSGA-II: `ask` for a child, `tell` a result.
 
-No generation barrier: every finished evaluation updates the population at
-once and the freed worker gets the next child.  The first ``population_size``
+No generation barrier: every finished evaluation joins the population at once
+and the freed worker gets the next child.  The first ``population_size``
 candidates are random; after that, children come from binary tournaments on
 (front rank, crowding distance) followed by crossover or one mutation.
-Plain Python + DEAP: no torch, no MPI.
+
+Cost per result stays small at large populations: a told result gets its
+exact front rank against the current population at once (one vectorised
+dominance test), and every ``rerank_interval`` results the whole population is
+re-ranked with a fast non-dominated sort (`menndl.master.nondominated`),
+crowding distances are recomputed and the population is cut back to its size
+(NSGA-II truncation, or the oldest members out with ``aging``).  In between,
+tournaments use the last ranking.  Plain Python + numpy: no torch, no MPI.
 """
 
 from __future__ import annotations
@@ -15,12 +22,18 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from deap import base, tools
+import numpy as np
 
-from menndl.genome import Genome, InputSpec, SearchSpace, crossover, mutate, random_genome
+from menndl.genome import Genome, InputSpec, SearchSpace, count_flops, count_params, crossover, mutate, random_genome
+from menndl.master.nondominated import crowding_distances, dominated_by_any, front_ranks, nsga2_order
 
 DIRECTIONS: dict[str, float] = {"accuracy": 1.0, "params": -1.0, "flops": -1.0, "train_seconds": -1.0}
-PROPOSAL_TRIES = 50
+PROPOSAL_TRIES = 50  # children tried before falling back to random genomes
+MAX_PROPOSALS = 2000  # proposals tried in all before the search space counts as exhausted
+
+
+class SpaceExhausted(Exception):
+    """No new genome within the constraints could be found: everything nearby was already proposed."""
 
 
 @dataclass(frozen=True)
@@ -36,12 +49,13 @@ class Candidate:
 
 @dataclass(eq=False)
 class Member:
-    """An evaluated candidate as selection sees it (DEAP reads ``fitness``)."""
+    """An evaluated candidate as selection sees it."""
 
     candidate: Candidate
     metrics: dict[str, Any]
-    fitness: base.Fitness
+    values: tuple[float, ...] = ()  # objectives, each to be minimised
     rank: int = field(default=0)
+    crowding: float = field(default=0.0)
 
 
 class Evolution:
@@ -56,7 +70,20 @@ class Evolution:
         population_size: int,
         crossover_probability: float,
         seed: int,
+        max_params: int | None = None,
+        max_flops: int | None = None,
+        aging: bool = False,
+        rerank_interval: int | None = None,
     ) -> None:
+        """Set up an empty population.
+
+        Args:
+            max_params, max_flops: hard constraints; no genome over them is proposed.
+            aging: regularized evolution: the oldest members leave the
+                population instead of the worst.
+            rerank_interval: results between full re-rankings (default
+                ``max(1, population_size // 5)``).
+        """
         unknown = [name for name in objectives if name not in DIRECTIONS]
         if unknown or not objectives:
             raise ValueError(f"objectives must be some of {sorted(DIRECTIONS)}, got {list(objectives)}")
@@ -66,18 +93,26 @@ class Evolution:
         self.objectives = tuple(objectives)
         self.population_size = population_size
         self.crossover_probability = crossover_probability
+        self.max_params, self.max_flops, self.aging = max_params, max_flops, aging
+        self.rerank_interval = max(1, rerank_interval or population_size // 5)
+        self._signs = np.array([-DIRECTIONS[name] for name in self.objectives])
         self._rng = random.Random(seed)
-        self._fitness_class = type("Fitness", (base.Fitness,), {"weights": tuple(DIRECTIONS[o] for o in objectives)})
-        self._population: list[Member] = []
+        self._members: list[Member] = []
+        # objectives x members, column-major for fast dominance tests; columns [0, len(members)) are in use
+        self._store = np.empty((len(self.objectives), population_size + self.rerank_interval + 1))
+        self._ranks = np.zeros(self._store.shape[1], dtype=np.int64)
+        self._sorted_count = 0  # members [0, sorted_count) are stored best front first (since the last re-ranking)
+        self._since_rerank = 0
         self._front: list[Member] = []
+        self._front_values = np.empty((len(self.objectives), 0))  # objectives x front members
         self._seen: set[str] = set()
         self._next_id = 0
         self._random_left = population_size
 
     @property
     def population(self) -> list[Member]:
-        """The current parents, best front first after each update."""
-        return list(self._population)
+        """The current parents (including those told since the last re-ranking), in no promised order."""
+        return list(self._members)
 
     @property
     def front(self) -> list[Member]:
@@ -89,16 +124,36 @@ class Evolution:
         """How many members `front` has (without copying it)."""
         return len(self._front)
 
+    @property
+    def next_id(self) -> int:
+        """The id the next candidate will get."""
+        return self._next_id
+
     def ask(self) -> Candidate:
-        """Propose the next candidate: never one whose genome was already proposed, if avoidable."""
-        for _ in range(PROPOSAL_TRIES):
-            genome, parents, operator = self._propose()
-            if genome.hash not in self._seen:
+        """Propose the next candidate: never a genome already proposed, never one over the constraints.
+
+        Raises:
+            SpaceExhausted: no such genome was found in MAX_PROPOSALS tries.
+        """
+        for attempt in range(MAX_PROPOSALS):
+            genome, parents, operator = self._propose(force_random=attempt >= PROPOSAL_TRIES)
+            if genome.hash not in self._seen and self.within_constraints(genome):
                 break
+        else:
+            raise SpaceExhausted(
+                f"no new genome within the constraints after {MAX_PROPOSALS} proposals "
+                f"({len(self._seen)} already proposed)"
+            )
         self._seen.add(genome.hash)
         candidate = Candidate(self._next_id, genome, parents, operator, seed=self._rng.randrange(2**31))
         self._next_id += 1
         return candidate
+
+    def within_constraints(self, genome: Genome) -> bool:
+        """True when the genome respects ``max_params`` and ``max_flops`` (computed without torch)."""
+        if self.max_params is not None and count_params(genome, self.spec) > self.max_params:
+            return False
+        return self.max_flops is None or count_flops(genome, self.spec) <= self.max_flops
 
     def tell(self, candidate: Candidate, metrics: Mapping[str, Any]) -> bool:
         """Take one finished evaluation into the population (failures are ignored here).
@@ -108,19 +163,46 @@ class Evolution:
         """
         if metrics.get("status") != "ok":
             return False
-        fitness = self._fitness_class(tuple(float(metrics[name]) for name in self.objectives))
-        member = Member(candidate, dict(metrics), fitness)
-        self._population.append(member)
-        if len(self._population) > self.population_size:
-            self._population = tools.selNSGA2(self._population, self.population_size)
-        self._rank_population()
-        return self._update_front(member)
+        values = tuple(float(metrics[name]) * sign for name, sign in zip(self.objectives, self._signs))
+        member = Member(candidate, dict(metrics), values)
+        point = np.asarray(values)
+        count = len(self._members)
+        member.rank = self._provisional_rank(point, count)
+        if count == self._store.shape[1]:  # grow the preallocated arrays (amortised, no copy per result)
+            grown = np.empty((len(self.objectives), 2 * count + 16))
+            grown[:, :count] = self._store
+            self._store = grown
+            self._ranks = np.resize(self._ranks, 2 * count + 16)
+        self._store[:, count] = point
+        self._ranks[count] = member.rank
+        self._members.append(member)
+        self._since_rerank += 1
+        if self._since_rerank >= self.rerank_interval:
+            self._rerank()
+        return self._update_front(member, point)
 
-    def _propose(self) -> tuple[Genome, tuple[int, ...], str]:
-        if self._random_left > 0 or not self._population:
+    def _provisional_rank(self, point: np.ndarray, count: int) -> int:
+        """The new point's exact front against the current population: one more than its best dominator's.
+
+        After a re-ranking the members are stored best front first, so the worst dominator in that
+        sorted part is the last True of the dominance mask (a fast boolean argmax on the reversed
+        mask); only members told since then are looked up one by one.
+        """
+        dominated = dominated_by_any(self._store[:, :count], point)
+        rank = 0
+        head = dominated[: self._sorted_count]
+        if head.any():
+            rank = int(self._ranks[self._sorted_count - 1 - int(np.argmax(head[::-1]))]) + 1
+        tail = dominated[self._sorted_count :]
+        if tail.any():
+            rank = max(rank, int(self._ranks[self._sorted_count : count][tail].max()) + 1)
+        return rank
+
+    def _propose(self, force_random: bool = False) -> tuple[Genome, tuple[int, ...], str]:
+        if force_random or self._random_left > 0 or not self._members:
             self._random_left = max(0, self._random_left - 1)
             return random_genome(self._rng, self.space, self.spec), (), "random"
-        if len(self._population) >= 2 and self._rng.random() < self.crossover_probability:
+        if len(self._members) >= 2 and self._rng.random() < self.crossover_probability:
             first, second = self._tournament(), self._tournament()
             child = crossover(first.candidate.genome, second.candidate.genome, self._rng, self.space, self.spec)
             return child, (first.candidate.id, second.candidate.id), "crossover"
@@ -130,66 +212,111 @@ class Evolution:
 
     def _tournament(self) -> Member:
         """Binary tournament: lower front rank wins, then larger crowding distance."""
-        if len(self._population) == 1:
-            return self._population[0]
-        a, b = self._rng.sample(self._population, 2)
+        if len(self._members) == 1:
+            return self._members[0]
+        a, b = self._rng.sample(self._members, 2)
         if a.rank != b.rank:
             return a if a.rank < b.rank else b
-        if a.fitness.crowding_dist != b.fitness.crowding_dist:
-            return a if a.fitness.crowding_dist > b.fitness.crowding_dist else b
+        if a.crowding != b.crowding:
+            return a if a.crowding > b.crowding else b
         return a if self._rng.random() < 0.5 else b
 
-    def _rank_population(self) -> None:
-        fronts = tools.sortNondominated(self._population, len(self._population))
-        for rank, front in enumerate(fronts):
-            tools.emo.assignCrowdingDist(front)
-            for member in front:
-                member.rank = rank
+    def _rerank(self) -> None:
+        """Exact fronts and crowding distances for everyone; cut the population back to its size."""
+        self._since_rerank = 0
+        members = self._members
+        values = self._store[:, : len(members)].T
+        ranks = front_ranks(values)
+        crowding = crowding_distances(values, ranks)
+        excess = len(members) - self.population_size
+        if self.aging:  # members stay in the order they were told: the oldest go
+            if excess > 0:
+                members, values = members[excess:], values[excess:]
+                ranks = front_ranks(values)
+                crowding = crowding_distances(values, ranks)
+            self._sorted_count = 0
+        else:  # stored best first (NSGA-II order); the worst fronts are cut, so survivors keep their fronts
+            order = nsga2_order(ranks, crowding)[: self.population_size]
+            members = [members[i] for i in order.tolist()]
+            values, ranks = values[order], ranks[order]
+            crowding = crowding_distances(values, ranks) if excess > 0 else crowding[order]
+            self._sorted_count = len(members)
+        self._members = members
+        self._store = np.empty((values.shape[1], max(len(values), self.population_size) + self.rerank_interval + 1))
+        self._store[:, : len(values)] = values.T
+        self._ranks = np.zeros(self._store.shape[1], dtype=np.int64)
+        self._ranks[: len(values)] = ranks
+        for member, rank, distance in zip(self._members, ranks.tolist(), crowding.tolist()):
+            member.rank, member.crowding = rank, distance
 
-    def _update_front(self, member: Member) -> bool:
-        if any(other.fitness.dominates(member.fitness) for other in self._front):
-            return False
-        self._front = [other for other in self._front if not member.fitness.dominates(other.fitness)]
+    def _update_front(self, member: Member, point: np.ndarray) -> bool:
+        columns = self._front_values  # objectives x front members
+        if len(self._front):
+            if dominated_by_any(columns, point).any():
+                return False
+            beaten = dominated_by_any(-columns, -point)  # members the new point dominates
+            if beaten.any():
+                keep = ~beaten
+                self._front = [other for other, kept in zip(self._front, keep.tolist()) if kept]
+                columns = columns[:, keep]
         self._front.append(member)
+        self._front_values = np.hstack([columns, point[:, None]])
         return True
 
-    # resume API (MASTER's version replaces this at merge)
+    # resume API (LIBRARY calls these)
     def rng_state(self) -> str:
-        """The random state as JSON text (stored in the library with every dispatched task)."""
-        version, internal, gauss = self._rng.getstate()
-        return json.dumps([version, list(internal), gauss])
+        """The random generator's state as JSON text (store it to resume the same search)."""
+        version, state, gauss = self._rng.getstate()
+        return json.dumps({"version": version, "state": list(state), "gauss": gauss})
 
     def restore(self, records: Iterable[Mapping[str, Any]], next_id: int, rng_state: str | None) -> None:
-        """Rebuild population, front, seen hashes, id counter and random state from library rows."""
-        count = 0
-        for record in records:
-            count += 1
-            self._seen.add(str(record["hash"]))
-            if record.get("status") != "ok":
+        """Rebuild the search from library rows: population, front, proposed hashes, id counter, random state.
+
+        Args:
+            records: rows with at least ``id``, ``genome`` (JSON text), ``hash``,
+                ``parents`` (list of ints or its JSON text), ``operator``, ``seed``,
+                ``status`` and the objective metrics of ``ok`` rows.
+            next_id: the id the next candidate gets (past every stored id).
+            rng_state: text from `rng_state`, or None to keep the current state.
+        """
+        self._members, self._front = [], []
+        self._front_values = np.empty((len(self.objectives), 0))
+        rows = sorted(records, key=lambda row: int(row["id"]))
+        ok: list[Member] = []
+        for row in rows:
+            text = row["genome"]
+            genome = Genome.from_json(text) if isinstance(text, str) else Genome.from_dict(text)
+            self._seen.add(str(row.get("hash") or genome.hash))
+            if row.get("status") != "ok":
                 continue
-            parents = record.get("parents", [])
+            parents = row.get("parents", [])
             if isinstance(parents, str):
                 parents = json.loads(parents or "[]")
-            genome = Genome.from_json(record["genome"])
-            operator, seed = str(record["operator"]), int(record["seed"])
-            candidate = Candidate(int(record["id"]), genome, tuple(parents), operator, seed)
-            self.tell(candidate, record)
-        self._random_left = max(0, self.population_size - count)
-        self._next_id = max(self._next_id, next_id)
-        if rng_state:
-            version, internal, gauss = json.loads(rng_state)
-            self._rng.setstate((version, tuple(internal), gauss))
+            candidate = Candidate(int(row["id"]), genome, tuple(int(p) for p in parents), str(row["operator"]),
+                                  int(row["seed"]))  # fmt: skip
+            values = tuple(float(row[name]) * sign for name, sign in zip(self.objectives, self._signs))
+            ok.append(Member(candidate, dict(row), values))
+        if ok:
+            everything = np.array([member.values for member in ok])
+            first = front_ranks(everything) == 0
+            self._front = [member for member, kept in zip(ok, first.tolist()) if kept]
+            self._front_values = np.ascontiguousarray(everything[first].T)
+            self._members = ok
+            self._store = np.ascontiguousarray(everything.T)
+            self._rerank()
+        self._next_id = max(int(next_id), max((int(row["id"]) + 1 for row in rows), default=0))
+        self._random_left = max(0, self.population_size - self._next_id)
+        if rng_state is not None:
+            state = json.loads(rng_state)
+            self._rng.setstate((state["version"], tuple(state["state"]), state["gauss"]))
 
     def mark_seen(self, genome_hash: str) -> None:
-        """Never propose this genome (a task re-queued by a resume) again. (LIBRARY's addition.)"""
+        """Never propose this genome again (a task a resume re-queues is already in flight)."""
         self._seen.add(genome_hash)
 
     def propose(self, genome: Genome, parents: tuple[int, ...], operator: str) -> Candidate | None:
-        """A candidate for a given genome (seeds from earlier libraries), or None if already seen.
-
-        (LIBRARY's addition, kept by MASTER's version at merge.)
-        """
-        if genome.hash in self._seen:
+        """A candidate for a given genome (a seed from an earlier library), or None if seen or over the limits."""
+        if genome.hash in self._seen or not self.within_constraints(genome):
             return None
         self._seen.add(genome.hash)
         candidate = Candidate(self._next_id, genome, parents, operator, seed=self._rng.randrange(2**31))

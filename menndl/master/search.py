@@ -3,18 +3,25 @@
 One loop for every transport.  A worker that frees up gets the next child at
 once (no generation barrier); every result is written to the library before
 anything else happens with it.  Every candidate handed out ends as exactly one
-library row: ``ok``, ``failed``, or ``lost`` when the workers that ran it died
-or missed its deadline.
+library row: ``ok``, ``failed``, ``lost`` when the workers that ran it died,
+or ``timeout`` when they missed its deadline twice.
+
+With ``search.prefetch`` (1 by default) each worker holds one more task queued
+behind the one it runs, so a worker never waits for the master between tasks.
+The clock is injectable: the simulated transport runs this same loop on
+virtual time.
 """
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import json
 import math
 import socket
 import time
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,7 +29,7 @@ from typing import Any
 from menndl.genome import Genome, InputSpec, count_flops, count_params
 from menndl.job import Job
 from menndl.library import LibraryWriter
-from menndl.master.evolution import Candidate, Evolution
+from menndl.master.evolution import Candidate, Evolution, SpaceExhausted
 from menndl.master.progress import Progress, Status
 from menndl.master.resume import ResumeState
 from menndl.master.signals import StopSignals
@@ -34,7 +41,6 @@ RECEIVE_TIMEOUT = 1.0  # seconds: how often the loop looks at signals, deadlines
 MAX_REQUEUES = 1  # a task whose worker died is tried once more, then recorded as lost
 PARETO_INTERVAL = 5.0  # seconds between rewrites of the library's Pareto front while it changes
 DEADLINE_GRACE = 60.0  # seconds on top of 2 x training.max_seconds (model build, validation, a slow node)
-DEADLINE_CHECK_INTERVAL = 1.0  # seconds between scans of the in-flight tasks
 STARTUP_DEADLINE = 1800.0  # seconds a worker may take to report ready (import storms on big machines)
 NO_WORKERS = "no workers left"
 WORKER_METRICS = (  # result keys stored as they come (see menndl.protocol and the library schema)
@@ -43,16 +49,19 @@ WORKER_METRICS = (  # result keys stored as they come (see menndl.protocol and t
 
 
 def task_deadline(job: Job) -> float:
-    """Seconds after which a task's worker is presumed hung or dead."""
+    """Seconds after which a task's worker is presumed hung or dead (``search.task_deadline``)."""
+    if job.search.task_deadline is not None:
+        return job.search.task_deadline
     return 2 * job.training.max_seconds + DEADLINE_GRACE
 
 
-@dataclass
+@dataclass(eq=False)
 class _InFlight:
     candidate: Candidate
     submitted_at: float
     requeues: int = 0
-    started: float = field(default_factory=time.monotonic)
+    started: float = 0.0  # when it began to run (or was sent to a worker not yet ready)
+    expires: float = math.inf
 
 
 @dataclass
@@ -69,6 +78,17 @@ class SearchResult:
     abandoned: bool = False
     stragglers: bool = False  # some worker may still be running (abandoned, or lost past its deadline)
     ranks_used: set[int] = field(default_factory=set)
+    worker_busy: dict[int, float] = field(default_factory=dict)  # seconds each rank spent evaluating
+    worker_idle: dict[int, float] = field(default_factory=dict)  # seconds each rank waited for a task
+    master_seconds: float = 0.0  # CPU seconds the master spent outside waiting for messages
+    timeouts: int = 0
+    all_ready_after: float = math.nan  # seconds from the start until every worker had reported ready
+
+    @property
+    def utilization(self) -> float:
+        """Share of the workers' time spent evaluating while the search dispatched (nan before any result)."""
+        busy, idle = sum(self.worker_busy.values()), sum(self.worker_idle.values())
+        return busy / (busy + idle) if busy + idle > 0 else math.nan
 
 
 class Search:
@@ -86,6 +106,10 @@ class Search:
         startup_deadline: float = STARTUP_DEADLINE,
         resume: ResumeState | None = None,
         seeds: list[Genome] | None = None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        wallclock: Callable[[], float] = time.time,
+        worker_setup: Mapping[str, Any] | None = None,
     ) -> None:
         """Set up the search; nothing starts before `run`.
 
@@ -93,6 +117,11 @@ class Search:
             deadline: seconds a task may run on a ready worker before the
                 worker is presumed lost (default: `task_deadline`).
             startup_deadline: seconds a worker may take to report ready.
+            clock: monotonic seconds for deadlines, time limits and progress
+                (a simulation passes its virtual clock).
+            wallclock: epoch seconds for the library's timestamps.
+            worker_setup: extra keys for the workers' setup message (e.g. a
+                benchmark's ``{"evaluator": "sleep", ...}``).
         """
         self.job, self.spec, self.fingerprint = job, spec, fingerprint
         self.transport, self.writer = transport, writer
@@ -104,25 +133,40 @@ class Search:
             population_size=max(2, min(job.search.population, job.search.evaluations or job.search.population)),
             crossover_probability=job.search.crossover_probability,
             seed=job.seed,
+            max_params=job.search.max_params,
+            max_flops=job.search.max_flops,
+            aging=job.search.aging,
+            rerank_interval=job.search.rerank_interval,
         )
+        self._clock, self._wallclock = clock, wallclock
+        self._worker_setup = dict(worker_setup or {})
+        self._depth = 1 + job.search.prefetch  # tasks held by each worker: the running one + the queued ones
         self._deadline = task_deadline(job) if deadline is None else deadline
         self._startup_deadline = startup_deadline
         self._ready: set[int] = set()
         self._all_ready_reported = False
-        self._idle: deque[int] = deque()
-        self._busy: dict[int, _InFlight] = {}
+        self._idle: deque[int] = deque()  # one entry per free task slot of a worker
+        self._busy: dict[int, deque[_InFlight]] = {}  # worker -> its tasks, the running one first
+        self._flights = 0  # tasks in every queue together
+        self._busy_workers = 0  # workers with at least one task
+        self._expiries: list[tuple[float, int, int, _InFlight]] = []  # heap: (expires, seq, worker, flight)
+        self._sequence = itertools.count()
+        self._worker_busy: dict[int, float] = {}
+        self._worker_idle: dict[int, float] = {}
+        self._master_seconds = 0.0
+        self._timeouts = 0
+        self._all_ready_after = math.nan
         self._requeued: deque[_InFlight] = deque()
         self._workers: set[int] = set()
         self._dispatched = self._done = self._failed = 0
         self._ranks_used: set[int] = set()
         self._best = math.nan
-        self._start = time.monotonic()
+        self._start = self._clock()
         self._stop_reason = ""
         self._signals: list[str] = []
         self._pareto_dirty = False
-        self._pareto_written = time.monotonic()
+        self._pareto_written = self._clock()
         self._stragglers = False
-        self._deadlines_checked = time.monotonic()
         self._host = socket.gethostname()
         training = job.training
         self.stopping = (
@@ -147,7 +191,7 @@ class Search:
         self._best = max(accuracies) if accuracies else math.nan
         for candidate in resume.pending:
             self.evolution.mark_seen(candidate.genome.hash)
-            self._requeued.append(_InFlight(candidate, time.time()))
+            self._requeued.append(_InFlight(candidate, self._wallclock()))
         if self.stopping is not None:
             self.stopping.restore(resume.records)
         self._pareto_dirty = True
@@ -158,15 +202,20 @@ class Search:
         The first SIGINT/SIGTERM stops dispatching and waits for the running
         evaluations, which are recorded; a second one abandons them.
         """
-        self._start = time.monotonic()
+        self._start = self._clock()
         abandoned = True  # unless the loop ends normally
         try:
             with StopSignals(self._signals.append):
-                self._workers = set(self.transport.start(setup_message(self.job, self.fingerprint)))
-                self._idle.extend(sorted(self._workers))
+                setup = {**setup_message(self.job, self.fingerprint), **self._worker_setup}
+                self._workers = set(self.transport.start(setup))
+                for worker in sorted(self._workers):
+                    self._busy[worker] = deque()
+                for _ in range(self._depth):  # every worker's first task before anyone's second
+                    self._idle.extend(sorted(self._workers))
                 self._fill()
-                while self._busy and not self._abandon_requested():
+                while self._in_flight() and not self._abandon_requested():
                     event = self.transport.receive(RECEIVE_TIMEOUT)
+                    started = time.process_time()
                     if event is not None:
                         self._handle(*event)
                     self._check_deadlines()
@@ -174,7 +223,8 @@ class Search:
                     self._write_pareto()
                     self.writer.tick()
                     self.progress.update(self._status())
-            abandoned = bool(self._busy)
+                    self._master_seconds += time.process_time() - started
+            abandoned = self._in_flight()
             self._stop_reason = self._stop_reason or self._budget_reason()
         finally:
             try:
@@ -186,19 +236,24 @@ class Search:
         self.progress.finish(self._status())
         return self._result(abandoned)
 
+    def _in_flight(self) -> bool:
+        return self._flights > 0
+
     def _abandon_requested(self) -> bool:
         """Handle stop signals (the handler only queues their names): first stops, second abandons."""
         if not self._signals:
             return False
         name = self._signals[-1]
         if len(self._signals) >= 2:
-            self.progress.message(f"[0@{self._host}] {name} again: abandoning {len(self._busy)} running evaluations")
+            running = sum(1 for queue in self._busy.values() if queue)
+            self.progress.message(f"[0@{self._host}] {name} again: abandoning {running} running evaluations")
             self._stop_reason = f"{name} received twice"
             return True
         if not self._stop_reason:
             self._stop_reason = f"{name} received"
             self.progress.message(
-                f"[0@{self._host}] {name}: no new evaluations; waiting for {len(self._busy)} running ones "
+                f"[0@{self._host}] {name}: no new evaluations; waiting for {sum(map(len, self._busy.values()))} "
+                "running or queued ones "
                 f"(send {name} again to abandon them)"
             )
         return False
@@ -217,19 +272,30 @@ class Search:
         evaluations, limit = self.job.search.evaluations, self.job.search.time_limit
         if evaluations is not None and self._dispatched >= evaluations and not self._requeued:
             return False
-        return limit is None or time.monotonic() - self._start < limit
+        return limit is None or self._clock() - self._start < limit
 
     def _fill(self) -> None:
-        """Give every idle worker a task while the budget allows."""
+        """Fill every free task slot (idle workers first, then prefetch) while the budget allows."""
         while self._idle and self._may_dispatch():
-            worker = self._idle.popleft()
             if self._requeued:
                 flight = self._requeued.popleft()
-                flight.submitted_at, flight.started = time.time(), time.monotonic()
+                flight.submitted_at = self._wallclock()
             else:
-                flight = _InFlight(self._next_candidate(), time.time())
+                try:
+                    candidate = self._next_candidate()
+                except SpaceExhausted as exc:
+                    self._stop_reason = f"search space exhausted ({exc})"
+                    self.progress.message(f"[0@{self._host}] {self._stop_reason}")
+                    return
+                flight = _InFlight(candidate, self._wallclock())
                 self._dispatched += 1
-            self._busy[worker] = flight
+            worker = self._idle.popleft()
+            queue = self._busy[worker]
+            queue.append(flight)
+            self._flights += 1
+            if len(queue) == 1:
+                self._busy_workers += 1
+                self._start_clock(worker, flight)
             candidate = flight.candidate
             self._journal_task(flight)
             message = task_message(candidate.id, candidate.genome.to_dict(), candidate.seed)
@@ -265,13 +331,33 @@ class Search:
             }
         )
 
+    def _start_clock(self, worker: int, flight: _InFlight) -> None:
+        """The task at the head of a worker's queue runs from now: its deadline is set."""
+        flight.started = self._clock()
+        limit = self._deadline if worker in self._ready else self._startup_deadline
+        flight.expires = flight.started + limit
+        heapq.heappush(self._expiries, (flight.expires, next(self._sequence), worker, flight))
+
     def _handle(self, worker: int, message: Mapping[str, Any]) -> None:
         kind = message.get("type")
         if kind == "ready":
             self._on_ready(worker)
-        elif kind == "result" and worker in self._busy:
-            self._record(self._busy.pop(worker), worker, message)
+        elif kind == "result" and self._busy.get(worker):
+            queue = self._busy[worker]
+            flight = queue.popleft()
+            if flight.candidate.id != message.get("task"):  # out of order: find it (never expected)
+                queue.appendleft(flight)
+                flight = next((f for f in queue if f.candidate.id == message.get("task")), queue[0])
+                queue.remove(flight)
+            self._worker_busy[worker] = self._worker_busy.get(worker, 0.0) + float(message.get("busy_seconds", 0.0))
+            self._worker_idle[worker] = self._worker_idle.get(worker, 0.0) + float(message.get("idle_seconds", 0.0))
+            self._flights -= 1
+            self._record(flight, worker, message)
             self._idle.append(worker)
+            if queue:
+                self._start_clock(worker, queue[0])
+            else:
+                self._busy_workers -= 1
         elif kind in ("fatal", "lost"):
             self._retire(worker, message)
         else:
@@ -280,30 +366,31 @@ class Search:
     def _on_ready(self, worker: int) -> None:
         """A worker loaded its data: the clock of the task waiting for it starts now."""
         self._ready.add(worker)
-        if worker in self._busy:
-            self._busy[worker].started = time.monotonic()
+        if self._busy.get(worker):
+            self._start_clock(worker, self._busy[worker][0])
         if len(self._ready) == len(self._workers) and not self._all_ready_reported:
             self._all_ready_reported = True
-            elapsed = time.monotonic() - self._start
+            elapsed = self._all_ready_after = self._clock() - self._start
             self.progress.message(f"[0@{self._host}] all {len(self._workers)} workers ready after {elapsed:.1f}s")
 
     def _check_deadlines(self) -> None:
         """Retire workers past their deadline: a task on a ready worker, or a worker never ready.
 
-        Scans every busy worker, so it runs at most once per DEADLINE_CHECK_INTERVAL: the cost per
-        result stays flat however many workers there are.
+        Deadlines sit in a heap (an entry is stale once its task left the head of its queue), so the
+        cost per result is O(log workers) however many workers there are.
         """
-        now = time.monotonic()
-        if now - self._deadlines_checked < DEADLINE_CHECK_INTERVAL:
-            return
-        self._deadlines_checked = now
-        for worker, flight in list(self._busy.items()):
+        now = self._clock()
+        while self._expiries and self._expiries[0][0] < now:
+            expires, _, worker, flight = heapq.heappop(self._expiries)
+            queue = self._busy.get(worker)
+            if not queue or queue[0] is not flight or flight.expires != expires:
+                continue
+            self.transport.discard(worker)
+            self._stragglers = True
             limit = self._deadline if worker in self._ready else self._startup_deadline
-            if now - flight.started > limit:
-                self.transport.discard(worker)
-                self._stragglers = True
-                what = "result" if worker in self._ready else "ready message"
-                self._retire(worker, {"type": "lost", "error": f"no {what} within the {limit:.0f}s deadline"})
+            what = "result" if worker in self._ready else "ready message"
+            self._retire(worker, {"type": "lost", "error": f"no {what} within the {limit:.0f}s deadline",
+                                  "timeout": True})  # fmt: skip
 
     def _retire(self, worker: int, message: Mapping[str, Any]) -> None:
         """Stop using a worker that cannot serve; its task is tried again elsewhere (once if it had started)."""
@@ -312,15 +399,21 @@ class Search:
             self._idle.remove(worker)
         host = message.get("host", "?")
         self.progress.message(f"[{worker}@{host}] worker lost: {message.get('error', 'no reason given')}")
-        flight = self._busy.pop(worker, None)
-        if flight is not None:
-            if message.get("type") == "fatal":  # the worker could not start: the task never ran
+        self._idle = deque(slot for slot in self._idle if slot != worker)
+        queue = self._busy.pop(worker, deque())
+        self._flights -= len(queue)
+        self._busy_workers -= bool(queue)
+        ran = worker in self._ready and message.get("type") != "fatal"  # else the head task never ran
+        for position, flight in enumerate(queue):
+            if position > 0 or not ran:  # queued behind the running task (or never started): not tried yet
                 self._requeued.append(flight)
             elif flight.requeues < MAX_REQUEUES:
                 flight.requeues += 1
                 self._requeued.append(flight)
             else:
-                self._record(flight, worker, {"status": "lost", "error": message.get("error", "")})
+                status = "timeout" if message.get("timeout") else "lost"
+                self._timeouts += status == "timeout"
+                self._record(flight, worker, {"status": status, "error": message.get("error", "")})
         if not self._workers and not self._stop_reason:
             self._stop_reason = NO_WORKERS
 
@@ -334,9 +427,13 @@ class Search:
             flight = self._requeued.popleft()
             if flight.requeues > 0:
                 self._record(flight, -1, {"status": "lost", "error": reason})
-        for worker, flight in list(self._busy.items()):
-            self._record(flight, worker, {"status": "lost", "error": f"abandoned while running ({self._stop_reason})"})
+        for worker, queue in list(self._busy.items()):
+            for position, flight in enumerate(queue):
+                if position == 0 or flight.requeues > 0:  # queued tasks that never ran get no row
+                    error = f"abandoned while running ({self._stop_reason})"
+                    self._record(flight, worker, {"status": "lost", "error": error})
         self._busy.clear()
+        self._flights = self._busy_workers = 0
 
     def _record(self, flight: _InFlight, worker: int, result: Mapping[str, Any]) -> None:
         """Write one finished evaluation to the library, then let evolution see it."""
@@ -353,7 +450,7 @@ class Search:
             "worker_rank": worker,
             "seed": candidate.seed,
             "submitted_at": flight.submitted_at,
-            "finished_at": time.time(),
+            "finished_at": self._wallclock(),
         }
         for key in ("accuracy", "loss", "params", "flops", "train_seconds", "epochs", "host", "device"):
             if key in result:
@@ -379,7 +476,7 @@ class Search:
 
     def _write_pareto(self, force: bool = False) -> None:
         """Keep the library's Pareto front current, at most every PARETO_INTERVAL seconds."""
-        now = time.monotonic()
+        now = self._clock()
         if force or (self._pareto_dirty and now - self._pareto_written >= PARETO_INTERVAL):
             self.writer.set_pareto([member.candidate.id for member in self.evolution.front])
             self._pareto_dirty, self._pareto_written = False, now
@@ -388,11 +485,11 @@ class Search:
         return Status(
             done=self._done,
             budget=self.job.search.evaluations,
-            elapsed=time.monotonic() - self._start,
+            elapsed=self._clock() - self._start,
             time_limit=self.job.search.time_limit,
             best_accuracy=self._best,
             front_size=self.evolution.front_size,
-            busy=len(self._busy),
+            busy=self._busy_workers,
             workers=len(self._workers),
             failed=self._failed,
         )
@@ -408,9 +505,14 @@ class Search:
             failed=self._failed,
             front=front,
             best_accuracy=self._best,
-            elapsed=time.monotonic() - self._start,
+            elapsed=self._clock() - self._start,
             stop_reason=self._stop_reason,
             abandoned=abandoned,
             stragglers=abandoned or self._stragglers,
             ranks_used=set(self._ranks_used),
+            worker_busy=dict(self._worker_busy),
+            worker_idle=dict(self._worker_idle),
+            master_seconds=self._master_seconds,
+            timeouts=self._timeouts,
+            all_ready_after=self._all_ready_after,
         )

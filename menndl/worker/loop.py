@@ -13,9 +13,10 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import time
 import traceback
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from menndl.transport.base import WorkerChannel
 from menndl.worker.devices import resolve_local_rank
@@ -39,28 +40,40 @@ def run_worker(channel: WorkerChannel, make_trainer: Callable[..., Trainer] | No
     os.environ["OMP_NUM_THREADS"] = str(threads)  # before torch is imported
     try:
         local_rank = resolve_local_rank(channel.local_rank)
-        if make_trainer is None:
-            from menndl.worker.trainer import Trainer
+        trainer: Any
+        if setup.get("evaluator") == "sleep":  # benchmarks and transport tests: the real loop, no training
+            from menndl.worker.sleep import SleepEvaluator
 
-            make_trainer = Trainer.from_setup
-        trainer = make_trainer(setup, local_rank=local_rank, threads=threads)
+            trainer = SleepEvaluator.from_setup(setup)
+        else:
+            if make_trainer is None:
+                from menndl.worker.trainer import Trainer
+
+                make_trainer = Trainer.from_setup
+            trainer = make_trainer(setup, local_rank=local_rank, threads=threads)
     except Exception as exc:  # the master reports it and stops using this worker
         channel.send(_fatal(channel, host, exc))
         _drain(channel)
         return
     identity = {"rank": channel.rank, "host": host, "device": trainer.device_name, "local_rank": local_rank}
-    channel.send({"type": "ready", **identity, "threads": threads, "precision": trainer.precision})
+    channel.send({"type": "ready", **identity, "threads": threads, "precision": trainer.precision, "pid": os.getpid()})
+    waiting_since = time.monotonic()
     while True:
         task = channel.receive()
         if task is None:
             return
+        started = time.monotonic()
         try:
             result = trainer.evaluate(task)
         except Exception as exc:  # evaluate() reports candidate failures itself: this is the worker breaking
             channel.send(_fatal(channel, host, exc))
             _drain(channel)
             return
-        channel.send({"type": "result", "task": task["task"], **identity, **result})
+        finished = time.monotonic()
+        # this rank's time: evaluating, and waiting for this task since the last one ended (send included)
+        usage = {"busy_seconds": finished - started, "idle_seconds": started - waiting_since}
+        waiting_since = finished
+        channel.send({"type": "result", "task": task["task"], **identity, **result, **usage})
         if result["status"] != "ok" and not trainer.device_ok():
             error = RuntimeError(f"{trainer.device_name} stopped working after task {task['task']}")
             channel.send(_fatal(channel, host, error))

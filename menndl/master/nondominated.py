@@ -1,0 +1,146 @@
+"""Fast non-dominated sorting and crowding distances with numpy (all objectives minimised).
+
+DEAP's ``sortNondominated`` compares every pair in pure Python: 39 ms at a
+population of 256 and minutes at 10,000.  Here, for up to three objectives,
+rows are visited in lexicographic order (a dominator always comes first) and
+each front keeps a 2-D "staircase" of its rows' last two objectives, so the
+question "does front f hold a dominator of this row?" is one bisection, and
+the row's front is found by binary search over the fronts (dominance by front
+f implies dominance by every earlier front).  About 20 ms for 10,000 rows.
+Four or more objectives fall back to block-wise numpy comparisons (quadratic).
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_right
+
+import numpy as np
+
+BLOCK = 256  # rows per block in the quadratic fallback
+
+
+def front_ranks(values: np.ndarray) -> np.ndarray:
+    """Front index (0 = non-dominated) of every row of ``values`` (rows x objectives, minimised)."""
+    values = np.asarray(values, dtype=float)
+    if values.ndim != 2:
+        raise ValueError(f"expected a 2-D array, got shape {values.shape}")
+    if len(values) == 0:
+        return np.zeros(0, dtype=np.int64)
+    if values.shape[1] > 3:
+        return _ranks_blockwise(values)
+    padded = np.zeros((len(values), 3))
+    padded[:, : values.shape[1]] = values
+    order = np.lexsort(padded.T[::-1])  # lexicographic order: a dominator always comes first
+    rows = padded[order]
+    distinct = np.r_[True, np.any(rows[1:] != rows[:-1], axis=1)]
+    group = np.cumsum(distinct) - 1  # equal rows share one front
+    ranks = np.empty(len(values), dtype=np.int64)
+    ranks[order] = _ranks_staircase(rows[distinct])[group]
+    return ranks
+
+
+def _ranks_staircase(rows: np.ndarray) -> np.ndarray:
+    """Fronts of distinct rows sorted lexicographically, three objectives."""
+    xs, ys = rows[:, 1].tolist(), rows[:, 2].tolist()
+    front_x: list[list[float]] = []  # per front: its rows' 2nd objective, ascending ...
+    front_y: list[list[float]] = []  # ... and the 3rd, descending (the 2-D non-dominated staircase)
+    ranks = [0] * len(rows)
+    for row, (x, y) in enumerate(zip(xs, ys)):
+        low, high = 0, len(front_x)
+        while low < high:
+            middle = (low + high) >> 1
+            i = bisect_right(front_x[middle], x) - 1
+            if i >= 0 and front_y[middle][i] <= y:  # an earlier, distinct row is <= in every objective
+                low = middle + 1
+            else:
+                high = middle
+        ranks[row] = low
+        if low == len(front_x):
+            front_x.append([x])
+            front_y.append([y])
+            continue
+        fx, fy = front_x[low], front_y[low]
+        start = end = bisect_right(fx, x)
+        while end < len(fx) and fy[end] >= y:
+            end += 1
+        fx[start:end] = [x]
+        fy[start:end] = [y]
+    return np.asarray(ranks, dtype=np.int64)
+
+
+def _ranks_blockwise(values: np.ndarray) -> np.ndarray:
+    """Fronts by comparing each block of rows with every earlier row (any number of objectives)."""
+    order = np.lexsort(values.T[::-1])
+    rows = values[order]
+    ranks = np.zeros(len(rows), dtype=np.int64)
+    for start in range(0, len(rows), BLOCK):
+        end = min(len(rows), start + BLOCK)
+        base = np.zeros(end - start, dtype=np.int64)
+        if start:
+            dominated = dominators(rows[:start], rows[start:end])
+            base = np.where(dominated, ranks[None, :start] + 1, 0).max(axis=1)
+        inside = dominators(rows[start:end], rows[start:end])
+        current = base
+        while True:  # longest dominance chain inside the block; converges within the block size
+            following = np.maximum(base, np.where(inside, current[None, :] + 1, 0).max(axis=1))
+            if np.array_equal(following, current):
+                break
+            current = following
+        ranks[start:end] = current
+    out = np.empty_like(ranks)
+    out[order] = ranks
+    return out
+
+
+def dominators(candidates: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    """Boolean matrix (targets x candidates): does candidate j dominate target i?"""
+    less_equal = np.ones((len(targets), len(candidates)), dtype=bool)
+    equal = np.ones_like(less_equal)
+    for j in range(targets.shape[1]):
+        a, b = candidates[None, :, j], targets[:, None, j]
+        less_equal &= a <= b
+        equal &= a == b
+    return less_equal & ~equal
+
+
+def dominated_by_any(columns: np.ndarray, point: np.ndarray) -> np.ndarray:
+    """Boolean per row: does that row dominate ``point``?  ``columns`` is objectives x rows.
+
+    One pass per objective over contiguous columns: about 40 us for 12,000 rows, where
+    ``np.all(rows <= point, axis=1)`` on a rows x 3 array takes several times as long.
+    """
+    less_equal = columns[0] <= point[0]
+    less = columns[0] < point[0]
+    for j in range(1, len(point)):
+        less_equal &= columns[j] <= point[j]
+        less |= columns[j] < point[j]
+    return less_equal & less
+
+
+def crowding_distances(values: np.ndarray, ranks: np.ndarray) -> np.ndarray:
+    """NSGA-II crowding distance of every row within its front (boundary rows: infinity)."""
+    count, objectives = values.shape
+    distance = np.zeros(count)
+    if count == 0:
+        return distance
+    for j in range(objectives):
+        order = np.lexsort((values[:, j], ranks))
+        front = ranks[order]
+        column = values[order, j]
+        starts = np.flatnonzero(np.r_[True, front[1:] != front[:-1]])
+        ends = np.r_[starts[1:], count] - 1
+        span = np.repeat(column[ends] - column[starts], ends - starts + 1)
+        gap = np.zeros(count)
+        if count > 2:
+            gap[1:-1] = column[2:] - column[:-2]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            share = np.where(span > 0, gap / (objectives * span), 0.0)  # DEAP's normalisation
+        share[starts] = np.inf
+        share[ends] = np.inf
+        distance[order] += share
+    return distance
+
+
+def nsga2_order(ranks: np.ndarray, crowding: np.ndarray) -> np.ndarray:
+    """Row indices best first: lower front, then larger crowding distance (NSGA-II's truncation order)."""
+    return np.lexsort((-crowding, ranks))

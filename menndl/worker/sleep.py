@@ -1,0 +1,67 @@
+"""A stand-in evaluator that sleeps instead of training: the real worker loop, without torch.
+
+Benchmarks of the scheduler (``menndl bench scheduler``) and the transport
+tests put ``{"evaluator": "sleep", "sleep": {...}}`` in the setup message; the
+worker then runs its normal loop, but each task sleeps a fixed time and
+reports made-up metrics that depend only on the genome (so selection has
+something to work with).  ``hang_tasks`` makes chosen task ids sleep far past
+any deadline, to exercise the master's timeout path; ``light`` skips
+decoding the genome (made-up sizes) for benchmarks at thousands of tasks per
+second, where the workers' own CPU would otherwise compete with the master.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from menndl.genome import Genome, InputSpec, count_flops, count_params
+
+HANG_SECONDS = 3600.0
+
+
+class SleepEvaluator:
+    """Sleeps ``seconds`` per task; metrics from the genome alone."""
+
+    device_name = "sleep"
+    precision = "none"
+
+    def device_ok(self) -> bool:
+        """A sleeping evaluator has no device to lose."""
+        return True
+
+    def __init__(
+        self, seconds: float, spec: InputSpec, hang_tasks: frozenset[int] = frozenset(), light: bool = False
+    ) -> None:
+        self.seconds, self.spec, self.hang_tasks, self.light = seconds, spec, hang_tasks, light
+
+    @classmethod
+    def from_setup(cls, setup: Mapping[str, Any]) -> SleepEvaluator:
+        """Build from the setup message's ``sleep`` table: seconds, input_shape, num_classes, hang_tasks."""
+        table = setup.get("sleep", {})
+        shape = tuple(table.get("input_shape", (1, 8, 8)))
+        spec = InputSpec(shape=shape, num_classes=int(table.get("num_classes", 10)))
+        hang = frozenset(table.get("hang_tasks", ()))
+        return cls(float(table.get("seconds", 0.1)), spec, hang, light=bool(table.get("light", False)))
+
+    def evaluate(self, task: Mapping[str, Any]) -> dict[str, Any]:
+        """Sleep, then report ``ok`` with the genome's real size and a pseudo-accuracy from its hash."""
+        time.sleep(HANG_SECONDS if task["task"] in self.hang_tasks else self.seconds)
+        if self.light:  # a few microseconds: at 1,000+ tasks per second on 2 cores, worker CPU matters
+            noise = (int(task["seed"]) * 2654435761 % 2**32) / 2**32
+            params = 1000 + int(task["seed"]) % 99991
+            return {"status": "ok", "accuracy": noise, "loss": 1.0, "params": params, "flops": 10 * params,
+                    "train_seconds": self.seconds, "epochs": 1}  # fmt: skip
+        genome = Genome.from_dict(task["genome"])
+        digest = hashlib.sha256(genome.hash.encode()).digest()
+        return {
+            "status": "ok",
+            "accuracy": int.from_bytes(digest[:4], "big") / 2**32,
+            "loss": 1.0,
+            "params": count_params(genome, self.spec),
+            "flops": count_flops(genome, self.spec),
+            "train_seconds": self.seconds,
+            "epochs": 1,
+        }

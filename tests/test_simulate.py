@@ -1,0 +1,88 @@
+"""The simulated transport, its virtual clock and evaluation-time models, and ``menndl simulate``."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import pytest
+from conftest import run_menndl
+
+from menndl.errors import UserError
+from menndl.genome import InputSpec
+from menndl.library import LibraryWriter
+from menndl.transport.simulated import SimulatedTransport, VirtualClock, parse_eval_time
+
+pytestmark = pytest.mark.timeout(120)
+
+SPEC = InputSpec(shape=(1, 8, 8), num_classes=10)
+
+
+def test_eval_time_models() -> None:
+    rng = random.Random(0)
+    assert parse_eval_time("fixed:2.5").sample(rng) == 2.5
+    lognormal = parse_eval_time("lognormal:60")
+    draws = [lognormal.sample(rng) for _ in range(20000)]
+    assert abs(sum(draws) / len(draws) - 60) < 2 and min(draws) > 0  # MEAN is the mean, not the median
+    assert parse_eval_time("lognormal:60:1.0").sigma == 1.0
+
+
+def test_eval_time_replayed_from_a_library(tmp_path: Path) -> None:
+    with LibraryWriter(tmp_path / "lib.h5", job_text="") as writer:
+        for i, seconds in enumerate([3.0, 5.0]):
+            writer.append({"id": i, "genome": "{}", "status": "ok", "accuracy": 0.5, "train_seconds": seconds})
+        writer.append({"id": 2, "genome": "{}", "status": "failed", "train_seconds": 99.0})
+    model = parse_eval_time(f"library:{tmp_path / 'lib.h5'}")
+    assert {model.sample(random.Random(i)) for i in range(50)} == {3.0, 5.0}
+
+
+@pytest.mark.parametrize(
+    "text", ["fixed", "fixed:-1", "fixed:nan", "lognormal:0", "lognormal:5:x", "gamma:3", "library:"]
+)
+def test_bad_eval_time_is_a_user_error(text: str) -> None:
+    with pytest.raises(UserError, match="--eval-time"):
+        parse_eval_time(text)
+
+
+def test_virtual_clock_jumps_to_the_next_result_and_charges_master_time() -> None:
+    from menndl.genome import random_genome
+    from menndl.genome.space import SearchSpace
+
+    clock = VirtualClock()
+    transport = SimulatedTransport(2, parse_eval_time("fixed:100"), SPEC, clock=clock, latency=0.5)
+    assert transport.start({"type": "setup"}) == [1, 2]
+    genome = random_genome(random.Random(0), SearchSpace(), SPEC).to_dict()
+    for task in (0, 1):
+        transport.send(1, {"type": "task", "task": task, "genome": genome, "seed": 1})
+    kinds = [transport.receive(1.0) for _ in range(2)]
+    assert [event[1]["type"] for event in kinds if event] == ["ready", "ready"]
+    assert transport.receive(10.0) is None and 10 < clock() < 12  # nothing within the timeout: time moved on
+    worker, result = transport.receive(1000.0)  # type: ignore[misc]
+    assert (worker, result["task"], result["status"]) == (1, 0, "ok")
+    assert 101 <= clock() < 101.5 and result["busy_seconds"] == 100
+    assert 0.5 <= result["idle_seconds"] < 0.6  # the task's trip to the worker
+    worker, result = transport.receive(1000.0)  # type: ignore[misc]
+    assert result["task"] == 1 and 201 <= clock() < 201.5  # queued behind task 0 on the same worker
+
+
+def test_simulate_command_json(tmp_path: Path) -> None:
+    job = tmp_path / "sim.toml"
+    job.write_text("[search]\npopulation = 8\nevaluations = 300\n[training]\nmax_seconds = 600\n")
+    out = run_menndl(["simulate", str(job), "--workers", "40", "--eval-time", "lognormal:60", "--json"], timeout=100)
+    assert out.returncode == 0, out.stderr
+    figures = json.loads(out.stdout)
+    assert figures["evaluations"] == 300 and figures["workers"] == 40
+    assert 0.9 < figures["utilization"] <= 1.0  # a tiny master against 60 s evaluations
+    assert 0 < figures["master_seconds_per_result"] < 0.1
+    assert 0.3 < figures["results_per_second"] < 1.0  # about 40 workers / 60 s
+    assert figures["time_to_budget"] > 300 * 60 / 40 * 0.8
+
+
+def test_simulate_bad_arguments_one_line(tmp_path: Path) -> None:
+    job = tmp_path / "sim.toml"
+    job.write_text("[search]\nevaluations = 10\n")
+    out = run_menndl(["simulate", str(job), "--workers", "4", "--eval-time", "weibull:3"], timeout=60)
+    assert out.returncode == 2 and "menndl: error: --eval-time" in out.stderr and "Traceback" not in out.stderr
+    out = run_menndl(["simulate", str(job), "--workers", "0", "--eval-time", "fixed:1"], timeout=60)
+    assert out.returncode == 2 and "--workers" in out.stderr
