@@ -100,6 +100,7 @@ class JournalContents:
     rows: list[dict[str, Any]] = field(default_factory=list)
     tasks: dict[int, dict[str, Any]] = field(default_factory=dict)
     last_task: dict[str, Any] | None = None
+    rng_state: str | None = None  # the newest random state any task line carried
     pareto: list[int] | None = None
     torn_lines: int = 0
 
@@ -141,9 +142,9 @@ def read_journal(path: str | Path) -> JournalContents:
         elif kind == "row":
             out.rows.append(dict(event["record"]))
         elif kind == "task":
-            task = {k: v for k, v in event.items() if k != "type"}
-            if out.last_task is not None:  # only the newest random state matters; keep memory flat
-                out.last_task.pop("rng_state", None)
+            task = {k: v for k, v in event.items() if k not in ("type", "rng_state")}
+            if event.get("rng_state") is not None:  # only the newest random state matters; keep memory flat
+                out.rng_state = str(event["rng_state"])
             out.tasks[int(task["id"])] = task
             out.last_task = task
         elif kind == "pareto":

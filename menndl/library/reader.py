@@ -441,7 +441,7 @@ class Library:
         if self._journal is not None:
             last = self._journal.last_task
             if last is not None:
-                rng_state = last.get("rng_state", rng_state)
+                rng_state = self._journal.rng_state or rng_state
                 next_id = max(next_id, int(last.get("next_id") or 0), max(self._journal.tasks) + 1)
             pending = [*pending, *self._journal.tasks.values()]
         done = set(ids.tolist())

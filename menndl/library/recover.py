@@ -123,8 +123,8 @@ def recover(path: str | Path) -> RecoveryReport:
         by_id = {int(t["id"]): t for t in [*earlier, *contents.tasks.values()]}
         pending = [task for task_id, task in sorted(by_id.items()) if task_id not in present]
         if contents.last_task is not None:
-            if contents.last_task.get("rng_state") is not None:
-                state["rng_state"] = str(contents.last_task["rng_state"])
+            if contents.rng_state is not None:
+                state["rng_state"] = contents.rng_state
             next_id = max(int(contents.last_task.get("next_id") or 0), max(contents.tasks) + 1)
             state["next_id"] = np.int64(max(next_id, int(state.get("next_id", 0))))
         clean = [{k: v for k, v in t.items() if k not in ("rng_state", "next_id")} for t in pending]

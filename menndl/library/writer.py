@@ -529,8 +529,10 @@ class LibraryWriter:
         self._group.attrs[COUNT_ATTR] = np.int64(stop)
         self._written = stop
 
-    def flush(self) -> None:
+    def flush(self, final: bool = False) -> None:
         """Sync the journal, then write the buffered rows (one slice per column), state and weights.
+
+        ``final`` (at close) also writes the list of tasks in flight.
 
         The ``count`` attribute of ``/evaluations`` is updated only after all
         columns hold the new rows, so readers never see half-written rows.
@@ -555,21 +557,28 @@ class LibraryWriter:
                     arrays[name] = data
                 self._write_arrays(arrays, len(self._buffer))
                 self._buffer.clear()
-            if self._state_dirty:
-                self._write_state()
+            if self._state_dirty or final:
+                self._write_state(with_pending=final or self._journal is None)
             self._write_weights()
             f.flush()
         except OSError as exc:
             raise UserError(f"cannot write library {self._path}: {_reason(exc)}") from None
         self._buffer_since = time.monotonic()
 
-    def _write_state(self) -> None:
+    def _write_state(self, with_pending: bool) -> None:
+        """Random state, next id and (when asked) the tasks in flight.
+
+        While a journal exists it holds every task line, so the in-flight list
+        (one JSON text of every pending genome: megabytes with thousands of
+        workers) is written only at close, or without a journal.
+        """
         attrs = self._state.attrs
         if self._rng_state is not None:
             attrs["rng_state"] = self._rng_state
         if self._next_id is not None:
             attrs["next_id"] = np.int64(self._next_id)
-        attrs["pending"] = json.dumps(list(self._pending.values()), separators=(",", ":"))
+        if with_pending:
+            attrs["pending"] = json.dumps(list(self._pending.values()), separators=(",", ":"))
         self._state_dirty = False
 
     def _write_weights(self) -> None:
@@ -629,7 +638,7 @@ class LibraryWriter:
         if f is None:
             return
         try:
-            self.flush()
+            self.flush(final=True)
         except BaseException:
             self._file = None
             f.close()

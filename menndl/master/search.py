@@ -43,6 +43,7 @@ PARETO_INTERVAL = 5.0  # seconds between rewrites of the library's Pareto front 
 DEADLINE_GRACE = 60.0  # seconds on top of 2 x training.max_seconds (model build, validation, a slow node)
 STARTUP_DEADLINE = 1800.0  # seconds a worker may take to report ready (import storms on big machines)
 NO_WORKERS = "no workers left"
+RNG_STATE_INTERVAL = 1.0  # seconds between random states written to the library's journal
 WORKER_METRICS = (  # result keys stored as they come (see menndl.protocol and the library schema)
     "samples_per_second", "peak_memory_bytes", "latency_seconds", "train_loss", "precision", "local_rank", "checkpoints"
 )  # fmt: skip
@@ -166,6 +167,7 @@ class Search:
         self._signals: list[str] = []
         self._pareto_dirty = False
         self._pareto_written = self._clock()
+        self._rng_state_written = -math.inf
         self._stragglers = False
         self._host = socket.gethostname()
         training = job.training
@@ -327,9 +329,21 @@ class Search:
                 "seed": candidate.seed,
                 "submitted_at": flight.submitted_at,
                 "next_id": self._dispatched,
-                "rng_state": self.evolution.rng_state(),
+                **self._rng_state_due(),
             }
         )
+
+    def _rng_state_due(self) -> dict[str, str]:
+        """The random state, at most once per `RNG_STATE_INTERVAL` (it is ~5 KB of JSON: too dear per task).
+
+        A resume restores the newest one journaled; genomes proposed since are
+        known by their hashes and never proposed again.
+        """
+        now = self._clock()
+        if now - self._rng_state_written < RNG_STATE_INTERVAL:
+            return {}
+        self._rng_state_written = now
+        return {"rng_state": self.evolution.rng_state()}
 
     def _start_clock(self, worker: int, flight: _InFlight) -> None:
         """The task at the head of a worker's queue runs from now: its deadline is set."""
