@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
-from menndl.data import load_dataset
+from menndl.data import Dataset, load_dataset
 from menndl.genome import InputSpec
 from menndl.job import Job
 
 
-def inspect_data(job: Job) -> tuple[InputSpec, str, str]:
-    """Load and check the job's dataset on the master: (input spec, fingerprint, one-line summary)."""
-    data = load_dataset(
+def load_job_data(job: Job) -> Dataset:
+    """The job's dataset, split as its ``[data]`` table says (raises UserError for bad data)."""
+    return load_dataset(
         job.data.source,
         base_dir=job.base_dir,
         validation_fraction=job.data.validation_fraction,
         test_fraction=job.data.test_fraction,
         split_seed=job.data.split_seed,
     )
+
+
+def inspect_data(job: Job) -> tuple[InputSpec, str, str]:
+    """Load and check the job's dataset on the master: (input spec, fingerprint, one-line summary)."""
+    data = load_job_data(job)
     # The master keeps only the shapes; every worker loads its own copy and checks the fingerprint.
     return InputSpec(shape=tuple(data.input_shape), num_classes=data.num_classes), data.fingerprint(), data.summary()

@@ -34,7 +34,7 @@ def main(args: argparse.Namespace) -> int:
     import torch
     from torch import nn
 
-    from menndl.data import load_dataset
+    from menndl.commands.common import load_job_data
     from menndl.genome import Genome
     from menndl.genome.decode import build_model
     from menndl.job import parse_job
@@ -57,13 +57,7 @@ def main(args: argparse.Namespace) -> int:
     )
     if not output.parent.is_dir():
         raise UserError(f"-o: folder {output.parent} does not exist")
-    data = load_dataset(
-        job.data.source,
-        base_dir=job.base_dir,
-        validation_fraction=job.data.validation_fraction,
-        test_fraction=job.data.test_fraction,
-        split_seed=job.data.split_seed,
-    )
+    data = load_job_data(job)
     if fingerprint and data.fingerprint() != fingerprint:
         raise UserError(f"the data of job {job.path} changed since the search (dataset fingerprint differs)")
     device = choose_device(args.device, 0)
