@@ -107,10 +107,10 @@ def run_master(comm: object, args: argparse.Namespace) -> dict[str, object]:
     return figures
 
 
-if __name__ == "__main__":
-    main()
-
-
 def _library_policy(flush_every: int, flush_seconds: float) -> str:
     """How the benchmark's library was written, for the report."""
     return f"hdf5 + journal, flushed every {flush_every} records or {flush_seconds:g} s"
+
+
+if __name__ == "__main__":
+    main()
