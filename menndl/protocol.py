@@ -66,13 +66,13 @@ def task_message(
         checkpoints: fractions of the training budget at which the worker
             validates and reports the accuracy (early stopping).
         stop_below: ``[fraction, threshold]`` pairs: stop the candidate when its
-            accuracy at that checkpoint is below the threshold.
+            accuracy at that checkpoint is below the threshold (sent with the
+            checkpoints, empty while nothing is known yet).
     """
     message: dict[str, Any] = {"type": "task", "task": task_id, "genome": dict(genome), "seed": seed}
     if return_weights:
         message["return_weights"] = True
     if checkpoints:
         message["checkpoints"] = [float(f) for f in checkpoints]
-    if stop_below:
         message["stop_below"] = [[float(f), float(t)] for f, t in stop_below]
     return message

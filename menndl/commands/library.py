@@ -117,12 +117,13 @@ def _jsonable(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def _spec(lib: Any) -> Any:
-    from menndl.genome import InputSpec
+    """The library's InputSpec, or None when it records none (the layer table is then left out)."""
+    from menndl.library.export import spec_of
 
-    shape, classes = lib.attrs.get("input_shape"), lib.attrs.get("num_classes")
-    if shape is None or classes is None:
+    try:
+        return spec_of(lib)
+    except UserError:
         return None
-    return InputSpec(tuple(json.loads(shape)), int(classes))
 
 
 def _show(lib: Any, eval_id: int, as_json: bool) -> int:

@@ -73,7 +73,7 @@ def main(args: argparse.Namespace) -> int:
     torch.manual_seed(max(int(row["seed"]), 0))
     model = build_model(genome, spec).to(device)
     hyper = genome.train
-    optimizer = make_optimizer(model, hyper.optimizer, hyper.learning_rate, hyper.weight_decay)
+    optimizer = make_optimizer(model, hyper.optimizer, hyper.learning_rate, hyper.weight_decay, hyper.momentum)
     loss_fn = nn.CrossEntropyLoss()
     batch = min(hyper.batch_size, len(x_all))
     start = time.perf_counter()

@@ -18,15 +18,7 @@ import numpy as np
 
 from menndl.errors import UserError
 from menndl.library.reader import Library
-from menndl.library.schema import FIELD_KINDS
-
-RANKINGS: dict[str, tuple[str, float]] = {
-    "accuracy": ("accuracy", -1.0),
-    "params": ("params", 1.0),
-    "flops": ("flops", 1.0),
-    "seconds": ("train_seconds", 1.0),
-}
-"""``--by`` name -> (column, sign): best first is ascending ``sign * value``."""
+from menndl.library.schema import FIELD_KINDS, RANKINGS
 
 ALIASES = {"seconds": "train_seconds"}
 DIRECTIONS = {"accuracy": 1.0, "params": -1.0, "flops": -1.0, "train_seconds": -1.0}

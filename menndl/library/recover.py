@@ -23,9 +23,11 @@ from menndl.library.schema import (
     EVALUATION_FIELDS,
     EVALUATIONS_GROUP,
     FIELD_NAMES,
+    FORMAT_NAME,
     NUMPY_DTYPES,
     PARETO_DATASET,
     RESERVED_ROOT_ATTRS,
+    STATE_GROUP,
 )
 
 __all__ = ["RecoveryReport", "recover"]
@@ -54,7 +56,7 @@ def _readable(path: Path) -> bool:
             for name in FIELD_NAMES:
                 group[name][...]
             f[PARETO_DATASET][...]
-            return str(f.attrs["format"]) == "menndl-library"
+            return str(f.attrs["format"]) == FORMAT_NAME
     except Exception:  # noqa: BLE001 - any failure means "rebuild it"
         return False
 
@@ -77,7 +79,7 @@ def recover(path: str | Path) -> RecoveryReport:
     contents = read_journal(jpath)
     report.torn_lines = contents.torn_lines
     if not _readable(p):
-        if contents.attrs is None or contents.attrs.get("format") != "menndl-library":
+        if contents.attrs is None or contents.attrs.get("format") != FORMAT_NAME:
             raise UserError(f"library {p} is unreadable and its journal {jpath} has no {JOURNAL_FORMAT} header")
         report.rebuilt = True
         if p.exists():
@@ -118,7 +120,7 @@ def recover(path: str | Path) -> RecoveryReport:
             arrays[name] = data
         writer._write_arrays(arrays, len(rows))
         report.replayed_rows = len(rows)
-        state = f["state"].attrs if "state" in f else f.create_group("state").attrs
+        state = f.require_group(STATE_GROUP).attrs
         earlier = json.loads(str(_plain(state["pending"]))) if "pending" in state else []
         by_id = {int(t["id"]): t for t in [*earlier, *contents.tasks.values()]}
         pending = [task for task_id, task in sorted(by_id.items()) if task_id not in present]

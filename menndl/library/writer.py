@@ -411,8 +411,8 @@ class LibraryWriter:
         row = tuple([_convert(name, kind, record.get(name)) for name, kind in EVALUATION_FIELDS])
         if self._journal is not None:
             self._journal_write({"type": "row", "record": dict(zip(FIELD_NAMES, row))})
-        if self._pending.pop(row[0], None) is not None:
-            self._state_dirty = True
+        if self._pending.pop(row[0], None) is not None and self._journal is None:
+            self._state_dirty = True  # with a journal, the state reaches the file at close (the journal has it)
         if not self._buffer:
             self._buffer_since = time.monotonic()
         self._buffer.append(row)
@@ -440,7 +440,8 @@ class LibraryWriter:
             self._rng_state = str(task["rng_state"])
         if task.get("next_id") is not None:
             self._next_id = int(task["next_id"])
-        self._state_dirty = True
+        if self._journal is None:
+            self._state_dirty = True  # with a journal, the state reaches the file at close (the journal has it)
         if not self._buffer:
             self._buffer_since = time.monotonic()
         self.tick()

@@ -15,6 +15,7 @@ from typing import Any
 
 from menndl.errors import UserError
 from menndl.genome import Genome, InputSpec, SearchSpace, repair
+from menndl.library.schema import RANKINGS
 from menndl.master.evolution import Candidate
 
 
@@ -60,13 +61,6 @@ def load_resume(path: str | Path) -> ResumeState:
     return ResumeState(records, next_id, rng_state, candidates, fingerprint)
 
 
-RANKINGS: dict[str, tuple[str, float]] = {
-    "accuracy": ("accuracy", -1.0),
-    "params": ("params", 1.0),
-    "flops": ("flops", 1.0),
-    "seconds": ("train_seconds", 1.0),
-}
-"""``--by`` / ``seed_by`` name -> (column, sign); rows sort by sign * value ascending."""
 
 
 def seed_genomes(

@@ -300,12 +300,15 @@ class Search:
                 self._start_clock(worker, flight)
             candidate = flight.candidate
             self._journal_task(flight)
-            message = task_message(candidate.id, candidate.genome.to_dict(), candidate.seed)
-            if self.job.library.keep_weights > 0:
-                message["return_weights"] = True
-            if self.stopping is not None:
-                message["checkpoints"] = list(self.stopping.fractions)
-                message["stop_below"] = self.stopping.thresholds()
+            stopping = self.stopping
+            message = task_message(
+                candidate.id,
+                candidate.genome.to_dict(),
+                candidate.seed,
+                return_weights=self.job.library.keep_weights > 0,
+                checkpoints=stopping.fractions if stopping is not None else (),
+                stop_below=stopping.thresholds() if stopping is not None else (),
+            )
             self.transport.send(worker, message)
 
     def _next_candidate(self) -> Candidate:
@@ -409,8 +412,6 @@ class Search:
     def _retire(self, worker: int, message: Mapping[str, Any]) -> None:
         """Stop using a worker that cannot serve; its task is tried again elsewhere (once if it had started)."""
         self._workers.discard(worker)
-        if worker in self._idle:
-            self._idle.remove(worker)
         host = message.get("host", "?")
         self.progress.message(f"[{worker}@{host}] worker lost: {message.get('error', 'no reason given')}")
         self._idle = deque(slot for slot in self._idle if slot != worker)
