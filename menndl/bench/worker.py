@@ -60,8 +60,6 @@ def plain_samples_per_second(data: Any, genome: dict[str, Any], spec: Any, epoch
         order = torch.randperm(n)
         for first in range(0, n - 1, batch):
             index = order[first : first + batch]
-            if len(index) < 2:
-                break
             loss = loss_fn(model(x[index]), y[index])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()

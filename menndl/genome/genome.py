@@ -271,11 +271,7 @@ _FEATURE_TYPES: dict[str, type] = {"conv": ConvBlock, "pool": PoolBlock, "skip":
 _HEAD_TYPES: dict[str, type] = {"dense": DenseBlock}
 _REDUCE_TYPES: dict[str, type] = {"global_pool": GlobalPoolBlock}
 _TYPE_NAMES: dict[type, str] = {
-    ConvBlock: "conv",
-    PoolBlock: "pool",
-    SkipBlock: "skip",
-    GlobalPoolBlock: "global_pool",
-    DenseBlock: "dense",
+    cls: name for table in (_FEATURE_TYPES, _HEAD_TYPES, _REDUCE_TYPES) for name, cls in table.items()
 }
 _FIELD_NAMES: dict[type, tuple[str, ...]] = {cls: tuple(f.name for f in fields(cls)) for cls in _RULES}
 _GENOME_KEYS = ("format", "features", "reduce", "head", "train")
@@ -306,13 +302,11 @@ def _check_keys(data: Any, allowed: tuple[str, ...], where: str) -> None:
 def _from_fields(cls: type, data: Any, where: str, extra: tuple[str, ...] = ()) -> Any:
     names = _FIELD_NAMES[cls]
     _check_keys(data, extra + names, where)
-    values = {name: data[name] for name in names}
-    for name, rule in _RULES[cls].items():
-        try:
-            values[name] = rule(values[name])
-        except _Bad as bad:
-            raise ValueError(f"{where}.{name}: expected {bad}, got {values[name]!r}") from None
-    return cls(**values)
+    try:
+        return cls(**{name: data[name] for name in names})  # the constructor checks every field once
+    except ValueError as exc:  # "ConvBlock.kernel: expected ..." -> "genome.features[0].kernel: expected ..."
+        text, prefix = str(exc), cls.__name__
+        raise ValueError(where + text[len(prefix) :] if text.startswith(prefix) else f"{where}: {text}") from None
 
 
 def _block_from_dict(data: Any, types: dict[str, type], where: str) -> Any:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import replace
+from dataclasses import fields, replace
 from typing import Any
 
 from menndl.genome.genome import (
@@ -267,9 +267,8 @@ def alter_block(genome: Genome, rng: random.Random, space: SearchSpace, spec: In
         new = _altered(blocks[i], rng, space, i)
         if new is not None:
             changed = blocks[:i] + (new,) + blocks[i + 1 :]
-            if part == "features":
-                return repair(Genome(changed, genome.head, genome.train, genome.reduce), space, spec)
-            return repair(Genome(genome.features, changed, genome.train, genome.reduce), space, spec)
+            child = replace(genome, features=changed) if part == "features" else replace(genome, head=changed)
+            return repair(child, space, spec)
     return genome
 
 
@@ -426,7 +425,7 @@ def crossover(a: Genome, b: Genome, rng: random.Random, space: SearchSpace, spec
     train = TrainParams(
         **{
             name: getattr(a.train if rng.random() < 0.5 else b.train, name)
-            for name in ("learning_rate", "batch_size", "optimizer", "weight_decay", "momentum", "schedule", "budget")
+            for name in (f.name for f in fields(TrainParams))
         }
     )
     return repair(Genome(features, head, train, reduce), space, spec)

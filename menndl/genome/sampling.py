@@ -76,11 +76,11 @@ def random_conv_block(rng: random.Random, space: SearchSpace, first: bool = Fals
     Returns:
         The block.
     """
-    strides = space.strides or (1,)
-    dilations = space.dilations or (1,)
+    strides, dilations = space.strides, space.dilations  # rank-resolved (resolve_space) by every caller
+    assert strides is not None and dilations is not None and space.filters is not None and space.kernels
     return ConvBlock(
-        filters=log_uniform_int(rng, space.filters or (8, 64)),
-        kernel=rng.choice(space.kernels or (3,)),
+        filters=log_uniform_int(rng, space.filters),
+        kernel=rng.choice(space.kernels),
         activation=rng.choice(space.activations),
         batch_norm=rng.random() < 0.5,
         stride=rng.choice(strides) if not first and rng.random() < 0.25 else min(strides),

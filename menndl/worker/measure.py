@@ -45,6 +45,6 @@ def release_memory(device: torch.device) -> None:
 def weights_as_arrays(model: nn.Module) -> dict[str, np.ndarray]:
     """The model's state_dict as plain float32, C-contiguous numpy arrays on the CPU (no pickle needed)."""
     return {
-        name: np.ascontiguousarray(tensor.detach().to("cpu", torch.float32).contiguous().numpy())
+        name: tensor.detach().to("cpu", torch.float32).contiguous().numpy()
         for name, tensor in model.state_dict().items()
     }

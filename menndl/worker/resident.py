@@ -55,11 +55,6 @@ class DeviceData:
         )
 
     @property
-    def resident(self) -> bool:
-        """True when the data lives on the training device itself."""
-        return self.x_train.device == self.device
-
-    @property
     def index_device(self) -> torch.device:
         """Where the batch indices are drawn: where the data lives."""
         return self.x_train.device

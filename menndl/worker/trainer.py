@@ -236,6 +236,7 @@ class Trainer:
         soft_end = start + budget
         checking = 0.0  # seconds spent validating at checkpoints
         step = 0
+        amp = autocast_context(self.device, self.precision)  # one context, entered once per step
         model.train()
         for epoch in range(epochs):
             order = torch.randperm(n, device=data.index_device)
@@ -244,13 +245,11 @@ class Trainer:
             out_of_time = False
             for first in range(0, n - 1, batch):
                 index = order[first : first + batch]
-                size = index.shape[0]
-                if size < 2:  # batch norm needs two samples
-                    break
+                size = index.shape[0]  # >= 2: batch >= 2 and first <= n - 2 (batch norm needs two samples)
                 xb, yb = data.batch(x, y, index)
                 if channels_last:
                     xb = xb.contiguous(memory_format=torch.channels_last)
-                with autocast_context(self.device, self.precision):
+                with amp:
                     loss = loss_fn(model(xb), yb)
                 optimizer.zero_grad(set_to_none=True)
                 if scheduled:  # progress through the budget, by steps or by time, whichever is further
