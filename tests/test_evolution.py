@@ -217,3 +217,28 @@ def test_ranks_computed_when_drawn_equal_ranks_computed_when_told() -> None:
     eager_ids, eager_ranks = run(True)
     assert lazy_ids == eager_ids  # same parents drawn: every tournament saw the same ranks
     assert lazy_ranks == eager_ranks and min(lazy_ranks.values()) == 0 and max(lazy_ranks.values()) > 0
+
+
+def test_front_after_many_results_is_the_non_dominated_set_of_everything_told() -> None:
+    import random
+
+    import numpy as np
+
+    from menndl.master.nondominated import front_ranks
+
+    evo = Evolution(space=SearchSpace(), spec=SPEC, objectives=("accuracy", "params", "train_seconds"),
+                    population_size=12, crossover_probability=0.5, seed=5)  # fmt: skip
+    rng = random.Random(7)
+    told = []
+    for _ in range(300):
+        candidate = evo.ask()
+        metrics = {"status": "ok", "accuracy": round(rng.random(), 2), "params": rng.randrange(100, 140),
+                   "train_seconds": rng.choice([1.0, 2.0, 3.0])}  # fmt: skip
+        evo.tell(candidate, metrics)
+        told.append((candidate.id, (-metrics["accuracy"], metrics["params"], metrics["train_seconds"])))
+    values = np.array([v for _, v in told])
+    first = {told[i][0] for i in np.flatnonzero(front_ranks(values) == 0)}
+    kept = {m.candidate.id for m in evo.front}
+    assert kept <= first  # never a dominated member; of equal points, the first one told is kept
+    assert {told_values for i, told_values in told if i in kept} == {v for i, v in told if i in first}
+    assert evo.front_size == len(kept) >= 3

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from menndl.genome import Genome, InputSpec, SearchSpace, count_flops, count_params, crossover, mutate, random_genome
-from menndl.master.nondominated import crowding_distances, dominated_by_any, front_ranks, nsga2_order
+from menndl.master.nondominated import crowding_distances, dominated_by, dominated_by_any, front_ranks, nsga2_order
 
 UNRANKED = -1  # a member told since the last re-ranking whose rank nobody has needed yet
 DIRECTIONS: dict[str, float] = {"accuracy": 1.0, "params": -1.0, "flops": -1.0, "train_seconds": -1.0}
@@ -107,7 +107,7 @@ class Evolution:
         self._sorted_count = 0  # members [0, sorted_count) are stored best front first (since the last re-ranking)
         self._since_rerank = 0
         self._front: list[Member] = []
-        self._front_values = np.empty((len(self.objectives), 0))  # objectives x front members
+        self._front_values = np.empty((len(self.objectives), 16))  # objectives x front members, columns [0, F) used
         self._seen: set[str] = set()
         self._next_id = 0
         self._random_left = population_size
@@ -270,17 +270,23 @@ class Evolution:
             member.rank, member.crowding = rank, distance
 
     def _update_front(self, member: Member, point: np.ndarray) -> bool:
-        columns = self._front_values  # objectives x front members
-        if len(self._front):
+        count = len(self._front)
+        columns = self._front_values[:, :count]
+        if count:
             if dominated_by_any(columns, point).any():
                 return False
-            beaten = dominated_by_any(-columns, -point)  # members the new point dominates
+            beaten = dominated_by(columns, point)  # members the new point dominates
             if beaten.any():
                 keep = ~beaten
                 self._front = [other for other, kept in zip(self._front, keep.tolist()) if kept]
-                columns = columns[:, keep]
+                count = len(self._front)
+                self._front_values[:, :count] = columns[:, keep]
+        if count == self._front_values.shape[1]:  # grow by doubling: appending costs no copy per result
+            grown = np.empty((len(self.objectives), 2 * count + 16))
+            grown[:, :count] = self._front_values[:, :count]
+            self._front_values = grown
+        self._front_values[:, count] = point
         self._front.append(member)
-        self._front_values = np.hstack([columns, point[:, None]])
         return True
 
     # resume API (LIBRARY calls these)
@@ -300,7 +306,7 @@ class Evolution:
             rng_state: text from `rng_state`, or None to keep the current state.
         """
         self._members, self._front = [], []
-        self._front_values = np.empty((len(self.objectives), 0))
+        self._front_values = np.empty((len(self.objectives), 16))
         rows = sorted(records, key=lambda row: int(row["id"]))
         ok: list[Member] = []
         for row in rows:
