@@ -73,7 +73,7 @@ class SearchConfig:
     aging: bool = False  # regularized evolution: the oldest members leave the population, not the worst
     task_deadline: float | None = None  # seconds before a worker is presumed lost (default 2 x max_seconds + 60)
     prefetch: int = 1  # tasks queued at each worker behind the one it runs (0 = none): no worker waits for the master
-    rerank_interval: int | None = None  # results between full NSGA-II re-rankings (default population // 5)
+    rerank_interval: int | None = None  # results between full re-rankings (default_rerank_interval)
 
     def __post_init__(self) -> None:
         if self.prefetch < 0:
