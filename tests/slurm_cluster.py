@@ -42,11 +42,15 @@ SchedulerParameters=sched_interval=1
 AccountingStorageType=accounting_storage/none
 JobCompType=jobcomp/none
 JobAcctGatherType=jobacct_gather/none
+GresTypes=gpu
 KillWait=5
 MinJobAge=300
-NodeName={host} NodeAddr=127.0.0.1 CPUs=8 RealMemory=4000 State=UNKNOWN
+NodeName={host} NodeAddr=127.0.0.1 CPUs=8 RealMemory=4000 Gres=gpu:4 State=UNKNOWN
 PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP
 """
+
+# Four GPUs that are only counted (no device files): enough for SLURM to schedule the GPU template.
+GRES = "NodeName={host} Name=gpu File=/dev/tty[0-3]\n"
 
 
 def slurm_installed() -> bool:
@@ -81,6 +85,7 @@ class SlurmCluster:
         for sub in ("state", "spool"):
             (self.folder / sub).mkdir(parents=True, exist_ok=True)
         self.conf.write_text(CONFIG.format(host=self.host, folder=self.folder, ctld_port=16817, d_port=16818))
+        (self.folder / "gres.conf").write_text(GRES.format(host=self.host))
         if not self._munge_answers():
             Path("/run/munge").mkdir(parents=True, exist_ok=True)
             shutil.chown("/run/munge", "munge", "munge")

@@ -8,6 +8,7 @@ import json
 import math
 import os
 import shlex
+import signal
 import socket
 import sys
 import time
@@ -63,6 +64,9 @@ def main(args: argparse.Namespace) -> int:
     """``menndl run``: validate everything, then run the master (or serve as a worker rank)."""
     from menndl.launch import detect_launch
 
+    # The batch system's checkpoint signal must not kill a rank that is starting up or closing:
+    # only the master's search loop acts on it (menndl.master.signals); elsewhere it is ignored.
+    signal.signal(signal.SIGUSR2, signal.SIG_IGN)
     launch = detect_launch()
     if launch.is_mpi and launch.rank != 0:
         from menndl.transport.mpi import MPIWorkerChannel
