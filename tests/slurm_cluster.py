@@ -8,6 +8,7 @@ Run ``python tests/slurm_cluster.py FOLDER`` to start one by hand (Ctrl-C stops 
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import signal
 import socket
@@ -19,6 +20,7 @@ COMMAND_TIMEOUT = 30.0  # seconds for any one SLURM client command
 
 CONFIG = """\
 ClusterName=menndltest
+FirstJobId={first_job_id}
 SlurmctldHost={host}(127.0.0.1)
 SlurmUser=root
 AuthType=auth/munge
@@ -84,7 +86,12 @@ class SlurmCluster:
         """
         for sub in ("state", "spool"):
             (self.folder / sub).mkdir(parents=True, exist_ok=True)
-        self.conf.write_text(CONFIG.format(host=self.host, folder=self.folder, ctld_port=16817, d_port=16818))
+        # Job ids start at a random number: MPICH names its shared memory after the PMI job id, and a killed
+        # job of an earlier throwaway cluster (ids from 1 again) can leave a segment that hangs MPI_Init.
+        first = random.randrange(100_000, 60_000_000)
+        self.conf.write_text(
+            CONFIG.format(host=self.host, folder=self.folder, ctld_port=16817, d_port=16818, first_job_id=first)
+        )
         (self.folder / "gres.conf").write_text(GRES.format(host=self.host))
         if not self._munge_answers():
             Path("/run/munge").mkdir(parents=True, exist_ok=True)
