@@ -96,10 +96,11 @@ class SlurmCluster:
         if not self._munge_answers():
             Path("/run/munge").mkdir(parents=True, exist_ok=True)
             shutil.chown("/run/munge", "munge", "munge")
-            subprocess.run(["runuser", "-u", "munge", "--", _which("munged")], check=True, timeout=COMMAND_TIMEOUT)
+            command = [_which("runuser") or "runuser", "-u", "munge", "--", _which("munged") or "munged"]
+            subprocess.run(command, check=True, timeout=COMMAND_TIMEOUT)
             self._started_munged = True
         for daemon in ("slurmctld", "slurmd"):
-            subprocess.run([_which(daemon)], env=self.env, check=True, timeout=COMMAND_TIMEOUT)
+            subprocess.run([_which(daemon) or daemon], env=self.env, check=True, timeout=COMMAND_TIMEOUT)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             state = self.run(["sinfo", "-h", "-o", "%T"], check=False).stdout.strip()

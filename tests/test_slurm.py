@@ -11,6 +11,7 @@ Skipped only when SLURM is not installed (``make test`` installs Debian's slurm-
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import time
@@ -23,9 +24,10 @@ from slurm_cluster import SlurmCluster, slurm_installed
 
 from menndl.library import Library
 
-pytestmark = pytest.mark.skipif(
-    not slurm_installed(), reason="SLURM is not installed (apt-get install slurm-wlm munge)"
-)
+pytestmark = [
+    pytest.mark.skipif(not slurm_installed(), reason="SLURM is not installed (apt-get install slurm-wlm munge)"),
+    pytest.mark.skipif(os.geteuid() != 0, reason="the throwaway SLURM cluster runs its daemons as root"),
+]
 
 ENDED = ("COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY", "BOOT_FAIL", "DEADLINE")
 
