@@ -192,3 +192,28 @@ def test_told_member_ranks_one_past_its_best_dominator_between_rerankings() -> N
         dominators = [rank for values, rank in before
                       if all(a <= b for a, b in zip(values, told.values)) and values != told.values]  # fmt: skip
         assert told.rank == (max(dominators) + 1 if dominators else 0)
+
+
+def test_ranks_computed_when_drawn_equal_ranks_computed_when_told() -> None:
+    """A member's rank is needed only when a tournament draws it; computing it then gives the rank it had when told."""
+    import random
+
+    def run(look_every_step: bool) -> tuple[list[int], dict[int, int]]:
+        evo = Evolution(space=SearchSpace(), spec=SPEC, objectives=("accuracy", "params", "train_seconds"),
+                        population_size=30, crossover_probability=0.5, seed=4, rerank_interval=25)  # fmt: skip
+        rng = random.Random(2)
+        ids = []
+        for _ in range(170):
+            candidate = evo.ask()
+            ids.append(candidate.id * 1000 + len(candidate.parents) * 100 + sum(candidate.parents) % 100)
+            metrics = {"status": "ok", "accuracy": round(rng.random(), 1), "params": rng.randrange(1000, 1010),
+                       "train_seconds": rng.choice([1.0, 2.0])}  # fmt: skip  (ties and duplicates on purpose)
+            evo.tell(candidate, metrics)
+            if look_every_step:
+                assert evo.population  # ranks everyone at once, as the eager rule did
+        return ids, {m.candidate.id: m.rank for m in evo.population}
+
+    lazy_ids, lazy_ranks = run(False)
+    eager_ids, eager_ranks = run(True)
+    assert lazy_ids == eager_ids  # same parents drawn: every tournament saw the same ranks
+    assert lazy_ranks == eager_ranks and min(lazy_ranks.values()) == 0 and max(lazy_ranks.values()) > 0

@@ -234,7 +234,8 @@ class Search:
                     self._fill()
                     self._write_pareto()
                     self.writer.tick()
-                    self.progress.update(self._status())
+                    if self.progress.due():
+                        self.progress.update(self._status())
                     self._master_seconds += time.process_time() - started
             abandoned = self._in_flight()
             self._stop_reason = self._stop_reason or self._budget_reason()
@@ -327,7 +328,7 @@ class Search:
             stopping = self.stopping
             message = task_message(
                 candidate.id,
-                candidate.genome.to_dict(),
+                candidate.genome.to_json(),
                 candidate.seed,
                 return_weights=self.job.library.keep_weights > 0,
                 checkpoints=stopping.fractions if stopping is not None else (),
