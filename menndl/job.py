@@ -74,6 +74,7 @@ class SearchConfig:
     task_deadline: float | None = None  # seconds before a worker is presumed lost (default 2 x max_seconds + 60)
     prefetch: int = 1  # tasks queued at each worker behind the one it runs (0 = none): no worker waits for the master
     rerank_interval: int | None = None  # results between full re-rankings (default_rerank_interval)
+    stop_grace: float = 600.0  # seconds a stop signal waits for running evaluations before leaving them to --resume
 
     def __post_init__(self) -> None:
         if self.prefetch < 0:
@@ -84,6 +85,8 @@ class SearchConfig:
                 raise ValueError(f"search.{name}: expected an integer >= 1, got {value}")
         if self.task_deadline is not None and self.task_deadline <= 0:
             raise ValueError(f"search.task_deadline: expected seconds > 0, got {self.task_deadline}")
+        if not (math.isfinite(self.stop_grace) and self.stop_grace >= 0):
+            raise ValueError(f"search.stop_grace: expected seconds >= 0, got {self.stop_grace}")
         if self.population < 2:
             raise ValueError(f"search.population: expected an integer >= 2, got {self.population}")
         if self.evaluations is not None and self.evaluations < 1:

@@ -28,6 +28,7 @@ class ResumeState:
     rng_state: str | None
     pending: list[Candidate] = field(default_factory=list)
     fingerprint: str = ""
+    search_seconds: float = 0.0  # search time of the earlier runs (search.time_limit counts on from it)
 
 
 def load_resume(path: str | Path) -> ResumeState:
@@ -48,6 +49,7 @@ def load_resume(path: str | Path) -> ResumeState:
         records = lib.records()
         rng_state, next_id, pending = lib.resume_state()
         fingerprint = str(lib.attrs.get("dataset_fingerprint", ""))
+        search_seconds = float(lib.session()["search_seconds"])
     candidates = [
         Candidate(
             int(task["id"]),
@@ -58,7 +60,7 @@ def load_resume(path: str | Path) -> ResumeState:
         )
         for task in pending
     ]
-    return ResumeState(records, next_id, rng_state, candidates, fingerprint)
+    return ResumeState(records, next_id, rng_state, candidates, fingerprint, search_seconds)
 
 
 

@@ -35,6 +35,9 @@ class NullWriter:
     def set_pareto(self, ids: Sequence[int]) -> None:
         """Nothing to rewrite."""
 
+    def set_session(self, stop_reason: str, search_seconds: float) -> None:
+        """Nothing to note (a real writer keeps why the run ended and its search time)."""
+
     def close(self) -> None:
         """Nothing to close."""
 

@@ -93,13 +93,14 @@ def _fatal(channel: WorkerChannel, host: str, exc: BaseException) -> dict[str, o
 
 
 def ignore_stop_signals() -> None:
-    """Workers leave SIGINT/SIGTERM to the master, which stops them once their results are in.
+    """Workers leave SIGINT/SIGTERM/SIGUSR2 to the master, which stops them once their results are in.
 
     ``mpiexec`` forwards Ctrl-C to every rank and SLURM signals every task; a
     worker that died on it would lose the evaluation it was running.
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGUSR2, signal.SIG_IGN)  # the batch system's checkpoint signal (its default action kills)
 
 
 def _drain(channel: WorkerChannel) -> None:
