@@ -141,3 +141,32 @@ def test_workers_failing_setup_end_the_search(tmp_path: Path) -> None:
 def test_one_evaluation_budget(tmp_path: Path) -> None:
     result, records, _ = run(tmp_path, ScriptedTransport(2), evaluations=1)
     assert len(records) == 1 and records[0]["operator"] == "random"
+
+
+class HintedTransport(ScriptedTransport):
+    """Scripted workers whose number is known before start (as under MPI): the first tasks are proposed early."""
+
+    @property
+    def worker_count_hint(self) -> int | None:
+        return len(self.ids)
+
+
+def test_first_tasks_proposed_before_start_go_out_first_in_order(tmp_path: Path) -> None:
+    transport = HintedTransport(3)
+    result, records, _ = run(tmp_path, transport, evaluations=12)
+    assert sorted(r["id"] for r in records) == list(range(12))  # nothing skipped, nothing twice
+    assert [task for _, task in transport.tasks_seen[:3]] == [0, 1, 2]  # the prepared ones, one per worker
+    assert [worker for worker, _ in transport.tasks_seen[:3]] == [1, 2, 3]
+
+
+def test_first_tasks_proposed_early_respect_a_small_budget(tmp_path: Path) -> None:
+    transport = HintedTransport(4)
+    result, records, _ = run(tmp_path, transport, evaluations=2)
+    assert sorted(r["id"] for r in records) == [0, 1] and result.stop_reason == "evaluation budget reached"
+
+
+def test_node_layouts_index_workers_per_node_in_rank_order() -> None:
+    from menndl.transport.mpi import node_layouts
+
+    layouts = node_layouts({3: "b", 1: "a", 2: "a", 5: "b", 4: "c"})
+    assert layouts == {1: (0, 2), 2: (1, 2), 3: (0, 2), 5: (1, 2), 4: (0, 1)}

@@ -43,6 +43,7 @@ PARETO_INTERVAL = 5.0  # seconds between rewrites of the library's Pareto front 
 DEADLINE_GRACE = 60.0  # seconds on top of 2 x training.max_seconds (model build, validation, a slow node)
 STARTUP_DEADLINE = 1800.0  # seconds a worker may take to report ready (import storms on big machines)
 NO_WORKERS = "no workers left"
+PREPARED_LIMIT = 1024  # first candidates proposed before the workers start (a tenth of a second at most)
 RNG_STATE_INTERVAL = 1.0  # seconds between random states written to the library's journal
 WORKER_METRICS = (  # result keys stored as they come (see menndl.protocol and the library schema)
     "samples_per_second", "peak_memory_bytes", "latency_seconds", "train_loss", "precision", "local_rank", "checkpoints"
@@ -186,6 +187,7 @@ class Search:
             else None
         )
         self._seeds: deque[Genome] = deque(seeds or ())
+        self._prepared: deque[Candidate] = deque()  # proposed before the workers started, handed out first
         if resume is not None:
             self._restore(resume)
 
@@ -219,12 +221,14 @@ class Search:
         try:
             with StopSignals(self._signals.append):
                 setup = {**setup_message(self.job, self.fingerprint), **self._worker_setup}
+                self._prepare_first_candidates()
                 self._workers = set(self.transport.start(setup))
                 for worker in sorted(self._workers):
                     self._busy[worker] = deque()
-                for _ in range(self._depth):  # every worker's first task before anyone's second
+                self._idle.extend(sorted(self._workers))
+                self._fill()  # every worker's first task, before the transport's start-up (see MPIMasterTransport)
+                for _ in range(self._depth - 1):  # then the queued ones, in the loop
                     self._idle.extend(sorted(self._workers))
-                self._fill()
                 while self._in_flight() and not self._abandon_requested():
                     event = self.transport.receive(RECEIVE_TIMEOUT)
                     started = time.process_time()
@@ -336,8 +340,26 @@ class Search:
             )
             self.transport.send(worker, message)
 
+    def _prepare_first_candidates(self) -> None:
+        """Propose the first tasks before the workers start, so that each goes out the moment they can.
+
+        As many as the transport will have workers (at most `PREPARED_LIMIT`) and
+        the budget allows.  Handed out in order, before anything else is proposed.
+        """
+        count = min(self.transport.worker_count_hint or 0, PREPARED_LIMIT)
+        if self.job.search.evaluations is not None:
+            count = min(count, self.job.search.evaluations - self._dispatched)
+        try:
+            while len(self._prepared) < count:
+                self._prepared.append(self._propose())
+        except SpaceExhausted:
+            pass  # `_fill` meets it again and stops the search with the reason
+
     def _next_candidate(self) -> Candidate:
         """Seeds from earlier libraries first (those not seen yet), then what evolution proposes."""
+        return self._prepared.popleft() if self._prepared else self._propose()
+
+    def _propose(self) -> Candidate:
         while self._seeds:
             candidate = self.evolution.propose(self._seeds.popleft(), (), "seed")
             if candidate is not None:

@@ -56,6 +56,11 @@ class MasterTransport(ABC):
         """
 
     @property
+    def worker_count_hint(self) -> int | None:
+        """How many workers `start` will report, when known before it (the master proposes their first tasks early)."""
+        return None
+
+    @property
     @abstractmethod
     def description(self) -> str:
         """One line for logs, e.g. ``local: 2 worker processes``."""

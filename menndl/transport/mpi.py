@@ -16,10 +16,12 @@ from menndl.transport.base import MasterTransport, Message, WorkerChannel
 
 TAG_TASK = 1
 TAG_RESULT = 2
+TAG_HELLO = 3  # worker -> master at start: the worker's node name
 MIN_SLEEP = 0.0005
 MASTER_MAX_SLEEP = 0.005  # a result is seen at most 5 ms late: well inside one queued task
 WORKER_MAX_SLEEP = 0.01  # an idle worker: 100 probes a second, well under 1% of a core
 CLOSE_TIMEOUT = 10.0
+HELLO_WAIT = 600.0  # seconds start() waits for every worker's hello; a later one gets its setup when it says hello
 QUICK_WAITS = 4  # yields before the first timed sleep
 
 
@@ -55,30 +57,19 @@ class Backoff:
         self._quick_left = self.quick
 
 
-HOST_BYTES = 256  # a node's name, as exchanged by node_ranks (MPI_MAX_PROCESSOR_NAME is 256 in MPICH and Open MPI)
+def node_layouts(hosts: Mapping[int, str]) -> dict[int, tuple[int, int]]:
+    """Each worker's (index among its node's workers, workers on its node), from the workers' node names.
 
-
-def node_ranks(comm: Any) -> list[int]:
-    """World ranks that share this rank's node (same processor name), in rank order (collective over ``comm``).
-
-    A non-blocking all-gather polled with sleeps, not ``Split_type``: MPICH
-    spins inside blocking collectives, and at start-up every worker would spin
-    there until the last rank arrives, starving the master (on 2 cores with
-    128 ranks the master left that collective 40 ms after the workers, and
-    they waited for their first task).
+    Point to point through the master instead of ``Split_type``: MPICH spins
+    inside blocking collectives, so at start-up every worker spun there until
+    the last rank arrived, starving the master (128 ranks on 2 cores: 0.3 to
+    1.4 s, and the master handed out the first tasks late).  Workers wait for
+    their layout sleeping, and need no collective at all.
     """
-    import numpy as np
-    from mpi4py import MPI
-
-    name = MPI.Get_processor_name().encode("utf-8")[:HOST_BYTES]
-    mine = np.zeros(HOST_BYTES, dtype=np.uint8)
-    mine[: len(name)] = np.frombuffer(name, dtype=np.uint8)
-    everyone = np.empty((comm.Get_size(), HOST_BYTES), dtype=np.uint8)
-    request = comm.Iallgather(mine, everyone)
-    backoff = Backoff(high=WORKER_MAX_SLEEP)
-    while not request.Test():
-        backoff.sleep()
-    return [rank for rank in range(comm.Get_size()) if np.array_equal(everyone[rank], mine)]
+    by_host: dict[str, list[int]] = {}
+    for worker in sorted(hosts):
+        by_host.setdefault(hosts[worker], []).append(worker)
+    return {worker: (ranks.index(worker), len(ranks)) for ranks in by_host.values() for worker in ranks}
 
 
 class MPIMasterTransport(MasterTransport):
@@ -94,27 +85,76 @@ class MPIMasterTransport(MasterTransport):
         self._backoff = Backoff(high=MASTER_MAX_SLEEP)
         self._discarded: set[int] = set()
         self._closed = False
+        self._hosts: dict[int, str] = {}  # worker -> node name, from its hello
+        self._setup: dict[str, Any] = {}
+        self._set_up: set[int] = set()  # workers sent their setup
 
     @property
     def description(self) -> str:
         return f"mpi: {len(self._workers)} worker ranks"
 
+    @property
+    def worker_count_hint(self) -> int | None:
+        return len(self._workers)
+
     def start(self, setup: Mapping[str, Any]) -> list[int]:
-        for worker in self._workers:
-            self.send(worker, setup)
-        node_ranks(self._comm)  # the workers' node-layout collective
+        """Send every worker its setup with its node layout, once every worker said hello.
+
+        Workers send their node name as they start (`MPIWorkerChannel`); the
+        layout (`node_layouts`) rides in the setup, so no collective is needed.
+        A worker not heard from within `HELLO_WAIT` seconds gets its setup
+        when its hello comes (`receive`).
+        """
+        self._setup = dict(setup)
+        deadline = time.monotonic() + HELLO_WAIT
+        backoff = Backoff(high=MASTER_MAX_SLEEP)
+        while len(self._hosts) < len(self._workers) and time.monotonic() < deadline:
+            if not self._read_hellos():
+                backoff.sleep(deadline)
+        self._send_setups()
         return list(self._workers)
+
+    def _read_hellos(self) -> bool:
+        """Take every hello that has arrived; True if there was one."""
+        status = self._mpi.Status()
+        found = False
+        while self._comm.Iprobe(source=self._mpi.ANY_SOURCE, tag=TAG_HELLO, status=status):
+            source = status.Get_source()
+            self._hosts[source] = str(self._comm.recv(source=source, tag=TAG_HELLO).get("host", "?"))
+            found = True
+        return found
+
+    def _send_setups(self) -> None:
+        """Send the setup, with its node layout, to every worker heard from and not yet set up."""
+        layouts = node_layouts(self._hosts)
+        for worker in sorted(self._hosts):
+            if worker not in self._set_up:
+                self._set_up.add(worker)
+                self.send(worker, {**self._setup, "node_layout": list(layouts[worker])})
 
     def send(self, worker: int, message: Mapping[str, Any] | None) -> None:
         payload = None if message is None else dict(message)
         self._pending.append(self._comm.isend(payload, dest=worker, tag=TAG_TASK))
-        if len(self._pending) > 2 * len(self._workers) + 16:
+
+    def _progress_sends(self) -> None:
+        """Test the sends not yet complete: that is what moves them.
+
+        MPICH (ch4) pushes an ``isend`` out at once only when the way is free;
+        the rest wait for the sender to make progress, which ``Iprobe`` does
+        not do.  Untested, the first tasks of a start-up (sent right behind the
+        setups) reached the workers seconds late, at the master's first
+        blocking ``recv``.
+        """
+        if self._pending:
             self._pending = [request for request in self._pending if not request.Test()]
 
     def receive(self, timeout: float) -> tuple[int, Message] | None:
         status = self._mpi.Status()
         deadline = time.monotonic() + timeout
         while True:
+            if len(self._set_up) < len(self._workers) and self._read_hellos():  # a late worker: set it up
+                self._send_setups()
+            self._progress_sends()
             if self._comm.Iprobe(source=self._mpi.ANY_SOURCE, tag=TAG_RESULT, status=status):
                 self._backoff.reset()
                 source = status.Get_source()
@@ -136,11 +176,14 @@ class MPIMasterTransport(MasterTransport):
         if self._closed:
             return
         self._closed = True
+        deadline = time.monotonic() + (0.0 if abandon else CLOSE_TIMEOUT)
+        backoff = Backoff(high=MASTER_MAX_SLEEP)
+        while len(self._hosts) < len(self._workers) and time.monotonic() < deadline:  # match every hello:
+            if not self._read_hellos():  # a rank whose hello was never received can hang in MPI_Finalize
+                backoff.sleep(deadline)
         for worker in self._workers:
             if worker not in self._discarded:
                 self.send(worker, None)
-        deadline = time.monotonic() + (0.0 if abandon else CLOSE_TIMEOUT)
-        backoff = Backoff(high=MASTER_MAX_SLEEP)
         while not self._mpi.Request.Testall(self._pending) and time.monotonic() < deadline:
             backoff.sleep(deadline)
         self._pending.clear()
@@ -156,6 +199,7 @@ class MPIWorkerChannel(WorkerChannel):
         self._comm = comm
         self._node: tuple[int, int] | None = None
         self._backoff = Backoff(high=WORKER_MAX_SLEEP)
+        self._hello = comm.isend({"host": MPI.Get_processor_name()}, dest=0, tag=TAG_HELLO)
 
     @property
     def rank(self) -> int:
@@ -170,21 +214,21 @@ class MPIWorkerChannel(WorkerChannel):
         return self._node_layout()[1]
 
     def _node_layout(self) -> tuple[int, int]:
-        """(index among this node's workers, workers on this node), from a collective.
-
-        Called after the setup message arrived, when the master joins the same
-        collective in `MPIMasterTransport.start`.
-        """
+        """(index among this node's workers, workers on this node), from the setup message (`node_layouts`)."""
         if self._node is None:
-            workers = [rank for rank in node_ranks(self._comm) if rank != 0]
-            self._node = (workers.index(self._comm.Get_rank()), len(workers))
+            raise RuntimeError("the node layout comes with the setup message: receive it first")
         return self._node
 
     def receive(self) -> Message | None:
         while not self._comm.Iprobe(source=0, tag=TAG_TASK):
             self._backoff.sleep()
         self._backoff.reset()
-        return self._comm.recv(source=0, tag=TAG_TASK)
+        message = self._comm.recv(source=0, tag=TAG_TASK)
+        if self._node is None and message is not None and "node_layout" in message:
+            index, count = message["node_layout"]
+            self._node = (int(index), int(count))
+            self._hello.wait()
+        return message
 
     def send(self, message: Mapping[str, Any]) -> None:
         request = self._comm.isend(dict(message), dest=0, tag=TAG_RESULT)
