@@ -140,7 +140,10 @@ def _run_master(args: argparse.Namespace, transport: MasterTransport | None) -> 
         writer = LibraryWriter(library, job_text=job.text, attrs=_library_attrs(job, spec, fingerprint), **policy)
     if seeds:
         progress.message(f"[0@{socket.gethostname()}] seeding the search with {len(seeds)} earlier architectures")
-    result = Search(job, spec, fingerprint, transport, writer, progress, resume=resume, seeds=seeds).run()
+    worker_setup = getattr(args, "worker_setup", None)  # fault tests and benchmarks: {"evaluator": "sleep", ...}
+    search = Search(job, spec, fingerprint, transport, writer, progress, resume=resume, seeds=seeds,
+                    worker_setup=worker_setup)  # fmt: skip
+    result = search.run()
     _report(result)
     if result.stop_reason == NO_WORKERS:
         if result.evaluations == 0 and resume is None:
