@@ -425,7 +425,7 @@ class Search:
             if not queue or queue[0] is not flight or flight.expires != expires:
                 continue
             replacement = self.transport.discard(worker)
-            self._stragglers |= replacement is None  # a replaced worker was ended by the transport
+            self._stragglers = True
             limit = self._deadline if worker in self._ready else self._startup_deadline
             what = "result" if worker in self._ready else "ready message"
             self._retire(worker, {"type": "lost", "error": f"no {what} within the {limit:.0f}s deadline",

@@ -24,8 +24,8 @@ import json
 import os
 import signal
 import time
-from pathlib import Path
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from menndl.genome import Genome, InputSpec, count_flops, count_params
