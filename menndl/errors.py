@@ -12,3 +12,13 @@ class UserError(Exception):
     """
 
     exit_status = 2
+
+
+class StorageError(UserError):
+    """The library cannot be written (disk full, quota, file size limit, read-only file system).
+
+    One line like a `UserError`, but exit status 1: the input was fine, the machine was not.  The
+    search stops cleanly; what reached the library before stays there (``--resume`` continues).
+    """
+
+    exit_status = 1
