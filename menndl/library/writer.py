@@ -285,6 +285,7 @@ class LibraryWriter:
             tmp.unlink(missing_ok=True)
 
     def _setup_policy(self, path: str | Path, flush_every: int, flush_seconds: float | None, keep_weights: int) -> None:
+        self._broken = ""  # the first failed write's message: the writer then writes nothing more
         if isinstance(flush_every, bool) or not isinstance(flush_every, int) or flush_every < 1:
             raise ValueError(f"flush_every must be an integer >= 1, got {flush_every!r}")
         if flush_seconds is not None and not flush_seconds >= 0:
@@ -567,7 +568,7 @@ class LibraryWriter:
             self._write_weights()
             f.flush()
         except (OSError, RuntimeError) as exc:  # h5py reports failed writes as both
-            raise StorageError(f"cannot write library {self._path}: {_reason(exc)}") from None
+            raise self._broken_by(f"cannot write library {self._path}: {_reason(exc)}") from None
         self._buffer_since = time.monotonic()
 
     def _write_state(self, with_pending: bool) -> None:
@@ -629,7 +630,7 @@ class LibraryWriter:
             if len(data):
                 self._pareto[:] = data
         except (OSError, RuntimeError) as exc:  # h5py reports failed writes as both
-            raise StorageError(f"cannot write library {self._path}: {_reason(exc)}") from None
+            raise self._broken_by(f"cannot write library {self._path}: {_reason(exc)}") from None
         self.flush()
 
     def close(self) -> None:
@@ -657,7 +658,7 @@ class LibraryWriter:
         try:
             f.close()
         except (OSError, RuntimeError) as exc:  # h5py reports failed writes as both
-            raise StorageError(f"cannot close library {self._path}: {_reason(exc)}") from None
+            raise self._broken_by(f"cannot close library {self._path}: {_reason(exc)}") from None
         if self._journal is not None:
             self._journal.close()
             self._journal.path.unlink(missing_ok=True)
@@ -694,9 +695,20 @@ class LibraryWriter:
         try:
             self._journal.write(event)
         except OSError as exc:
-            raise StorageError(f"cannot write library journal {self._journal.path}: {_reason(exc)}") from None
+            raise self._broken_by(f"cannot write library journal {self._journal.path}: {_reason(exc)}") from None
+
+    def _broken_by(self, message: str) -> StorageError:
+        """Remember the first failed write: from then on the writer writes nothing more (see `_check_open`).
+
+        A write after a failure could put rows in the journal that a resume must not see (``lost``
+        rows for the tasks in flight, which it re-queues instead) or a line after a torn one.
+        """
+        self._broken = self._broken or message
+        return StorageError(self._broken)
 
     def _check_open(self) -> h5py.File:
+        if self._broken:
+            raise StorageError(self._broken)
         if self._file is None:
             raise ValueError(f"library writer for {self._path} is closed")
         return self._file
