@@ -36,6 +36,7 @@ MASTER_MODULES = [
     "menndl.library.merge",
     "menndl.library.export",
     "menndl.master.resume",
+    "menndl.library.genomes",
     "menndl.genome.table",
     "menndl.commands.library",
     "menndl.commands.export",

@@ -12,7 +12,7 @@ import math
 import sys
 from typing import Any
 
-from menndl.errors import UserError
+from menndl.errors import OneLineParser, UserError
 
 HELP = "query a library: top, pareto, show ID, stats, lineage ID; or merge A B -o C"
 
@@ -36,7 +36,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _action_parser(target: str) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=f"menndl library {target}")
+    parser = OneLineParser(prog=f"menndl library {target}")
     actions = parser.add_subparsers(dest="name", required=True, metavar="ACTION")
     top = actions.add_parser("top", help="best evaluations")
     top.add_argument("--by", choices=("accuracy", "params", "flops", "seconds"), default="accuracy")
@@ -139,10 +139,10 @@ def _show(lib: Any, eval_id: int, as_json: bool) -> int:
     print(f"{'weights':>14}: {'kept in the library' if eval_id in lib.weight_ids() else 'not kept'}")
     spec = _spec(lib)
     if spec is not None and row["genome"]:
-        from menndl.genome import Genome
         from menndl.genome.table import format_layer_table
+        from menndl.library.genomes import stored_genome
 
-        genome = Genome.from_json(row["genome"])
+        genome = stored_genome(lib.path, row, spec)
         print()
         print(format_layer_table(genome, spec))
         print(f"training: {json.dumps(genome.to_dict()['train'])}")
@@ -179,7 +179,7 @@ def _lineage(lib: Any, eval_id: int, as_json: bool) -> int:
 
 
 def _merge(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="menndl library merge")
+    parser = OneLineParser(prog="menndl library merge")
     parser.add_argument("inputs", nargs="+", metavar="LIB")
     parser.add_argument("-o", "--output", required=True, metavar="PATH")
     options = parser.parse_args(argv)

@@ -51,14 +51,14 @@ def build(lib: Library, eval_id: int, weights: str | Path | None = None) -> tupl
     """The decoded model of ``eval_id`` with its weights: (model in eval mode, genome dict, where weights came from)."""
     import torch
 
-    from menndl.genome import Genome
     from menndl.genome.decode import build_model
+    from menndl.library.genomes import stored_genome
 
     row = lib.record(eval_id)
     if not row["genome"]:
         raise UserError(f"library {lib.path}: evaluation {eval_id} has no genome")
-    genome = Genome.from_json(row["genome"])
     spec = spec_of(lib)
+    genome = stored_genome(lib.path, row, spec)
     torch.manual_seed(max(int(row["seed"]), 0))
     model = build_model(genome, spec)
     origin = "fresh initial weights (the library kept none for this id; run `menndl train` first for trained ones)"
