@@ -387,9 +387,23 @@ LIBRARY_COMMANDS: list[tuple[str, tuple[str, ...]]] = [
 ]
 
 
+ATTRIBUTE_DAMAGE = {
+    "input-shape-not-json": ("input_shape", "[1, 8"),
+    "input-shape-strings": ("input_shape", '["a", "b"]'),
+    "input-shape-object": ("input_shape", '{"a": 1}'),
+    "num-classes-word": ("num_classes", "ten"),
+    "num-classes-zero": ("num_classes", 0),
+}
+
+
 def library_cases() -> list[Case]:
     """Files that are not libraries, or damaged or foreign ones, read by every command that reads one."""
     cases = []
+    for name, (attr, value) in ATTRIBUTE_DAMAGE.items():
+        files = {"lib.h5": _copy_keep_then(_set_attr(attr, value))}
+        for command, argv in (("train", ("train", "{d}/lib.h5", "0", "-o", "{d}/w.pt")),
+                              ("export", ("export", "{d}/lib.h5", "0", "--format", "python", "-o", "{d}/m.py"))):
+            cases.append(Case("library", f"{name}-{command}", argv, files, "input"))
     seeded = GOOD_JOB.format(source="digits") + "[library]\nseed_from = ['lib.h5']\n"
     for name, (content, fragment) in BAD_LIBRARIES.items():
         for command, argv in LIBRARY_COMMANDS:

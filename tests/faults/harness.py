@@ -42,6 +42,9 @@ flush_seconds = 0.2
 """
 
 
+GOOD_JOB_TEXT = SLEEP_JOB.format(evaluations=8, seed=4, search_extra="")
+
+
 def env() -> dict[str, str]:
     """This venv first, this checkout importable, no launcher variables."""
     out = {k: v for k, v in os.environ.items() if not k.startswith(("PMI_", "OMPI_", "PMIX_", "SLURM_"))}
