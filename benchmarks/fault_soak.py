@@ -184,21 +184,22 @@ def master_kills(folder: Path, args: argparse.Namespace) -> dict:
     import random
 
     rng = random.Random(1)
-    job, library, log = write_job(folder, 150), folder / "lib.h5", folder / "log.jsonl"
+    job, library, log = write_job(folder, 400), folder / "lib.h5", folder / "log.jsonl"
     kills = 0
     for _ in range(5):
         proc = start(sleep_command(job, library, "--workers", "2", *(["--resume"] if library.exists() else []),
                                    seconds=0.05, log=log))  # fmt: skip
-        time.sleep(rng.uniform(1.0, 2.5))
+        time.sleep(rng.uniform(2.0, 4.0))
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             kills += 1
         proc.communicate()
-        read_ledger(library, log, may_be_missing=range(150))  # opens after every kill
+        if library.exists():  # (killed before it was created: the next round starts afresh)
+            read_ledger(library, log, may_be_missing=range(400))  # opens after every kill
     status, _, _ = finish(start(sleep_command(job, library, "--workers", "2", "--resume", seconds=0.05, log=log)),
                           timeout=300)  # fmt: skip
     return _entry("whole local search killed (kill -9) 5 times, resumed each time", kills,
-                  "completed" if status == 0 else f"exit {status}", read_ledger(library, log), 150)  # fmt: skip
+                  "completed" if status == 0 else f"exit {status}", read_ledger(library, log), 400)  # fmt: skip
 
 
 SCENARIOS: dict[str, Scenario] = {

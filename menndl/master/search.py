@@ -433,10 +433,10 @@ class Search:
         for worker, since in list(self._joining.items()):  # a replacement that never reports ready
             if now - since > self._startup_deadline:
                 del self._joining[worker]
-                self.transport.discard(worker)
+                replacement = self.transport.discard(worker)
                 self._stragglers = True
                 self._retire(worker, {"type": "lost", "error": f"replacement not ready within "
-                                      f"{self._startup_deadline:.0f}s"})  # fmt: skip
+                                      f"{self._startup_deadline:.0f}s", "replaced_by": replacement})  # fmt: skip
 
     def _retire(self, worker: int, message: Mapping[str, Any]) -> None:
         """Stop using a worker that cannot serve; its task is tried again elsewhere (once if it had started).
