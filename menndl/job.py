@@ -78,7 +78,8 @@ class SearchConfig:
     aging: bool = False  # regularized evolution: the oldest members leave the population, not the worst
     task_deadline: float | None = None  # seconds before a worker is presumed lost (default 2 x max_seconds + 60)
     prefetch: int = 1  # tasks queued at each worker behind the one it runs (0 = none): no worker waits for the master
-    rerank_interval: int | None = None  # results between full NSGA-II re-rankings (default population // 5)
+    rerank_interval: int | None = None  # results between full re-rankings (default_rerank_interval)
+    stop_grace: float = 600.0  # seconds a stop signal waits for running evaluations before leaving them to --resume
 
     def __post_init__(self) -> None:
         if self.prefetch < 0:
@@ -89,6 +90,8 @@ class SearchConfig:
                 raise ValueError(f"search.{name}: expected an integer >= 1, got {value}")
         if self.task_deadline is not None and self.task_deadline <= 0:
             raise ValueError(f"search.task_deadline: expected seconds > 0, got {self.task_deadline}")
+        if not (math.isfinite(self.stop_grace) and self.stop_grace >= 0):
+            raise ValueError(f"search.stop_grace: expected seconds >= 0, got {self.stop_grace}")
         if self.population < 2:
             raise ValueError(f"search.population: expected an integer >= 2, got {self.population}")
         if self.evaluations is not None and self.evaluations < 1:
@@ -163,7 +166,7 @@ class TrainingConfig:
 class LibraryConfig:
     """The ``[library]`` table: how the library is written, weights kept, earlier libraries reused."""
 
-    flush_records: int = 256
+    flush_records: int = 1024
     flush_seconds: float = 1.0
     keep_weights: int = 0
     seed_from: tuple[str, ...] = ()

@@ -32,6 +32,7 @@ import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from menndl.genome import Genome
 from menndl.job import Job
 
 
@@ -52,16 +53,18 @@ RESULT_STATUSES: tuple[str, ...] = ("ok", "failed", "nan", "oom", "timeout", "st
 
 def task_message(
     task_id: int,
-    genome: Mapping[str, Any],
+    genome: str | Mapping[str, Any],
     seed: int,
     *,
     return_weights: bool = False,
     checkpoints: Sequence[float] = (),
     stop_below: Sequence[Sequence[float]] = (),
 ) -> dict[str, Any]:
-    """Have one candidate trained: its genome (as a dict) and its random seed.
+    """Have one candidate trained: its genome and its random seed.
 
     Args:
+        genome: the genome's JSON text (``Genome.to_json``, computed once per
+            genome and cheaper to send than its dict) or its dict.
         return_weights: ask for the trained weights in the result.
         checkpoints: fractions of the training budget at which the worker
             validates and reports the accuracy (early stopping).
@@ -69,10 +72,17 @@ def task_message(
             accuracy at that checkpoint is below the threshold (sent with the
             checkpoints, empty while nothing is known yet).
     """
-    message: dict[str, Any] = {"type": "task", "task": task_id, "genome": dict(genome), "seed": seed}
+    text_or_dict = genome if isinstance(genome, str) else dict(genome)
+    message: dict[str, Any] = {"type": "task", "task": task_id, "genome": text_or_dict, "seed": seed}
     if return_weights:
         message["return_weights"] = True
     if checkpoints:
         message["checkpoints"] = [float(f) for f in checkpoints]
         message["stop_below"] = [[float(f), float(t)] for f, t in stop_below]
     return message
+
+
+def task_genome(task: Mapping[str, Any]) -> Genome:
+    """The genome of a task message (JSON text or a dict); ``ValueError`` if it is not a valid genome."""
+    genome = task["genome"]
+    return Genome.from_json(genome) if isinstance(genome, str) else Genome.from_dict(genome)

@@ -32,6 +32,9 @@ def test_mpiexec_three_ranks(tiny_job: Path, tmp_path: Path) -> None:
         records = lib.records()
     assert len(records) == 6 and all(r["status"] == "ok" for r in records)
     assert {r["worker_rank"] for r in records} == {1, 2}
+    with Library.open(library) as lib:  # node-local worker index from the transport's all-gather of node names
+        layout = dict(zip(lib.column("worker_rank").tolist(), lib.column("local_rank").tolist()))
+    assert layout == {1: 0, 2: 1}
 
 
 @pytest.mark.skipif(MPIEXEC is None, reason="no mpiexec (pip install mpich)")

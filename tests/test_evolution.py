@@ -40,7 +40,7 @@ def test_first_candidates_are_random_then_children_of_evaluated_parents() -> Non
         check(child.genome, evo.space, SPEC)
         evo.tell(child, fake_metrics(child, accuracy=0.5))
         told.add(child.id)
-        assert len(evo.population) <= 6
+        assert len(evo.population) < 6 + evo.rerank_interval  # cut back to 6 at every re-ranking
 
 
 def test_asks_never_repeat_a_genome() -> None:
@@ -192,3 +192,53 @@ def test_told_member_ranks_one_past_its_best_dominator_between_rerankings() -> N
         dominators = [rank for values, rank in before
                       if all(a <= b for a, b in zip(values, told.values)) and values != told.values]  # fmt: skip
         assert told.rank == (max(dominators) + 1 if dominators else 0)
+
+
+def test_ranks_computed_when_drawn_equal_ranks_computed_when_told() -> None:
+    """A member's rank is needed only when a tournament draws it; computing it then gives the rank it had when told."""
+    import random
+
+    def run(look_every_step: bool) -> tuple[list[int], dict[int, int]]:
+        evo = Evolution(space=SearchSpace(), spec=SPEC, objectives=("accuracy", "params", "train_seconds"),
+                        population_size=30, crossover_probability=0.5, seed=4, rerank_interval=25)  # fmt: skip
+        rng = random.Random(2)
+        ids = []
+        for _ in range(170):
+            candidate = evo.ask()
+            ids.append(candidate.id * 1000 + len(candidate.parents) * 100 + sum(candidate.parents) % 100)
+            metrics = {"status": "ok", "accuracy": round(rng.random(), 1), "params": rng.randrange(1000, 1010),
+                       "train_seconds": rng.choice([1.0, 2.0])}  # fmt: skip  (ties and duplicates on purpose)
+            evo.tell(candidate, metrics)
+            if look_every_step:
+                assert evo.population  # ranks everyone at once, as the eager rule did
+        return ids, {m.candidate.id: m.rank for m in evo.population}
+
+    lazy_ids, lazy_ranks = run(False)
+    eager_ids, eager_ranks = run(True)
+    assert lazy_ids == eager_ids  # same parents drawn: every tournament saw the same ranks
+    assert lazy_ranks == eager_ranks and min(lazy_ranks.values()) == 0 and max(lazy_ranks.values()) > 0
+
+
+def test_front_after_many_results_is_the_non_dominated_set_of_everything_told() -> None:
+    import random
+
+    import numpy as np
+
+    from menndl.master.nondominated import front_ranks
+
+    evo = Evolution(space=SearchSpace(), spec=SPEC, objectives=("accuracy", "params", "train_seconds"),
+                    population_size=12, crossover_probability=0.5, seed=5)  # fmt: skip
+    rng = random.Random(7)
+    told = []
+    for _ in range(300):
+        candidate = evo.ask()
+        metrics = {"status": "ok", "accuracy": round(rng.random(), 2), "params": rng.randrange(100, 140),
+                   "train_seconds": rng.choice([1.0, 2.0, 3.0])}  # fmt: skip
+        evo.tell(candidate, metrics)
+        told.append((candidate.id, (-metrics["accuracy"], metrics["params"], metrics["train_seconds"])))
+    values = np.array([v for _, v in told])
+    first = {told[i][0] for i in np.flatnonzero(front_ranks(values) == 0)}
+    kept = {m.candidate.id for m in evo.front}
+    assert kept <= first  # never a dominated member; of equal points, the first one told is kept
+    assert {told_values for i, told_values in told if i in kept} == {v for i, v in told if i in first}
+    assert evo.front_size == len(kept) >= 3

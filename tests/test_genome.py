@@ -578,3 +578,22 @@ def test_job_space_keys(tmp_path: Path) -> None:
     assert "remove_block" not in names and names.most_common(1)[0][0] == "add_skip"
     with pytest.raises(UserError, match=r"<job>: space.budget: expected a \[min, max\] pair"):
         parse_job("[search]\nevaluations = 3\n[space]\nbudget = [0, 1]\n")
+
+
+def test_block_instance_dicts_hold_exactly_their_fields() -> None:
+    """`to_dict` copies a block's instance dict: it must hold the fields, in order, and nothing else."""
+    import dataclasses
+
+    from menndl.genome.genome import _FIELD_NAMES
+
+    rng = random.Random(3)
+    seen: set[type] = set()
+    for _ in range(200):
+        genome = random_genome(rng, SearchSpace(), InputSpec((1, 16, 16), 10))
+        for block in (*genome.features, *genome.head, genome.train, genome.reduce):
+            if block is None:
+                continue
+            seen.add(type(block))
+            assert list(vars(block)) == list(_FIELD_NAMES[type(block)])
+            assert list(vars(block)) == [field.name for field in dataclasses.fields(block)]
+    assert len(seen) >= 5  # conv, pool, skip or global_pool, dense, train

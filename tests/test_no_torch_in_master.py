@@ -34,6 +34,7 @@ MASTER_MODULES = [
     "menndl.library.recover",
     "menndl.library.query",
     "menndl.library.merge",
+    "menndl.library.status",
     "menndl.library.export",
     "menndl.master.resume",
     "menndl.library.genomes",

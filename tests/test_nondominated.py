@@ -7,7 +7,7 @@ from deap import base, tools
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from menndl.master.nondominated import crowding_distances, dominated_by_any, front_ranks, nsga2_order
+from menndl.master.nondominated import crowding_distances, dominated_by, dominated_by_any, front_ranks, nsga2_order
 
 
 class _Individual:
@@ -69,3 +69,14 @@ def test_empty_and_large_inputs() -> None:
     for point, rank in zip(values[:50], ranks[:50]):  # a row's front is one more than its best dominator's
         dominated = dominated_by_any(values.T, point)
         assert rank == (ranks[dominated].max() + 1 if dominated.any() else 0)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(1, 4), st.integers(1, 60), st.integers(1, 4), st.integers(0, 2**16))
+def test_dominated_by_mirrors_dominated_by_any(objectives: int, rows: int, levels: int, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    columns = rng.integers(0, levels, (objectives, rows)).astype(float)  # ties on purpose
+    point = rng.integers(0, levels, objectives).astype(float)
+    brute = np.array([all(point <= columns[:, i]) and any(point < columns[:, i]) for i in range(rows)])
+    assert np.array_equal(dominated_by(columns, point), brute)
+    assert np.array_equal(dominated_by(columns, point), dominated_by_any(-columns, -point))

@@ -20,6 +20,7 @@ from menndl.job import parse_job
 from menndl.library import Library, LibraryWriter
 from menndl.master.progress import Progress
 from menndl.master.search import Search
+from menndl.protocol import task_genome
 from menndl.transport.base import MasterTransport, Message
 
 pytestmark = pytest.mark.timeout(60)
@@ -60,7 +61,7 @@ class ScriptedTransport(MasterTransport):
         elif self.die_on_task.get(worker) == message["task"]:
             self.outbox.append((worker, {"type": "lost", "error": "killed by signal SIGKILL"}))
         else:
-            genome = Genome.from_dict(message["genome"])
+            genome = task_genome(message)
             accuracy = (message["task"] * 7919 % 97) / 97
             self.outbox.append((worker, {"type": "result", "task": message["task"], "status": "ok",
                                          "accuracy": accuracy, "params": count_params(genome, SPEC),

@@ -86,3 +86,15 @@ def test_simulate_bad_arguments_one_line(tmp_path: Path) -> None:
     assert out.returncode == 2 and "menndl: error: --eval-time" in out.stderr and "Traceback" not in out.stderr
     out = run_menndl(["simulate", str(job), "--workers", "0", "--eval-time", "fixed:1"], timeout=60)
     assert out.returncode == 2 and "--workers" in out.stderr
+
+
+def test_simulate_without_library_writes_nothing(tmp_path: Path) -> None:
+    job = tmp_path / "sim.toml"
+    job.write_text("[search]\npopulation = 8\nevaluations = 100\n[training]\nmax_seconds = 600\n")
+    out = run_menndl(
+        ["simulate", str(job), "--workers", "10", "--eval-time", "fixed:5", "--no-library", "--json"], timeout=100
+    )
+    assert out.returncode == 0, out.stderr
+    figures = json.loads(out.stdout)
+    assert figures["evaluations"] == 100 and figures["library"] == "none"
+    assert not list(tmp_path.glob("*.h5*"))

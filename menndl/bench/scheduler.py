@@ -35,8 +35,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--prefetch", type=int, default=1, metavar="N", help="menndl's tasks queued per worker (1)")
     parser.add_argument("--no-library", action="store_true", help="menndl without HDF5 writes")
     parser.add_argument(
-        "--flush-every", type=int, default=256, metavar="N",
-        help="library records per HDF5 flush, or a flush a second, whichever first (256, as run)",
+        "--flush-every", type=int, default=1024, metavar="N",
+        help="library records per HDF5 flush, or a flush a second, whichever first (1024, as run)",
     )  # fmt: skip
     parser.add_argument("--no-futures", action="store_true", help="skip the mpi4py.futures baseline")
     parser.add_argument("--timeout", type=float, default=900, metavar="SECONDS", help="per mpiexec run (900)")

@@ -32,7 +32,7 @@ def main() -> None:
     parser.add_argument("--population", type=int, default=64)
     parser.add_argument("--prefetch", type=int, default=1)
     parser.add_argument("--no-library", action="store_true")
-    parser.add_argument("--flush-every", type=int, default=256)
+    parser.add_argument("--flush-every", type=int, default=1024)
     args = parser.parse_args()
 
     from mpi4py import MPI

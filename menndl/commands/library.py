@@ -15,7 +15,7 @@ from typing import Any
 from menndl.errors import OneLineParser, UserError
 from menndl.library.genomes import stored_parents
 
-HELP = "query a library: top, pareto, show ID, stats, lineage ID; or merge A B -o C"
+HELP = "query a library: top, pareto, show ID, stats, lineage ID, status; or merge A B -o C"
 
 COLUMNS = ("id", "accuracy", "params", "flops", "train_seconds", "operator", "status")
 
@@ -30,6 +30,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "  LIB show ID [--json]       one evaluation: every field and the layer table\n"
         "  LIB stats [--json]         counts by status and operator, best values, throughput, hosts\n"
         "  LIB lineage ID [--json]    ancestors of ID and the operators that made each\n"
+        "  LIB status [--json]        finished, or stopped/interrupted (exit status 3: `run --resume` continues it)\n"
         "  merge A B [...] -o C       one library from several (ids renumbered, parents kept)\n"
     )
     parser.add_argument("target", metavar="LIB", help="library file (or 'merge')")
@@ -44,7 +45,7 @@ def _action_parser(target: str) -> argparse.ArgumentParser:
     top.add_argument("--where", metavar="EXPR", help="FIELD OP NUMBER [and ...], e.g. 'params<1e5'")
     top.add_argument("--limit", type=int, default=10, metavar="K")
     top.add_argument("--all", action="store_true", help="include failed evaluations")
-    for name in ("pareto", "stats"):
+    for name in ("pareto", "stats", "status"):
         sub = actions.add_parser(name)
         sub.add_argument("--json", action="store_true")
     for name in ("show", "lineage"):
@@ -75,6 +76,8 @@ def main(args: argparse.Namespace) -> int:
             return _show(lib, action.id, action.json)
         if action.name == "stats":
             return _stats(lib, action.json)
+        if action.name == "status":
+            return _status(lib, args.target, action.json)
         return _lineage(lib, action.id, action.json)
 
 
@@ -162,6 +165,15 @@ def _stats(lib: Any, as_json: bool) -> int:
     for key, value in figures.items():
         print(f"{key:>20}: {_fmt(value) if not isinstance(value, (dict, list)) else json.dumps(value)}")
     return 0
+
+
+def _status(lib: Any, path: str, as_json: bool) -> int:
+    """Print whether the search is finished; exit 0 when it is, 3 when ``run --resume`` would continue it."""
+    from menndl.library.status import EXIT_FINISHED, EXIT_UNFINISHED, describe, search_status
+
+    status = search_status(lib)
+    print(json.dumps(status) if as_json else "\n".join(describe(status, path)))
+    return EXIT_FINISHED if status["state"] == "finished" else EXIT_UNFINISHED
 
 
 def _lineage(lib: Any, eval_id: int, as_json: bool) -> int:

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import os
+import shlex
+import signal
 import socket
 import sys
 import time
@@ -48,12 +51,22 @@ def add_arguments(run: argparse.ArgumentParser) -> None:
         help="continue the search in the existing --library: restore population, random state and counts, "
         "re-run what was in flight, never train a finished genome again",
     )
+    run.add_argument(
+        "--stop-grace",
+        type=float,
+        metavar="SECONDS",
+        help="after a stop signal (SIGINT, SIGTERM, SIGUSR2) wait at most this long for running evaluations, "
+        "then leave them to --resume (overrides search.stop_grace; default 600)",
+    )
 
 
 def main(args: argparse.Namespace) -> int:
     """``menndl run``: validate everything, then run the master (or serve as a worker rank)."""
     from menndl.launch import detect_launch
 
+    # The batch system's checkpoint signal must not kill a rank that is starting up or closing:
+    # only the master's search loop acts on it (menndl.master.signals); elsewhere it is ignored.
+    signal.signal(signal.SIGUSR2, signal.SIG_IGN)
     launch = detect_launch()
     if launch.is_mpi and launch.rank != 0:
         from menndl.transport.mpi import MPIWorkerChannel
@@ -91,6 +104,7 @@ def _run_master(args: argparse.Namespace, transport: MasterTransport | None) -> 
     from menndl.transport.local import LocalTransport
 
     job = load_job(args.job).with_overrides(evaluations=args.evaluations, time_limit=args.time_limit, seed=args.seed)
+    job = _with_stop_grace(job, getattr(args, "stop_grace", None))
     if args.workers is not None and args.workers < 1:
         raise UserError(f"--workers: expected an integer >= 1, got {args.workers}")
     if transport is not None and args.workers is not None:
@@ -148,6 +162,8 @@ def _run_master(args: argparse.Namespace, transport: MasterTransport | None) -> 
     except StorageError as exc:  # the disk filled up (or went read-only) mid-run: stop cleanly, keep what is there
         _exit_after_storage_error(exc, writer, library, args)
     _report(result)
+    if result.signal_stop:
+        print(stop_line(result, args, library), flush=True)
     if result.stop_reason == NO_WORKERS:
         if result.evaluations == 0 and resume is None:
             library.unlink()  # created by this run and empty: leave nothing behind
@@ -155,7 +171,35 @@ def _run_master(args: argparse.Namespace, transport: MasterTransport | None) -> 
         else:
             print("menndl: error: every worker was lost; see the messages above", file=sys.stderr)
         return 1, result.stragglers
-    return (130 if result.abandoned else 0), result.stragglers
+    second_signal = result.abandoned and result.stop_reason.endswith("received twice")
+    return (130 if second_signal else 0), result.stragglers
+
+
+def _with_stop_grace(job: Job, seconds: float | None) -> Job:
+    """The job with ``--stop-grace`` applied (validated like ``search.stop_grace``)."""
+    if seconds is None:
+        return job
+    if not (math.isfinite(seconds) and seconds >= 0):
+        raise UserError(f"--stop-grace: expected a finite number of seconds >= 0, got {seconds}")
+    return dataclasses.replace(job, search=dataclasses.replace(job.search, stop_grace=seconds))
+
+
+def resume_command(args: argparse.Namespace, library: Path) -> str:
+    """The exact command that continues this search (the same job and overrides, plus ``--resume``)."""
+    words = ["menndl", "run", str(args.job), "--library", str(library)]
+    for flag, value in (("--evaluations", args.evaluations), ("--time-limit", args.time_limit), ("--seed", args.seed)):
+        if value is not None:
+            words += [flag, str(value)]
+    return shlex.join([*words, "--resume"])
+
+
+def stop_line(result: SearchResult, args: argparse.Namespace, library: Path) -> str:
+    """The one line a stopped search ends with: why, what the library holds, how to continue."""
+    rerun = f", {result.to_rerun} to run again" if result.to_rerun else ""
+    return (
+        f"menndl: stopped by {result.signal_stop} after {result.search_seconds:.0f}s of search: "
+        f"{result.evaluations} evaluations in {library}{rerun}; continue with: {resume_command(args, library)}"
+    )
 
 
 def _library_attrs(job: Job, spec: InputSpec, fingerprint: str) -> dict[str, str | int | float]:
@@ -274,7 +318,7 @@ def _exit_after_storage_error(error: StorageError, writer: Any, library: Path, a
     kept = len(writer)
     message = (
         f"menndl: error: {error}; the search stopped; the library keeps the {kept} evaluations recorded "
-        f"before; free some space, then continue with 'menndl run {args.job} --library {library} --resume'"
+        f"before; free some space, then continue with: {resume_command(args, library)}"
     )
     print(" ".join(message.split()), file=sys.stderr)
     sys.stdout.flush()

@@ -39,8 +39,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--library", metavar="PATH", help="keep the simulated library here (default: a temp file)")
     parser.add_argument("--no-library", action="store_true", help="no HDF5 writes: the master's cost without them")
     parser.add_argument(
-        "--flush-every", type=int, default=256, metavar="N",
-        help="library records per HDF5 flush, or a flush a second, whichever first (256, as run)",
+        "--flush-every", type=int, default=None, metavar="N",
+        help="library records per HDF5 flush, or a flush a second, whichever first (the job's flush_records)",
     )  # fmt: skip
     parser.add_argument("--json", action="store_true", help="print one JSON object")
 
@@ -56,7 +56,7 @@ def main(args: argparse.Namespace) -> int:
 
     if args.workers < 1:
         raise UserError(f"--workers: expected an integer >= 1, got {args.workers}")
-    if args.flush_every < 1:
+    if args.flush_every is not None and args.flush_every < 1:
         raise UserError(f"--flush-every: expected an integer >= 1, got {args.flush_every}")
     if args.latency < 0 or not math.isfinite(args.latency):
         raise UserError(f"--latency: expected seconds >= 0, got {args.latency}")
@@ -67,6 +67,7 @@ def main(args: argparse.Namespace) -> int:
             raise UserError(f"--population: expected an integer >= 2, got {args.population}")
         job = dataclasses.replace(job, search=dataclasses.replace(job.search, population=args.population))
     spec, fingerprint, _ = inspect_data(job)
+    flush_every = job.library.flush_records if args.flush_every is None else args.flush_every
     transport = SimulatedTransport(
         args.workers, model, spec, seed=job.seed, max_seconds=job.training.max_seconds, latency=args.latency
     )
@@ -78,7 +79,7 @@ def main(args: argparse.Namespace) -> int:
         else:
             path = Path(args.library) if args.library else Path(folder) / "simulated.h5"
             writer = LibraryWriter(path, job_text=job.text, attrs={"simulated": args.eval_time},
-                                   flush_every=args.flush_every,
+                                   flush_every=flush_every,
                                    flush_seconds=job.library.flush_seconds)  # fmt: skip
         search = Search(
             job, spec, fingerprint, transport, writer, Progress(sys.stderr),
@@ -94,7 +95,7 @@ def main(args: argparse.Namespace) -> int:
             "utilization_including_drain": transport.busy_seconds / (args.workers * drained),
             "population": job.search.population,
             "eval_time": args.eval_time,
-            "library": "none" if args.no_library else _library_policy(args.flush_every, job.library.flush_seconds),
+            "library": "none" if args.no_library else _library_policy(flush_every, job.library.flush_seconds),
             "simulation_wall_seconds": wall,
             "simulation_cpu_seconds": cpu,
         }

@@ -278,7 +278,9 @@ _GENOME_KEYS = ("format", "features", "reduce", "head", "train")
 
 
 def _fields_dict(obj: Any) -> dict[str, Any]:
-    return {name: getattr(obj, name) for name in _FIELD_NAMES[type(obj)]}
+    # A block's instance dict holds exactly its fields, in field order (frozen dataclasses, no cached
+    # properties; tests/test_genome.py checks it): a copy is several times faster than getattr per name.
+    return obj.__dict__.copy()  # type: ignore[no-any-return]
 
 
 def _block_dict(block: Any) -> dict[str, Any]:

@@ -247,9 +247,15 @@ class SearchSpace:
         raise AssertionError(name)  # pragma: no cover - every field is listed
 
 
-@functools.lru_cache(maxsize=64)
+_RESOLVED: dict[tuple[int, int], tuple[SearchSpace, SearchSpace]] = {}  # (id(space), rank) -> (space, resolved)
+
+
 def resolve_space(space: SearchSpace, rank: int) -> SearchSpace:
     """``space.for_rank(rank)``, cached: the space every genome function works in.
+
+    Every operator calls this, several times per child: a lookup by the
+    object's identity first (hashing a space hashes its ~40 fields, a few
+    microseconds each time), then by value, so equal spaces share one result.
 
     Args:
         space: A search space, possibly with rank-dependent keys unset.
@@ -258,4 +264,16 @@ def resolve_space(space: SearchSpace, rank: int) -> SearchSpace:
     Returns:
         A space whose ``filters``, ``kernels``, ``strides`` and ``dilations`` are set.
     """
+    hit = _RESOLVED.get((id(space), rank))
+    if hit is not None and hit[0] is space:
+        return hit[1]
+    resolved = _resolve_by_value(space, rank)
+    if len(_RESOLVED) >= 256:
+        _RESOLVED.clear()
+    _RESOLVED[(id(space), rank)] = (space, resolved)  # holds `space`, so its id is not reused while cached
+    return resolved
+
+
+@functools.lru_cache(maxsize=64)
+def _resolve_by_value(space: SearchSpace, rank: int) -> SearchSpace:
     return space.for_rank(rank)

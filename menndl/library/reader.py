@@ -450,6 +450,24 @@ class Library:
         unique = {int(t["id"]): {k: v for k, v in t.items() if k not in ("rng_state", "next_id")} for t in pending}
         return rng_state, next_id, [t for i, t in sorted(unique.items()) if i not in done]
 
+    def session(self) -> dict[str, Any]:
+        """How the last run of the search ended, as its writer noted at close.
+
+        Returns:
+            ``stop_reason`` ('' when never noted), ``search_seconds`` (0.0 when
+            never noted) and ``closed``: False while a journal lies beside the
+            library (its search still runs, or was killed before it closed).
+        """
+        self._check_open()
+        out: dict[str, Any] = {"stop_reason": "", "search_seconds": 0.0, "closed": self._journal is None}
+        if self._file is not None and STATE_GROUP in self._file:
+            state = self._file[STATE_GROUP].attrs
+            if "stop_reason" in state:
+                out["stop_reason"] = str(_plain(state["stop_reason"]))
+            if "search_seconds" in state:
+                out["search_seconds"] = float(state["search_seconds"])
+        return out
+
     def weight_ids(self) -> list[int]:
         """Ids of the candidates whose trained weights the library keeps."""
         return sorted(self._weights_groups())

@@ -305,6 +305,7 @@ class LibraryWriter:
         self._rng_state: str | None = None
         self._next_id: int | None = None
         self._state_dirty = False
+        self._session: dict[str, Any] = {}
         self._weights_stored: dict[int, float] = {}
         self._weights_queue: dict[int, tuple[float, dict[str, np.ndarray]]] = {}
         self._weights_evict: set[int] = set()
@@ -585,7 +586,19 @@ class LibraryWriter:
             attrs["next_id"] = np.int64(self._next_id)
         if with_pending:
             attrs["pending"] = json.dumps(list(self._pending.values()), separators=(",", ":"))
+        for name, value in self._session.items():
+            attrs[name] = value
         self._state_dirty = False
+
+    def set_session(self, stop_reason: str, search_seconds: float) -> None:
+        """Note why this run of the search ended and its search seconds so far (written at close).
+
+        ``menndl library LIB status`` and a ``--resume`` read them: the reason
+        says whether the search is finished, and the time limit counts on.
+        """
+        self._check_open()
+        self._session = {"stop_reason": str(stop_reason), "search_seconds": np.float64(search_seconds)}
+        self._state_dirty = True
 
     def _write_weights(self) -> None:
         for eval_id in sorted(self._weights_evict):

@@ -5,9 +5,11 @@ and the freed worker gets the next child.  The first ``population_size``
 candidates are random; after that, children come from binary tournaments on
 (front rank, crowding distance) followed by crossover or one mutation.
 
-Cost per result stays small at large populations: a told result gets its
-exact front rank against the current population at once (one vectorised
-dominance test), and every ``rerank_interval`` results the whole population is
+Cost per result stays small at large populations: a told result's front rank
+is the exact one against the population at the moment it was told (one more
+than its worst dominator's), computed the first time a tournament draws it
+(one vectorised dominance test; most members are never drawn before the next
+re-ranking, so most results cost none), and every ``rerank_interval`` results the whole population is
 re-ranked with a fast non-dominated sort (`menndl.master.nondominated`),
 crowding distances are recomputed and the population is cut back to its size
 (NSGA-II truncation, or the oldest members out with ``aging``).  In between,
@@ -25,8 +27,9 @@ from typing import Any
 import numpy as np
 
 from menndl.genome import Genome, InputSpec, SearchSpace, count_flops, count_params, crossover, mutate, random_genome
-from menndl.master.nondominated import crowding_distances, dominated_by_any, front_ranks, nsga2_order
+from menndl.master.nondominated import crowding_distances, dominated_by, dominated_by_any, front_ranks, nsga2_order
 
+UNRANKED = -1  # a member told since the last re-ranking whose rank nobody has needed yet
 DIRECTIONS: dict[str, float] = {"accuracy": 1.0, "params": -1.0, "flops": -1.0, "train_seconds": -1.0}
 PROPOSAL_TRIES = 50  # children tried before falling back to random genomes
 MAX_PROPOSALS = 2000  # proposals tried in all before the search space counts as exhausted
@@ -47,6 +50,16 @@ class Candidate:
     seed: int
 
 
+def default_rerank_interval(population_size: int) -> int:
+    """Results between full re-rankings: a fifth of the population, but at least 32 (or the population).
+
+    A re-ranking has a fixed cost (about 1 ms of numpy calls even for a few
+    dozen members): at 64 members and a thousand results a second, re-ranking
+    every 12 results was a tenth of the master's time.
+    """
+    return max(population_size // 5, min(population_size, 32))
+
+
 @dataclass(eq=False)
 class Member:
     """An evaluated candidate as selection sees it."""
@@ -54,7 +67,7 @@ class Member:
     candidate: Candidate
     metrics: dict[str, Any]
     values: tuple[float, ...] = ()  # objectives, each to be minimised
-    rank: int = field(default=0)
+    rank: int = field(default=0)  # UNRANKED until a tournament (or `population`) needs it
     crowding: float = field(default=0.0)
 
 
@@ -82,7 +95,7 @@ class Evolution:
             aging: regularized evolution: the oldest members leave the
                 population instead of the worst.
             rerank_interval: results between full re-rankings (default
-                ``max(1, population_size // 5)``).
+                `default_rerank_interval`).
         """
         unknown = [name for name in objectives if name not in DIRECTIONS]
         if unknown or not objectives:
@@ -94,7 +107,7 @@ class Evolution:
         self.population_size = population_size
         self.crossover_probability = crossover_probability
         self.max_params, self.max_flops, self.aging = max_params, max_flops, aging
-        self.rerank_interval = max(1, rerank_interval or population_size // 5)
+        self.rerank_interval = max(1, rerank_interval or default_rerank_interval(population_size))
         self._signs = np.array([-DIRECTIONS[name] for name in self.objectives])
         self._rng = random.Random(seed)
         self._members: list[Member] = []
@@ -104,14 +117,16 @@ class Evolution:
         self._sorted_count = 0  # members [0, sorted_count) are stored best front first (since the last re-ranking)
         self._since_rerank = 0
         self._front: list[Member] = []
-        self._front_values = np.empty((len(self.objectives), 0))  # objectives x front members
+        self._front_values = np.empty((len(self.objectives), 16))  # objectives x front members, columns [0, F) used
         self._seen: set[str] = set()
         self._next_id = 0
         self._random_left = population_size
 
     @property
     def population(self) -> list[Member]:
-        """The current parents (including those told since the last re-ranking), in no promised order."""
+        """The current parents (including those told since the last re-ranking, ranked), in no promised order."""
+        for index in range(self._sorted_count, len(self._members)):
+            self._rank_at(index)
         return list(self._members)
 
     @property
@@ -167,7 +182,7 @@ class Evolution:
         member = Member(candidate, dict(metrics), values)
         point = np.asarray(values)
         count = len(self._members)
-        member.rank = self._provisional_rank(point, count)
+        member.rank = UNRANKED
         if count == self._store.shape[1]:  # grow the preallocated arrays (amortised, no copy per result)
             grown = np.empty((len(self.objectives), 2 * count + 16))
             grown[:, :count] = self._store
@@ -181,22 +196,36 @@ class Evolution:
             self._rerank()
         return self._update_front(member, point)
 
-    def _provisional_rank(self, point: np.ndarray, count: int) -> int:
-        """The new point's exact front against the current population: one more than its best dominator's.
+    def _rank_at(self, index: int) -> int:
+        """The rank of the member stored at ``index``, computed now if nobody needed it before.
 
-        After a re-ranking the members are stored best front first, so the worst dominator in that
-        sorted part is the last True of the dominance mask (a fast boolean argmax on the reversed
-        mask); only members told since then are looked up one by one.
+        It is its exact front against the members stored before it (those told
+        before it): one more than its worst dominator's.  A dominator told since
+        the last re-ranking may be unranked too; it is ranked first (a stack,
+        not recursion: each needs only members stored before it).
         """
-        dominated = dominated_by_any(self._store[:, :count], point)
-        rank = 0
-        head = dominated[: self._sorted_count]
-        if head.any():
-            rank = int(self._ranks[self._sorted_count - 1 - int(np.argmax(head[::-1]))]) + 1
-        tail = dominated[self._sorted_count :]
-        if tail.any():
-            rank = max(rank, int(self._ranks[self._sorted_count : count][tail].max()) + 1)
-        return rank
+        pending = [index]
+        while pending:
+            current = pending[-1]
+            if self._ranks[current] != UNRANKED:
+                pending.pop()
+                continue
+            dominated = dominated_by_any(self._store[:, :current], self._store[:, current])
+            tail = dominated[self._sorted_count :]
+            unknown = np.flatnonzero(tail & (self._ranks[self._sorted_count : current] == UNRANKED))
+            if len(unknown):
+                pending.extend((unknown + self._sorted_count).tolist())
+                continue
+            rank = 0
+            head = dominated[: self._sorted_count]
+            if head.any():  # stored best front first: the worst dominator there is the last True
+                rank = int(self._ranks[self._sorted_count - 1 - int(np.argmax(head[::-1]))]) + 1
+            if tail.any():
+                rank = max(rank, int(self._ranks[self._sorted_count : current][tail].max()) + 1)
+            self._ranks[current] = rank
+            self._members[current].rank = rank
+            pending.pop()
+        return int(self._ranks[index])
 
     def _propose(self, force_random: bool = False) -> tuple[Genome, tuple[int, ...], str]:
         if force_random or self._random_left > 0 or not self._members:
@@ -214,8 +243,9 @@ class Evolution:
         """Binary tournament: lower front rank wins, then larger crowding distance."""
         if len(self._members) == 1:
             return self._members[0]
-        a, b = self._rng.sample(self._members, 2)
-        if a.rank != b.rank:
+        i, j = self._rng.sample(range(len(self._members)), 2)  # the same draws as sampling the list itself
+        a, b = self._members[i], self._members[j]
+        if self._rank_at(i) != self._rank_at(j):
             return a if a.rank < b.rank else b
         if a.crowding != b.crowding:
             return a if a.crowding > b.crowding else b
@@ -250,17 +280,23 @@ class Evolution:
             member.rank, member.crowding = rank, distance
 
     def _update_front(self, member: Member, point: np.ndarray) -> bool:
-        columns = self._front_values  # objectives x front members
-        if len(self._front):
+        count = len(self._front)
+        columns = self._front_values[:, :count]
+        if count:
             if dominated_by_any(columns, point).any():
                 return False
-            beaten = dominated_by_any(-columns, -point)  # members the new point dominates
+            beaten = dominated_by(columns, point)  # members the new point dominates
             if beaten.any():
                 keep = ~beaten
                 self._front = [other for other, kept in zip(self._front, keep.tolist()) if kept]
-                columns = columns[:, keep]
+                count = len(self._front)
+                self._front_values[:, :count] = columns[:, keep]
+        if count == self._front_values.shape[1]:  # grow by doubling: appending costs no copy per result
+            grown = np.empty((len(self.objectives), 2 * count + 16))
+            grown[:, :count] = self._front_values[:, :count]
+            self._front_values = grown
+        self._front_values[:, count] = point
         self._front.append(member)
-        self._front_values = np.hstack([columns, point[:, None]])
         return True
 
     # resume API (LIBRARY calls these)
@@ -280,7 +316,7 @@ class Evolution:
             rng_state: text from `rng_state`, or None to keep the current state.
         """
         self._members, self._front = [], []
-        self._front_values = np.empty((len(self.objectives), 0))
+        self._front_values = np.empty((len(self.objectives), 16))
         rows = sorted(records, key=lambda row: int(row["id"]))
         ok: list[Member] = []
         for row in rows:

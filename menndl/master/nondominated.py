@@ -117,6 +117,16 @@ def dominated_by_any(columns: np.ndarray, point: np.ndarray) -> np.ndarray:
     return less_equal & less
 
 
+def dominated_by(columns: np.ndarray, point: np.ndarray) -> np.ndarray:
+    """Boolean per row: does ``point`` dominate that row?  (`dominated_by_any` mirrored, no negated copies.)"""
+    greater_equal = columns[0] >= point[0]
+    greater = columns[0] > point[0]
+    for j in range(1, len(point)):
+        greater_equal &= columns[j] >= point[j]
+        greater |= columns[j] > point[j]
+    return greater_equal & greater
+
+
 def crowding_distances(values: np.ndarray, ranks: np.ndarray) -> np.ndarray:
     """NSGA-II crowding distance of every row within its front (boundary rows: infinity)."""
     count, objectives = values.shape

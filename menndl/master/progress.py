@@ -55,6 +55,10 @@ class Progress:
         self._last_done = -1
         self._drawn = False
 
+    def due(self) -> bool:
+        """Whether `update` would print now: callers skip building a `Status` (the master loop, per event)."""
+        return time.monotonic() - self._last_print >= (0.2 if self.tty else self.interval)
+
     def update(self, status: Status, *, force: bool = False) -> None:
         """Show ``status`` if it is time to (always when ``force``)."""
         now = time.monotonic()

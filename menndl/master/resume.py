@@ -29,6 +29,7 @@ class ResumeState:
     rng_state: str | None
     pending: list[Candidate] = field(default_factory=list)
     fingerprint: str = ""
+    search_seconds: float = 0.0  # search time of the earlier runs (search.time_limit counts on from it)
 
 
 def load_resume(path: str | Path) -> ResumeState:
@@ -49,6 +50,7 @@ def load_resume(path: str | Path) -> ResumeState:
         records = lib.records()
         rng_state, next_id, pending = lib.resume_state()
         fingerprint = str(lib.attrs.get("dataset_fingerprint", ""))
+        search_seconds = float(lib.session()["search_seconds"])
     for record in records:  # every stored genome is checked before the search parses them again
         stored_genome(p, record)
     candidates = [
@@ -61,7 +63,7 @@ def load_resume(path: str | Path) -> ResumeState:
         )
         for task in pending
     ]
-    return ResumeState(records, next_id, rng_state, candidates, fingerprint)
+    return ResumeState(records, next_id, rng_state, candidates, fingerprint, search_seconds)
 
 
 

@@ -22,8 +22,21 @@ class NullWriter:
         """Count the record, store nothing."""
         self.records += 1
 
+    def task_started(self, task: Mapping[str, Any]) -> None:
+        """Nothing to journal."""
+
+    def tick(self) -> None:
+        """Nothing to flush."""
+
+    def offer_weights(self, eval_id: int, accuracy: float, arrays: Mapping[str, Any]) -> bool:
+        """Keep no weights."""
+        return False
+
     def set_pareto(self, ids: Sequence[int]) -> None:
         """Nothing to rewrite."""
+
+    def set_session(self, stop_reason: str, search_seconds: float) -> None:
+        """Nothing to note (a real writer keeps why the run ended and its search time)."""
 
     def close(self) -> None:
         """Nothing to close."""

@@ -84,6 +84,9 @@ class SearchResult:
     master_seconds: float = 0.0  # CPU seconds the master spent outside waiting for messages
     timeouts: int = 0
     all_ready_after: float = math.nan  # seconds from the start until every worker had reported ready
+    search_seconds: float = math.nan  # seconds of search over every run of this library (what search.time_limit counts)
+    to_rerun: int = 0  # candidates handed out but without a row: a --resume runs them first
+    signal_stop: str = ""  # the signal that stopped the search ("" when it ended otherwise)
 
     @property
     def utilization(self) -> float:
@@ -171,6 +174,10 @@ class Search:
         self._rng_state_written = -math.inf
         self._stragglers = False
         self._host = socket.gethostname()
+        self._stop_requested_at = math.nan  # clock time of the first stop signal
+        self._grace = job.search.stop_grace
+        self._seconds_before = 0.0  # search seconds of earlier runs of this library (a resume continues counting)
+        self._to_rerun = 0
         training = job.training
         self.stopping = (
             EarlyStopping(
@@ -198,12 +205,15 @@ class Search:
         if self.stopping is not None:
             self.stopping.restore(resume.records)
         self._pareto_dirty = True
+        self._seconds_before = resume.search_seconds
 
     def run(self) -> SearchResult:
         """Run to the end of the budget; always closes the library and the workers.
 
-        The first SIGINT/SIGTERM stops dispatching and waits for the running
-        evaluations, which are recorded; a second one abandons them.
+        The first SIGINT/SIGTERM/SIGUSR2 stops dispatching and waits up to
+        ``search.stop_grace`` seconds for the running evaluations, which are
+        recorded; a second signal, or the end of the grace period, abandons
+        them: they keep no row, so that a ``--resume`` runs them again.
         """
         self._start = self._clock()
         abandoned = True  # unless the loop ends normally
@@ -225,7 +235,8 @@ class Search:
                     self._fill()
                     self._write_pareto()
                     self.writer.tick()
-                    self.progress.update(self._status())
+                    if self.progress.due():
+                        self.progress.update(self._status())
                     self._master_seconds += time.process_time() - started
             abandoned = self._in_flight()
             self._stop_reason = self._stop_reason or self._budget_reason()
@@ -233,6 +244,7 @@ class Search:
             try:
                 self._record_unfinished()
                 self._write_pareto(force=True)
+                self.writer.set_session(self._stop_reason or "error", self._search_seconds())
                 self.writer.close()
             finally:
                 self.transport.close(abandon=abandoned)
@@ -249,13 +261,22 @@ class Search:
         evaluations, limit = self.job.search.evaluations, self.job.search.time_limit
         if evaluations is not None and self._dispatched >= evaluations and not self._requeued:
             return False
-        return limit is None or self._clock() - self._start < limit
+        return limit is None or self._search_seconds() < limit
 
     def _abandon_requested(self) -> bool:
         """Handle stop signals (the handler only queues their names): first stops, second abandons."""
         if not self._signals:
             return False
         name = self._signals[-1]
+        if math.isnan(self._stop_requested_at):
+            self._stop_requested_at = self._clock()
+        elif self._clock() - self._stop_requested_at > self._grace and len(self._signals) == 1:
+            running = sum(1 for queue in self._busy.values() if queue)
+            self.progress.message(
+                f"[0@{self._host}] {name}: grace period of {self._grace:.0f}s (search.stop_grace) over; "
+                f"leaving {running} running evaluations to --resume"
+            )
+            return True
         if len(self._signals) >= 2:
             running = sum(1 for queue in self._busy.values() if queue)
             self.progress.message(f"[0@{self._host}] {name} again: abandoning {running} running evaluations")
@@ -264,8 +285,8 @@ class Search:
         if not self._stop_reason:
             self._stop_reason = f"{name} received"
             self.progress.message(
-                f"[0@{self._host}] {name}: no new evaluations; waiting for {sum(map(len, self._busy.values()))} "
-                "running or queued ones "
+                f"[0@{self._host}] {name}: no new evaluations; waiting up to {self._grace:.0f}s for "
+                f"{sum(map(len, self._busy.values()))} running or queued ones "
                 f"(send {name} again to abandon them)"
             )
         return False
@@ -284,7 +305,11 @@ class Search:
         evaluations, limit = self.job.search.evaluations, self.job.search.time_limit
         if evaluations is not None and self._dispatched >= evaluations and not self._requeued:
             return False
-        return limit is None or self._clock() - self._start < limit
+        return limit is None or self._search_seconds() < limit
+
+    def _search_seconds(self) -> float:
+        """Seconds of search so far, earlier runs of this library included (``search.time_limit`` counts these)."""
+        return self._seconds_before + self._clock() - self._start
 
     def _fill(self) -> None:
         """Fill every free task slot (idle workers first, then prefetch) while the budget allows."""
@@ -313,7 +338,7 @@ class Search:
             stopping = self.stopping
             message = task_message(
                 candidate.id,
-                candidate.genome.to_dict(),
+                candidate.genome.to_json(),
                 candidate.seed,
                 return_weights=self.job.library.keep_weights > 0,
                 checkpoints=stopping.fractions if stopping is not None else (),
@@ -473,7 +498,15 @@ class Search:
         """At the end, give every candidate that ran without a result its row (nothing vanishes).
 
         A candidate that never ran anywhere (its only worker failed at setup) gets no row.
+        After a stop signal nothing gets a row here: the tasks stay in flight in the
+        library (journaled), and a ``--resume`` runs them first.
         """
+        if self._signals:
+            self._to_rerun = len(self._requeued) + self._flights
+            self._requeued.clear()
+            self._busy.clear()
+            self._flights = self._busy_workers = 0
+            return
         reason = f"its worker was lost and the search ended before a retry ({self._stop_reason or 'error'})"
         while self._requeued:
             flight = self._requeued.popleft()
@@ -537,7 +570,7 @@ class Search:
         return Status(
             done=self._done,
             budget=self.job.search.evaluations,
-            elapsed=self._clock() - self._start,
+            elapsed=self._search_seconds(),
             time_limit=self.job.search.time_limit,
             best_accuracy=self._best,
             front_size=self.evolution.front_size,
@@ -567,4 +600,7 @@ class Search:
             master_seconds=self._master_seconds,
             timeouts=self._timeouts,
             all_ready_after=self._all_ready_after,
+            search_seconds=self._search_seconds(),
+            to_rerun=self._to_rerun,
+            signal_stop=self._signals[0] if self._signals else "",
         )

@@ -1,4 +1,8 @@
-"""Turn SIGINT/SIGTERM into a graceful stop request instead of an exception."""
+"""Turn SIGINT/SIGTERM/SIGUSR2 into a graceful stop request instead of an exception.
+
+SIGUSR2 is the checkpoint signal of batch jobs (``#SBATCH --signal=B:USR2@600``):
+SLURM sends it ahead of the wall-time limit, and USR1 may be taken by NCCL.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,7 @@ import threading
 from collections.abc import Callable
 from types import FrameType, TracebackType
 
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR2)
 
 
 class StopSignals:

@@ -55,15 +55,30 @@ class Backoff:
         self._quick_left = self.quick
 
 
+HOST_BYTES = 256  # a node's name, as exchanged by node_ranks (MPI_MAX_PROCESSOR_NAME is 256 in MPICH and Open MPI)
+
+
 def node_ranks(comm: Any) -> list[int]:
-    """World ranks that share this rank's node, in rank order (collective over ``comm``)."""
+    """World ranks that share this rank's node (same processor name), in rank order (collective over ``comm``).
+
+    A non-blocking all-gather polled with sleeps, not ``Split_type``: MPICH
+    spins inside blocking collectives, and at start-up every worker would spin
+    there until the last rank arrives, starving the master (on 2 cores with
+    128 ranks the master left that collective 40 ms after the workers, and
+    they waited for their first task).
+    """
+    import numpy as np
     from mpi4py import MPI
 
-    node = comm.Split_type(MPI.COMM_TYPE_SHARED, key=comm.Get_rank())
-    try:
-        return list(node.allgather(comm.Get_rank()))
-    finally:
-        node.Free()
+    name = MPI.Get_processor_name().encode("utf-8")[:HOST_BYTES]
+    mine = np.zeros(HOST_BYTES, dtype=np.uint8)
+    mine[: len(name)] = np.frombuffer(name, dtype=np.uint8)
+    everyone = np.empty((comm.Get_size(), HOST_BYTES), dtype=np.uint8)
+    request = comm.Iallgather(mine, everyone)
+    backoff = Backoff(high=WORKER_MAX_SLEEP)
+    while not request.Test():
+        backoff.sleep()
+    return [rank for rank in range(comm.Get_size()) if np.array_equal(everyone[rank], mine)]
 
 
 class MPIMasterTransport(MasterTransport):

@@ -24,6 +24,7 @@ from typing import Any
 
 from menndl.errors import UserError
 from menndl.genome import Genome, InputSpec, count_flops, count_params
+from menndl.protocol import task_genome
 from menndl.transport.base import MasterTransport, Message
 
 DEFAULT_SIGMA = 0.5  # lognormal shape when none is given
@@ -193,7 +194,7 @@ class SimulatedTransport(MasterTransport):
 
     def _result(self, task: Message) -> Message:
         """What a worker would send back for this task (built here, not charged to the master)."""
-        genome = Genome.from_dict(task["genome"])
+        genome = task_genome(task)
         params = count_params(genome, self.spec)
         return {
             "type": "result", "task": task["task"], "status": "ok",

@@ -21,6 +21,8 @@ from typing import TYPE_CHECKING, Any
 from menndl.transport.base import WorkerChannel
 from menndl.worker.devices import resolve_local_rank
 
+WORKER_NICENESS = 5  # workers below the master on a shared core (MENNDL_WORKER_NICE overrides; 0 = off)
+
 if TYPE_CHECKING:
     from menndl.worker.trainer import Trainer
 
@@ -36,6 +38,7 @@ def run_worker(channel: WorkerChannel, make_trainer: Callable[..., Trainer] | No
     if setup is None:
         return
     host = socket.gethostname()
+    _lower_priority()
     threads = _threads_per_worker(channel.local_size)
     os.environ["OMP_NUM_THREADS"] = str(threads)  # before torch is imported
     try:
@@ -93,13 +96,31 @@ def _fatal(channel: WorkerChannel, host: str, exc: BaseException) -> dict[str, o
 
 
 def ignore_stop_signals() -> None:
-    """Workers leave SIGINT/SIGTERM to the master, which stops them once their results are in.
+    """Workers leave SIGINT/SIGTERM/SIGUSR2 to the master, which stops them once their results are in.
 
     ``mpiexec`` forwards Ctrl-C to every rank and SLURM signals every task; a
     worker that died on it would lose the evaluation it was running.
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGUSR2, signal.SIG_IGN)  # the batch system's checkpoint signal (its default action kills)
+
+
+def _lower_priority() -> None:
+    """Run below the master: a niceness of ``MENNDL_WORKER_NICE`` (default `WORKER_NICENESS`; 0 keeps it).
+
+    Every worker waits for the master between tasks.  Where the master shares
+    cores with workers (rank 0 beside the workers of node 0, or an
+    oversubscribed node), workers waking up must not delay it; a worker that
+    trains on a GPU loses nothing, and one on CPU only yields to the master.
+    """
+    text = os.environ.get("MENNDL_WORKER_NICE", "")
+    niceness = int(text) if text.lstrip("-").isdigit() else WORKER_NICENESS
+    if niceness > 0:
+        try:
+            os.nice(niceness)
+        except OSError:  # pragma: no cover - not allowed here: run at the same priority
+            pass
 
 
 def _drain(channel: WorkerChannel) -> None:

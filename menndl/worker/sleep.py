@@ -28,7 +28,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from menndl.genome import Genome, InputSpec, count_flops, count_params
+from menndl.genome import InputSpec, count_flops, count_params
+from menndl.protocol import task_genome
 
 HANG_SECONDS = 3600.0
 
@@ -95,7 +96,7 @@ class SleepEvaluator:
             params = 1000 + int(task["seed"]) % 99991
             return {"status": "ok", "accuracy": noise, "loss": 1.0, "params": params, "flops": 10 * params,
                     "train_seconds": self.seconds, "epochs": 1}  # fmt: skip
-        genome = Genome.from_dict(task["genome"])
+        genome = task_genome(task)
         self._log_finished(int(task["task"]), genome.hash)
         digest = hashlib.sha256(genome.hash.encode()).digest()
         return {

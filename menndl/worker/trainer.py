@@ -23,6 +23,7 @@ from menndl.data import Dataset, load_dataset
 from menndl.genome import Genome, InputSpec, count_flops, learning_rate_factor
 from menndl.genome.decode import build_model
 from menndl.job import TrainingConfig
+from menndl.protocol import task_genome
 from menndl.worker.faults import CandidateTimeout, NonFiniteLoss, hard_deadline, status_of
 from menndl.worker.measure import (
     now,
@@ -147,7 +148,7 @@ class Trainer:
         try:
             reset_peak_memory(self.device)
             with hard_deadline(self.overrun_limit):
-                genome = Genome.from_dict(task["genome"])
+                genome = task_genome(task)
                 torch.manual_seed(int(task["seed"]))
                 model = self.build(genome, self.spec).to(self.device)
                 if self.channels_last:
