@@ -13,12 +13,12 @@ from collections.abc import Sequence
 
 from menndl import __version__
 from menndl.commands import COMMANDS
-from menndl.errors import UserError
+from menndl.errors import OneLineParser, UserError
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser for every subcommand."""
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="menndl", description="MENNDL-style neural architecture search for HPC clusters."
     )
     parser.add_argument("--version", action="version", version=f"menndl {__version__}")

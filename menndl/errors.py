@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import argparse
+from typing import NoReturn
+
 
 class UserError(Exception):
     """A mistake in user input (job file, dataset, library, CLI argument).
@@ -12,3 +15,23 @@ class UserError(Exception):
     """
 
     exit_status = 2
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but a mistake is one line ``menndl: error: ...`` and exit 2, like every other user error."""
+
+    def error(self, message: str) -> NoReturn:
+        """Print the one line (naming the command and where its help is) and exit 2."""
+        command = self.prog.removeprefix("menndl").strip()
+        hint = f"see 'menndl {command.split()[0]} --help'" if command else "see 'menndl --help'"
+        self.exit(2, f"menndl: error: {command + ': ' if command else ''}{' '.join(message.split())} ({hint})\n")
+
+
+class StorageError(UserError):
+    """The library cannot be written (disk full, quota, file size limit, read-only file system).
+
+    One line like a `UserError`, but exit status 1: the input was fine, the machine was not.  The
+    search stops cleanly; what reached the library before stays there (``--resume`` continues).
+    """
+
+    exit_status = 1

@@ -57,6 +57,11 @@ class DataConfig:
             )
         if not 0.0 <= self.test_fraction < 1.0:
             raise ValueError(f"data.test_fraction: expected a number in [0, 1), got {self.test_fraction}")
+        if self.validation_fraction + self.test_fraction >= 1.0:
+            raise ValueError(
+                f"data.validation_fraction ({self.validation_fraction}) + data.test_fraction ({self.test_fraction}) "
+                "leave no training data; expected a sum below 1"
+            )
 
 
 @dataclass(frozen=True)
@@ -130,6 +135,11 @@ class TrainingConfig:
         if not self.early_stopping_fractions or any(not 0.0 < f < 1.0 for f in self.early_stopping_fractions):
             raise ValueError(
                 "training.early_stopping_fractions: expected fractions of the budget in (0, 1), "
+                f"got {list(self.early_stopping_fractions)}"
+            )
+        if len(set(self.early_stopping_fractions)) != len(self.early_stopping_fractions):
+            raise ValueError(
+                "training.early_stopping_fractions: expected distinct fractions, "
                 f"got {list(self.early_stopping_fractions)}"
             )
         if not 0.0 <= self.early_stopping_quantile <= 1.0:

@@ -41,19 +41,25 @@ def wait_for_workers(master: int, count: int, timeout: float = 60) -> list[int]:
     raise AssertionError(f"{count} workers did not start")
 
 
-def test_killed_worker_task_is_rerun_by_another_and_nothing_is_lost(tiny_job: Path, tmp_path: Path) -> None:
+def test_killed_worker_is_replaced_its_task_rerun_and_nothing_is_lost(tiny_job: Path, tmp_path: Path) -> None:
+    """Real training on the digits with one worker: kill -9 it mid-search; its replacement finishes the budget."""
     library = tmp_path / "lib.h5"
-    proc = start(tiny_job, library, "--workers", "2", "--evaluations", "30")
-    victim = wait_for_workers(proc.pid, 2)[0]
-    time.sleep(2)  # let it take a task
+    proc = start(tiny_job, library, "--workers", "1", "--evaluations", "5")
+    journal = library.with_name(library.name + ".journal")
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not (journal.exists() and journal.read_bytes().count(b'"type":"row"') >= 1):
+        time.sleep(0.1)
+    victim = wait_for_workers(proc.pid, 1)[0]
+    time.sleep(0.3)  # inside a training
     os.kill(victim, signal.SIGKILL)
     stdout, stderr = proc.communicate(timeout=240)
     assert proc.returncode == 0, stderr
-    assert "worker lost" in stderr and "SIGKILL" in stderr
+    assert "killed by signal SIGKILL; replacement worker 2 starting" in stderr and "worker 2 joined" in stderr
     with Library.open(library) as lib:
         records = lib.records()
-    assert sorted(r["id"] for r in records) == list(range(30))  # every candidate recorded once
+    assert sorted(r["id"] for r in records) == list(range(5))  # every candidate recorded once
     assert all(r["status"] == "ok" for r in records)  # the killed worker's task was re-run
+    assert len({r["hash"] for r in records}) == 5  # none trained twice
 
 
 def test_sigterm_stops_dispatching_and_keeps_running_results(tiny_job: Path, tmp_path: Path) -> None:

@@ -37,6 +37,7 @@ MASTER_MODULES = [
     "menndl.library.status",
     "menndl.library.export",
     "menndl.master.resume",
+    "menndl.library.genomes",
     "menndl.genome.table",
     "menndl.commands.library",
     "menndl.commands.export",

@@ -12,7 +12,8 @@ import math
 import sys
 from typing import Any
 
-from menndl.errors import UserError
+from menndl.errors import OneLineParser, UserError
+from menndl.library.genomes import stored_parents
 
 HELP = "query a library: top, pareto, show ID, stats, lineage ID, status; or merge A B -o C"
 
@@ -37,7 +38,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _action_parser(target: str) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=f"menndl library {target}")
+    parser = OneLineParser(prog=f"menndl library {target}")
     actions = parser.add_subparsers(dest="name", required=True, metavar="ACTION")
     top = actions.add_parser("top", help="best evaluations")
     top.add_argument("--by", choices=("accuracy", "params", "flops", "seconds"), default="accuracy")
@@ -70,7 +71,7 @@ def main(args: argparse.Namespace) -> int:
         if action.name == "pareto":
             from menndl.library.query import pareto_front
 
-            return _print_rows(lib.rows(pareto_front(lib).tolist()), action.json)
+            return _print_rows(lib.rows(pareto_front(lib).tolist()), action.json, lib.path)
         if action.name == "show":
             return _show(lib, action.id, action.json)
         if action.name == "stats":
@@ -86,7 +87,7 @@ def _top(lib: Any, action: argparse.Namespace) -> int:
     if action.limit < 1:
         raise UserError(f"--limit: expected an integer >= 1, got {action.limit}")
     rows = ranked(lib, action.by, action.where, only_ok=not action.all, limit=action.limit)
-    return _print_rows(lib.rows(rows.tolist()), action.json)
+    return _print_rows(lib.rows(rows.tolist()), action.json, lib.path)
 
 
 def _fmt(value: Any) -> str:
@@ -97,9 +98,9 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
-def _print_rows(rows: list[dict[str, Any]], as_json: bool) -> int:
+def _print_rows(rows: list[dict[str, Any]], as_json: bool, lib_path: Any = "") -> int:
     if as_json:
-        print(json.dumps([_jsonable(r) for r in rows]))
+        print(json.dumps([_jsonable(r, lib_path) for r in rows]))
         return 0
     widths = (6, 9, 11, 13, 9, 14, 8)
     print("  ".join(f"{c:>{w}}" for c, w in zip(COLUMNS, widths)))
@@ -110,12 +111,14 @@ def _print_rows(rows: list[dict[str, Any]], as_json: bool) -> int:
     return 0
 
 
-def _jsonable(row: dict[str, Any]) -> dict[str, Any]:
+def _jsonable(row: dict[str, Any], library: Any = "") -> dict[str, Any]:
+    from menndl.library.genomes import stored_json
+
     out = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in row.items()}
     for key in ("genome", "parents"):
         text = out.get(key)
         if isinstance(text, str) and text:
-            out[key] = json.loads(text)
+            out[key] = stored_json(library, f"evaluation {row.get('id')}: {key}", text)
     return out
 
 
@@ -132,7 +135,7 @@ def _spec(lib: Any) -> Any:
 def _show(lib: Any, eval_id: int, as_json: bool) -> int:
     row = lib.record(eval_id)
     if as_json:
-        print(json.dumps(_jsonable(row)))
+        print(json.dumps(_jsonable(row, lib.path)))
         return 0
     for key, value in row.items():
         if key not in ("genome", "error"):
@@ -142,10 +145,10 @@ def _show(lib: Any, eval_id: int, as_json: bool) -> int:
     print(f"{'weights':>14}: {'kept in the library' if eval_id in lib.weight_ids() else 'not kept'}")
     spec = _spec(lib)
     if spec is not None and row["genome"]:
-        from menndl.genome import Genome
         from menndl.genome.table import format_layer_table
+        from menndl.library.genomes import stored_genome
 
-        genome = Genome.from_json(row["genome"])
+        genome = stored_genome(lib.path, row, spec)
         print()
         print(format_layer_table(genome, spec))
         print(f"training: {json.dumps(genome.to_dict()['train'])}")
@@ -178,10 +181,10 @@ def _lineage(lib: Any, eval_id: int, as_json: bool) -> int:
 
     chain = lineage(lib, eval_id)
     if as_json:
-        print(json.dumps([{"generation": -d, **_jsonable(row)} for d, row in chain]))
+        print(json.dumps([{"generation": -d, **_jsonable(row, lib.path)} for d, row in chain]))
         return 0
     for depth, row in chain:
-        parents = json.loads(row["parents"] or "[]")
+        parents = stored_parents(lib.path, row)
         made = f"{row['operator']} of {', '.join(map(str, parents))}" if parents else row["operator"]
         print(
             f"{'  ' * depth}{row['id']}: {made}; accuracy {_fmt(row['accuracy'])}, "
@@ -191,7 +194,7 @@ def _lineage(lib: Any, eval_id: int, as_json: bool) -> int:
 
 
 def _merge(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="menndl library merge")
+    parser = OneLineParser(prog="menndl library merge")
     parser.add_argument("inputs", nargs="+", metavar="LIB")
     parser.add_argument("-o", "--output", required=True, metavar="PATH")
     options = parser.parse_args(argv)

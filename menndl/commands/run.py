@@ -13,11 +13,11 @@ import socket
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from menndl import __version__
 from menndl.commands.common import inspect_data
-from menndl.errors import UserError
+from menndl.errors import StorageError, UserError
 from menndl.genome import InputSpec
 from menndl.job import Job, load_job
 from menndl.launch import visible_gpus
@@ -117,6 +117,7 @@ def _run_master(args: argparse.Namespace, transport: MasterTransport | None) -> 
         from menndl.master.resume import load_resume
 
         resume = load_resume(library)
+        check_library_folder(library)
     else:
         check_library_path(library)
     spec, fingerprint, summary = inspect_data(job)
@@ -150,11 +151,16 @@ def _run_master(args: argparse.Namespace, transport: MasterTransport | None) -> 
             f"{len(resume.pending)} re-queued, next id {resume.next_id}"
         )
     else:
-        library.parent.mkdir(parents=True, exist_ok=True)
         writer = LibraryWriter(library, job_text=job.text, attrs=_library_attrs(job, spec, fingerprint), **policy)
     if seeds:
         progress.message(f"[0@{socket.gethostname()}] seeding the search with {len(seeds)} earlier architectures")
-    result = Search(job, spec, fingerprint, transport, writer, progress, resume=resume, seeds=seeds).run()
+    worker_setup = getattr(args, "worker_setup", None)  # fault tests and benchmarks: {"evaluator": "sleep", ...}
+    search = Search(job, spec, fingerprint, transport, writer, progress, resume=resume, seeds=seeds,
+                    worker_setup=worker_setup)  # fmt: skip
+    try:
+        result = search.run()
+    except StorageError as exc:  # the disk filled up (or went read-only) mid-run: stop cleanly, keep what is there
+        _exit_after_storage_error(exc, writer, library, args)
     _report(result)
     if result.signal_stop:
         print(stop_line(result, args, library), flush=True)
@@ -239,16 +245,85 @@ def default_library_path(job_name: str) -> Path:
 def check_library_path(path: Path) -> None:
     """Refuse, before any work, a library path that exists or cannot be written.
 
+    The library's folder is created when its parent exists (``results/``); a deeper missing path is
+    more likely a typo (or a file system that is not mounted) than a wish.
+
     Raises:
-        UserError: the file exists, or its folder is not writable.
+        UserError: the file exists, its folder is missing or not writable, or has no room.
     """
     if path.exists():
         raise UserError(f"{path}: library already exists; choose another --library path (nothing was changed)")
     folder = path.parent
-    while not folder.exists() and folder != folder.parent:
-        folder = folder.parent
-    if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
-        raise UserError(f"{path}: cannot create the library: folder {folder} is not writable")
+    if not folder.exists() and not folder.is_symlink():
+        grandparent = folder.parent
+        if not grandparent.is_dir():
+            raise UserError(
+                f"{path}: cannot create the library: folder {folder} does not exist, nor does {grandparent} "
+                "(create it first, or check the path)"
+            )
+        try:
+            folder.mkdir()
+        except OSError as exc:
+            raise UserError(f"{path}: cannot create the library's folder {folder} ({_os_reason(exc)})") from None
+    check_library_folder(path)
+
+
+def check_library_folder(path: Path) -> None:
+    """The library's folder exists, can be written (a real file is written and removed) and has room.
+
+    Raises:
+        UserError: it cannot, naming the folder and why.
+    """
+    import shutil
+    import tempfile
+
+    folder = path.parent
+    if not folder.is_dir():
+        what = "does not exist" if not folder.exists() else "is not a folder"
+        raise UserError(f"{path}: cannot write the library: {folder} {what}")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise UserError(f"{path}: cannot write the library: folder {folder} is not writable")
+    try:
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".menndl-probe-") as probe:
+            probe.write(b"\0" * PROBE_BYTES)
+            probe.flush()
+            os.fsync(probe.fileno())
+        free = shutil.disk_usage(folder).free
+    except OSError as exc:
+        raise UserError(f"{path}: cannot write the library in {folder} ({_os_reason(exc)})") from None
+    if free < MIN_FREE_BYTES:
+        raise UserError(
+            f"{path}: only {free / 2**20:.1f} MiB free in {folder}; the library needs at least "
+            f"{MIN_FREE_BYTES // 2**20} MiB to grow (free some space or choose another --library)"
+        )
+
+
+PROBE_BYTES = 64 * 1024  # written and removed before any worker starts: the folder really takes data
+MIN_FREE_BYTES = 16 * 2**20  # a library of a few thousand rows, its journal and a resume's base copy
+
+
+def _os_reason(exc: OSError) -> str:
+    return exc.strerror or str(exc)
+
+
+def _exit_after_storage_error(error: StorageError, writer: Any, library: Path, args: argparse.Namespace) -> NoReturn:
+    """The library stopped taking data mid-run (disk full, quota, file size limit): one line, exit 1, now.
+
+    The workers were already stopped (the search closes its transport whatever happens) and every
+    record reached the journal before the failed write.  HDF5 cannot close a file whose metadata it
+    can no longer write (its handles fail, or crash the process, when released), so the process ends
+    here without releasing them; the file on disk is as the last good flush left it, and a reader
+    adds the journal's records.
+    """
+    kept = len(writer)
+    message = (
+        f"menndl: error: {error}; the search stopped; the library keeps the {kept} evaluations recorded "
+        f"before; free some space, then continue with: {resume_command(args, library)}"
+    )
+    print(" ".join(message.split()), file=sys.stderr)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(StorageError.exit_status)
 
 
 def print_front(front: list[dict]) -> None:

@@ -35,11 +35,11 @@ def main(args: argparse.Namespace) -> int:
     from torch import nn
 
     from menndl.commands.common import load_job_data
-    from menndl.genome import Genome
     from menndl.genome.decode import build_model
     from menndl.job import parse_job
     from menndl.library import Library
     from menndl.library.export import spec_of
+    from menndl.library.genomes import stored_genome
     from menndl.worker.trainer import choose_device, make_optimizer
 
     with Library.open(args.library) as lib:
@@ -69,7 +69,7 @@ def main(args: argparse.Namespace) -> int:
     x_test = ((torch.from_numpy(data.x_test) - mean) / std).to(device)
     y_test = torch.from_numpy(data.y_test).to(device)
 
-    genome = Genome.from_json(row["genome"])
+    genome = stored_genome(args.library, row, spec)
     torch.manual_seed(max(int(row["seed"]), 0))
     model = build_model(genome, spec).to(device)
     hyper = genome.train

@@ -26,7 +26,14 @@ def spec_of(lib: Library) -> Any:
     shape, classes = lib.attrs.get("input_shape"), lib.attrs.get("num_classes")
     if shape is None or classes is None:
         raise UserError(f"library {lib.path} does not record input_shape/num_classes; cannot build its models")
-    return InputSpec(tuple(json.loads(str(shape))), int(classes))
+    try:
+        return InputSpec(tuple(json.loads(str(shape))), int(classes))
+    except (ValueError, TypeError) as exc:  # a damaged or hand-edited attribute: the file's fault, in one line
+        reason = " ".join(str(exc).split())[:200]
+        raise UserError(
+            f"library {lib.path}: input_shape {str(shape)[:60]!r} / num_classes {str(classes)[:20]!r} are not a valid "
+            f"input description ({reason})"
+        ) from None
 
 
 def load_weights_file(path: str | Path) -> dict[str, Any]:
@@ -51,14 +58,14 @@ def build(lib: Library, eval_id: int, weights: str | Path | None = None) -> tupl
     """The decoded model of ``eval_id`` with its weights: (model in eval mode, genome dict, where weights came from)."""
     import torch
 
-    from menndl.genome import Genome
     from menndl.genome.decode import build_model
+    from menndl.library.genomes import stored_genome
 
     row = lib.record(eval_id)
     if not row["genome"]:
         raise UserError(f"library {lib.path}: evaluation {eval_id} has no genome")
-    genome = Genome.from_json(row["genome"])
     spec = spec_of(lib)
+    genome = stored_genome(lib.path, row, spec)
     torch.manual_seed(max(int(row["seed"]), 0))
     model = build_model(genome, spec)
     origin = "fresh initial weights (the library kept none for this id; run `menndl train` first for trained ones)"
@@ -143,7 +150,7 @@ def python_source(lib: Library, eval_id: int, genome_dict: dict[str, Any], model
     lines = [blob[i : i + 100] for i in range(0, len(blob), 100)]
     tail = f'''
 
-# ---- exported by menndl from {lib.path.name}, evaluation {eval_id} ----
+# ---- exported by menndl from {json.dumps(lib.path.name)}, evaluation {eval_id} ----
 GENOME = {pprint.pformat(genome_dict, width=100)}
 INPUT_SHAPE = {tuple(spec.shape)!r}
 NUM_CLASSES = {spec.num_classes}

@@ -74,8 +74,16 @@ class JournalWriter:
             raise ValueError(f"journal {self.path} is closed")
         data = (_ENCODER.encode(event) + "\n").encode()
         view = memoryview(data)
-        while view:  # a regular file takes it all at once; loop for the rare short write
-            view = view[os.write(self._fd, view) :]
+        start = os.lseek(self._fd, 0, os.SEEK_END)
+        try:
+            while view:  # a regular file takes it all at once; loop for the rare short write
+                view = view[os.write(self._fd, view) :]
+        except OSError:  # disk full, quota, file size limit: leave no torn line behind
+            try:
+                os.ftruncate(self._fd, start)
+            except OSError:
+                pass
+            raise
         self._dirty = True
 
     def sync(self) -> None:

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from menndl.errors import UserError
+from menndl.library.genomes import stored_parents
 from menndl.library.reader import Library
 from menndl.library.schema import FIELD_NAMES, RESERVED_ROOT_ATTRS
 from menndl.library.writer import LibraryWriter
@@ -49,7 +50,8 @@ def merge_libraries(inputs: Sequence[str | Path], output: str | Path) -> int:
                 columns = {name: lib.column(name) for name in FIELD_NAMES}
                 columns["id"] = columns["id"] + offset
                 columns["parents"] = np.asarray(
-                    [json.dumps([p + offset for p in json.loads(text or "[]")]) for text in columns["parents"]],
+                    [json.dumps([p + offset for p in stored_parents(lib.path, {"id": i, "parents": text})])
+                     for i, text in zip(columns["id"] - offset, columns["parents"])],  # fmt: skip
                     dtype=object,
                 )
                 writer.write_columns(columns)

@@ -7,7 +7,6 @@ small grammar, ``FIELD OP NUMBER [and FIELD OP NUMBER ...]`` with ``OP`` one of
 
 from __future__ import annotations
 
-import json
 import math
 import operator
 import re
@@ -17,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from menndl.errors import UserError
+from menndl.library.genomes import stored_parents
 from menndl.library.reader import Library
 from menndl.library.schema import FIELD_KINDS, RANKINGS
 
@@ -143,7 +143,7 @@ def lineage(lib: Library, eval_id: int) -> list[tuple[int, dict[str, Any]]]:
         depth, current = queue.pop(0)
         row = lib.rows([where[current]])[0]
         out.append((depth, row))
-        for parent in json.loads(row["parents"] or "[]"):
+        for parent in stored_parents(lib.path, row):
             if parent not in seen and parent in where:
                 seen.add(parent)
                 queue.append((depth + 1, int(parent)))

@@ -14,7 +14,6 @@ is opened; reopen it to see new results.
 
 from __future__ import annotations
 
-import json
 import operator
 from pathlib import Path
 from types import TracebackType
@@ -437,7 +436,10 @@ class Library:
             state = self._file[STATE_GROUP].attrs
             rng_state = str(_plain(state["rng_state"])) if "rng_state" in state else None
             next_id = max(next_id, int(state["next_id"])) if "next_id" in state else next_id
-            pending = json.loads(str(_plain(state["pending"]))) if "pending" in state else []
+            from menndl.library.genomes import stored_json
+
+            text = str(_plain(state["pending"])) if "pending" in state else ""
+            pending = stored_json(self.path, "state.pending", text, [])
         if self._journal is not None:
             last = self._journal.last_task
             if last is not None:
@@ -475,8 +477,20 @@ class Library:
         group = self._weights_groups().get(int(eval_id))
         if group is None:
             return None
-        names = json.loads(str(_plain(group.attrs["names"]))) if "names" in group.attrs else list(group)
-        return {name: np.asarray(group[name][()]) for name in names}
+        from menndl.library.genomes import stored_json
+
+        where = f"kept weights of evaluation {eval_id}"
+        names = stored_json(self.path, where, str(_plain(group.attrs["names"]))) if "names" in group.attrs else None
+        names = list(group) if names is None else names
+        if not isinstance(names, list) or not all(isinstance(name, str) and name in group for name in names):
+            raise UserError(f"library {self.path}: {where}: 'names' does not list its arrays")
+        arrays = {}
+        for name in names:
+            item = group[name]
+            if not isinstance(item, h5py.Dataset) or item.dtype.kind != "f":
+                raise UserError(f"library {self.path}: {where}: '{name}' is not a float array")
+            arrays[name] = np.asarray(item[()])
+        return arrays
 
     def _weights_groups(self) -> dict[int, h5py.Group]:
         """Kept weights; for a live library only those in its base copy (the file being written is not read)."""

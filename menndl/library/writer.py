@@ -16,6 +16,7 @@ import json
 import math
 import operator
 import os
+import re
 import shutil
 import time
 from collections.abc import Mapping, Sequence
@@ -27,7 +28,7 @@ from typing import Any
 import h5py
 import numpy as np
 
-from menndl.errors import UserError
+from menndl.errors import StorageError, UserError
 from menndl.library.journal import JournalWriter, base_path, journal_path
 from menndl.library.schema import (
     COUNT_ATTR,
@@ -60,8 +61,11 @@ def _reason(exc: BaseException) -> str:
     errno = getattr(exc, "errno", None)
     if isinstance(errno, int) and errno > 0:
         return os.strerror(errno).lower()
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
+    text = " ".join(str(exc).split())
+    system = re.search(r"error message = '([^']*)'", text)  # HDF5's long report of a failed write
+    if system:
+        return f"{text.split(' (')[0]}: {system.group(1).lower()}"
+    return text or type(exc).__name__
 
 
 def _clean_str(value: str) -> str:
@@ -281,6 +285,7 @@ class LibraryWriter:
             tmp.unlink(missing_ok=True)
 
     def _setup_policy(self, path: str | Path, flush_every: int, flush_seconds: float | None, keep_weights: int) -> None:
+        self._broken = ""  # the first failed write's message: the writer then writes nothing more
         if isinstance(flush_every, bool) or not isinstance(flush_every, int) or flush_every < 1:
             raise ValueError(f"flush_every must be an integer >= 1, got {flush_every!r}")
         if flush_seconds is not None and not flush_seconds >= 0:
@@ -563,8 +568,8 @@ class LibraryWriter:
                 self._write_state(with_pending=final or self._journal is None)
             self._write_weights()
             f.flush()
-        except OSError as exc:
-            raise UserError(f"cannot write library {self._path}: {_reason(exc)}") from None
+        except (OSError, RuntimeError) as exc:  # h5py reports failed writes as both
+            raise self._broken_by(f"cannot write library {self._path}: {_reason(exc)}") from None
         self._buffer_since = time.monotonic()
 
     def _write_state(self, with_pending: bool) -> None:
@@ -637,8 +642,8 @@ class LibraryWriter:
             self._pareto.resize((len(data),))
             if len(data):
                 self._pareto[:] = data
-        except OSError as exc:
-            raise UserError(f"cannot write library {self._path}: {_reason(exc)}") from None
+        except (OSError, RuntimeError) as exc:  # h5py reports failed writes as both
+            raise self._broken_by(f"cannot write library {self._path}: {_reason(exc)}") from None
         self.flush()
 
     def close(self) -> None:
@@ -655,19 +660,35 @@ class LibraryWriter:
             self.flush(final=True)
         except BaseException:
             self._file = None
-            f.close()
+            self._release(f)
             if self._journal is not None:
-                self._journal.close()
+                try:
+                    self._journal.close()
+                except OSError:
+                    pass  # fsync of a full disk: what was written is there
             raise
         self._file = None
         try:
             f.close()
-        except OSError as exc:
-            raise UserError(f"cannot close library {self._path}: {_reason(exc)}") from None
+        except (OSError, RuntimeError) as exc:  # h5py reports failed writes as both
+            raise self._broken_by(f"cannot close library {self._path}: {_reason(exc)}") from None
         if self._journal is not None:
             self._journal.close()
             self._journal.path.unlink(missing_ok=True)
             base_path(self._path).unlink(missing_ok=True)
+
+    def _release(self, f: h5py.File) -> None:
+        """Close the file after a failed write (disk full): drop every handle first, ignore further errors.
+
+        HDF5 cannot flush its metadata cache any more; handles left to the garbage collector would
+        try again and can crash the process, so they go now, while the file is closed once.
+        """
+        self._datasets = {}
+        self._group = self._pareto = self._state = self._weights = None  # type: ignore[assignment]
+        try:
+            f.close()
+        except Exception:  # noqa: S110 - nothing more can be written; the journal holds the records
+            pass
 
     def __enter__(self) -> LibraryWriter:
         return self
@@ -687,9 +708,20 @@ class LibraryWriter:
         try:
             self._journal.write(event)
         except OSError as exc:
-            raise UserError(f"cannot write library journal {self._journal.path}: {_reason(exc)}") from None
+            raise self._broken_by(f"cannot write library journal {self._journal.path}: {_reason(exc)}") from None
+
+    def _broken_by(self, message: str) -> StorageError:
+        """Remember the first failed write: from then on the writer writes nothing more (see `_check_open`).
+
+        A write after a failure could put rows in the journal that a resume must not see (``lost``
+        rows for the tasks in flight, which it re-queues instead) or a line after a torn one.
+        """
+        self._broken = self._broken or message
+        return StorageError(self._broken)
 
     def _check_open(self) -> h5py.File:
+        if self._broken:
+            raise StorageError(self._broken)
         if self._file is None:
             raise ValueError(f"library writer for {self._path} is closed")
         return self._file

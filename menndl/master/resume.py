@@ -15,6 +15,7 @@ from typing import Any
 
 from menndl.errors import UserError
 from menndl.genome import Genome, InputSpec, SearchSpace, repair
+from menndl.library.genomes import stored_genome
 from menndl.library.schema import RANKINGS
 from menndl.master.evolution import Candidate
 
@@ -50,10 +51,12 @@ def load_resume(path: str | Path) -> ResumeState:
         rng_state, next_id, pending = lib.resume_state()
         fingerprint = str(lib.attrs.get("dataset_fingerprint", ""))
         search_seconds = float(lib.session()["search_seconds"])
+    for record in records:  # every stored genome is checked before the search parses them again
+        stored_genome(p, record)
     candidates = [
         Candidate(
             int(task["id"]),
-            Genome.from_json(task["genome"]) if isinstance(task["genome"], str) else Genome.from_dict(task["genome"]),
+            stored_genome(p, task),
             tuple(json.loads(task["parents"]) if isinstance(task["parents"], str) else task["parents"]),
             str(task["operator"]),
             int(task["seed"]),
@@ -88,7 +91,7 @@ def seed_genomes(
                 key=lambda i: sign * values[i],
             )
             for row in lib.rows(order[:top]):
-                genome = repair(Genome.from_json(row["genome"]), space, spec)
+                genome = repair(stored_genome(path, row), space, spec)
                 if genome.hash not in seen:
                     seen.add(genome.hash)
                     genomes.append(genome)

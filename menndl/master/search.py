@@ -163,6 +163,7 @@ class Search:
         self._all_ready_after = math.nan
         self._requeued: deque[_InFlight] = deque()
         self._workers: set[int] = set()
+        self._joining: dict[int, float] = {}  # replacement workers started by the transport, not ready yet -> since
         self._dispatched = self._done = self._failed = 0
         self._ranks_used: set[int] = set()
         self._best = math.nan
@@ -255,7 +256,16 @@ class Search:
         return self._result(abandoned)
 
     def _in_flight(self) -> bool:
-        return self._flights > 0
+        return self._flights > 0 or self._awaiting_replacement()
+
+    def _awaiting_replacement(self) -> bool:
+        """Every worker is gone but replacements are starting and work is left: wait for them."""
+        if self._workers or not self._joining or self._stop_reason or self._signals:
+            return False
+        evaluations, limit = self.job.search.evaluations, self.job.search.time_limit
+        if evaluations is not None and self._dispatched >= evaluations and not self._requeued:
+            return False
+        return limit is None or self._search_seconds() < limit
 
     def _abandon_requested(self) -> bool:
         """Handle stop signals (the handler only queues their names): first stops, second abandons."""
@@ -428,7 +438,19 @@ class Search:
             self.progress.message(f"[0@{self._host}] ignoring unexpected message {kind!r} from worker {worker}")
 
     def _on_ready(self, worker: int) -> None:
-        """A worker loaded its data: the clock of the task waiting for it starts now."""
+        """A worker loaded its data: the clock of the task waiting for it starts now.
+
+        A worker not in the pool is a replacement the transport started for a lost one: it joins
+        with `_depth` free task slots.
+        """
+        if worker not in self._workers:
+            if self._joining.pop(worker, None) is None:
+                self.progress.message(f"[0@{self._host}] ignoring ready from unknown worker {worker}")
+                return
+            self._workers.add(worker)
+            self._busy[worker] = deque()
+            self._idle.extend([worker] * self._depth)
+            self.progress.message(f"[0@{self._host}] replacement worker {worker} joined ({len(self._workers)} workers)")
         self._ready.add(worker)
         if self._busy.get(worker):
             self._start_clock(worker, self._busy[worker][0])
@@ -449,18 +471,33 @@ class Search:
             queue = self._busy.get(worker)
             if not queue or queue[0] is not flight or flight.expires != expires:
                 continue
-            self.transport.discard(worker)
+            replacement = self.transport.discard(worker)
             self._stragglers = True
             limit = self._deadline if worker in self._ready else self._startup_deadline
             what = "result" if worker in self._ready else "ready message"
             self._retire(worker, {"type": "lost", "error": f"no {what} within the {limit:.0f}s deadline",
-                                  "timeout": True})  # fmt: skip
+                                  "timeout": True, "replaced_by": replacement})  # fmt: skip
+        for worker, since in list(self._joining.items()):  # a replacement that never reports ready
+            if now - since > self._startup_deadline:
+                del self._joining[worker]
+                replacement = self.transport.discard(worker)
+                self._stragglers = True
+                self._retire(worker, {"type": "lost", "error": f"replacement not ready within "
+                                      f"{self._startup_deadline:.0f}s", "replaced_by": replacement})  # fmt: skip
 
     def _retire(self, worker: int, message: Mapping[str, Any]) -> None:
-        """Stop using a worker that cannot serve; its task is tried again elsewhere (once if it had started)."""
+        """Stop using a worker that cannot serve; its task is tried again elsewhere (once if it had started).
+
+        A ``replaced_by`` id in the message is a replacement the transport started; it joins when ready.
+        """
         self._workers.discard(worker)
+        self._joining.pop(worker, None)
         host = message.get("host", "?")
-        self.progress.message(f"[{worker}@{host}] worker lost: {message.get('error', 'no reason given')}")
+        replacement = message.get("replaced_by")
+        if replacement is not None:
+            self._joining[int(replacement)] = self._clock()
+        started = f"; replacement worker {replacement} starting" if replacement is not None else ""
+        self.progress.message(f"[{worker}@{host}] worker lost: {message.get('error', 'no reason given')}{started}")
         self._idle = deque(slot for slot in self._idle if slot != worker)
         queue = self._busy.pop(worker, deque())
         self._flights -= len(queue)
@@ -476,7 +513,7 @@ class Search:
                 status = "timeout" if message.get("timeout") else "lost"
                 self._timeouts += status == "timeout"
                 self._record(flight, worker, {"status": status, "error": message.get("error", "")})
-        if not self._workers and not self._stop_reason:
+        if not self._workers and not self._joining and not self._stop_reason:
             self._stop_reason = NO_WORKERS
 
     def _record_unfinished(self) -> None:

@@ -6,7 +6,9 @@ dicts) and knows nothing of evolution.  The master talks to a
 worker means "stop".
 
 Besides the worker's own messages, ``MasterTransport.receive`` may report a
-worker that is gone as ``(worker, {"type": "lost", "error": ...})``.
+worker that is gone as ``(worker, {"type": "lost", "error": ...})``, with
+``"replaced_by": id`` when the transport started a replacement (local mode),
+which joins the pool when it reports ``ready``.
 """
 
 from __future__ import annotations
@@ -43,8 +45,14 @@ class MasterTransport(ABC):
             ``(worker, message)``, or ``None`` when nothing arrived in time.
         """
 
-    def discard(self, worker: int) -> None:
-        """Stop using a worker presumed hung or dead: send it nothing more, end it if possible."""
+    def discard(self, worker: int) -> int | None:
+        """Stop using a worker presumed hung or dead: send it nothing more, end it if possible.
+
+        Returns:
+            The id of a replacement worker started in its place (it reports ``ready`` when it can
+            serve), or None.
+        """
+        return None
 
     @abstractmethod
     def close(self, abandon: bool = False) -> None:

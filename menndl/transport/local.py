@@ -3,26 +3,52 @@
 The master waits on every pipe and every process sentinel at once
 (`multiprocessing.connection.wait`), so it sleeps in the OS while workers
 train and notices a worker that died (killed, segfault, OOM) immediately.
+
+A worker that dies is replaced at once by a new process with a new id
+(counting up past the first ones) on the same local slot; the ``lost``
+message names it (``replaced_by``) and the master adds it to its pool when it
+reports ``ready``.  A broken install would have every replacement die before
+``ready``: after `RESPAWN_LIMIT` such deaths in a row no more are started, and
+the ``lost`` message says why.
 """
 
 from __future__ import annotations
 
 import multiprocessing
 import signal
+import socket
 from collections.abc import Mapping
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
 from menndl.transport.base import MasterTransport, Message, WorkerChannel
 
+RESPAWN_LIMIT = 3  # replacements that died before "ready", in a row, after which no more are started
+
 
 class LocalTransport(MasterTransport):
     """Runs ``num_workers`` worker processes started with the ``spawn`` method."""
 
-    def __init__(self, num_workers: int) -> None:
+    def __init__(self, num_workers: int, respawn: bool = True, respawn_limit: int = RESPAWN_LIMIT) -> None:
+        """Args:
+        num_workers: worker processes to run at once.
+        respawn: start a replacement for every worker that dies (not for one discarded by the master
+            after a deadline: that one is killed and replaced too, as it may only be slow).
+        respawn_limit: stop replacing after this many workers in a row died before reporting ready.
+        """
         if num_workers < 1:
             raise ValueError(f"num_workers must be >= 1, got {num_workers}")
+        if respawn_limit < 1:
+            raise ValueError(f"respawn_limit must be >= 1, got {respawn_limit}")
         self._num_workers = num_workers
+        self._respawn, self._respawn_limit = respawn, respawn_limit
+        self._setup: dict[str, Any] = {}
+        self._next_worker = num_workers + 1
+        self._slots: dict[int, int] = {}  # worker -> its local slot (0..num_workers-1: device binding)
+        self._ready: set[int] = set()  # workers that reported ready
+        self._early_deaths = 0  # workers that died before "ready", in a row
+        self._closing = False
+        self.respawned = 0  # replacements started
         self._context = multiprocessing.get_context("spawn")
         self._connections: dict[int, Connection] = {}
         self._processes: dict[int, multiprocessing.process.BaseProcess] = {}
@@ -33,21 +59,53 @@ class LocalTransport(MasterTransport):
         return f"local: {self._num_workers} worker processes"
 
     def start(self, setup: Mapping[str, Any]) -> list[int]:
+        self._setup = dict(setup)
         for worker in range(1, self._num_workers + 1):
-            master_end, worker_end = self._context.Pipe(duplex=True)
-            process = self._context.Process(
-                target=_worker_main,
-                args=(worker_end, worker, worker - 1, self._num_workers),
-                name=f"menndl-worker-{worker}",
-                daemon=True,
-            )
-            process.start()
-            worker_end.close()
-            self._connections[worker] = master_end
-            self._processes[worker] = process
-            self._handles[master_end] = self._handles[process.sentinel] = worker
-            master_end.send(dict(setup))
+            self._spawn(worker, worker - 1)
         return list(self._connections)
+
+    def _spawn(self, worker: int, slot: int) -> None:
+        """Start worker process ``worker`` on local slot ``slot`` and send it the setup."""
+        master_end, worker_end = self._context.Pipe(duplex=True)
+        process = self._context.Process(
+            target=_worker_main,
+            args=(worker_end, worker, slot, self._num_workers),
+            name=f"menndl-worker-{worker}",
+            daemon=True,
+        )
+        process.start()
+        worker_end.close()
+        self._connections[worker] = master_end
+        self._processes[worker] = process
+        self._slots[worker] = slot
+        self._handles[master_end] = self._handles[process.sentinel] = worker
+        try:
+            master_end.send(self._setup)
+        except OSError:
+            pass  # it died already: its sentinel reports it
+
+    def _replace(self, worker: int, lost: Message) -> Message:
+        """Start a replacement for ``worker``, which ended; say so (or why not) in its ``lost`` message."""
+        slot = self._slots.pop(worker)
+        if worker in self._ready:
+            self._ready.discard(worker)
+            self._early_deaths = 0
+        else:
+            self._early_deaths += 1
+        if not self._respawn or self._closing:
+            return lost
+        if self._early_deaths >= self._respawn_limit:
+            lost["error"] += (
+                f"; not replaced: {self._early_deaths} workers in a row died before reporting ready "
+                "(a broken install or environment?)"
+            )
+            return lost
+        replacement = self._next_worker
+        self._next_worker += 1
+        self._spawn(replacement, slot)
+        self.respawned += 1
+        lost["replaced_by"] = replacement
+        return lost
 
     def send(self, worker: int, message: Mapping[str, Any] | None) -> None:
         try:
@@ -63,17 +121,26 @@ class LocalTransport(MasterTransport):
             connection = self._connections[worker]
             if connection.poll():
                 try:
-                    return worker, connection.recv()
+                    message = connection.recv()
                 except (EOFError, OSError):
                     pass
-            return worker, self._forget(worker)
+                else:
+                    if isinstance(message, dict) and message.get("type") == "ready":
+                        self._ready.add(worker)
+                    return worker, message
+            return worker, self._replace(worker, self._forget(worker))
         return None
 
-    def discard(self, worker: int) -> None:
+    def discard(self, worker: int) -> int | None:
+        """Kill a worker hung past its deadline; start a replacement on its slot (its id is returned)."""
         process = self._processes.get(worker)
-        if process is not None:
-            process.kill()  # hung past its deadline: a replacement is the master's choice, not ours
-            self._forget(worker)
+        if process is None:
+            return None
+        process.kill()
+        self._forget(worker)
+        self._ready.add(worker)  # hung, not broken: no count towards the respawn limit
+        replacement = self._replace(worker, {"error": ""})
+        return replacement.get("replaced_by")
 
     def _forget(self, worker: int) -> Message:
         """Drop a worker whose process ended; describe how it ended."""
@@ -87,9 +154,10 @@ class LocalTransport(MasterTransport):
             how = f"killed by signal {signal.Signals(-code).name}"
         else:
             how = f"exited with status {code}"
-        return {"type": "lost", "error": f"worker process {process.pid} {how}"}
+        return {"type": "lost", "error": f"worker process {process.pid} {how}", "host": socket.gethostname()}
 
     def close(self, abandon: bool = False) -> None:
+        self._closing = True
         for connection in self._connections.values():
             try:
                 connection.send(None)

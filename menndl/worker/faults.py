@@ -14,7 +14,9 @@ import torch
 OOM_ERRORS: tuple[type[BaseException], ...] = tuple(
     {cls for cls in (getattr(torch, "OutOfMemoryError", None), getattr(torch.cuda, "OutOfMemoryError", None)) if cls}
 )
-_OOM_TEXT = ("out of memory", "CUBLAS_STATUS_ALLOC_FAILED", "CUDNN_STATUS_ALLOC_FAILED")
+_OOM_TEXT = ("out of memory", "CUBLAS_STATUS_ALLOC_FAILED", "CUDNN_STATUS_ALLOC_FAILED",
+             "can't allocate memory")  # the last: torch's CPU allocator when the host (or RLIMIT_AS) says no
+
 
 
 class CandidateTimeout(Exception):
@@ -31,7 +33,9 @@ def status_of(exc: BaseException) -> str:
         return "timeout"
     if isinstance(exc, NonFiniteLoss):
         return "nan"
-    if isinstance(exc, OOM_ERRORS) or (isinstance(exc, RuntimeError) and any(t in str(exc) for t in _OOM_TEXT)):
+    if isinstance(exc, (MemoryError, *OOM_ERRORS)):
+        return "oom"
+    if isinstance(exc, RuntimeError) and any(t in str(exc) for t in _OOM_TEXT):
         return "oom"
     return "failed"
 
