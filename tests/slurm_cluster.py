@@ -60,6 +60,36 @@ def slurm_installed() -> bool:
     return all(_which(name) for name in ("slurmctld", "slurmd", "munged", "sbatch", "squeue", "scontrol"))
 
 
+def remove_stale_mpi_segments() -> list[Path]:
+    """Remove MPICH/UCX shared-memory segments in /dev/shm that no live process has open or mapped.
+
+    MPI jobs killed or aborted earlier in the test run (the fault tests kill ranks on purpose) leave
+    their segments behind, and a stale segment can hang ``MPI_Init`` of a later step (seen under
+    ``srun --mpi=pmi2``: every rank spinning in ``MPI_Init_thread``).  A fresh machine has none.
+    """
+    shm = Path("/dev/shm")
+    if not shm.is_dir():
+        return []
+    in_use: set[str] = set()
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        for entry in ("fd", "map_files"):
+            try:
+                in_use.update(os.readlink(link) for link in (proc / entry).iterdir())
+            except OSError:  # the process ended, or is not ours to read
+                continue
+    removed = []
+    for segment in [*shm.glob("mpich_shm_*"), *shm.glob("ucx_shm_*")]:
+        if str(segment) not in in_use:
+            try:
+                segment.unlink()
+                removed.append(segment)
+            except OSError:
+                pass
+    return removed
+
+
 def _which(name: str) -> str | None:
     return shutil.which(name) or shutil.which(name, path="/usr/sbin:/usr/bin")
 
@@ -86,6 +116,7 @@ class SlurmCluster:
         """
         for sub in ("state", "spool"):
             (self.folder / sub).mkdir(parents=True, exist_ok=True)
+        remove_stale_mpi_segments()
         # Job ids start at a random number: MPICH names its shared memory after the PMI job id, and a killed
         # job of an earlier throwaway cluster (ids from 1 again) can leave a segment that hangs MPI_Init.
         first = random.randrange(100_000, 60_000_000)
