@@ -262,10 +262,7 @@ class Search:
         """Every worker is gone but replacements are starting and work is left: wait for them."""
         if self._workers or not self._joining or self._stop_reason or self._signals:
             return False
-        evaluations, limit = self.job.search.evaluations, self.job.search.time_limit
-        if evaluations is not None and self._dispatched >= evaluations and not self._requeued:
-            return False
-        return limit is None or self._search_seconds() < limit
+        return self._budget_left()
 
     def _abandon_requested(self) -> bool:
         """Handle stop signals (the handler only queues their names): first stops, second abandons."""
@@ -306,6 +303,10 @@ class Search:
     def _may_dispatch(self) -> bool:
         if self._stop_reason or self._signals or not self._workers:
             return False
+        return self._budget_left()
+
+    def _budget_left(self) -> bool:
+        """Evaluations left to hand out (or re-queued ones to re-run), and search time left."""
         evaluations, limit = self.job.search.evaluations, self.job.search.time_limit
         if evaluations is not None and self._dispatched >= evaluations and not self._requeued:
             return False

@@ -69,7 +69,7 @@ def node_layouts(hosts: Mapping[int, str]) -> dict[int, tuple[int, int]]:
     by_host: dict[str, list[int]] = {}
     for worker in sorted(hosts):
         by_host.setdefault(hosts[worker], []).append(worker)
-    return {worker: (ranks.index(worker), len(ranks)) for ranks in by_host.values() for worker in ranks}
+    return {worker: (index, len(ranks)) for ranks in by_host.values() for index, worker in enumerate(ranks)}
 
 
 class MPIMasterTransport(MasterTransport):
@@ -106,13 +106,16 @@ class MPIMasterTransport(MasterTransport):
         when its hello comes (`receive`).
         """
         self._setup = dict(setup)
-        deadline = time.monotonic() + HELLO_WAIT
+        self._await_hellos(time.monotonic() + HELLO_WAIT)
+        self._send_setups()
+        return list(self._workers)
+
+    def _await_hellos(self, deadline: float) -> None:
+        """Read hellos (sleeping between looks) until every worker has said hello or ``deadline`` passed."""
         backoff = Backoff(high=MASTER_MAX_SLEEP)
         while len(self._hosts) < len(self._workers) and time.monotonic() < deadline:
             if not self._read_hellos():
                 backoff.sleep(deadline)
-        self._send_setups()
-        return list(self._workers)
 
     def _read_hellos(self) -> bool:
         """Take every hello that has arrived; True if there was one."""
@@ -177,13 +180,11 @@ class MPIMasterTransport(MasterTransport):
             return
         self._closed = True
         deadline = time.monotonic() + (0.0 if abandon else CLOSE_TIMEOUT)
-        backoff = Backoff(high=MASTER_MAX_SLEEP)
-        while len(self._hosts) < len(self._workers) and time.monotonic() < deadline:  # match every hello:
-            if not self._read_hellos():  # a rank whose hello was never received can hang in MPI_Finalize
-                backoff.sleep(deadline)
+        self._await_hellos(deadline)  # match every hello: a rank whose hello was never received can hang in Finalize
         for worker in self._workers:
             if worker not in self._discarded:
                 self.send(worker, None)
+        backoff = Backoff(high=MASTER_MAX_SLEEP)
         while not self._mpi.Request.Testall(self._pending) and time.monotonic() < deadline:
             backoff.sleep(deadline)
         self._pending.clear()
