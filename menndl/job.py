@@ -166,7 +166,7 @@ class TrainingConfig:
 class LibraryConfig:
     """The ``[library]`` table: how the library is written, weights kept, earlier libraries reused."""
 
-    flush_records: int = 1024
+    flush_records: int = 4096
     flush_seconds: float = 1.0
     keep_weights: int = 0
     seed_from: tuple[str, ...] = ()

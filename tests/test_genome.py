@@ -12,7 +12,7 @@ import subprocess
 import sys
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -112,8 +112,10 @@ def test_hash_changes_with_any_field() -> None:
 def test_format_version_and_format_1_upgrade() -> None:
     assert _good()["format"] == 2
     v1 = {
-        "features": [{"type": "conv", "filters": 8, "kernel": 3, "activation": "relu", "batch_norm": True},
-                     {"type": "pool", "kind": "max", "size": 2}],
+        "features": [
+            {"type": "conv", "filters": 8, "kernel": 3, "activation": "relu", "batch_norm": True},
+            {"type": "pool", "kind": "max", "size": 2},
+        ],
         "head": [{"type": "dense", "units": 16, "activation": "gelu", "dropout": 0.0}],
         "train": {"learning_rate": 0.001, "batch_size": 32, "optimizer": "sgd", "weight_decay": 0.0},
     }
@@ -530,7 +532,7 @@ def test_mutation_operators_do_what_they_say() -> None:
         assert _skips(unskipped) == max(0, _skips(g) - 1) and _layers(unskipped) == n
         trained = MUTATIONS["alter_training"](g, rng, space, spec)
         assert trained.features == g.features and trained.head == g.head
-        changed = [getattr(trained.train, f) != getattr(g.train, f) for f in vars(g.train)]
+        changed = [getattr(trained.train, f.name) != getattr(g.train, f.name) for f in fields(g.train)]
         assert sum(changed) == 1
         assert g.train.optimizer == "sgd" or trained.train.momentum == g.train.momentum  # unused by Adam(W)
         assert _sig_digits(trained.train.learning_rate) <= 3
@@ -563,8 +565,8 @@ def test_job_space_keys(tmp_path: Path) -> None:
     from menndl.job import parse_job
 
     text = (
-        "[search]\nevaluations = 3\n[space]\nblock_types = [\"conv\", \"skip\"]\nmax_skips = 1\n"
-        "strides = [1]\ndilations = [1, 2]\nmomentum = [0.9, 0.9]\nschedules = [\"cosine\"]\n"
+        '[search]\nevaluations = 3\n[space]\nblock_types = ["conv", "skip"]\nmax_skips = 1\n'
+        'strides = [1]\ndilations = [1, 2]\nmomentum = [0.9, 0.9]\nschedules = ["cosine"]\n'
         "budget = [0.25, 1]\nmutation_add_skip = 3\nmutation_remove_block = 0\n"
     )
     space = parse_job(text).space
@@ -581,19 +583,86 @@ def test_job_space_keys(tmp_path: Path) -> None:
 
 
 def test_block_instance_dicts_hold_exactly_their_fields() -> None:
-    """`to_dict` copies a block's instance dict: it must hold the fields, in order, and nothing else."""
+    """`to_dict` copies a block's instance dict: it must hold the fields, in order, then only memos."""
     import dataclasses
 
-    from menndl.genome.genome import _FIELD_NAMES
+    from menndl.genome.genome import _FIELD_NAMES, _MEMO_KEYS
+
+    def check_fields(block: Any) -> None:
+        names = list(vars(block))
+        count = len(_FIELD_NAMES[type(block)])
+        assert names[:count] == list(_FIELD_NAMES[type(block)]) == [f.name for f in dataclasses.fields(block)]
+        assert set(names[count:]) <= set(_MEMO_KEYS)
 
     rng = random.Random(3)
     seen: set[type] = set()
+    memos: set[str] = set()
     for _ in range(200):
-        genome = random_genome(rng, SearchSpace(), InputSpec((1, 16, 16), 10))
+        genome = random_genome(rng, SearchSpace(), InputSpec((1, 16, 16), 10))  # repaired: fit memos
+        genome.to_json()  # JSON memos
         for block in (*genome.features, *genome.head, genome.train, genome.reduce):
             if block is None:
                 continue
             seen.add(type(block))
-            assert list(vars(block)) == list(_FIELD_NAMES[type(block)])
-            assert list(vars(block)) == [field.name for field in dataclasses.fields(block)]
+            check_fields(block)
+            memos.update(set(vars(block)) - set(_FIELD_NAMES[type(block)]))
+        data = genome.to_dict()
+        assert [list(b) for b in data["features"]] == [["type", *_FIELD_NAMES[type(b)]] for b in genome.features]
+        assert list(data["train"]) == list(_FIELD_NAMES[type(genome.train)])
+        assert Genome.from_dict(data) == genome
     assert len(seen) >= 5  # conv, pool, skip or global_pool, dense, train
+    assert memos == set(_MEMO_KEYS)
+
+
+def test_canonical_json_is_sorted_json_of_to_dict_byte_for_byte() -> None:
+    """Joined per-block texts equal json.dumps(sort_keys) of the whole dict: hashes in libraries depend on it."""
+    rng = random.Random(11)
+    for spec in (InputSpec((1, 16, 16), 10), InputSpec((1, 40), 10), InputSpec((3, 8, 8, 8), 4)):
+        space = SearchSpace()
+        parents = [random_genome(rng, space, spec) for _ in range(40)]
+        children = [mutate(p, rng, space, spec)[0] for p in parents]
+        children += [crossover(a, b, rng, space, spec) for a, b in zip(parents, reversed(parents))]
+        kinds = set()
+        for genome in parents + children + [Genome.from_json(children[0].to_json())]:
+            expected = json.dumps(genome.to_dict(), sort_keys=True, separators=(",", ":"))
+            assert genome.to_json() == expected
+            kinds.add((genome.reduce is None, genome.head == ()))
+        assert len(kinds) >= 3  # with and without global pooling and a head
+    odd = Genome((ConvBlock(4, 3, "relu", True, dropout=0.5),), (), TrainParams(1e-300, 2, "sgd", 0.0, 0.0, budget=1))
+    assert odd.to_json() == json.dumps(odd.to_dict(), sort_keys=True, separators=(",", ":"))
+
+
+def test_fast_field_checks_agree_with_the_rules() -> None:
+    """`_validate` lets common values pass inline: every value must end up exactly as its rule makes it."""
+    import math
+
+    from menndl.genome.genome import _RULES, _Bad
+
+    odd_values: list[Any] = [0, 1, 2, 3, -1, 1.0, 3.0, True, False, -0.0, 0.0, 0.5, 0.9, 0.89, 1e-300, math.inf,
+                             math.nan, "relu", "max", "adam", "cosine", "x", None, 2**70]  # fmt: skip
+    checked = 0
+    for cls, rules in _RULES.items():
+        base = {name: next(v for v in odd_values if _accepts(rule, v)) for name, rule in rules.items()}
+        for name, rule in rules.items():
+            for value in odd_values:
+                try:
+                    expected = rule(value)
+                except _Bad:
+                    with pytest.raises(ValueError, match=name):
+                        cls(**{**base, name: value})
+                    continue
+                got = getattr(cls(**{**base, name: value}), name)
+                assert type(got) is type(expected) and (got == expected or got != got)
+                assert math.copysign(1, got) == math.copysign(1, expected) if isinstance(got, float) else True
+                checked += 1
+    assert checked > 60
+
+
+def _accepts(rule: Callable[[Any], Any], value: Any) -> bool:
+    from menndl.genome.genome import _Bad
+
+    try:
+        rule(value)
+    except _Bad:
+        return False
+    return True

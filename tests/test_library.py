@@ -166,7 +166,10 @@ def test_flush_every_buffers_and_close_writes_rest(tmp_path: Path) -> None:
     assert len(writer) == 7
     with h5py.File(path, "r") as f:  # only the first batch of 5 is in the HDF5 file
         assert int(f["evaluations"].attrs["count"]) == 5
-    with Library.open(path) as lib:  # ... but a reader sees all 7 through the journal
+    with Library.open(path) as lib:  # ... and a reader sees those the journal has: 5 until the next commit
+        assert len(lib) == 5 and lib.live
+    writer.commit()
+    with Library.open(path) as lib:  # ... then all 7 through the journal
         assert len(lib) == 7 and lib.live
     writer.close()
     assert not Path(str(path) + ".journal").exists()

@@ -38,8 +38,8 @@ def record(i: int, status: str = "ok") -> dict:
     }
 
 
-def test_sigkill_mid_stream_loses_nothing_that_was_appended(tmp_path: Path) -> None:
-    """A writer killed with SIGKILL: the library opens and holds every appended record."""
+def test_sigkill_mid_stream_loses_nothing_that_was_committed(tmp_path: Path) -> None:
+    """A writer killed with SIGKILL: the library opens and holds every record appended and committed (`tick`)."""
     path = tmp_path / "lib.h5"
     script = textwrap.dedent(
         """
@@ -49,6 +49,7 @@ def test_sigkill_mid_stream_loses_nothing_that_was_appended(tmp_path: Path) -> N
         i = 0
         while True:
             w.append({"id": i, "genome": json.dumps({"i": i}), "hash": f"h{i}", "status": "ok", "accuracy": 0.5})
+            w.tick()  # what the master does at every turn of its loop
             print(i, flush=True)
             i += 1
         """
@@ -105,6 +106,8 @@ def test_resume_state_tracks_tasks_in_flight(tmp_path: Path) -> None:
         writer.task_started({**task, "seed": i, "submitted_at": 1.0, "next_id": i + 1, "rng_state": f"[{i}]"})
     writer.append(record(0))
     writer.append(record(2))
+    assert journal_path(path).read_bytes().count(b"\n") == 1  # the header only: lines wait for a commit
+    writer.tick()
     with Library.open(path) as lib:  # live: from the journal
         rng, next_id, pending = lib.resume_state()
     assert (rng, next_id, [t["id"] for t in pending]) == ("[3]", 4, [1, 3])
@@ -121,11 +124,61 @@ def test_resume_state_tracks_tasks_in_flight(tmp_path: Path) -> None:
         assert [t["id"] for t in lib.resume_state()[2]] == [3]
 
 
+def test_row_lines_leave_out_a_genome_their_task_line_has(tmp_path: Path) -> None:
+    """Each genome text is journaled once; readers, recovery and a resumed writer still see it on the row."""
+    path = tmp_path / "lib.h5"
+    writer = LibraryWriter(path, job_text=JOB, flush_every=100)
+    for i in range(3):
+        rec = record(i)
+        writer.task_started(
+            {
+                "id": i,
+                "genome": rec["genome"],
+                "hash": rec["hash"],
+                "parents": rec["parents"],
+                "operator": rec["operator"],
+                "seed": i,
+                "submitted_at": 1.0,
+                "next_id": i + 1,
+            }
+        )
+    writer.append(record(0))
+    writer.append({**record(1), "genome": json.dumps({"other": 1})})  # not the task's text: written in full
+    writer.commit()
+    lines = [json.loads(line) for line in journal_path(path).read_text().splitlines()]
+    rows = [line["record"] for line in lines if line["type"] == "row"]
+    assert "genome" not in rows[0] and rows[1]["genome"] == json.dumps({"other": 1})
+    assert [r["genome"] for r in read_journal(journal_path(path)).rows] == [record(0)["genome"], rows[1]["genome"]]
+    with Library.open(path) as lib:  # a live reader goes through the journal
+        assert [r["genome"] for r in lib.records()] == [record(0)["genome"], rows[1]["genome"]]
+    writer._journal.close()  # a crash: the HDF5 file never got the rows
+    writer._file.close()
+    recover(path)
+    with Library.open(path) as lib:
+        assert [r["genome"] for r in lib.records()] == [record(0)["genome"], rows[1]["genome"]]
+    again = LibraryWriter.reopen(path, flush_every=100)  # task 2 came from the old journal: its row needs the text
+    again.append(record(2))
+    again.commit()
+    row = json.loads(journal_path(path).read_text().splitlines()[-1])["record"]
+    assert row["genome"] == record(2)["genome"]
+    again.close()
+    with Library.open(path) as lib:
+        assert [r["genome"] for r in lib.records()] == [record(i)["genome"] for i in (0,)] + [
+            rows[1]["genome"],
+            record(2)["genome"],
+        ]
+
+
 def test_flush_by_time(tmp_path: Path) -> None:
     path = tmp_path / "lib.h5"
-    writer = LibraryWriter(path, job_text=JOB, flush_every=1000, flush_seconds=0.0)
+    writer = LibraryWriter(path, job_text=JOB, flush_every=1000, flush_seconds=0.0, journal=False)
     writer.append(record(0))
-    assert writer.written == 1  # flush_seconds=0: every call flushes
+    assert writer.written == 1  # no journal, flush_seconds=0: every call flushes
+    writer.close()
+    writer = LibraryWriter(tmp_path / "j.h5", job_text=JOB, flush_every=1000, flush_seconds=0.0)
+    writer.append(record(0))
+    writer.tick()  # with a journal: the line is written and synced, the HDF5 batch waits (the journal is durable)
+    assert writer.written == 0 and b'"type":"row"' in journal_path(tmp_path / "j.h5").read_bytes()
     writer.close()
     writer = LibraryWriter(tmp_path / "b.h5", job_text=JOB, flush_every=1000, flush_seconds=3600)
     writer.append(record(0))

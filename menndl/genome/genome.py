@@ -52,6 +52,7 @@ def _int_min(lo: int) -> Callable[[Any], int]:
             raise _Bad(f"an integer >= {lo}")
         return x
 
+    rule.fast = (_INT, lo, None)  # type: ignore[attr-defined]
     return rule
 
 
@@ -67,6 +68,7 @@ def _one_of(options: tuple[str, ...]) -> Callable[[Any], str]:
             raise _Bad("one of " + ", ".join(options))
         return x
 
+    rule.fast = (_CHOICE, frozenset(options), None)  # type: ignore[attr-defined]
     return rule
 
 
@@ -92,13 +94,38 @@ def _float_in(lo: float, hi: float, lo_open: bool, hi_open: bool) -> Callable[[A
             raise _Bad(text)
         return x
 
+    rule.fast = (_FLOAT, lo, hi)  # type: ignore[attr-defined]
     return rule
 
 
+_INT, _ODD, _CHOICE, _BOOL, _FLOAT = range(5)  # kinds of field checks with a fast path in `_validate`
+
+
 def _validate(obj: Any, where: str) -> None:
-    """Check (and normalise, e.g. int -> float) every field of a block."""
-    for name, rule in _RULES[type(obj)].items():
-        value = getattr(obj, name)
+    """Check (and normalise, e.g. int -> float) every field of a block.
+
+    A value of the exact expected type well inside its range passes inline (no call: operators and
+    random sampling build many blocks per child); anything else goes through its rule, which
+    normalises it or says what was expected.
+    """
+    fields_ = obj.__dict__
+    for name, kind, low, high, rule in _CHECKS[type(obj)]:
+        value = fields_[name]
+        cls = type(value)
+        if kind == _INT:
+            if cls is int and value >= low:
+                continue
+        elif kind == _CHOICE:
+            if cls is str and value in low:
+                continue
+        elif kind == _FLOAT:
+            if cls is float and low < value < high:  # strictly inside: no -0.0, nan, inf or closed bound
+                continue
+        elif kind == _BOOL:
+            if cls is bool:
+                continue
+        elif cls is int and value >= 1 and value % 2 == 1:  # _ODD
+            continue
         try:
             normal = rule(value)
         except _Bad as bad:
@@ -266,6 +293,13 @@ _RULES: dict[type, dict[str, Callable[[Any], Any]]] = {
     },
 }
 
+_odd_int.fast = (_ODD, None, None)  # type: ignore[attr-defined]
+_boolean.fast = (_BOOL, None, None)  # type: ignore[attr-defined]
+_CHECKS: dict[type, tuple[tuple[str, int, Any, Any, Callable[[Any], Any]], ...]] = {
+    cls: tuple((name, *rule.fast, rule) for name, rule in rules.items())  # type: ignore[attr-defined]
+    for cls, rules in _RULES.items()
+}
+
 FeatureBlock = ConvBlock | PoolBlock | SkipBlock
 _FEATURE_TYPES: dict[str, type] = {"conv": ConvBlock, "pool": PoolBlock, "skip": SkipBlock}
 _HEAD_TYPES: dict[str, type] = {"dense": DenseBlock}
@@ -274,13 +308,38 @@ _TYPE_NAMES: dict[type, str] = {
     cls: name for table in (_FEATURE_TYPES, _HEAD_TYPES, _REDUCE_TYPES) for name, cls in table.items()
 }
 _FIELD_NAMES: dict[type, tuple[str, ...]] = {cls: tuple(f.name for f in fields(cls)) for cls in _RULES}
+_FIELD_COUNTS: dict[type, int] = {cls: len(names) for cls, names in _FIELD_NAMES.items()}
 _GENOME_KEYS = ("format", "features", "reduce", "head", "train")
 
 
+# Memos a block keeps in its instance dict after its fields (never dataclass fields: equality,
+# hashing and to_dict ignore them).  Blocks are immutable, so a memo never goes stale.
+_JSON_MEMO = "_canonical_json_text"  # its canonical JSON text
+FITS_MEMO = "_fits_space"  # the resolved search space it is known to fit (menndl.genome.repair)
+_MEMO_KEYS = (_JSON_MEMO, FITS_MEMO)
+
+
 def _fields_dict(obj: Any) -> dict[str, Any]:
-    # A block's instance dict holds exactly its fields, in field order (frozen dataclasses, no cached
-    # properties; tests/test_genome.py checks it): a copy is several times faster than getattr per name.
-    return obj.__dict__.copy()  # type: ignore[no-any-return]
+    # A block's instance dict holds exactly its fields, in field order, then at most the memos
+    # (frozen dataclasses; tests/test_genome.py checks it): a copy is several times faster than getattr per name.
+    out: dict[str, Any] = obj.__dict__.copy()
+    if len(out) > _FIELD_COUNTS[type(obj)]:
+        for key in _MEMO_KEYS:
+            out.pop(key, None)
+    return out
+
+
+def _block_json(block: Any, typed: bool = True) -> str:
+    """A block's canonical JSON text (sorted keys, no whitespace), computed once per block object.
+
+    Blocks are immutable and shared between a parent and its children (an operator replaces one
+    block and keeps the others), so a child's canonical JSON is mostly joined from texts already made.
+    """
+    text: str | None = block.__dict__.get(_JSON_MEMO)
+    if text is None:
+        text = json.dumps(_block_dict(block) if typed else _fields_dict(block), sort_keys=True, separators=(",", ":"))
+        block.__dict__[_JSON_MEMO] = text
+    return text
 
 
 def _block_dict(block: Any) -> dict[str, Any]:
@@ -442,7 +501,15 @@ class Genome:
 
     @functools.cached_property
     def _canonical_json(self) -> str:
-        return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+        # What json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":")) gives (tests check it
+        # byte for byte), joined from each block's memoised text: top-level keys in sorted order.
+        features = ",".join([_block_json(b) for b in self.features])
+        head = ",".join([_block_json(b) for b in self.head])
+        reduce = "null" if self.reduce is None else _block_json(self.reduce)
+        return (
+            f'{{"features":[{features}],"format":{FORMAT_VERSION},"head":[{head}],'
+            f'"reduce":{reduce},"train":{_block_json(self.train, typed=False)}}}'
+        )
 
     @classmethod
     def from_json(cls, text: str) -> Genome:

@@ -14,6 +14,7 @@ from dataclasses import replace
 from typing import Any
 
 from menndl.genome.genome import (
+    FITS_MEMO,
     ConvBlock,
     DenseBlock,
     FeatureBlock,
@@ -95,7 +96,19 @@ def _member(value: str, options: tuple[str, ...]) -> str:
     return value if value in options else options[0]
 
 
+def _known_fit(block: Any, space: SearchSpace) -> bool:
+    """Whether this very block object already came out of a clamp for this resolved space."""
+    return block.__dict__.get(FITS_MEMO) is space
+
+
+def _fits(block: Any, space: SearchSpace) -> Any:
+    block.__dict__[FITS_MEMO] = space
+    return block
+
+
 def _clamp_conv(block: ConvBlock, space: SearchSpace) -> ConvBlock:
+    if _known_fit(block, space):  # blocks are shared by parent and child: most were clamped before
+        return block
     filters = _clamp(block.filters, space.filters)  # type: ignore[arg-type]
     kernel = _nearest(block.kernel, space.kernels)  # type: ignore[arg-type]
     stride = _nearest(block.stride, space.strides)  # type: ignore[arg-type]
@@ -104,20 +117,24 @@ def _clamp_conv(block: ConvBlock, space: SearchSpace) -> ConvBlock:
     dropout = _clamp(block.dropout, (0.0, space.max_dropout))
     new = (filters, kernel, stride, dilation, activation, dropout)
     if new == (block.filters, block.kernel, block.stride, block.dilation, block.activation, block.dropout):
-        return block
-    return ConvBlock(filters, kernel, activation, block.batch_norm, stride, dilation, dropout)
+        return _fits(block, space)
+    return _fits(ConvBlock(filters, kernel, activation, block.batch_norm, stride, dilation, dropout), space)
 
 
 def _clamp_dense(block: DenseBlock, space: SearchSpace) -> DenseBlock:
+    if _known_fit(block, space):
+        return block
     units = _clamp(block.units, space.dense_units)
     activation = _member(block.activation, space.activations)
     dropout = _clamp(block.dropout, (0.0, space.max_dropout))
     if (units, activation, dropout) == (block.units, block.activation, block.dropout):
-        return block
-    return DenseBlock(units, activation, dropout)
+        return _fits(block, space)
+    return _fits(DenseBlock(units, activation, dropout), space)
 
 
 def _clamp_train(train: TrainParams, space: SearchSpace) -> TrainParams:
+    if _known_fit(train, space):
+        return train
     new = {
         "learning_rate": _clamp(train.learning_rate, space.learning_rate),
         "batch_size": _nearest(train.batch_size, space.batch_sizes),
@@ -128,8 +145,8 @@ def _clamp_train(train: TrainParams, space: SearchSpace) -> TrainParams:
         "budget": _clamp(train.budget, space.budget),
     }
     if all(getattr(train, name) == value for name, value in new.items()):
-        return train
-    return replace(train, **new)
+        return _fits(train, space)
+    return _fits(replace(train, **new), space)
 
 
 def default_conv(space: SearchSpace) -> ConvBlock:

@@ -1,10 +1,11 @@
 """The append-only journal beside a library that is being written (``LIB.h5.journal``).
 
 While a search runs, every event reaches the journal before anything else: one JSON object per
-line, written with one ``write()`` as it happens (so a ``kill -9`` of the master loses nothing that
-was appended; the operating system still holds it) and ``fsync``'d with every batch written to the
-HDF5 file (so a power cut loses at most one batch).  The HDF5 file itself is written in batches
-and may be left half-written by a crash; the journal is what makes the library crash-safe:
+line, committed with one ``write()`` before the master sends the next task and at every turn of
+its loop (so a ``kill -9`` of the master loses nothing it acted on; the operating system still
+holds it) and ``fsync``'d at least every ``flush_seconds`` (so a power cut loses at most that).
+The HDF5 file itself is written in batches and may be left half-written by a crash; the journal
+is what makes the library crash-safe:
 
 * readers (``menndl library ...``) of a library with a journal read the journal (plus the
   ``.base`` copy, see below) and never open the HDF5 file that is being written;
@@ -17,7 +18,9 @@ Lines (``type`` first):
             the root attributes of the library (job text, fingerprint, ...); first line.
 ``task``    a candidate handed to a worker: ``id, genome, hash, parents, operator, seed,
             submitted_at, next_id, rng_state`` (the master's random state after proposing it).
-``row``     ``{"type": "row", "record": {...}}``: one finished evaluation, every field.
+``row``     ``{"type": "row", "record": {...}}``: one finished evaluation, every field; the ``genome``
+            text is left out when this journal already has the evaluation's ``task`` line (it is
+            the same text: the reader takes it from there).
 ``pareto``  ``{"type": "pareto", "ids": [...]}``: the current Pareto front.
 
 When an existing library is reopened for writing (resume), it is first copied to ``LIB.h5.base``
@@ -56,12 +59,20 @@ def base_path(library: str | Path) -> Path:
 
 
 class JournalWriter:
-    """Appends JSON lines to a journal file; one ``write()`` per event, ``fsync`` on :meth:`sync`."""
+    """Appends JSON lines to a journal file: :meth:`write` queues a line, :meth:`commit` writes the
+    queued lines with one ``write()``, :meth:`sync` commits and ``fsync``'s.
+
+    The master commits before it sends each task (one ``write()`` holds the result just received
+    and the task that replaces it) and once per loop turn, so a ``kill -9`` loses nothing it has
+    acted on; a parallel file system pays one small write per result, not two.
+    """
 
     def __init__(self, path: Path, header_attrs: Mapping[str, Any] | None) -> None:
         """Open (create or append to) ``path``; write a header line when ``header_attrs`` is given."""
         self.path = path
         self._fd: int | None = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        self._end = os.lseek(self._fd, 0, os.SEEK_END)  # this writer is the only one: it keeps the end itself
+        self._queued: list[str] = []
         self._dirty = False
         if header_attrs is not None:
             header = {"format": JOURNAL_FORMAT, "version": JOURNAL_VERSION, "attrs": dict(header_attrs)}
@@ -69,25 +80,34 @@ class JournalWriter:
             self.sync()
 
     def write(self, event: Mapping[str, Any]) -> None:
-        """Append one event as one line, with a single ``write()``."""
+        """Queue one event as one line (encoded now: a value JSON cannot hold fails here)."""
         if self._fd is None:
             raise ValueError(f"journal {self.path} is closed")
-        data = (_ENCODER.encode(event) + "\n").encode()
-        view = memoryview(data)
-        start = os.lseek(self._fd, 0, os.SEEK_END)
+        self._queued.append(_ENCODER.encode(event))
+
+    def commit(self) -> None:
+        """Write the queued lines with one ``write()``; on failure leave no torn line and raise ``OSError``."""
+        if not self._queued or self._fd is None:
+            return
+        self._queued.append("")
+        data = "\n".join(self._queued).encode()
+        self._queued.clear()
         try:
-            while view:  # a regular file takes it all at once; loop for the rare short write
-                view = view[os.write(self._fd, view) :]
+            written = os.write(self._fd, data)
+            while written < len(data):  # a regular file takes it all at once; loop for the rare short write
+                written += os.write(self._fd, memoryview(data)[written:])
         except OSError:  # disk full, quota, file size limit: leave no torn line behind
             try:
-                os.ftruncate(self._fd, start)
+                os.ftruncate(self._fd, self._end)
             except OSError:
                 pass
             raise
+        self._end += len(data)
         self._dirty = True
 
     def sync(self) -> None:
-        """Make everything written so far durable (``fsync``)."""
+        """Commit, then make everything written so far durable (``fsync``)."""
+        self.commit()
         if self._fd is not None and self._dirty:
             os.fsync(self._fd)
             self._dirty = False
@@ -95,9 +115,11 @@ class JournalWriter:
     def close(self) -> None:
         """Sync and close; safe to call twice."""
         if self._fd is not None:
-            self.sync()
-            os.close(self._fd)
-            self._fd = None
+            try:
+                self.sync()
+            finally:
+                os.close(self._fd)
+                self._fd = None
 
 
 @dataclass
@@ -148,7 +170,11 @@ def read_journal(path: str | Path) -> JournalContents:
         if kind == "header" and out.attrs is None:
             out.attrs = dict(event.get("attrs", {}))
         elif kind == "row":
-            out.rows.append(dict(event["record"]))
+            record = event["record"]
+            task = out.tasks.get(record["id"]) if "genome" not in record else None
+            if task is not None:  # the task line before it has the text
+                record = {"id": record["id"], "genome": task["genome"], **record}
+            out.rows.append(dict(record))
         elif kind == "task":
             task = {k: v for k, v in event.items() if k not in ("type", "rng_state")}
             if event.get("rng_state") is not None:  # only the newest random state matters; keep memory flat

@@ -51,6 +51,7 @@ from menndl.library.schema import (
 __all__ = ["LibraryWriter"]
 
 _CHUNK_ROWS = 512
+JOURNALED_BATCH_SECONDS = 60.0  # with a journal, the oldest record waits at most this long for the HDF5 file
 _INT64_MIN = -(2**63)
 _INT64_MAX = 2**63 - 1
 _STR_DTYPE = h5py.string_dtype("utf-8")
@@ -109,12 +110,8 @@ def _convert(name: str, kind: str, value: Any) -> Any:
             raise ValueError(f"library field {name!r}: {result} does not fit in a 64-bit integer")
         return result
     if kind == "float":
-        if isinstance(value, (str, bytes)) or not isinstance(
-            value, (int, float, np.integer, np.floating)
-        ):
-            raise TypeError(
-                f"library field {name!r} expects a number, got {type(value).__name__} {value!r}"
-            )
+        if isinstance(value, (str, bytes)) or not isinstance(value, (int, float, np.integer, np.floating)):
+            raise TypeError(f"library field {name!r} expects a number, got {type(value).__name__} {value!r}")
         return float(value)
     # kind == "str"
     if not isinstance(value, str):
@@ -126,9 +123,7 @@ def _convert(name: str, kind: str, value: Any) -> Any:
             except (TypeError, ValueError) as exc:
                 raise TypeError(f"library field {name!r}: cannot encode as JSON: {exc}") from None
         else:
-            raise TypeError(
-                f"library field {name!r} expects a str, got {type(value).__name__} {value!r}"
-            )
+            raise TypeError(f"library field {name!r} expects a str, got {type(value).__name__} {value!r}")
     return _clean_str(value)
 
 
@@ -149,10 +144,7 @@ def _check_attrs(attrs: Mapping[str, str | int | float]) -> dict[str, Any]:
         elif isinstance(value, (float, np.floating)):
             out[key] = np.float64(value)
         else:
-            raise TypeError(
-                f"library attribute {key!r} must be str, int or float, "
-                f"got {type(value).__name__}"
-            )
+            raise TypeError(f"library attribute {key!r} must be str, int or float, got {type(value).__name__}")
     return out
 
 
@@ -194,10 +186,14 @@ def _create_layout(f: h5py.File, job_text: str, extra: Mapping[str, Any]) -> Non
 class LibraryWriter:
     """Append-only writer of one HDF5 architecture library (the master is its only writer).
 
-    Records passed to :meth:`append` go to the journal at once and to the HDF5
-    columns in batches of ``flush_every`` records or every ``flush_seconds``
-    seconds (checked on each call and on :meth:`tick`), whichever comes first.
-    A clean :meth:`close` writes the rest and removes the journal.
+    Records passed to :meth:`append` (and tasks passed to :meth:`task_started`)
+    are queued for the journal and written with one ``write()`` at the next
+    :meth:`commit` or :meth:`tick` (the master calls them before each send and
+    at every turn of its loop).  The HDF5 columns are written in batches of
+    ``flush_every`` records, or when the oldest record has waited
+    ``flush_seconds`` (without a journal) or `JOURNALED_BATCH_SECONDS` (with
+    one, which is then ``fsync``'d every ``flush_seconds``).  A clean
+    :meth:`close` writes the rest and removes the journal.
 
     Example:
         >>> with LibraryWriter("run.h5", job_text=toml_text) as lib:  # doctest: +SKIP
@@ -298,10 +294,12 @@ class LibraryWriter:
         self._keep_weights = keep_weights
         self._buffer: list[tuple[Any, ...]] = []
         self._buffer_since = 0.0
+        self._synced_at = time.monotonic()  # the journal's last fsync
         self._written = 0
         self._file: h5py.File | None = None
         self._journal = None
         self._pending: dict[int, dict[str, Any]] = {}
+        self._journaled_genomes: dict[int, Any] = {}  # id -> genome text of the task lines in this journal
         self._rng_state: str | None = None
         self._next_id: int | None = None
         self._state_dirty = False
@@ -391,7 +389,7 @@ class LibraryWriter:
         return f"<LibraryWriter {str(self._path)!r} {state}, {len(self)} records>"
 
     def append(self, record: Mapping[str, Any]) -> None:
-        """Add one evaluation record (journaled at once, written to HDF5 with its batch).
+        """Add one evaluation record (journaled at the next `commit` or `tick`, written to HDF5 with its batch).
 
         Values are converted immediately, so a bad record fails here and not
         at a later flush.  Absent fields (or ``None`` values) are stored as
@@ -411,12 +409,14 @@ class LibraryWriter:
         unknown = [k for k in record if k not in FIELD_KINDS]
         if unknown:
             raise ValueError(
-                f"unknown library field(s) {', '.join(map(repr, unknown))}; "
-                f"valid fields: {', '.join(FIELD_NAMES)}"
+                f"unknown library field(s) {', '.join(map(repr, unknown))}; valid fields: {', '.join(FIELD_NAMES)}"
             )
         row = tuple([_convert(name, kind, record.get(name)) for name, kind in EVALUATION_FIELDS])
         if self._journal is not None:
-            self._journal_write({"type": "row", "record": dict(zip(FIELD_NAMES, row))})
+            fields = dict(zip(FIELD_NAMES, row))
+            if self._journaled_genomes.pop(row[0], None) == row[1]:
+                del fields["genome"]  # this journal's task line has the same text: not written twice
+            self._journal_write({"type": "row", "record": fields})
         if self._pending.pop(row[0], None) is not None and self._journal is None:
             self._state_dirty = True  # with a journal, the state reaches the file at close (the journal has it)
         if not self._buffer:
@@ -425,7 +425,7 @@ class LibraryWriter:
         if len(self._buffer) >= self._flush_every:
             self.flush()
         else:
-            self.tick()
+            self._flush_if_due()
 
     def task_started(self, task: Mapping[str, Any]) -> None:
         """Journal a candidate handed to a worker, so that a resume re-queues it if it never finishes.
@@ -440,6 +440,7 @@ class LibraryWriter:
         event = {"type": "task", **task}
         if self._journal is not None:
             self._journal_write(event)
+            self._journaled_genomes[int(task["id"])] = task["genome"]
         pending = {k: v for k, v in task.items() if k not in ("rng_state", "next_id")}
         self._pending[int(task["id"])] = pending
         if task.get("rng_state") is not None:
@@ -450,17 +451,48 @@ class LibraryWriter:
             self._state_dirty = True  # with a journal, the state reaches the file at close (the journal has it)
         if not self._buffer:
             self._buffer_since = time.monotonic()
-        self.tick()
+        self._flush_if_due()
+
+    def commit(self) -> None:
+        """Write the journal lines queued so far (one ``write()``); the master calls it before each send.
+
+        Raises:
+            UserError: The write failed (e.g. the disk is full); the writer then writes nothing more.
+        """
+        if self._journal is not None:
+            try:
+                self._journal.commit()
+            except OSError as exc:
+                raise self._broken_by(f"cannot write library journal {self._journal.path}: {_reason(exc)}") from None
 
     def tick(self) -> None:
-        """Flush when something has waited ``flush_seconds``; call it from the master loop."""
-        if (
-            self._file is not None
-            and self._flush_seconds is not None
-            and (self._buffer or self._state_dirty)
-            and time.monotonic() - self._buffer_since >= self._flush_seconds
-        ):
-            self.flush()
+        """Commit the journal; sync it or write the HDF5 batch when due.  Call it at every turn of the master loop.
+
+        With a journal, ``flush_seconds`` bounds how long a record waits for ``fsync``, and the HDF5
+        batch (only a checkpoint of the journal: readers read the journal while a search runs) is
+        written every ``flush_every`` records or `JOURNALED_BATCH_SECONDS`.  Without a journal,
+        ``flush_seconds`` bounds how long a record waits for the HDF5 file.
+        """
+        self.commit()
+        if self._flush_if_due() or self._journal is None or self._flush_seconds is None:
+            return
+        now = time.monotonic()
+        if now - self._synced_at >= self._flush_seconds:
+            try:
+                self._journal.sync()
+            except OSError as exc:
+                raise self._broken_by(f"cannot write library journal {self._journal.path}: {_reason(exc)}") from None
+            self._synced_at = now
+
+    def _flush_if_due(self) -> bool:
+        """Write the HDF5 batch when its oldest record has waited long enough (see `tick`)."""
+        if self._file is None or self._flush_seconds is None or not (self._buffer or self._state_dirty):
+            return False
+        wait = self._flush_seconds if self._journal is None else max(self._flush_seconds, JOURNALED_BATCH_SECONDS)
+        if time.monotonic() - self._buffer_since < wait:
+            return False
+        self.flush()
+        return True
 
     def offer_weights(self, eval_id: int, accuracy: float, arrays: Mapping[str, Any]) -> bool:
         """Keep a candidate's trained weights if it is among the ``keep_weights`` most accurate.
@@ -552,6 +584,7 @@ class LibraryWriter:
         try:
             if self._journal is not None:
                 self._journal.sync()
+                self._synced_at = time.monotonic()
             if self._buffer:
                 columns = list(zip(*self._buffer))
                 arrays = {}
@@ -644,7 +677,10 @@ class LibraryWriter:
                 self._pareto[:] = data
         except (OSError, RuntimeError) as exc:  # h5py reports failed writes as both
             raise self._broken_by(f"cannot write library {self._path}: {_reason(exc)}") from None
-        self.flush()
+        if self._journal is None:
+            self.flush()  # else the journal line is the durable copy; the dataset reaches the file with the next batch
+        else:
+            self.commit()
 
     def close(self) -> None:
         """Flush buffered records, close the file and remove the journal.  Safe to call twice.

@@ -35,6 +35,19 @@ PROPOSAL_TRIES = 50  # children tried before falling back to random genomes
 MAX_PROPOSALS = 2000  # proposals tried in all before the search space counts as exhausted
 
 
+RECENT_DOMINATORS = 8  # front points tried in plain Python before the vectorised test (see `_update_front`)
+
+
+def _dominates(a: tuple[float, ...], b: tuple[float, ...]) -> bool:
+    """``a`` is no worse than ``b`` in every objective and better in one (all minimised)."""
+    better = False
+    for x, y in zip(a, b):
+        if x > y:
+            return False
+        better = better or x < y
+    return better
+
+
 class SpaceExhausted(Exception):
     """No new genome within the constraints could be found: everything nearby was already proposed."""
 
@@ -117,6 +130,7 @@ class Evolution:
         self._sorted_count = 0  # members [0, sorted_count) are stored best front first (since the last re-ranking)
         self._since_rerank = 0
         self._front: list[Member] = []
+        self._recent_dominators: list[tuple[float, ...]] = []  # objective values that beat recent results
         self._front_values = np.empty((len(self.objectives), 16))  # objectives x front members, columns [0, F) used
         self._seen: set[str] = set()
         self._next_id = 0
@@ -204,28 +218,27 @@ class Evolution:
         the last re-ranking may be unranked too; it is ranked first (a stack,
         not recursion: each needs only members stored before it).
         """
+        members = self._members
+        rank = members[index].rank
+        if rank != UNRANKED:
+            return rank
         pending = [index]
         while pending:
             current = pending[-1]
-            if self._ranks[current] != UNRANKED:
+            if members[current].rank != UNRANKED:
                 pending.pop()
                 continue
-            dominated = dominated_by_any(self._store[:, :current], self._store[:, current])
-            tail = dominated[self._sorted_count :]
-            unknown = np.flatnonzero(tail & (self._ranks[self._sorted_count : current] == UNRANKED))
+            dominators = np.flatnonzero(dominated_by_any(self._store[:, :current], self._store[:, current]))
+            ranks = self._ranks[dominators]
+            unknown = dominators[ranks == UNRANKED]
             if len(unknown):
-                pending.extend((unknown + self._sorted_count).tolist())
+                pending.extend(unknown.tolist())
                 continue
-            rank = 0
-            head = dominated[: self._sorted_count]
-            if head.any():  # stored best front first: the worst dominator there is the last True
-                rank = int(self._ranks[self._sorted_count - 1 - int(np.argmax(head[::-1]))]) + 1
-            if tail.any():
-                rank = max(rank, int(self._ranks[self._sorted_count : current][tail].max()) + 1)
+            rank = int(ranks.max()) + 1 if len(ranks) else 0
             self._ranks[current] = rank
-            self._members[current].rank = rank
+            members[current].rank = rank
             pending.pop()
-        return int(self._ranks[index])
+        return members[index].rank
 
     def _propose(self, force_random: bool = False) -> tuple[Genome, tuple[int, ...], str]:
         if force_random or self._random_left > 0 or not self._members:
@@ -280,10 +293,20 @@ class Evolution:
             member.rank, member.crowding = rank, distance
 
     def _update_front(self, member: Member, point: np.ndarray) -> bool:
+        values = member.values
+        for index, other in enumerate(self._recent_dominators):  # most results lose to one of a few strong points
+            if _dominates(other, values):
+                if index:
+                    self._recent_dominators.insert(0, self._recent_dominators.pop(index))
+                return False
         count = len(self._front)
         columns = self._front_values[:, :count]
         if count:
-            if dominated_by_any(columns, point).any():
+            dominators = dominated_by_any(columns, point)
+            if dominators.any():
+                # Any evaluated point that dominates this one keeps doing so after it leaves the front.
+                self._recent_dominators.insert(0, self._front[int(np.argmax(dominators))].values)
+                del self._recent_dominators[RECENT_DOMINATORS:]
                 return False
             beaten = dominated_by(columns, point)  # members the new point dominates
             if beaten.any():
@@ -315,7 +338,7 @@ class Evolution:
             next_id: the id the next candidate gets (past every stored id).
             rng_state: text from `rng_state`, or None to keep the current state.
         """
-        self._members, self._front = [], []
+        self._members, self._front, self._recent_dominators = [], [], []
         self._front_values = np.empty((len(self.objectives), 16))
         rows = sorted(records, key=lambda row: int(row["id"]))
         ok: list[Member] = []

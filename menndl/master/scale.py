@@ -25,6 +25,9 @@ class NullWriter:
     def task_started(self, task: Mapping[str, Any]) -> None:
         """Nothing to journal."""
 
+    def commit(self) -> None:
+        """Nothing to write."""
+
     def tick(self) -> None:
         """Nothing to flush."""
 

@@ -15,8 +15,6 @@ virtual time.
 from __future__ import annotations
 
 import heapq
-import itertools
-import json
 import math
 import socket
 import time
@@ -29,6 +27,7 @@ from typing import Any
 from menndl.genome import Genome, InputSpec, count_flops, count_params
 from menndl.job import Job
 from menndl.library import LibraryWriter
+from menndl.master.collector import master_collector
 from menndl.master.evolution import Candidate, Evolution, SpaceExhausted
 from menndl.master.progress import Progress, Status
 from menndl.master.resume import ResumeState
@@ -44,6 +43,7 @@ DEADLINE_GRACE = 60.0  # seconds on top of 2 x training.max_seconds (model build
 STARTUP_DEADLINE = 1800.0  # seconds a worker may take to report ready (import storms on big machines)
 NO_WORKERS = "no workers left"
 PREPARED_LIMIT = 1024  # first candidates proposed before the workers start (a tenth of a second at most)
+EXPIRY_SLACK = 4  # the deadline heap is compacted when it holds this many entries per worker
 RNG_STATE_INTERVAL = 1.0  # seconds between random states written to the library's journal
 WORKER_METRICS = (  # result keys stored as they come (see menndl.protocol and the library schema)
     "samples_per_second", "peak_memory_bytes", "latency_seconds", "train_loss", "precision", "local_rank", "checkpoints"
@@ -154,8 +154,9 @@ class Search:
         self._busy: dict[int, deque[_InFlight]] = {}  # worker -> its tasks, the running one first
         self._flights = 0  # tasks in every queue together
         self._busy_workers = 0  # workers with at least one task
-        self._expiries: list[tuple[float, int, int, _InFlight]] = []  # heap: (expires, seq, worker, flight)
-        self._sequence = itertools.count()
+        # heap of (expires, task id, worker): an entry is stale once its task left the head of its queue.
+        # Entries hold ids, not flights: a finished task's genome is not kept alive until its deadline passes.
+        self._expiries: list[tuple[float, int, int]] = []
         self._worker_busy: dict[int, float] = {}
         self._worker_idle: dict[int, float] = {}
         self._master_seconds = 0.0
@@ -220,7 +221,7 @@ class Search:
         self._start = self._clock()
         abandoned = True  # unless the loop ends normally
         try:
-            with StopSignals(self._signals.append):
+            with StopSignals(self._signals.append), master_collector():
                 setup = {**setup_message(self.job, self.fingerprint), **self._worker_setup}
                 self._prepare_first_candidates()
                 self._workers = set(self.transport.start(setup))
@@ -349,6 +350,7 @@ class Search:
                 checkpoints=stopping.fractions if stopping is not None else (),
                 stop_below=stopping.thresholds() if stopping is not None else (),
             )
+            self.writer.commit()  # the journal has the task (and the result it replaces) before the worker does
             self.transport.send(worker, message)
 
     def _prepare_first_candidates(self) -> None:
@@ -411,7 +413,25 @@ class Search:
         flight.started = self._clock()
         limit = self._deadline if worker in self._ready else self._startup_deadline
         flight.expires = flight.started + limit
-        heapq.heappush(self._expiries, (flight.expires, next(self._sequence), worker, flight))
+        heapq.heappush(self._expiries, (flight.expires, flight.candidate.id, worker))
+        if len(self._expiries) > EXPIRY_SLACK * max(len(self._busy), 256):
+            self._compact_expiries()
+
+    def _live_expiry(self, expires: float, task: int, worker: int) -> bool:
+        queue = self._busy.get(worker)
+        if not queue:
+            return False
+        return queue[0].candidate.id == task and queue[0].expires == expires
+
+    def _compact_expiries(self) -> None:
+        """Drop stale deadline entries (at most one per worker is live): O(1) amortised per result.
+
+        Without this the heap kept an entry per task until its deadline passed: with thousands of
+        workers and deadlines of many minutes, hundreds of thousands of entries, and a master whose
+        memory (and garbage-collection time) grew with every result.
+        """
+        self._expiries = [entry for entry in self._expiries if self._live_expiry(*entry)]
+        heapq.heapify(self._expiries)
 
     def _handle(self, worker: int, message: Mapping[str, Any]) -> None:
         kind = message.get("type")
@@ -468,9 +488,8 @@ class Search:
         """
         now = self._clock()
         while self._expiries and self._expiries[0][0] < now:
-            expires, _, worker, flight = heapq.heappop(self._expiries)
-            queue = self._busy.get(worker)
-            if not queue or queue[0] is not flight or flight.expires != expires:
+            expires, task, worker = heapq.heappop(self._expiries)
+            if not self._live_expiry(expires, task, worker):
                 continue
             replacement = self.transport.discard(worker)
             self._stragglers = True
@@ -551,7 +570,7 @@ class Search:
             "id": candidate.id,
             "genome": genome.to_json(),
             "hash": genome.hash,
-            "parents": json.dumps(list(candidate.parents)),
+            "parents": "[" + ",".join(map(str, candidate.parents)) + "]",  # JSON text of the id list
             "operator": candidate.operator,
             "status": result.get("status", "failed"),
             "error": result.get("error", ""),
