@@ -109,7 +109,7 @@ def run_master(comm: object, args: argparse.Namespace) -> dict[str, object]:
 
 def _library_policy(flush_every: int, flush_seconds: float) -> str:
     """How the benchmark's library was written, for the report."""
-    return f"hdf5 + journal, flushed every {flush_every} records or {flush_seconds:g} s"
+    return f"hdf5 + journal (fsync every {flush_seconds:g} s), hdf5 batches of {flush_every} records or a minute"
 
 
 if __name__ == "__main__":

@@ -5,9 +5,9 @@ The file holds data only: integers, floats and variable-length UTF-8 strings,
 never pickles or opaque blobs.  See ``docs/library-format.md`` for the layout.
 
 Crash safety comes from the journal (:mod:`menndl.library.journal`): every
-record and every dispatched task is written there at once, one line each; the
-HDF5 columns are written in batches (``flush_every`` records or
-``flush_seconds`` seconds, whichever comes first), one slice per column.
+record and every dispatched task goes there, one line each, written at the
+next commit (the master commits before each send); the HDF5 columns are
+written in batches (see :class:`LibraryWriter`), one slice per column.
 """
 
 from __future__ import annotations
@@ -209,8 +209,10 @@ class LibraryWriter:
             names ``format``, ``format_version``, ``job`` and ``created_at``
             are reserved.
         flush_every: Number of buffered records that triggers a write.
-        flush_seconds: Age of the oldest buffered record that triggers a
-            write (``None``: only ``flush_every`` counts).
+        flush_seconds: Without a journal, the age of the oldest buffered
+            record that triggers a write; with one, the longest time between
+            ``fsync`` calls of the journal (``None``: only ``flush_every``
+            counts, and only batches sync).
         journal: Keep the crash-safety journal (off only for offline bulk
             writers such as ``menndl library merge`` and the benchmark).
         keep_weights: Keep the weights of this many best candidates (by
