@@ -8,9 +8,10 @@ collection walks every live object: with 27,648 simulated workers (about
 and freed nothing (measured with ``gc.callbacks`` on ``menndl simulate
 benchmarks/scale.toml --workers 27648``: 8 s of 90).  While the loop runs,
 young objects are still collected (cycles from caught exceptions, say: every
-50,000 allocations), but older generations are collected rarely and the objects alive at the start (modules, the
-job, the data description) are frozen out of them.  With `MASTER_THRESHOLDS`
-the same simulation spent 1.3 s in the collector instead of 10.
+50,000 allocations), older generations rarely, and the objects alive at the
+start (modules, the job, the data description) are frozen out of every
+collection.  With `MASTER_THRESHOLDS` the same simulation spent 1.3 s in the
+collector instead of 10.
 """
 
 from __future__ import annotations
