@@ -170,11 +170,10 @@ def read_journal(path: str | Path) -> JournalContents:
         if kind == "header" and out.attrs is None:
             out.attrs = dict(event.get("attrs", {}))
         elif kind == "row":
-            record = event["record"]
-            task = out.tasks.get(record["id"]) if "genome" not in record else None
-            if task is not None:  # the task line before it has the text
-                record = {"id": record["id"], "genome": task["genome"], **record}
-            out.rows.append(dict(record))
+            record = dict(event["record"])
+            if "genome" not in record and (task := out.tasks.get(record["id"])) is not None:
+                record = {"id": record["id"], "genome": task["genome"], **record}  # the task line has the text
+            out.rows.append(record)
         elif kind == "task":
             task = {k: v for k, v in event.items() if k not in ("type", "rng_state")}
             if event.get("rng_state") is not None:  # only the newest random state matters; keep memory flat

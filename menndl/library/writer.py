@@ -301,7 +301,7 @@ class LibraryWriter:
         self._file: h5py.File | None = None
         self._journal = None
         self._pending: dict[int, dict[str, Any]] = {}
-        self._journaled_genomes: dict[int, Any] = {}  # id -> genome text of the task lines in this journal
+        self._journaled_genomes: dict[int, str] = {}  # id -> genome text of the task lines in this journal
         self._rng_state: str | None = None
         self._next_id: int | None = None
         self._state_dirty = False
@@ -462,10 +462,7 @@ class LibraryWriter:
             UserError: The write failed (e.g. the disk is full); the writer then writes nothing more.
         """
         if self._journal is not None:
-            try:
-                self._journal.commit()
-            except OSError as exc:
-                raise self._broken_by(f"cannot write library journal {self._journal.path}: {_reason(exc)}") from None
+            self._journal_out(sync=False)
 
     def tick(self) -> None:
         """Commit the journal; sync it or write the HDF5 batch when due.  Call it at every turn of the master loop.
@@ -480,10 +477,7 @@ class LibraryWriter:
             return
         now = time.monotonic()
         if now - self._synced_at >= self._flush_seconds:
-            try:
-                self._journal.sync()
-            except OSError as exc:
-                raise self._broken_by(f"cannot write library journal {self._journal.path}: {_reason(exc)}") from None
+            self._journal_out(sync=True)
             self._synced_at = now
 
     def _flush_if_due(self) -> bool:
@@ -742,9 +736,18 @@ class LibraryWriter:
     # -------------------------------------------------------------- helpers
 
     def _journal_write(self, event: Mapping[str, Any]) -> None:
+        """Queue a journal line (no I/O: it is written at the next `commit`)."""
+        assert self._journal is not None
+        self._journal.write(event)
+
+    def _journal_out(self, sync: bool) -> None:
+        """Write the queued journal lines, and ``fsync`` with ``sync``; a failure breaks the writer."""
         assert self._journal is not None
         try:
-            self._journal.write(event)
+            if sync:
+                self._journal.sync()
+            else:
+                self._journal.commit()
         except OSError as exc:
             raise self._broken_by(f"cannot write library journal {self._journal.path}: {_reason(exc)}") from None
 
