@@ -88,7 +88,10 @@ def main(args: argparse.Namespace) -> int:
         raise
     if stragglers:  # a rank may still be training or hung: end the whole MPI job
         sys.stdout.flush()
-        sys.stderr.flush()
+        # Said here, not left to the MPI library: MPICH's own "MPI_Abort" line can be lost when the
+        # launcher tears the job down before forwarding it.
+        print(f"menndl: ending the MPI job with MPI_Abort({status or 1}): a worker rank that was lost or "
+              "abandoned cannot finalize (the library is closed and complete)", file=sys.stderr, flush=True)
         launch.comm.Abort(status or 1)
     return status
 

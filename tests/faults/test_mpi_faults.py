@@ -69,7 +69,7 @@ def test_stopped_worker_rank_is_dropped_at_its_deadline(tmp_path: Path) -> None:
                 pass
     assert "worker lost: no result within the 2s deadline" in stderr, stderr
     assert "stopped: evaluation budget reached" in stdout
-    assert status == 1 and "MPI_Abort" in stderr  # the stopped rank cannot finalize: the job is ended
+    assert status == 1 and "ending the MPI job with MPI_Abort(1)" in stderr  # the stopped rank cannot finalize
     ledger = read_ledger(library, log)
     assert_clean(ledger, budget=EVALUATIONS)
     with_victim = {entry["task"] for entry in map(json.loads, log.read_text().splitlines()) if entry["pid"] == victim}
