@@ -137,7 +137,9 @@ class MPIMasterTransport(MasterTransport):
 
     def send(self, worker: int, message: Mapping[str, Any] | None) -> None:
         payload = None if message is None else dict(message)
-        self._pending.append(self._comm.isend(payload, dest=worker, tag=TAG_TASK))
+        request = self._comm.isend(payload, dest=worker, tag=TAG_TASK)
+        if not request.Test():  # one turn of MPI progress: it also moves the sends queued before this one
+            self._pending.append(request)
 
     def _progress_sends(self) -> None:
         """Test the sends not yet complete: that is what moves them.
