@@ -7,6 +7,7 @@ decoding, the reference models and the layer table in test_genome_models.py.
 from __future__ import annotations
 
 import json
+import math
 import random
 import subprocess
 import sys
@@ -630,6 +631,16 @@ def test_canonical_json_is_sorted_json_of_to_dict_byte_for_byte() -> None:
         assert len(kinds) >= 3  # with and without global pooling and a head
     odd = Genome((ConvBlock(4, 3, "relu", True, dropout=0.5),), (), TrainParams(1e-300, 2, "sgd", 0.0, 0.0, budget=1))
     assert odd.to_json() == json.dumps(odd.to_dict(), sort_keys=True, separators=(",", ":"))
+
+
+def test_field_value_text_is_what_json_dumps_gives() -> None:
+    """Block texts are built from templates: each value must read exactly as json.dumps writes it."""
+    from menndl.genome.genome import _value_json
+
+    values = ["relu", "", 'a"b', "a\\b", "tab\there", "\x00", "caf\u00e9", "\u2028", "\ud800", True, False, 0, -1,
+              2**70, 0.0, -0.0, 1e-300, 1.5e300, 0.1, 3.0, math.inf, -math.inf, math.nan, None]  # fmt: skip
+    for value in values:
+        assert _value_json(value) == json.dumps(value), value
 
 
 def test_fast_field_checks_agree_with_the_rules() -> None:

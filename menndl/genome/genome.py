@@ -310,6 +310,16 @@ _TYPE_NAMES: dict[type, str] = {
 _FIELD_NAMES: dict[type, tuple[str, ...]] = {cls: tuple(f.name for f in fields(cls)) for cls in _RULES}
 _FIELD_COUNTS: dict[type, int] = {cls: len(names) for cls, names in _FIELD_NAMES.items()}
 _GENOME_KEYS = ("format", "features", "reduce", "head", "train")
+# Each block type's fields in canonical (sorted) order with the text before each value (``"key":``);
+# the ``type`` entry, when typed, is whole (``"type":"conv"``) and has no field name.
+_SORTED_KEYS: dict[tuple[type, bool], tuple[tuple[str, str], ...]] = {
+    (cls, typed): tuple(
+        ("", f'"type":{json.dumps(_TYPE_NAMES[cls])}') if key == "type" else (key, json.dumps(key) + ":")
+        for key in sorted(names + ("type",) * typed)
+    )
+    for cls, names in _FIELD_NAMES.items()
+    for typed in ((True, False) if cls in _TYPE_NAMES else (False,))
+}
 
 
 # Memos a block keeps in its instance dict after its fields (never dataclass fields: equality,
@@ -337,9 +347,24 @@ def _block_json(block: Any, typed: bool = True) -> str:
     """
     text: str | None = block.__dict__.get(_JSON_MEMO)
     if text is None:
-        text = json.dumps(_block_dict(block) if typed else _fields_dict(block), sort_keys=True, separators=(",", ":"))
-        block.__dict__[_JSON_MEMO] = text
+        values = block.__dict__
+        parts = [prefix + _value_json(values[key]) if key else prefix for key, prefix in _SORTED_KEYS[type(block), typed]]
+        text = block.__dict__[_JSON_MEMO] = "{" + ",".join(parts) + "}"
     return text
+
+
+def _value_json(value: Any) -> str:
+    """``json.dumps(value)`` for one field value, without building an encoder for common values."""
+    cls = type(value)
+    if cls is str and value.isascii() and value.isprintable() and '"' not in value and "\\" not in value:
+        return '"' + value + '"'
+    if cls is bool:
+        return "true" if value else "false"
+    if cls is int:
+        return int.__repr__(value)
+    if cls is float and math.isfinite(value):
+        return float.__repr__(value)
+    return json.dumps(value)  # anything rarer: exactly what the encoder gives
 
 
 def _block_dict(block: Any) -> dict[str, Any]:
