@@ -223,14 +223,18 @@ class Search:
         try:
             with StopSignals(self._signals.append), master_collector():
                 setup = {**setup_message(self.job, self.fingerprint), **self._worker_setup}
+                started = time.process_time()
                 self._prepare_first_candidates()
+                self._master_seconds += time.process_time() - started
                 self._workers = set(self.transport.start(setup))
+                started = time.process_time()
                 for worker in sorted(self._workers):
                     self._busy[worker] = deque()
                 self._idle.extend(sorted(self._workers))
                 self._fill()  # every worker's first task, before the transport's start-up (see MPIMasterTransport)
                 for _ in range(self._depth - 1):  # then the queued ones, in the loop
                     self._idle.extend(sorted(self._workers))
+                self._master_seconds += time.process_time() - started
                 while self._in_flight() and not self._abandon_requested():
                     event = self.transport.receive(RECEIVE_TIMEOUT)
                     started = time.process_time()
