@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from menndl.genome import InputSpec, SearchSpace, check
 from menndl.master.evolution import Evolution
 
@@ -174,17 +176,22 @@ def test_rng_state_round_trips_through_json() -> None:
     assert [again.ask().seed for _ in range(3)] == first
 
 
-def test_told_member_ranks_one_past_its_best_dominator_between_rerankings() -> None:
+@pytest.mark.parametrize("ties", [False, True])
+def test_told_member_ranks_one_past_its_best_dominator_between_rerankings(ties: bool) -> None:
     import random
 
     evo = Evolution(space=SearchSpace(), spec=SPEC, objectives=("accuracy", "params", "train_seconds"),
                     population_size=20, crossover_probability=0.5, seed=0, rerank_interval=15)  # fmt: skip
     rng = random.Random(1)
-    for _ in range(120):
+    for _ in range(300 if ties else 120):
         before = [(m.values, m.rank) for m in evo.population]
         candidate = evo.ask()
-        metrics = {"status": "ok", "accuracy": rng.random(), "params": rng.randrange(1000, 9000),
-                   "train_seconds": rng.random()}  # fmt: skip
+        if ties:  # equal first objectives (the sorted prefix's edge), duplicates
+            metrics = {"status": "ok", "accuracy": rng.choice([0.5, 0.6, 0.7]), "params": rng.randrange(1000, 1004),
+                       "train_seconds": rng.choice([1.0, 2.0])}  # fmt: skip
+        else:
+            metrics = {"status": "ok", "accuracy": rng.random(), "params": rng.randrange(1000, 9000),
+                       "train_seconds": rng.random()}  # fmt: skip
         evo.tell(candidate, metrics)
         told = next((m for m in evo.population if m.candidate.id == candidate.id), None)
         if told is None or evo._since_rerank == 0:  # cut, or just re-ranked with everyone

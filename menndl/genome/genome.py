@@ -348,7 +348,8 @@ def _block_json(block: Any, typed: bool = True) -> str:
     text: str | None = block.__dict__.get(_JSON_MEMO)
     if text is None:
         values = block.__dict__
-        parts = [prefix + _value_json(values[key]) if key else prefix for key, prefix in _SORTED_KEYS[type(block), typed]]
+        keys = _SORTED_KEYS[type(block), typed]
+        parts = [prefix + _value_json(values[key]) if key else prefix for key, prefix in keys]
         text = block.__dict__[_JSON_MEMO] = "{" + ",".join(parts) + "}"
     return text
 

@@ -221,7 +221,7 @@ class Search:
         self._start = self._clock()
         abandoned = True  # unless the loop ends normally
         try:
-            with StopSignals(self._signals.append), master_collector():
+            with StopSignals(self._signals.append), master_collector() as collector:
                 setup = {**setup_message(self.job, self.fingerprint), **self._worker_setup}
                 started = time.process_time()
                 self._prepare_first_candidates()
@@ -244,6 +244,7 @@ class Search:
                     self._fill()
                     self._write_pareto()
                     self.writer.tick()
+                    collector.tick()
                     if self.progress.due():
                         self.progress.update(self._status())
                     self._master_seconds += time.process_time() - started
