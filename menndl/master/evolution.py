@@ -128,9 +128,6 @@ class Evolution:
         self._store = np.empty((len(self.objectives), population_size + self.rerank_interval + 1))
         self._ranks = np.zeros(self._store.shape[1], dtype=np.int64)
         self._sorted_count = 0  # members [0, sorted_count) are stored best front first (since the last re-ranking)
-        # those members again, objectives x members ordered by the first objective, and their ranks
-        self._by_first = np.empty((len(self.objectives), 0))
-        self._by_first_ranks = np.empty(0, dtype=np.int64)
         self._since_rerank = 0
         self._front: list[Member] = []
         self._recent_dominators: list[tuple[float, ...]] = []  # objective values that beat recent results
@@ -225,41 +222,23 @@ class Evolution:
         rank = members[index].rank
         if rank != UNRANKED:
             return rank
-        start = self._sorted_count  # columns before it were ranked at the last re-ranking
         pending = [index]
         while pending:
             current = pending[-1]
             if members[current].rank != UNRANKED:
                 pending.pop()
                 continue
-            point = self._store[:, current]
-            dominators = np.flatnonzero(dominated_by_any(self._store[:, start:current], point)) + start
+            dominators = np.flatnonzero(dominated_by_any(self._store[:, :current], self._store[:, current]))
             ranks = self._ranks[dominators]
             unknown = dominators[ranks == UNRANKED]
             if len(unknown):
                 pending.extend(unknown.tolist())
                 continue
             rank = int(ranks.max()) + 1 if len(ranks) else 0
-            if start:
-                rank = max(rank, self._rank_among_sorted(point))
             self._ranks[current] = rank
             members[current].rank = rank
             pending.pop()
         return members[index].rank
-
-    def _rank_among_sorted(self, point: np.ndarray) -> int:
-        """One more than the worst rank among the re-ranked members that dominate ``point`` (0 if none).
-
-        Only members no worse in the first objective can dominate it: they are a prefix of
-        `_by_first` (the re-ranked members ordered by that objective), usually a short one,
-        since children of good parents tend to be good.
-        """
-        by_first = self._by_first
-        count = int(np.searchsorted(by_first[0], point[0], side="right"))
-        if count == 0:
-            return 0
-        ranks = self._by_first_ranks[:count][dominated_by_any(by_first[:, :count], point)]
-        return int(ranks.max()) + 1 if len(ranks) else 0
 
     def _propose(self, force_random: bool = False) -> tuple[Genome, tuple[int, ...], str]:
         if force_random or self._random_left > 0 or not self._members:
@@ -308,9 +287,6 @@ class Evolution:
             values, ranks = values[order], ranks[order]
             crowding = crowding_distances(values, ranks) if excess > 0 else crowding[order]
             self._sorted_count = len(members)
-            by_first = np.argsort(values[:, 0], kind="stable")
-            self._by_first = np.ascontiguousarray(values[by_first].T)
-            self._by_first_ranks = ranks[by_first]
         self._members = members
         self._store = np.empty((values.shape[1], max(len(values), self.population_size) + self.rerank_interval + 1))
         self._store[:, : len(values)] = values.T
