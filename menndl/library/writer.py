@@ -51,6 +51,8 @@ from menndl.library.schema import (
 __all__ = ["LibraryWriter"]
 
 _CHUNK_ROWS = 512
+_FIELD_SET = frozenset(FIELD_KINDS)
+_STATE_KEYS = frozenset({"rng_state", "next_id"})  # task keys that are the master's state, not the task's
 JOURNALED_BATCH_SECONDS = 60.0  # with a journal, the oldest record waits at most this long for the HDF5 file
 _INT64_MIN = -(2**63)
 _INT64_MAX = 2**63 - 1
@@ -300,7 +302,7 @@ class LibraryWriter:
         self._written = 0
         self._file: h5py.File | None = None
         self._journal = None
-        self._pending: dict[int, dict[str, Any]] = {}
+        self._pending: dict[int, Mapping[str, Any]] = {}
         self._journaled_genomes: dict[int, str] = {}  # id -> genome text of the task lines in this journal
         self._rng_state: str | None = None
         self._next_id: int | None = None
@@ -408,8 +410,8 @@ class LibraryWriter:
             UserError: The buffer became full and writing it failed.
         """
         self._check_open()
-        unknown = [k for k in record if k not in FIELD_KINDS]
-        if unknown:
+        if not _FIELD_SET.issuperset(record):
+            unknown = [k for k in record if k not in FIELD_KINDS]
             raise ValueError(
                 f"unknown library field(s) {', '.join(map(repr, unknown))}; valid fields: {', '.join(FIELD_NAMES)}"
             )
@@ -436,15 +438,14 @@ class LibraryWriter:
             task: ``id, genome (JSON text), hash, parents (list), operator,
                 seed, submitted_at`` and, optionally, ``rng_state`` (JSON
                 text, the master's random state after proposing it) and
-                ``next_id``.
+                ``next_id``.  The writer keeps the mapping until the task's row comes: do not change it.
         """
         self._check_open()
-        event = {"type": "task", **task}
+        task_id = int(task["id"])
         if self._journal is not None:
-            self._journal_write(event)
-            self._journaled_genomes[int(task["id"])] = task["genome"]
-        pending = {k: v for k, v in task.items() if k not in ("rng_state", "next_id")}
-        self._pending[int(task["id"])] = pending
+            self._journal_write({"type": "task", **task})
+            self._journaled_genomes[task_id] = task["genome"]
+        self._pending[task_id] = task  # kept as given (state keys are dropped when the list is written)
         if task.get("rng_state") is not None:
             self._rng_state = str(task["rng_state"])
         if task.get("next_id") is not None:
@@ -453,7 +454,6 @@ class LibraryWriter:
             self._state_dirty = True  # with a journal, the state reaches the file at close (the journal has it)
         if not self._buffer:
             self._buffer_since = time.monotonic()
-        self._flush_if_due()
 
     def commit(self) -> None:
         """Write the journal lines queued so far (one ``write()``); the master calls it before each send.
@@ -614,7 +614,8 @@ class LibraryWriter:
         if self._next_id is not None:
             attrs["next_id"] = np.int64(self._next_id)
         if with_pending:
-            attrs["pending"] = json.dumps(list(self._pending.values()), separators=(",", ":"))
+            pending = [{k: v for k, v in task.items() if k not in _STATE_KEYS} for task in self._pending.values()]
+            attrs["pending"] = json.dumps(pending, separators=(",", ":"))
         for name, value in self._session.items():
             attrs[name] = value
         self._state_dirty = False
