@@ -170,3 +170,23 @@ def test_node_layouts_index_workers_per_node_in_rank_order() -> None:
 
     layouts = node_layouts({3: "b", 1: "a", 2: "a", 5: "b", 4: "c"})
     assert layouts == {1: (0, 2), 2: (1, 2), 3: (0, 2), 5: (1, 2), 4: (0, 1)}
+
+
+def test_deadline_queues_stay_bounded_and_still_catch_a_hung_worker(tmp_path: Path, monkeypatch) -> None:
+    """Every task start adds a deadline entry; finished tasks' entries are dropped in bulk, live ones kept."""
+    from menndl.master import search as search_module
+
+    compactions = []
+    original = Search._compact_expiries
+
+    def counting(self: Search) -> None:
+        original(self)
+        compactions.append(sum(map(len, self._expiries)))
+
+    monkeypatch.setattr(Search, "_compact_expiries", counting)
+    monkeypatch.setattr(search_module, "EXPIRY_SLACK", 1)  # compact past 256 entries
+    transport = ScriptedTransport(3, hang={2})
+    result, records, _ = run(tmp_path, transport, evaluations=1200, deadline=2.0)
+    assert len(compactions) >= 3 and all(size <= 3 for size in compactions)  # at most one live entry per worker
+    assert transport.discarded == [2] and result.stragglers  # the hung worker's deadline survived compaction
+    assert len(records) == 1200 and sum(1 for r in records if r["status"] == "ok") == 1200

@@ -14,7 +14,6 @@ virtual time.
 
 from __future__ import annotations
 
-import heapq
 import math
 import socket
 import time
@@ -43,7 +42,7 @@ DEADLINE_GRACE = 60.0  # seconds on top of 2 x training.max_seconds (model build
 STARTUP_DEADLINE = 1800.0  # seconds a worker may take to report ready (import storms on big machines)
 NO_WORKERS = "no workers left"
 PREPARED_LIMIT = 1024  # first candidates proposed before the workers start (a tenth of a second at most)
-EXPIRY_SLACK = 4  # the deadline heap is compacted when it holds this many entries per worker
+EXPIRY_SLACK = 4  # the deadline queues are compacted when they hold this many entries per worker
 RNG_STATE_INTERVAL = 1.0  # seconds between random states written to the library's journal
 WORKER_METRICS = (  # result keys stored as they come (see menndl.protocol and the library schema)
     "samples_per_second", "peak_memory_bytes", "latency_seconds", "train_loss", "precision", "local_rank", "checkpoints"
@@ -156,7 +155,9 @@ class Search:
         self._busy_workers = 0  # workers with at least one task
         # heap of (expires, task id, worker): an entry is stale once its task left the head of its queue.
         # Entries hold ids, not flights: a finished task's genome is not kept alive until its deadline passes.
-        self._expiries: list[tuple[float, int, int]] = []
+        # (deadline, task id, worker) of each task when it starts, in start order: one queue per limit
+        # (tasks of ready workers, and of workers not ready yet), so each queue is in deadline order
+        self._expiries: tuple[deque[tuple[float, int, int]], ...] = (deque(), deque())
         self._worker_busy: dict[int, float] = {}
         self._worker_idle: dict[int, float] = {}
         self._master_seconds = 0.0
@@ -418,8 +419,8 @@ class Search:
         flight.started = self._clock()
         limit = self._deadline if worker in self._ready else self._startup_deadline
         flight.expires = flight.started + limit
-        heapq.heappush(self._expiries, (flight.expires, flight.candidate.id, worker))
-        if len(self._expiries) > EXPIRY_SLACK * max(len(self._busy), 256):
+        self._expiries[worker in self._ready].append((flight.expires, flight.candidate.id, worker))
+        if len(self._expiries[True]) + len(self._expiries[False]) > EXPIRY_SLACK * max(len(self._busy), 256):
             self._compact_expiries()
 
     def _live_expiry(self, expires: float, task: int, worker: int) -> bool:
@@ -435,8 +436,7 @@ class Search:
         workers and deadlines of many minutes, hundreds of thousands of entries, and a master whose
         memory (and garbage-collection time) grew with every result.
         """
-        self._expiries = [entry for entry in self._expiries if self._live_expiry(*entry)]
-        heapq.heapify(self._expiries)
+        self._expiries = tuple(deque(entry for entry in queue if self._live_expiry(*entry)) for queue in self._expiries)
 
     def _handle(self, worker: int, message: Mapping[str, Any]) -> None:
         kind = message.get("type")
@@ -488,20 +488,13 @@ class Search:
     def _check_deadlines(self) -> None:
         """Retire workers past their deadline: a task on a ready worker, or a worker never ready.
 
-        Deadlines sit in a heap (an entry is stale once its task left the head of its queue), so the
-        cost per result is O(log workers) however many workers there are.
+        Deadlines sit in two queues in deadline order (an entry is stale once its task left the head
+        of its worker's queue), so the cost per result is O(1) however many workers there are.
         """
         now = self._clock()
-        while self._expiries and self._expiries[0][0] < now:
-            expires, task, worker = heapq.heappop(self._expiries)
-            if not self._live_expiry(expires, task, worker):
-                continue
-            replacement = self.transport.discard(worker)
-            self._stragglers = True
-            limit = self._deadline if worker in self._ready else self._startup_deadline
-            what = "result" if worker in self._ready else "ready message"
-            self._retire(worker, {"type": "lost", "error": f"no {what} within the {limit:.0f}s deadline",
-                                  "timeout": True, "replaced_by": replacement})  # fmt: skip
+        for queue in self._expiries:
+            while queue and queue[0][0] < now:
+                self._expire(*queue.popleft())
         for worker, since in list(self._joining.items()):  # a replacement that never reports ready
             if now - since > self._startup_deadline:
                 del self._joining[worker]
@@ -509,6 +502,17 @@ class Search:
                 self._stragglers = True
                 self._retire(worker, {"type": "lost", "error": f"replacement not ready within "
                                       f"{self._startup_deadline:.0f}s", "replaced_by": replacement})  # fmt: skip
+
+    def _expire(self, expires: float, task: int, worker: int) -> None:
+        """A deadline passed: retire its worker, unless the entry is stale."""
+        if not self._live_expiry(expires, task, worker):
+            return
+        replacement = self.transport.discard(worker)
+        self._stragglers = True
+        limit = self._deadline if worker in self._ready else self._startup_deadline
+        what = "result" if worker in self._ready else "ready message"
+        self._retire(worker, {"type": "lost", "error": f"no {what} within the {limit:.0f}s deadline",
+                              "timeout": True, "replaced_by": replacement})  # fmt: skip
 
     def _retire(self, worker: int, message: Mapping[str, Any]) -> None:
         """Stop using a worker that cannot serve; its task is tried again elsewhere (once if it had started).
