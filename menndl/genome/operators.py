@@ -329,6 +329,19 @@ MUTATIONS: dict[str, Mutation] = {
 assert tuple(MUTATIONS) == MUTATION_NAMES
 
 
+_SPACE_WEIGHTS: dict[int, tuple[SearchSpace, list[str], dict[str, float], float]] = {}  # by id(space)
+
+
+def _space_weights(space: SearchSpace) -> tuple[list[str], dict[str, float], float]:
+    """The operators a (resolved, immutable) space lets mutation draw, their weights and total, once per space."""
+    memo = _SPACE_WEIGHTS.get(id(space))
+    if memo is None or memo[0] is not space:
+        weights = space.mutation_weights
+        names = [name for name in MUTATIONS if weights.get(name, 0.0) > 0]
+        memo = _SPACE_WEIGHTS[id(space)] = (space, names, weights, sum(weights[name] for name in names))
+    return memo[1], memo[2], memo[3]
+
+
 def _pick(rng: random.Random, names: list[str], weights: Mapping[str, float], total: float) -> str:
     point = rng.random() * total
     for name in names:
@@ -379,11 +392,11 @@ def mutate(
     """
     space = resolve_space(space, spec.spatial_rank)
     if weights is None:
-        weights = space.mutation_weights
+        names, weights, total = _space_weights(space)
     else:
         _checked_weights(weights)
-    names = [name for name in MUTATIONS if weights.get(name, 0.0) > 0]
-    total = sum(weights[name] for name in names)
+        names = [name for name in MUTATIONS if weights.get(name, 0.0) > 0]
+        total = sum(weights[name] for name in names)
     child, name = genome, ""
     for _ in range(MUTATE_TRIES):
         name = _pick(rng, names, weights, total)
