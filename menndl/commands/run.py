@@ -25,6 +25,10 @@ from menndl.master.search import NO_WORKERS, SearchResult
 from menndl.transport.base import MasterTransport
 from menndl.worker.loop import usable_cores
 
+# Seconds between the last words of a job ended with MPI_Abort and the abort: MPICH tears down its
+# launcher at once: output not yet forwarded (the summary, the reason) was lost in two CI runs.
+ABORT_OUTPUT_GRACE = 1.0
+
 HELP = "run a search (local processes, or MPI ranks under mpiexec/srun)"
 
 
@@ -92,6 +96,7 @@ def main(args: argparse.Namespace) -> int:
         # launcher tears the job down before forwarding it.
         print(f"menndl: ending the MPI job with MPI_Abort({status or 1}): a worker rank that was lost or "
               "abandoned cannot finalize (the library is closed and complete)", file=sys.stderr, flush=True)
+        time.sleep(ABORT_OUTPUT_GRACE)  # the launcher forwards what was printed before the abort tears it down
         launch.comm.Abort(status or 1)
     return status
 
