@@ -645,8 +645,6 @@ def test_field_value_text_is_what_json_dumps_gives() -> None:
 
 def test_fast_field_checks_agree_with_the_rules() -> None:
     """`_validate` lets common values pass inline: every value must end up exactly as its rule makes it."""
-    import math
-
     from menndl.genome.genome import _RULES, _Bad
 
     odd_values: list[Any] = [0, 1, 2, 3, -1, 1.0, 3.0, True, False, -0.0, 0.0, 0.5, 0.9, 0.89, 1e-300, math.inf,

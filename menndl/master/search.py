@@ -153,10 +153,10 @@ class Search:
         self._busy: dict[int, deque[_InFlight]] = {}  # worker -> its tasks, the running one first
         self._flights = 0  # tasks in every queue together
         self._busy_workers = 0  # workers with at least one task
-        # heap of (expires, task id, worker): an entry is stale once its task left the head of its queue.
-        # Entries hold ids, not flights: a finished task's genome is not kept alive until its deadline passes.
         # (deadline, task id, worker) of each task when it starts, in start order: one queue per limit
-        # (tasks of ready workers, and of workers not ready yet), so each queue is in deadline order
+        # ([False]: workers not ready yet, [True]: ready ones), so each queue is in deadline order.  An
+        # entry is stale once its task left the head of its worker's queue; entries hold ids, not
+        # flights, so a finished task's genome is not kept alive until its deadline passes.
         self._expiries: tuple[deque[tuple[float, int, int]], ...] = (deque(), deque())
         self._worker_busy: dict[int, float] = {}
         self._worker_idle: dict[int, float] = {}
@@ -417,9 +417,9 @@ class Search:
     def _start_clock(self, worker: int, flight: _InFlight) -> None:
         """The task at the head of a worker's queue runs from now: its deadline is set."""
         flight.started = self._clock()
-        limit = self._deadline if worker in self._ready else self._startup_deadline
-        flight.expires = flight.started + limit
-        self._expiries[worker in self._ready].append((flight.expires, flight.candidate.id, worker))
+        ready = worker in self._ready
+        flight.expires = flight.started + (self._deadline if ready else self._startup_deadline)
+        self._expiries[ready].append((flight.expires, flight.candidate.id, worker))
         if len(self._expiries[True]) + len(self._expiries[False]) > EXPIRY_SLACK * max(len(self._busy), 256):
             self._compact_expiries()
 
@@ -432,9 +432,9 @@ class Search:
     def _compact_expiries(self) -> None:
         """Drop stale deadline entries (at most one per worker is live): O(1) amortised per result.
 
-        Without this the heap kept an entry per task until its deadline passed: with thousands of
+        Without this the queues would keep an entry per task until its deadline passed: with thousands of
         workers and deadlines of many minutes, hundreds of thousands of entries, and a master whose
-        memory (and garbage-collection time) grew with every result.
+        memory (and garbage-collection time) would grow with every result.
         """
         self._expiries = tuple(deque(entry for entry in queue if self._live_expiry(*entry)) for queue in self._expiries)
 
