@@ -146,8 +146,8 @@ def test_row_lines_leave_out_a_genome_their_task_line_has(tmp_path: Path) -> Non
     writer.append({**record(1), "genome": json.dumps({"other": 1})})  # not the task's text: written in full
     writer.commit()
     lines = [json.loads(line) for line in journal_path(path).read_text().splitlines()]
-    rows = [line["record"] for line in lines if line["type"] == "row"]
-    assert "genome" not in rows[0] and rows[1]["genome"] == json.dumps({"other": 1})
+    rows = [dict(zip(lines[0]["fields"], line["values"])) for line in lines if line["type"] == "row"]
+    assert rows[0]["genome"] is None and rows[1]["genome"] == json.dumps({"other": 1})
     assert [r["genome"] for r in read_journal(journal_path(path)).rows] == [record(0)["genome"], rows[1]["genome"]]
     with Library.open(path) as lib:  # a live reader goes through the journal
         assert [r["genome"] for r in lib.records()] == [record(0)["genome"], rows[1]["genome"]]
@@ -159,8 +159,8 @@ def test_row_lines_leave_out_a_genome_their_task_line_has(tmp_path: Path) -> Non
     again = LibraryWriter.reopen(path, flush_every=100)  # task 2 came from the old journal: its row needs the text
     again.append(record(2))
     again.commit()
-    row = json.loads(journal_path(path).read_text().splitlines()[-1])["record"]
-    assert row["genome"] == record(2)["genome"]
+    lines = [json.loads(line) for line in journal_path(path).read_text().splitlines()]
+    assert dict(zip(lines[0]["fields"], lines[-1]["values"]))["genome"] == record(2)["genome"]
     again.close()
     with Library.open(path) as lib:
         assert [r["genome"] for r in lib.records()] == [record(i)["genome"] for i in (0,)] + [
@@ -213,6 +213,38 @@ def test_journal_with_torn_last_line(tmp_path: Path) -> None:
     )
     contents = read_journal(path)
     assert [r["id"] for r in contents.rows] == [0] and contents.torn_lines == 1
+
+
+def test_version_2_rows_are_values_in_the_header_order(tmp_path: Path) -> None:
+    path = tmp_path / "j"
+    path.write_text(
+        '{"type":"header","version":2,"attrs":{"format":"menndl-library"},"fields":["id","genome","accuracy"]}\n'
+        '{"type":"task","id":4,"genome":"{\\"g\\":1}"}\n'
+        '{"type":"row","values":[4,null,0.5]}\n'  # the genome comes from the task line
+        '{"type":"row","values":[5,"{}",0.25]}\n'
+        '{"type":"row","values":[6,"{}"]}\n'  # not the header's shape: skipped, counted
+    )
+    contents = read_journal(path)
+    assert contents.rows == [
+        {"id": 4, "genome": '{"g":1}', "accuracy": 0.5},
+        {"id": 5, "genome": "{}", "accuracy": 0.25},
+    ]
+    assert contents.torn_lines == 1
+
+
+def test_writer_lists_row_values_in_the_schema_order(tmp_path: Path) -> None:
+    from menndl.library.schema import FIELD_NAMES
+
+    assert FIELD_NAMES[:2] == ("id", "genome")  # the writer leaves the genome out by position
+    path = tmp_path / "lib.h5"
+    writer = LibraryWriter(path, job_text=JOB)
+    writer.append(record(7))
+    writer.commit()
+    lines = [json.loads(line) for line in journal_path(path).read_text().splitlines()]
+    assert lines[0]["version"] == 2 and lines[0]["fields"] == list(FIELD_NAMES)
+    row = dict(zip(lines[0]["fields"], lines[-1]["values"]))
+    assert row["id"] == 7 and row["genome"] == record(7)["genome"] and row["status"] == record(7)["status"]
+    writer.close()
 
 
 def test_reopen_refuses_a_library_with_a_journal(tmp_path: Path) -> None:

@@ -7,7 +7,14 @@ from deap import base, tools
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from menndl.master.nondominated import crowding_distances, dominated_by, dominated_by_any, front_ranks, nsga2_order
+from menndl.master.nondominated import (
+    crowding_distances,
+    dominated_by,
+    dominated_by_any,
+    front_ranks,
+    no_worse_than,
+    nsga2_order,
+)
 
 
 class _Individual:
@@ -80,3 +87,14 @@ def test_dominated_by_mirrors_dominated_by_any(objectives: int, rows: int, level
     brute = np.array([all(point <= columns[:, i]) and any(point < columns[:, i]) for i in range(rows)])
     assert np.array_equal(dominated_by(columns, point), brute)
     assert np.array_equal(dominated_by(columns, point), dominated_by_any(-columns, -point))
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(1, 4), st.integers(1, 60), st.integers(1, 4), st.integers(0, 2**16))
+def test_no_worse_than_is_dominated_by_any_into_buffers(objectives: int, rows: int, levels: int, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    columns = rng.integers(0, levels, (objectives, rows)).astype(float)  # ties (and equal columns) on purpose
+    point = tuple(rng.integers(0, levels, objectives).astype(float).tolist())
+    out, scratch = np.ones(rows, dtype=bool), np.ones(rows, dtype=bool)  # stale contents must not matter
+    no_worse_than(columns, point, out, scratch)
+    assert np.array_equal(out, dominated_by_any(columns, np.asarray(point)))

@@ -417,10 +417,10 @@ class LibraryWriter:
             )
         row = tuple([_convert(name, kind, record.get(name)) for name, kind in EVALUATION_FIELDS])
         if self._journal is not None:
-            fields = dict(zip(FIELD_NAMES, row))
-            if self._journaled_genomes.pop(row[0], None) == row[1]:
-                del fields["genome"]  # this journal's task line has the same text: not written twice
-            self._journal_write({"type": "row", "record": fields})
+            if self._journaled_genomes.pop(row[0], None) == row[1]:  # (id, genome, ...: the schema's first fields)
+                self._journal.write_row((row[0], None, *row[2:]))  # this journal's task line has the same text
+            else:
+                self._journal.write_row(row)
         if self._pending.pop(row[0], None) is not None and self._journal is None:
             self._state_dirty = True  # with a journal, the state reaches the file at close (the journal has it)
         if not self._buffer:

@@ -27,7 +27,14 @@ from typing import Any
 import numpy as np
 
 from menndl.genome import Genome, InputSpec, SearchSpace, count_flops, count_params, crossover, mutate, random_genome
-from menndl.master.nondominated import crowding_distances, dominated_by, dominated_by_any, front_ranks, nsga2_order
+from menndl.master.nondominated import (
+    crowding_distances,
+    dominated_by,
+    dominated_by_any,
+    front_ranks,
+    no_worse_than,
+    nsga2_order,
+)
 
 UNRANKED = -1  # a member told since the last re-ranking whose rank nobody has needed yet
 DIRECTIONS: dict[str, float] = {"accuracy": 1.0, "params": -1.0, "flops": -1.0, "train_seconds": -1.0}
@@ -121,12 +128,13 @@ class Evolution:
         self.crossover_probability = crossover_probability
         self.max_params, self.max_flops, self.aging = max_params, max_flops, aging
         self.rerank_interval = max(1, rerank_interval or default_rerank_interval(population_size))
-        self._signs = np.array([-DIRECTIONS[name] for name in self.objectives])
+        self._signs = tuple(-DIRECTIONS[name] for name in self.objectives)  # Python floats: values stay plain floats
         self._rng = random.Random(seed)
         self._members: list[Member] = []
         # objectives x members, column-major for fast dominance tests; columns [0, len(members)) are in use
         self._store = np.empty((len(self.objectives), population_size + self.rerank_interval + 1))
         self._ranks = np.zeros(self._store.shape[1], dtype=np.int64)
+        self._scratch = np.empty((2, self._store.shape[1]), dtype=bool)  # dominance masks of `_rank_at`
         self._sorted_count = 0  # members [0, sorted_count) are stored best front first (since the last re-ranking)
         self._since_rerank = 0
         self._front: list[Member] = []
@@ -194,7 +202,6 @@ class Evolution:
             return False
         values = tuple(float(metrics[name]) * sign for name, sign in zip(self.objectives, self._signs))
         member = Member(candidate, dict(metrics), values)
-        point = np.asarray(values)
         count = len(self._members)
         member.rank = UNRANKED
         if count == self._store.shape[1]:  # grow the preallocated arrays (amortised, no copy per result)
@@ -202,13 +209,16 @@ class Evolution:
             grown[:, :count] = self._store
             self._store = grown
             self._ranks = np.resize(self._ranks, 2 * count + 16)
-        self._store[:, count] = point
+            self._scratch = np.empty((2, 2 * count + 16), dtype=bool)
+        store = self._store
+        for row, value in enumerate(values):  # scalar stores: cheaper than one strided column assignment
+            store[row, count] = value
         self._ranks[count] = member.rank
         self._members.append(member)
         self._since_rerank += 1
         if self._since_rerank >= self.rerank_interval:
             self._rerank()
-        return self._update_front(member, point)
+        return self._update_front(member, values)
 
     def _rank_at(self, index: int) -> int:
         """The rank of the member stored at ``index``, computed now if nobody needed it before.
@@ -228,13 +238,22 @@ class Evolution:
             if members[current].rank != UNRANKED:
                 pending.pop()
                 continue
-            dominators = np.flatnonzero(dominated_by_any(self._store[:, :current], self._store[:, current]))
-            ranks = self._ranks[dominators]
-            unknown = dominators[ranks == UNRANKED]
-            if len(unknown):
-                pending.extend(unknown.tolist())
-                continue
-            rank = int(ranks.max()) + 1 if len(ranks) else 0
+            no_worse = self._scratch[0, :current]
+            no_worse_than(self._store[:, :current], members[current].values, no_worse, self._scratch[1, :current])
+            # The stored best-first prefix is in front order and fully ranked: its worst dominator's
+            # rank is one masked maximum (no index list).  Only the tail told since may hold unranked ones.
+            prefix = min(self._sorted_count, current)
+            worst = int(np.max(self._ranks[:prefix], where=no_worse[:prefix], initial=-1)) if prefix else -1
+            tail = no_worse[prefix:].nonzero()[0]
+            if len(tail):
+                tail += prefix
+                ranks = self._ranks[tail]
+                unknown = tail[ranks == UNRANKED]
+                if len(unknown):
+                    pending.extend(unknown.tolist())
+                    continue
+                worst = max(worst, int(ranks.max()))
+            rank = worst + 1
             self._ranks[current] = rank
             members[current].rank = rank
             pending.pop()
@@ -292,11 +311,11 @@ class Evolution:
         self._store[:, : len(values)] = values.T
         self._ranks = np.zeros(self._store.shape[1], dtype=np.int64)
         self._ranks[: len(values)] = ranks
+        self._scratch = np.empty((2, self._store.shape[1]), dtype=bool)
         for member, rank, distance in zip(self._members, ranks.tolist(), crowding.tolist()):
             member.rank, member.crowding = rank, distance
 
-    def _update_front(self, member: Member, point: np.ndarray) -> bool:
-        values = member.values
+    def _update_front(self, member: Member, values: tuple[float, ...]) -> bool:
         for index, other in enumerate(self._recent_dominators):  # most results lose to one of a few strong points
             if _dominates(other, values):
                 if index:
@@ -305,13 +324,13 @@ class Evolution:
         count = len(self._front)
         columns = self._front_values[:, :count]
         if count:
-            dominators = dominated_by_any(columns, point)
+            dominators = dominated_by_any(columns, values)
             if dominators.any():
                 # Any evaluated point that dominates this one keeps doing so after it leaves the front.
                 self._recent_dominators.insert(0, self._front[int(np.argmax(dominators))].values)
                 del self._recent_dominators[RECENT_DOMINATORS:]
                 return False
-            beaten = dominated_by(columns, point)  # members the new point dominates
+            beaten = dominated_by(columns, values)  # members the new point dominates
             if beaten.any():
                 keep = ~beaten
                 self._front = [other for other, kept in zip(self._front, keep.tolist()) if kept]
@@ -321,7 +340,7 @@ class Evolution:
             grown = np.empty((len(self.objectives), 2 * count + 16))
             grown[:, :count] = self._front_values[:, :count]
             self._front_values = grown
-        self._front_values[:, count] = point
+        self._front_values[:, count] = values
         self._front.append(member)
         return True
 
