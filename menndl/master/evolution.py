@@ -135,7 +135,7 @@ class Evolution:
         self._store = np.empty((len(self.objectives), population_size + self.rerank_interval + 1))
         self._ranks = np.zeros(self._store.shape[1], dtype=np.int64)
         self._scratch = np.empty((2, self._store.shape[1]), dtype=bool)  # dominance masks of `_rank_at`
-        self._sorted_count = 0  # members [0, sorted_count) are stored best front first (since the last re-ranking)
+        self._sorted_count = 0  # members [0, sorted_count) are stored worst front first (since the last re-ranking)
         self._since_rerank = 0
         self._front: list[Member] = []
         self._recent_dominators: list[tuple[float, ...]] = []  # objective values that beat recent results
@@ -240,10 +240,14 @@ class Evolution:
                 continue
             no_worse = self._scratch[0, :current]
             no_worse_than(self._store[:, :current], members[current].values, no_worse, self._scratch[1, :current])
-            # The stored best-first prefix is in front order and fully ranked: its worst dominator's
-            # rank is one masked maximum (no index list).  Only the tail told since may hold unranked ones.
+            # The prefix stored at the last re-ranking is fully ranked, worst front first: its first
+            # dominator is its worst (no index list of thousands).  Only the tail told since may hold unranked ones.
             prefix = min(self._sorted_count, current)
-            worst = int(np.max(self._ranks[:prefix], where=no_worse[:prefix], initial=-1)) if prefix else -1
+            worst = -1
+            if prefix:
+                first = int(no_worse[:prefix].argmax())
+                if no_worse[first]:
+                    worst = int(self._ranks[first])
             tail = no_worse[prefix:].nonzero()[0]
             if len(tail):
                 tail += prefix
@@ -300,8 +304,8 @@ class Evolution:
                 ranks = front_ranks(values)
                 crowding = crowding_distances(values, ranks)
             self._sorted_count = 0
-        else:  # stored best first (NSGA-II order); the worst fronts are cut, so survivors keep their fronts
-            order = nsga2_order(ranks, crowding)[: self.population_size]
+        else:  # NSGA-II truncation: the worst fronts are cut, so survivors keep their fronts; stored worst first
+            order = nsga2_order(ranks, crowding)[: self.population_size][::-1]  # (see `_rank_at`)
             members = [members[i] for i in order.tolist()]
             values, ranks = values[order], ranks[order]
             crowding = crowding_distances(values, ranks) if excess > 0 else crowding[order]
