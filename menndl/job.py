@@ -172,8 +172,11 @@ class LibraryConfig:
     seed_from: tuple[str, ...] = ()
     seed_top: int = 8
     seed_by: str = "accuracy"
+    fold: str = "auto"  # who writes the HDF5 batches: "inline" (the master), "process" (a helper), "auto"
 
     def __post_init__(self) -> None:
+        if self.fold not in ("auto", "inline", "process"):
+            raise ValueError(f"library.fold: expected auto, inline or process, got '{self.fold}'")
         if self.flush_records < 1:
             raise ValueError(f"library.flush_records: expected an integer >= 1, got {self.flush_records}")
         if self.flush_seconds < 0:

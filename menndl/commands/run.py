@@ -108,6 +108,7 @@ def _run_master(args: argparse.Namespace, transport: MasterTransport | None) -> 
         The exit status, and whether some worker may still be running.
     """
     from menndl.library import LibraryWriter
+    from menndl.library.folding import FoldingWriter, use_fold_process
     from menndl.master import Progress, Search
     from menndl.transport.local import LocalTransport
 
@@ -152,14 +153,16 @@ def _run_master(args: argparse.Namespace, transport: MasterTransport | None) -> 
         "keep_weights": job.library.keep_weights,
     }
     writer: LibraryWriter
+    fold = use_fold_process(job.library.fold, transport.worker_count_hint or 0)
+    writer_class = FoldingWriter if fold else LibraryWriter
     if resume is not None:
-        writer = LibraryWriter.reopen(library, **policy)
+        writer = writer_class.reopen(library, **policy)
         progress.message(
             f"[0@{socket.gethostname()}] resuming: {len(resume.records)} evaluations in the library, "
             f"{len(resume.pending)} re-queued, next id {resume.next_id}"
         )
     else:
-        writer = LibraryWriter(library, job_text=job.text, attrs=_library_attrs(job, spec, fingerprint), **policy)
+        writer = writer_class(library, job_text=job.text, attrs=_library_attrs(job, spec, fingerprint), **policy)
     if seeds:
         progress.message(f"[0@{socket.gethostname()}] seeding the search with {len(seeds)} earlier architectures")
     worker_setup = getattr(args, "worker_setup", None)  # fault tests and benchmarks: {"evaluator": "sleep", ...}

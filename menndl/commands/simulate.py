@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import math
+import resource
 import sys
 import tempfile
 import time
@@ -50,6 +51,7 @@ def main(args: argparse.Namespace) -> int:
     from menndl.commands.common import inspect_data
     from menndl.job import load_job
     from menndl.library import LibraryWriter
+    from menndl.library.folding import FoldingWriter, use_fold_process
     from menndl.master import Progress, Search
     from menndl.master.scale import NullWriter, print_figures, search_figures
     from menndl.transport.simulated import SimulatedTransport, parse_eval_time
@@ -74,20 +76,24 @@ def main(args: argparse.Namespace) -> int:
     epoch = time.time()
     with tempfile.TemporaryDirectory() as folder:
         writer: Any
+        fold = False
         if args.no_library:
             writer = NullWriter()
         else:
             path = Path(args.library) if args.library else Path(folder) / "simulated.h5"
-            writer = LibraryWriter(path, job_text=job.text, attrs={"simulated": args.eval_time},
-                                   flush_every=flush_every,
-                                   flush_seconds=job.library.flush_seconds)  # fmt: skip
+            fold = use_fold_process(job.library.fold, args.workers)
+            writer = (FoldingWriter if fold else LibraryWriter)(
+                path, job_text=job.text, attrs={"simulated": args.eval_time}, flush_every=flush_every,
+                flush_seconds=job.library.flush_seconds,
+            )  # fmt: skip
         search = Search(
             job, spec, fingerprint, transport, writer, Progress(sys.stderr),
             clock=transport.clock, wallclock=lambda: epoch + transport.clock(),
         )  # fmt: skip
-        cpu, wall = time.process_time(), time.perf_counter()
+        cpu, wall, helpers = time.process_time(), time.perf_counter(), _children_cpu()
         result = search.run()
         cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+        helpers = _children_cpu() - helpers  # the fold process, if any (ended and reaped by the writer's close)
     figures = search_figures(result, args.workers)
     drained = max(transport.last_result_at, 1e-9)
     figures.update(
@@ -95,15 +101,24 @@ def main(args: argparse.Namespace) -> int:
             "utilization_including_drain": transport.busy_seconds / (args.workers * drained),
             "population": job.search.population,
             "eval_time": args.eval_time,
-            "library": "none" if args.no_library else _library_policy(flush_every, job.library.flush_seconds),
+            "library": "none" if args.no_library else _library_policy(flush_every, job.library.flush_seconds, fold),
             "simulation_wall_seconds": wall,
             "simulation_cpu_seconds": cpu,
+            "fold_process_cpu_seconds": helpers,
         }
     )
     print_figures(figures, args.json)
     return 0
 
 
-def _library_policy(flush_every: int, flush_seconds: float) -> str:
+def _library_policy(flush_every: int, flush_seconds: float, fold: bool) -> str:
     """How the benchmark's library was written, for the report."""
-    return f"hdf5 + journal (fsync every {flush_seconds:g} s), hdf5 batches of {flush_every} records or a minute"
+    who = "written by a fold process" if fold else "written by the master"
+    return (f"hdf5 + journal (fsync every {flush_seconds:g} s), hdf5 batches of {flush_every} records or a minute, "
+            f"{who}")  # fmt: skip
+
+
+def _children_cpu() -> float:
+    """CPU seconds of this process's ended children (the fold process)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime

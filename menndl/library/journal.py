@@ -167,38 +167,48 @@ def _lines(path: Path) -> Iterator[bytes]:
         yield b"\0torn"
 
 
-def read_journal(path: str | Path) -> JournalContents:
-    """Parse a journal; lines that do not parse (a torn end) are counted and skipped.
+class JournalParser:
+    """Reads journal lines one at a time into a `JournalContents` (`read_journal`, and the fold
+    process that follows a journal as it grows).
 
-    Raises:
-        OSError: The file cannot be read.
+    Args:
+        forget_finished: drop a task once its row came (the fold process: memory stays the size of
+            what is in flight); `JournalContents.pending` then needs the rows too, so leave it off for that.
     """
-    out = JournalContents()
-    fields: list[str] | None = None  # the header's field names (version 2): row lines list values in this order
-    for line in _lines(Path(path)):
+
+    def __init__(self, forget_finished: bool = False) -> None:
+        self.contents = JournalContents()
+        self._fields: list[str] | None = None  # the header's field names (version 2): row values in this order
+        self._forget = forget_finished
+
+    def feed(self, line: bytes) -> None:
+        """Take one line (without its newline); a line that does not parse is counted as torn."""
+        out = self.contents
         try:
             event = json.loads(line)
         except (ValueError, UnicodeDecodeError):
             out.torn_lines += 1
-            continue
+            return
         if not isinstance(event, dict):
             out.torn_lines += 1
-            continue
+            return
         kind = event.get("type")
         if kind == "header" and out.attrs is None:
             out.attrs = dict(event.get("attrs", {}))
-            fields = event.get("fields")
+            self._fields = event.get("fields")
         elif kind == "row":
             if "values" in event:
+                fields = self._fields
                 if fields is None or len(event["values"]) != len(fields):
                     out.torn_lines += 1  # not this journal's row shape: never written by a writer
-                    continue
+                    return
                 record = dict(zip(fields, event["values"]))
                 if record.get("genome") is None:
                     del record["genome"]
             else:
                 record = dict(event["record"])
-            if "genome" not in record and (task := out.tasks.get(record["id"])) is not None:
+            task = out.tasks.pop(record["id"], None) if self._forget else out.tasks.get(record["id"])
+            if "genome" not in record and task is not None:
                 record = {"id": record["id"], "genome": task["genome"], **record}  # the task line has the text
             out.rows.append(record)
         elif kind == "task":
@@ -209,4 +219,15 @@ def read_journal(path: str | Path) -> JournalContents:
             out.last_task = task
         elif kind == "pareto":
             out.pareto = [int(i) for i in event["ids"]]
-    return out
+
+
+def read_journal(path: str | Path) -> JournalContents:
+    """Parse a journal; lines that do not parse (a torn end) are counted and skipped.
+
+    Raises:
+        OSError: The file cannot be read.
+    """
+    parser = JournalParser()
+    for line in _lines(Path(path)):
+        parser.feed(line)
+    return parser.contents

@@ -12,6 +12,7 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import h5py
 import numpy as np
@@ -24,13 +25,14 @@ from menndl.library.schema import (
     EVALUATIONS_GROUP,
     FIELD_NAMES,
     FORMAT_NAME,
+    MISSING,
     NUMPY_DTYPES,
     PARETO_DATASET,
     RESERVED_ROOT_ATTRS,
     STATE_GROUP,
 )
 
-__all__ = ["RecoveryReport", "recover"]
+__all__ = ["RecoveryReport", "record_arrays", "recover"]
 
 
 @dataclass
@@ -59,6 +61,20 @@ def _readable(path: Path) -> bool:
             return str(f.attrs["format"]) == FORMAT_NAME
     except Exception:  # noqa: BLE001 - any failure means "rebuild it"
         return False
+
+
+def record_arrays(rows: list[dict[str, Any]]) -> dict[str, np.ndarray]:
+    """Journal records (field -> stored value) as one column per library field; absent values are missing."""
+    arrays = {}
+    for name, kind in EVALUATION_FIELDS:
+        values = [row.get(name) for row in rows]
+        if kind == "str":
+            data = np.empty(len(rows), dtype=object)
+            data[:] = ["" if v is None else str(v) for v in values]
+        else:
+            data = np.asarray([MISSING[kind] if v is None else v for v in values], dtype=NUMPY_DTYPES[kind])
+        arrays[name] = data
+    return arrays
 
 
 def recover(path: str | Path) -> RecoveryReport:
@@ -109,16 +125,7 @@ def recover(path: str | Path) -> RecoveryReport:
             if int(row["id"]) not in present:
                 present.add(int(row["id"]))
                 rows.append(row)
-        arrays = {}
-        for name, kind in EVALUATION_FIELDS:
-            values = [row.get(name) for row in rows]
-            if kind == "str":
-                data = np.empty(len(rows), dtype=object)
-                data[:] = ["" if v is None else str(v) for v in values]
-            else:
-                data = np.asarray([np.nan if v is None else v for v in values], dtype=NUMPY_DTYPES[kind])
-            arrays[name] = data
-        writer._write_arrays(arrays, len(rows))
+        writer._write_arrays(record_arrays(rows), len(rows))
         report.replayed_rows = len(rows)
         state = f.require_group(STATE_GROUP).attrs
         earlier = json.loads(str(_plain(state["pending"]))) if "pending" in state else []

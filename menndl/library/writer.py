@@ -129,6 +129,21 @@ def _convert(name: str, kind: str, value: Any) -> Any:
     return _clean_str(value)
 
 
+def pareto_ids(ids: Sequence[int]) -> list[int]:
+    """The ids of a Pareto front as plain ints.
+
+    Raises:
+        TypeError: An id is not an integer.
+    """
+    values = []
+    for i in ids:
+        try:
+            values.append(operator.index(i))
+        except TypeError:
+            raise TypeError(f"Pareto ids must be integers, got {i!r}") from None
+    return values
+
+
 def _check_attrs(attrs: Mapping[str, str | int | float]) -> dict[str, Any]:
     """Validate extra root attributes; return them as HDF5-ready values."""
     out: dict[str, Any] = {}
@@ -423,6 +438,10 @@ class LibraryWriter:
                 self._journal.write_row(row)
         if self._pending.pop(row[0], None) is not None and self._journal is None:
             self._state_dirty = True  # with a journal, the state reaches the file at close (the journal has it)
+        self._add_row(row)
+
+    def _add_row(self, row: tuple[Any, ...]) -> None:
+        """Buffer a converted row for the next HDF5 batch (written when the batch is full or due)."""
         if not self._buffer:
             self._buffer_since = time.monotonic()
         self._buffer.append(row)
@@ -659,12 +678,7 @@ class LibraryWriter:
             UserError: Writing failed.
         """
         self._check_open()
-        values = []
-        for i in ids:
-            try:
-                values.append(operator.index(i))
-            except TypeError:
-                raise TypeError(f"Pareto ids must be integers, got {i!r}") from None
+        values = pareto_ids(ids)
         if self._journal is not None:
             self._journal_write({"type": "pareto", "ids": values})
         data = np.asarray(values, dtype="<i8")

@@ -126,7 +126,7 @@ WRONG_TYPES = [
     ("library", "flush_records", "'many'", "library.flush_records"),
     ("library", "flush_seconds", "[1]", "library.flush_seconds"), ("library", "keep_weights", "true", "keep_weights"),
     ("library", "seed_from", "'old.h5'", "library.seed_from"), ("library", "seed_top", "2.5", "library.seed_top"),
-    ("library", "seed_by", "1", "library.seed_by"),
+    ("library", "seed_by", "1", "library.seed_by"), ("library", "fold", "true", "library.fold"),
 ]
 
 UNKNOWN_KEYS = [
@@ -171,6 +171,7 @@ OUT_OF_RANGE = [
     ("library", "flush_records", "0", "library.flush_records"), ("library", "flush_seconds", "-1", "flush_seconds"),
     ("library", "keep_weights", "-3", "library.keep_weights"), ("library", "seed_top", "0", "library.seed_top"),
     ("library", "seed_by", "'luck'", "luck"), ("library", "seed_from", "['missing-old.h5']", "missing-old.h5"),
+    ("library", "fold", "'thread'", "library.fold"),
 ]
 FRESH_ONLY = {"seed_from"}  # read when a search starts, not when it resumes
 
