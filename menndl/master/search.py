@@ -495,7 +495,7 @@ class Search:
         for queue in self._expiries:
             while queue and queue[0][0] < now:
                 self._expire(*queue.popleft())
-        for worker, since in list(self._joining.items()):  # a replacement that never reports ready
+        for worker, since in list(self._joining.items()) if self._joining else ():  # a replacement never ready
             if now - since > self._startup_deadline:
                 del self._joining[worker]
                 replacement = self.transport.discard(worker)
@@ -612,8 +612,10 @@ class Search:
 
     def _write_pareto(self, force: bool = False) -> None:
         """Keep the library's Pareto front current, at most every PARETO_INTERVAL seconds."""
+        if not (force or self._pareto_dirty):  # (most turns: no clock read)
+            return
         now = self._clock()
-        if force or (self._pareto_dirty and now - self._pareto_written >= PARETO_INTERVAL):
+        if force or now - self._pareto_written >= PARETO_INTERVAL:
             self.writer.set_pareto([member.candidate.id for member in self.evolution.front])
             self._pareto_dirty, self._pareto_written = False, now
 
