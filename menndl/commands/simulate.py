@@ -43,6 +43,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--flush-every", type=int, default=None, metavar="N",
         help="library records per HDF5 batch (default: the job's flush_records); the journal takes every record",
     )  # fmt: skip
+    parser.add_argument(
+        "--fold", choices=("auto", "inline", "process"), default=None,
+        help="who writes the library's HDF5 batches (default: the job's library.fold)",
+    )  # fmt: skip
     parser.add_argument("--json", action="store_true", help="print one JSON object")
 
 
@@ -81,7 +85,7 @@ def main(args: argparse.Namespace) -> int:
             writer = NullWriter()
         else:
             path = Path(args.library) if args.library else Path(folder) / "simulated.h5"
-            fold = use_fold_process(job.library.fold, args.workers)
+            fold = use_fold_process(args.fold or job.library.fold, args.workers)
             writer = (FoldingWriter if fold else LibraryWriter)(
                 path, job_text=job.text, attrs={"simulated": args.eval_time}, flush_every=flush_every,
                 flush_seconds=job.library.flush_seconds,
