@@ -61,6 +61,8 @@ def main() -> None:
             "fold_process_ms_per_result": [  # the helper beside the master (library.fold), when it ran
                 round(1e3 * f.get("fold_process_cpu_seconds", 0.0) / f["evaluations"], 4) for f in figures
             ],
+            "master_turns_over_10ms": [f.get("master_turns_over_10ms") for f in figures],
+            "longest_master_turn_ms": [round(1e3 * f.get("longest_master_turn_seconds", 0.0), 1) for f in figures],
             "writer": figures[0].get("library", ""),
         }
         for name, figures in runs.items()

@@ -56,6 +56,8 @@ def search_figures(result: SearchResult, workers: int) -> dict[str, Any]:
         "utilization": result.utilization,
         "master_seconds_per_result": result.master_seconds / evaluations,
         "master_load": result.master_seconds / elapsed,
+        "longest_master_turn_seconds": result.longest_turn,  # e.g. an HDF5 batch written in the loop
+        "master_turns_over_10ms": result.stalls,
         "results_per_second": result.evaluations / elapsed,
         "time_to_budget": result.elapsed,
         "worker_busy_seconds": busy,

@@ -43,6 +43,7 @@ STARTUP_DEADLINE = 1800.0  # seconds a worker may take to report ready (import s
 NO_WORKERS = "no workers left"
 PREPARED_LIMIT = 1024  # first candidates proposed before the workers start (a tenth of a second at most)
 EXPIRY_SLACK = 4  # the deadline queues are compacted when they hold this many entries per worker
+STALL_SECONDS = 0.01  # a turn of the loop this long is counted as a stall (workers that finish meanwhile wait)
 RNG_STATE_INTERVAL = 1.0  # seconds between random states written to the library's journal
 WORKER_METRICS = (  # result keys stored as they come (see menndl.protocol and the library schema)
     "samples_per_second", "peak_memory_bytes", "latency_seconds", "train_loss", "precision", "local_rank", "checkpoints"
@@ -82,6 +83,8 @@ class SearchResult:
     worker_busy: dict[int, float] = field(default_factory=dict)  # seconds each rank spent evaluating
     worker_idle: dict[int, float] = field(default_factory=dict)  # seconds each rank waited for a task
     master_seconds: float = 0.0  # CPU seconds the master spent outside waiting for messages
+    longest_turn: float = 0.0  # wall seconds of the master loop's longest turn (outside waiting for messages)
+    stalls: int = 0  # turns of the loop longer than STALL_SECONDS (the start-up's first fills among them)
     timeouts: int = 0
     all_ready_after: float = math.nan  # seconds from the start until every worker had reported ready
     search_seconds: float = math.nan  # seconds of search over every run of this library (what search.time_limit counts)
@@ -161,6 +164,8 @@ class Search:
         self._worker_busy: dict[int, float] = {}
         self._worker_idle: dict[int, float] = {}
         self._master_seconds = 0.0
+        self._longest_turn = 0.0  # wall seconds of the longest turn of the loop (a stall every worker may wait on)
+        self._stalls = 0  # turns longer than STALL_SECONDS
         self._timeouts = 0
         self._all_ready_after = math.nan
         self._requeued: deque[_InFlight] = deque()
@@ -238,7 +243,7 @@ class Search:
                 self._master_seconds += time.process_time() - started
                 while self._in_flight() and not self._abandon_requested():
                     event = self.transport.receive(RECEIVE_TIMEOUT)
-                    started = time.process_time()
+                    started, began = time.process_time(), time.perf_counter()
                     if event is not None:
                         self._handle(*event)
                     self._check_deadlines()
@@ -249,6 +254,10 @@ class Search:
                     if self.progress.due():
                         self.progress.update(self._status())
                     self._master_seconds += time.process_time() - started
+                    turn = time.perf_counter() - began
+                    if turn > STALL_SECONDS:
+                        self._stalls += 1
+                        self._longest_turn = max(self._longest_turn, turn)
             abandoned = self._in_flight()
             self._stop_reason = self._stop_reason or self._budget_reason()
         finally:
@@ -651,6 +660,8 @@ class Search:
             worker_busy=dict(self._worker_busy),
             worker_idle=dict(self._worker_idle),
             master_seconds=self._master_seconds,
+            longest_turn=self._longest_turn,
+            stalls=self._stalls,
             timeouts=self._timeouts,
             all_ready_after=self._all_ready_after,
             search_seconds=self._search_seconds(),
