@@ -25,6 +25,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "faults"))
 
@@ -216,13 +217,30 @@ SCENARIOS: dict[str, Scenario] = {
 }
 
 
+def _fold_every_job(setting: str) -> None:
+    """Make every scenario's job say ``library.fold = setting`` (the fold process under the same faults)."""
+    global write_job
+    plain = write_job
+
+    def with_fold(folder: Path, *args: Any, **kwargs: Any) -> Path:
+        path = plain(folder, *args, **kwargs)
+        path.write_text(path.read_text().replace("[library]\n", f'[library]\nfold = "{setting}"\n', 1))
+        return path
+
+    write_job = with_fold
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--kills", type=int, default=10, help="kill -9 of a local worker in one run")
     parser.add_argument("--evaluations", type=int, default=200, help="budget of that run")
     parser.add_argument("--only", nargs="*", choices=sorted(SCENARIOS), help="run only these scenarios")
+    parser.add_argument("--fold", choices=("auto", "inline", "process"),
+                        help="library.fold of every run's job (default: the jobs' own, auto: inline at this size)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
+    if args.fold:
+        _fold_every_job(args.fold)
     names = args.only or [n for n in SCENARIOS if MPIEXEC is not None or not n.startswith("mpi")]
     entries = []
     for name in names:
