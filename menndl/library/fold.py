@@ -2,8 +2,8 @@
 
 The master must journal every result and task before it sends the next task; writing the same
 rows into HDF5 columns is extra work on top (about 10 us per row on the test VM: a variable-length
-string costs HDF5 some 0.4 us per column), and with thousands of workers the master's time per
-result is what limits the search.  With ``library.fold = "process"`` (see
+string costs HDF5 some 0.4 us per column), done in batches that stall the master's loop while
+every worker that finishes waits.  With ``library.fold = "process"`` (see
 :class:`menndl.library.folding.FoldingWriter`) the master writes only the journal and this
 process, started by the writer, follows the journal as it grows and appends its rows to the HDF5
 file in batches: the write-ahead log and checkpointer of databases.

@@ -3,9 +3,11 @@
 The master journals every result and task before it sends the next task (crash safety needs
 that much); :class:`FoldingWriter` does only that, and a helper process
 (:mod:`menndl.library.fold`) follows the journal and appends its rows to the HDF5 file in
-batches.  The master's work per result drops by the HDF5 batch (about 10 us on the test VM)
-at the price of one more process beside it: worth it with thousands of workers, when the
-master's time per result limits the search; ``auto`` uses it from `AUTO_WORKERS` workers on,
+batches.  The master no longer stops for an HDF5 batch (tens of milliseconds on a local disk,
+more on a parallel file system, while every worker that finishes waits), at the price of one
+more process beside it that parses each journal line again.  On the 2-CPU test VM the master's
+CPU per result was the same either way (the HDF5 work it sheds is lost again to the helper on
+the other CPU; docs/scaling.md, sixth pass).  ``auto`` uses it from `AUTO_WORKERS` workers on,
 when the master may run on more than one CPU (a helper bound to the master's only core would
 take the time back).
 
