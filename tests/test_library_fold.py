@@ -102,6 +102,32 @@ def test_master_folds_itself_when_the_fold_process_dies(tmp_path: Path) -> None:
         assert lib.column("id").tolist() == list(range(80)) and not lib.live
 
 
+def ignored_signals(pid: int) -> int:
+    """The mask of signals a process ignores (Linux ``/proc``)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("SigIgn:"):
+            return int(line.split()[1], 16)
+    return 0
+
+
+def test_fold_process_ignores_the_signals_sent_to_the_whole_job(tmp_path: Path) -> None:
+    path = tmp_path / "lib.h5"
+    writer = FoldingWriter(path, job_text=JOB, flush_every=16, flush_seconds=0.0)
+    assert writer._process is not None
+    wanted = (1 << (signal.SIGINT - 1)) | (1 << (signal.SIGTERM - 1))
+    deadline = time.monotonic() + 30  # its first step is to ignore them; a signal before that ends a fresh process
+    while time.monotonic() < deadline and ignored_signals(writer._process.pid) & wanted != wanted:
+        time.sleep(0.01)
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        writer._process.send_signal(sig)
+    drive(writer, results=40, in_flight=2)
+    time.sleep(0.3)
+    assert writer._process.poll() is None  # still folding: the master ends it at close
+    writer.close()
+    with Library.open(path) as lib:
+        assert lib.column("id").tolist() == list(range(40))
+
+
 def test_master_killed_the_fold_process_finishes_and_recovery_loses_nothing(tmp_path: Path) -> None:
     path = tmp_path / "lib.h5"
     script = textwrap.dedent(

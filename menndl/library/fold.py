@@ -10,7 +10,9 @@ file in batches: the write-ahead log and checkpointer of databases.
 
 It owns the HDF5 file while it runs (the master opens it again only after this process ended).
 It stops when its standard input closes (the master's close, after its last journal line), or
-when the master is gone (its parent process changes), after folding every complete line.  A
+when the master is gone (its parent process changes), after folding every complete line; like
+the workers it ignores SIGINT and SIGTERM, which a terminal or the batch system sends to every
+process of the job: the master decides when the search ends.  A
 crash of either loses nothing: the journal keeps every line until a clean close, and
 :func:`menndl.library.recover` appends whatever the file lacks.
 
@@ -22,16 +24,20 @@ from __future__ import annotations
 import argparse
 import os
 import select
+import signal
 import sys
 import time
 from pathlib import Path
-
-import h5py
-import numpy as np
+from typing import TYPE_CHECKING
 
 from menndl.library.journal import JournalParser, journal_path
-from menndl.library.recover import record_arrays
 from menndl.library.schema import PARETO_DATASET, STATE_GROUP
+
+if TYPE_CHECKING:
+    import h5py
+
+# h5py and numpy are imported once the signal handlers are in place (see `main`): a Ctrl-C
+# during the half second of imports would otherwise end the process.
 
 POLL_SECONDS = 0.5  # how often the journal is read (the process sleeps in between: no spinning)
 
@@ -83,6 +89,10 @@ class Folder:
 
     def write(self) -> None:
         """Append the waiting rows (the count moves last), then the state and the front; flush the file."""
+        import numpy as np
+
+        from menndl.library.recover import record_arrays
+
         contents = self._parser.contents
         rows, contents.rows = contents.rows, []
         self._sink._write_arrays(record_arrays(rows), len(rows))
@@ -109,6 +119,8 @@ def _input_closed(timeout: float) -> bool:
 
 def fold(path: Path, batch_rows: int, batch_seconds: float, poll: float = POLL_SECONDS) -> int:
     """Follow ``path``'s journal until told to stop; return the number of rows folded."""
+    import h5py
+
     parent = os.getppid()
     tail = JournalTail(journal_path(path))
     try:
@@ -135,6 +147,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rows", type=int, default=4096, help="rows per HDF5 batch")
     parser.add_argument("--seconds", type=float, default=60.0, help="longest wait of a row for its batch")
     args = parser.parse_args(argv)
+    for name in ("SIGINT", "SIGTERM"):  # sent to every process of a job or terminal: the master decides when to end
+        signal.signal(getattr(signal, name), signal.SIG_IGN)
     try:
         fold(args.library, max(1, args.rows), max(0.0, args.seconds))
     except Exception as exc:  # noqa: BLE001 - one line for the master, which falls back to folding itself
