@@ -162,6 +162,9 @@ class TrainingConfig:
             raise ValueError(f"training.device: expected one of {', '.join(DEVICES)}, got '{self.device}'")
 
 
+FOLD_SETTINGS = ("auto", "inline", "process")  # library.fold: a helper process, the master itself, or by size
+
+
 @dataclass(frozen=True)
 class LibraryConfig:
     """The ``[library]`` table: how the library is written, weights kept, earlier libraries reused."""
@@ -172,10 +175,10 @@ class LibraryConfig:
     seed_from: tuple[str, ...] = ()
     seed_top: int = 8
     seed_by: str = "accuracy"
-    fold: str = "auto"  # who writes the HDF5 batches: "inline" (the master), "process" (a helper), "auto"
+    fold: str = "auto"  # who writes the HDF5 batches: one of FOLD_SETTINGS (see menndl.library.folding)
 
     def __post_init__(self) -> None:
-        if self.fold not in ("auto", "inline", "process"):
+        if self.fold not in FOLD_SETTINGS:
             raise ValueError(f"library.fold: expected auto, inline or process, got '{self.fold}'")
         if self.flush_records < 1:
             raise ValueError(f"library.flush_records: expected an integer >= 1, got {self.flush_records}")

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from menndl.errors import UserError
+from menndl.job import FOLD_SETTINGS
 
 HELP = "predict utilization and master cost at N workers (the real master on a virtual clock)"
 
@@ -44,7 +45,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="library records per HDF5 batch (default: the job's flush_records); the journal takes every record",
     )  # fmt: skip
     parser.add_argument(
-        "--fold", choices=("auto", "inline", "process"), default=None,
+        "--fold", choices=FOLD_SETTINGS, default=None,
         help="who writes the library's HDF5 batches (default: the job's library.fold)",
     )  # fmt: skip
     parser.add_argument("--json", action="store_true", help="print one JSON object")

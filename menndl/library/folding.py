@@ -33,10 +33,8 @@ from menndl.errors import StorageError, UserError
 from menndl.library.journal import base_path
 from menndl.library.writer import JOURNALED_BATCH_SECONDS, LibraryWriter, _reason, pareto_ids
 
-FOLD_SETTINGS = ("auto", "inline", "process")
 AUTO_WORKERS = 512  # `auto` uses a fold process from this many workers on
 STOP_SECONDS = 300.0  # how long close waits for the fold process before folding itself
-WATCH_SECONDS = 5.0  # how often the master looks whether the fold process is still there
 
 
 def use_fold_process(setting: str, workers: int) -> bool:
@@ -91,7 +89,6 @@ class FoldingWriter(LibraryWriter):
         self._pareto_ids: list[int] | None = None
         self._closed = False
         self._fold_error = ""
-        self._watched_at = time.monotonic()
         self._journal.sync()  # the header (and, on resume, nothing else yet) is on disk for the fold process
         self._release(self._file)
         self._file = None
@@ -132,15 +129,6 @@ class FoldingWriter(LibraryWriter):
         self._journal_write({"type": "pareto", "ids": values})
         self._pareto_ids = values
         self.commit()
-
-    def tick(self) -> None:
-        """:meth:`LibraryWriter.tick`; every few seconds, also note a fold process that ended early."""
-        super().tick()
-        now = time.monotonic()
-        if now - self._watched_at >= WATCH_SECONDS:
-            self._watched_at = now
-            if self._process is not None and self._process.poll() is not None and not self._fold_error:
-                self._fold_error = self._process_message()
 
     def write_columns(self, columns: Mapping[str, Any]) -> None:
         """Not for a running search: use a :class:`LibraryWriter` without a journal."""
@@ -221,10 +209,9 @@ class FoldingWriter(LibraryWriter):
         message = self._process_message(process)
         return message if process.returncode else ""
 
-    def _process_message(self, process: subprocess.Popen[bytes] | None = None) -> str:
+    @staticmethod
+    def _process_message(process: subprocess.Popen[bytes]) -> str:
         """What an ended fold process said (its one line on stderr), or its exit status."""
-        process = process or self._process
-        assert process is not None
         text = process.stderr.read().decode(errors="replace").strip() if process.stderr is not None else ""
         if process.stderr is not None:
             process.stderr.close()
@@ -234,8 +221,7 @@ class FoldingWriter(LibraryWriter):
         """The fold process failed: fold the journal in this process (recovery's code), then reopen the file."""
         from menndl.library.recover import recover
 
-        journal = self._journal.path if self._journal is not None else None
-        if journal is not None and journal.exists():
+        if self._journal is not None and self._journal.path.exists():
             recover(self._path)  # keeps the journal if it fails: a --resume can try again
         try:
             f = h5py.File(self._path, "a")

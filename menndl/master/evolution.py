@@ -218,7 +218,7 @@ class Evolution:
         self._since_rerank += 1
         if self._since_rerank >= self.rerank_interval:
             self._rerank()
-        return self._update_front(member, values)
+        return self._update_front(member)
 
     def _rank_at(self, index: int) -> int:
         """The rank of the member stored at ``index``, computed now if nobody needed it before.
@@ -319,7 +319,8 @@ class Evolution:
         for member, rank, distance in zip(self._members, ranks.tolist(), crowding.tolist()):
             member.rank, member.crowding = rank, distance
 
-    def _update_front(self, member: Member, values: tuple[float, ...]) -> bool:
+    def _update_front(self, member: Member) -> bool:
+        values = member.values
         for index, other in enumerate(self._recent_dominators):  # most results lose to one of a few strong points
             if _dominates(other, values):
                 if index:
