@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 
 from menndl.genome import (
+    ACTIVATIONS,
     MUTATIONS,
     ConvBlock,
     DenseBlock,
@@ -633,14 +634,29 @@ def test_canonical_json_is_sorted_json_of_to_dict_byte_for_byte() -> None:
     assert odd.to_json() == json.dumps(odd.to_dict(), sort_keys=True, separators=(",", ":"))
 
 
-def test_field_value_text_is_what_json_dumps_gives() -> None:
-    """Block texts are built from templates: each value must read exactly as json.dumps writes it."""
-    from menndl.genome.genome import _value_json
+def test_block_templates_write_every_accepted_value_as_json_dumps() -> None:
+    """Block texts come from `%` templates: each value a constructor accepts must read as json.dumps writes it."""
+    from menndl.genome.genome import _RULES, _TYPE_NAMES, _block_json
 
-    values = ["relu", "", 'a"b', "a\\b", "tab\there", "\x00", "caf\u00e9", "\u2028", "\ud800", True, False, 0, -1,
-              2**70, 0.0, -0.0, 1e-300, 1.5e300, 0.1, 3.0, math.inf, -math.inf, math.nan, None]  # fmt: skip
-    for value in values:
-        assert _value_json(value) == json.dumps(value), value
+    odd_values: list[Any] = [0, 1, 2, 3, 7, 2**70, True, False, -0.0, 0.0, 1e-300, 0.1, 0.89, 1.5e300, 3.0,
+                             *ACTIVATIONS, "max", "avg", "adam", "adamw", "sgd", "constant", "cosine", "step",
+                             "warmup_cosine"]  # fmt: skip
+    checked = 0
+    for cls, rules in _RULES.items():
+        base = {name: next(v for v in odd_values if _accepts(rule, v)) for name, rule in rules.items()}
+        for name, rule in rules.items():
+            for value in odd_values:
+                if not _accepts(rule, value):
+                    continue
+                block = cls(**{**base, name: value})
+                data = {field: getattr(block, field) for field in rules}
+                for typed in (True, False) if cls in _TYPE_NAMES else (False,):
+                    expected = json.dumps({"type": _TYPE_NAMES[cls], **data} if typed else data, sort_keys=True,
+                                          separators=(",", ":"))  # fmt: skip
+                    block.__dict__.pop("_canonical_json_text", None)
+                    assert _block_json(block, typed) == expected, (cls.__name__, name, value)
+                    checked += 1
+    assert checked > 80
 
 
 def test_fast_field_checks_agree_with_the_rules() -> None:

@@ -87,7 +87,7 @@ class Member:
     candidate: Candidate
     metrics: dict[str, Any]
     values: tuple[float, ...] = ()  # objectives, each to be minimised
-    rank: int = field(default=0)  # UNRANKED until a tournament (or `population`) needs it
+    rank: int = field(default=0)  # as of the last `Evolution.population` (selection keeps its own lists)
     crowding: float = field(default=0.0)
 
 
@@ -135,6 +135,10 @@ class Evolution:
         self._store = np.empty((len(self.objectives), population_size + self.rerank_interval + 1))
         self._ranks = np.zeros(self._store.shape[1], dtype=np.int64)
         self._scratch = np.empty((2, self._store.shape[1]), dtype=bool)  # dominance masks of `_rank_at`
+        # Each member's front rank and crowding distance, by position: what tournaments read.  Plain lists
+        # rebuilt at each re-ranking from its arrays (no pass over thousands of scattered member objects).
+        self._rank_of: list[int] = []
+        self._crowding_of: list[float] = []
         self._sorted_count = 0  # members [0, sorted_count) are stored worst front first (since the last re-ranking)
         self._since_rerank = 0
         self._front: list[Member] = []
@@ -146,9 +150,14 @@ class Evolution:
 
     @property
     def population(self) -> list[Member]:
-        """The current parents (including those told since the last re-ranking, ranked), in no promised order."""
+        """The current parents (including those told since the last re-ranking, ranked), in no promised order.
+
+        Each member's ``rank`` and ``crowding`` are set to the values selection uses now.
+        """
         for index in range(self._sorted_count, len(self._members)):
             self._rank_at(index)
+        for member, rank, distance in zip(self._members, self._rank_of, self._crowding_of):
+            member.rank, member.crowding = rank, distance
         return list(self._members)
 
     @property
@@ -201,9 +210,8 @@ class Evolution:
         if metrics.get("status") != "ok":
             return False
         values = tuple(float(metrics[name]) * sign for name, sign in zip(self.objectives, self._signs))
-        member = Member(candidate, dict(metrics), values)
+        member = Member(candidate, dict(metrics), values, UNRANKED)
         count = len(self._members)
-        member.rank = UNRANKED
         if count == self._store.shape[1]:  # grow the preallocated arrays (amortised, no copy per result)
             grown = np.empty((len(self.objectives), 2 * count + 16))
             grown[:, :count] = self._store
@@ -213,8 +221,10 @@ class Evolution:
         store = self._store
         for row, value in enumerate(values):  # scalar stores: cheaper than one strided column assignment
             store[row, count] = value
-        self._ranks[count] = member.rank
+        self._ranks[count] = UNRANKED
         self._members.append(member)
+        self._rank_of.append(UNRANKED)
+        self._crowding_of.append(0.0)
         self._since_rerank += 1
         if self._since_rerank >= self.rerank_interval:
             self._rerank()
@@ -228,18 +238,18 @@ class Evolution:
         the last re-ranking may be unranked too; it is ranked first (a stack,
         not recursion: each needs only members stored before it).
         """
-        members = self._members
-        rank = members[index].rank
+        rank_of = self._rank_of
+        rank = rank_of[index]
         if rank != UNRANKED:
             return rank
         pending = [index]
         while pending:
             current = pending[-1]
-            if members[current].rank != UNRANKED:
+            if rank_of[current] != UNRANKED:
                 pending.pop()
                 continue
             no_worse = self._scratch[0, :current]
-            no_worse_than(self._store[:, :current], members[current].values, no_worse, self._scratch[1, :current])
+            no_worse_than(self._store[:, :current], self._members[current].values, no_worse, self._scratch[1, :current])
             # The prefix stored at the last re-ranking is fully ranked, worst front first: its first
             # dominator is its worst (no index list of thousands).  Only the tail told since may hold unranked ones.
             prefix = min(self._sorted_count, current)
@@ -247,7 +257,7 @@ class Evolution:
             if prefix:
                 first = int(no_worse[:prefix].argmax())
                 if no_worse[first]:
-                    worst = int(self._ranks[first])
+                    worst = rank_of[first]
             tail = no_worse[prefix:].nonzero()[0]
             if len(tail):
                 tail += prefix
@@ -257,11 +267,9 @@ class Evolution:
                     pending.extend(unknown.tolist())
                     continue
                 worst = max(worst, int(ranks.max()))
-            rank = worst + 1
-            self._ranks[current] = rank
-            members[current].rank = rank
+            rank_of[current] = self._ranks[current] = worst + 1
             pending.pop()
-        return members[index].rank
+        return rank_of[index]
 
     def _propose(self, force_random: bool = False) -> tuple[Genome, tuple[int, ...], str]:
         if force_random or self._random_left > 0 or not self._members:
@@ -283,12 +291,13 @@ class Evolution:
         i = int(self._rng.random() * count)  # two distinct members, uniformly (cheaper than rng.sample)
         j = int(self._rng.random() * (count - 1))
         j += j >= i
-        a, b = self._members[i], self._members[j]
-        if self._rank_at(i) != self._rank_at(j):
-            return a if a.rank < b.rank else b
-        if a.crowding != b.crowding:
-            return a if a.crowding > b.crowding else b
-        return a if self._rng.random() < 0.5 else b
+        rank_i, rank_j = self._rank_at(i), self._rank_at(j)
+        if rank_i != rank_j:
+            return self._members[i if rank_i < rank_j else j]
+        crowding_i, crowding_j = self._crowding_of[i], self._crowding_of[j]
+        if crowding_i != crowding_j:
+            return self._members[i if crowding_i > crowding_j else j]
+        return self._members[i if self._rng.random() < 0.5 else j]
 
     def _rerank(self) -> None:
         """Exact fronts and crowding distances for everyone; cut the population back to its size."""
@@ -316,8 +325,7 @@ class Evolution:
         self._ranks = np.zeros(self._store.shape[1], dtype=np.int64)
         self._ranks[: len(values)] = ranks
         self._scratch = np.empty((2, self._store.shape[1]), dtype=bool)
-        for member, rank, distance in zip(self._members, ranks.tolist(), crowding.tolist()):
-            member.rank, member.crowding = rank, distance
+        self._rank_of, self._crowding_of = ranks.tolist(), crowding.tolist()
 
     def _update_front(self, member: Member) -> bool:
         values = member.values
@@ -366,6 +374,7 @@ class Evolution:
             rng_state: text from `rng_state`, or None to keep the current state.
         """
         self._members, self._front, self._recent_dominators = [], [], []
+        self._rank_of, self._crowding_of = [], []
         self._front_values = np.empty((len(self.objectives), 16))
         rows = sorted(records, key=lambda row: int(row["id"]))
         ok: list[Member] = []
