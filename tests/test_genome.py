@@ -504,6 +504,36 @@ def test_each_operator_valid_on_tight_space() -> None:
             assert is_valid(child, space, spec), name
 
 
+@pytest.mark.parametrize("rank", list(SPECS))
+def test_children_marked_valid_without_a_walk_are_what_repair_gives(rank: str) -> None:
+    """Operators skip `repair` for shape-neutral changes (`known_valid`): a full repair must agree."""
+    from menndl.genome.repair import _REPAIRED
+
+    checked: Counter[str] = Counter()
+    for space in (SPACE, SearchSpace(max_features=2, max_head=1, pool_sizes=(2, 3), filters=(4, 5))):
+        spec = SPECS[rank]
+        rng = random.Random(7)
+        population = [random_genome(rng, space, spec) for _ in range(30)]
+        for step in range(1500):
+            parent = population[step % len(population)]
+            for name in ("alter_block", "alter_training", "remove_block", "remove_skip", "add_block", "add_skip"):
+                child = MUTATIONS[name](parent, rng, space, spec)
+                marked = child.__dict__.pop(_REPAIRED, None)
+                if marked is None or child is parent:
+                    continue
+                checked[name] += 1
+                check(child, space, spec)
+                assert repair(child, space, spec) is child  # a walk keeps every block: same object back
+                population[step % len(population)] = child
+        for _ in range(300):  # random genomes without a skip are not walked either
+            genome = random_genome(rng, space, spec)
+            genome.__dict__.pop(_REPAIRED)
+            check(genome, space, spec)
+            assert repair(genome, space, spec) is genome
+            checked["random"] += 1
+    assert min(checked.values()) > 20 and len(checked) == 7
+
+
 def _layers(g: Genome) -> int:
     return sum(not isinstance(b, SkipBlock) for b in g.features) + len(g.head)
 

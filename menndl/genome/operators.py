@@ -27,7 +27,7 @@ from menndl.genome.genome import (
     SkipBlock,
     TrainParams,
 )
-from menndl.genome.repair import insert_feature, remove_feature, repair
+from menndl.genome.repair import insert_feature, known_valid, remove_feature, repair
 from menndl.genome.sampling import (
     POOL_PROBABILITY,
     random_budget,
@@ -83,7 +83,7 @@ def add_block(genome: Genome, rng: random.Random, space: SearchSpace, spec: Inpu
     if rng.choice(parts) == "head":
         pos = rng.randint(0, len(genome.head))
         head = genome.head[:pos] + (random_dense_block(rng, space),) + genome.head[pos:]
-        return repair(replace(genome, head=head), space, spec)
+        return known_valid(Genome(genome.features, head, genome.train, genome.reduce), space, spec)
     pos = rng.randint(0, len(genome.features))
     if "pool" in space.block_types and rng.random() < POOL_PROBABILITY:
         pool = PoolBlock(kind=rng.choice(POOL_KINDS), size=rng.choice(space.pool_sizes))
@@ -116,8 +116,9 @@ def remove_block(genome: Genome, rng: random.Random, space: SearchSpace, spec: I
     if not slots:
         return genome
     part, pos = rng.choice(slots)
-    if part == "head":
-        return repair(replace(genome, head=genome.head[:pos] + genome.head[pos + 1 :]), space, spec)
+    if part == "head":  # the features are untouched: still valid
+        return known_valid(Genome(genome.features, genome.head[:pos] + genome.head[pos + 1 :], genome.train,
+                                  genome.reduce), space, spec)  # fmt: skip
     return repair(remove_feature(genome, pos), space, spec)
 
 
@@ -161,7 +162,8 @@ def remove_skip(genome: Genome, rng: random.Random, space: SearchSpace, spec: In
     skips = [i for i, b in enumerate(genome.features) if type(b) is SkipBlock]
     if not skips:
         return genome
-    return repair(remove_feature(genome, rng.choice(skips)), space, spec)
+    # A skip keeps its input's shape, so no shape changes; later skips keep their sources (remove_feature).
+    return known_valid(remove_feature(genome, rng.choice(skips)), space, spec)
 
 
 # ---------------------------------------------------------------- alter
@@ -189,8 +191,19 @@ def _dropout_step(rng: random.Random, value: float, space: SearchSpace) -> float
     return None if new == value else new
 
 
-def _altered(block: Any, rng: random.Random, space: SearchSpace, position: int) -> Any:
-    """``block`` with one field changed, or None if no field can change."""
+# Fields a change of which keeps a valid genome valid when the new value is drawn inside the space (as
+# `_altered` draws it): no spatial size changes, so every pool still fits and every skip still maps
+# (a convolution's padding keeps its size whatever its kernel or dilation; channels are projected).
+_SHAPE_NEUTRAL: dict[type, frozenset[str]] = {
+    ConvBlock: frozenset({"filters", "kernel", "dilation", "activation", "batch_norm", "dropout"}),
+    PoolBlock: frozenset({"kind"}),
+    SkipBlock: frozenset({"activation"}),
+    DenseBlock: frozenset({"units", "activation", "dropout"}),
+}
+
+
+def _altered(block: Any, rng: random.Random, space: SearchSpace, position: int) -> tuple[Any, str] | None:
+    """``block`` with one field changed, and that field's name; None if no field can change."""
     kind = type(block)
     if kind is ConvBlock:
         names = ["filters", "kernel", "stride", "dilation", "activation", "batch_norm", "dropout"]
@@ -227,7 +240,7 @@ def _altered(block: Any, rng: random.Random, space: SearchSpace, position: int) 
         elif name == "span":
             value = _other(rng, range(1, position + 1), block.span)
         if value is not None:
-            return replace(block, **{name: value})
+            return replace(block, **{name: value}), name
     return None
 
 
@@ -261,13 +274,20 @@ def alter_block(genome: Genome, rng: random.Random, space: SearchSpace, spec: In
             if genome.reduce is None:
                 reduce: GlobalPoolBlock | None = GlobalPoolBlock(rng.choice(POOL_KINDS))
             else:
-                reduce = None if rng.random() < 0.5 else _altered(genome.reduce, rng, space, 0)
+                altered = None if rng.random() < 0.5 else _altered(genome.reduce, rng, space, 0)
+                reduce = None if altered is None else altered[0]
             return repair(replace(genome, reduce=reduce), space, spec)
         blocks: tuple[Any, ...] = genome.features if part == "features" else genome.head
-        new = _altered(blocks[i], rng, space, i)
-        if new is not None:
+        altered = _altered(blocks[i], rng, space, i)
+        if altered is not None:
+            new, name = altered
             changed = blocks[:i] + (new,) + blocks[i + 1 :]
-            child = replace(genome, features=changed) if part == "features" else replace(genome, head=changed)
+            if part == "features":
+                child = Genome(changed, genome.head, genome.train, genome.reduce)
+            else:
+                child = Genome(genome.features, changed, genome.train, genome.reduce)
+            if name in _SHAPE_NEUTRAL[type(new)]:
+                return known_valid(child, space, spec)  # (what repair would return, without walking it)
             return repair(child, space, spec)
     return genome
 
@@ -311,8 +331,9 @@ def alter_training(genome: Genome, rng: random.Random, space: SearchSpace, spec:
     rng.shuffle(names)
     for name in names:
         value = _train_change(genome.train, name, rng, space)
-        if value is not None:
-            return replace(genome, train=replace(genome.train, **{name: value}))
+        if value is not None:  # drawn inside the space; no shape depends on training
+            return known_valid(Genome(genome.features, genome.head, replace(genome.train, **{name: value}),
+                                      genome.reduce), space, spec)  # fmt: skip
     return genome
 
 

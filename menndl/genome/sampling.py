@@ -21,7 +21,7 @@ from menndl.genome.genome import (
     TrainParams,
     round_sig,
 )
-from menndl.genome.repair import insert_feature, repair
+from menndl.genome.repair import insert_feature, known_valid, repair
 from menndl.genome.space import InputSpec, SearchSpace, resolve_space
 
 POOL_PROBABILITY = 0.3  # chance that a non-first random feature block is a pool
@@ -231,7 +231,9 @@ def random_genome(rng: random.Random, space: SearchSpace, spec: InputSpec) -> Ge
     space = resolve_space(space, spec.spatial_rank)
     spatial = spec.shape[1:]
     pools = "pool" in space.block_types
-    features: list[FeatureBlock] = [random_conv_block(rng, space, first=True)]
+    first = random_conv_block(rng, space, first=True)
+    features: list[FeatureBlock] = [first]
+    spatial = tuple(-(-n // first.stride) for n in spatial)  # (a space may allow only strides > 1)
     for _ in range(rng.randint(1, space.max_features) - 1):
         pool = random_pool_block(rng, spatial, space) if pools and rng.random() < POOL_PROBABILITY else None
         block = pool or random_conv_block(rng, space)
@@ -241,6 +243,7 @@ def random_genome(rng: random.Random, space: SearchSpace, spec: InputSpec) -> Ge
             spatial = tuple(-(-n // block.stride) for n in spatial)
         features.append(block)
     genome = Genome(tuple(features), (), random_train_params(rng, space), random_reduce(rng, space))
+    skips = False
     if "skip" in space.block_types:
         for _ in range(space.max_skips):
             blocks = (*genome.features, None)
@@ -252,7 +255,9 @@ def random_genome(rng: random.Random, space: SearchSpace, spec: InputSpec) -> Ge
             if after_conv and rng.random() < SKIP_PROBABILITY:
                 position = rng.choice(after_conv)
                 genome = insert_feature(genome, position, random_skip_block(rng, position, space))
+                skips = True
     if "dense" in space.block_types:
         head = tuple(random_dense_block(rng, space) for _ in range(rng.randint(0, space.max_head)))
         genome = Genome(genome.features, head, genome.train, genome.reduce)
-    return repair(genome, space, spec)
+    # Every value is drawn inside the space and every pool fits where it goes: only a skip may not map.
+    return repair(genome, space, spec) if skips else known_valid(genome, space, spec)
