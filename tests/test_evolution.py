@@ -226,7 +226,9 @@ def test_ranks_computed_when_drawn_equal_ranks_computed_when_told() -> None:
     assert lazy_ranks == eager_ranks and min(lazy_ranks.values()) == 0 and max(lazy_ranks.values()) > 0
 
 
-def test_front_after_many_results_is_the_non_dominated_set_of_everything_told() -> None:
+@pytest.mark.parametrize("population, aging", [(12, False), (150, False), (150, True)])
+def test_front_after_many_results_is_the_non_dominated_set_of_everything_told(population: int, aging: bool) -> None:
+    """Small populations and aging check the front directly; a large one answers it with the member's front rank."""
     import random
 
     import numpy as np
@@ -234,10 +236,10 @@ def test_front_after_many_results_is_the_non_dominated_set_of_everything_told() 
     from menndl.master.nondominated import front_ranks
 
     evo = Evolution(space=SearchSpace(), spec=SPEC, objectives=("accuracy", "params", "train_seconds"),
-                    population_size=12, crossover_probability=0.5, seed=5)  # fmt: skip
+                    population_size=population, crossover_probability=0.5, seed=5, aging=aging)  # fmt: skip
     rng = random.Random(7)
     told = []
-    for _ in range(300):
+    for _ in range(600):
         candidate = evo.ask()
         metrics = {"status": "ok", "accuracy": round(rng.random(), 2), "params": rng.randrange(100, 140),
                    "train_seconds": rng.choice([1.0, 2.0, 3.0])}  # fmt: skip
