@@ -228,7 +228,7 @@ def test_ranks_computed_when_drawn_equal_ranks_computed_when_told() -> None:
 
 @pytest.mark.parametrize("population, aging", [(12, False), (150, False), (150, True)])
 def test_front_after_many_results_is_the_non_dominated_set_of_everything_told(population: int, aging: bool) -> None:
-    """Small populations and aging check the front directly; a large one answers it with the member's front rank."""
+    """With and without aging, with re-rankings that cut the population: the front is over everything told."""
     import random
 
     import numpy as np

@@ -133,7 +133,8 @@ class Evolution:
         self._members: list[Member] = []
         # objectives x members, column-major for fast dominance tests; columns [0, len(members)) are in use
         self._store = np.empty((len(self.objectives), population_size + self.rerank_interval + 1))
-        self._ranks = np.zeros(self._store.shape[1], dtype=np.int64)
+        self._ranks = np.zeros(self._store.shape[1], dtype=np.int64)  # `_rank_of` as an array, for `_rank_at`'s
+        # vectorised lookup of the members told since the last re-ranking
         self._scratch = np.empty((2, self._store.shape[1]), dtype=bool)  # dominance masks of `_rank_at`
         # Each member's front rank and crowding distance, by position: what tournaments read.  Plain lists
         # rebuilt at each re-ranking from its arrays (no pass over thousands of scattered member objects).
@@ -226,10 +227,9 @@ class Evolution:
         self._rank_of.append(UNRANKED)
         self._crowding_of.append(0.0)
         self._since_rerank += 1
-        changed = self._update_front(member, count)
         if self._since_rerank >= self.rerank_interval:
             self._rerank()
-        return changed
+        return self._update_front(member)
 
     def _rank_at(self, index: int) -> int:
         """The rank of the member stored at ``index``, computed now if nobody needed it before.
@@ -328,34 +328,22 @@ class Evolution:
         self._scratch = np.empty((2, self._store.shape[1]), dtype=bool)
         self._rank_of, self._crowding_of = ranks.tolist(), crowding.tolist()
 
-    def _update_front(self, member: Member, index: int) -> bool:
-        """Add the member told at ``index`` to the Pareto front over all evaluations if nothing dominates it."""
+    def _update_front(self, member: Member) -> bool:
         values = member.values
-        for position, other in enumerate(self._recent_dominators):  # most results lose to one of a few strong points
+        for index, other in enumerate(self._recent_dominators):  # most results lose to one of a few strong points
             if _dominates(other, values):
-                if position:
-                    self._recent_dominators.insert(0, self._recent_dominators.pop(position))
+                if index:
+                    self._recent_dominators.insert(0, self._recent_dominators.pop(index))
                 return False
         count = len(self._front)
         columns = self._front_values[:, :count]
         if count:
-            if self._front_in_population():
-                # Every front point is a member, and every evaluated point that left the population is
-                # dominated by a front point: dominated by the front <=> by a member <=> front rank > 0.
-                # The rank (wanted by tournaments anyway) replaces a pass over the front.
-                if self._rank_at(index) > 0:
-                    strongest = self._strongest_dominator(index)
-                    if strongest is not None:
-                        self._recent_dominators.insert(0, strongest)
-                        del self._recent_dominators[RECENT_DOMINATORS:]
-                    return False
-            else:
-                dominators = dominated_by_any(columns, values)
-                if dominators.any():
-                    # Any evaluated point that dominates this one keeps doing so after it leaves the front.
-                    self._recent_dominators.insert(0, self._front[int(np.argmax(dominators))].values)
-                    del self._recent_dominators[RECENT_DOMINATORS:]
-                    return False
+            dominators = dominated_by_any(columns, values)
+            if dominators.any():
+                # Any evaluated point that dominates this one keeps doing so after it leaves the front.
+                self._recent_dominators.insert(0, self._front[int(np.argmax(dominators))].values)
+                del self._recent_dominators[RECENT_DOMINATORS:]
+                return False
             beaten = dominated_by(columns, values)  # members the new point dominates
             if beaten.any():
                 keep = ~beaten
@@ -369,27 +357,6 @@ class Evolution:
         self._front_values[:, count] = values
         self._front.append(member)
         return True
-
-    def _front_in_population(self) -> bool:
-        """Whether every front member is a member of the population (so a front rank answers dominance).
-
-        True without aging while the front is smaller than the population: NSGA-II truncation then
-        keeps the first front whole and only cuts members that a kept first-front member dominates.
-        """
-        return not self.aging and len(self._front) < self.population_size
-
-    def _strongest_dominator(self, index: int) -> tuple[float, ...] | None:
-        """Objectives of the best ranked member stored at the last re-ranking that dominates member ``index``.
-
-        Reads the dominance mask `_rank_at` just left for ``index`` (its last computation is that
-        member's); the stored prefix is worst front first, so the last dominator there is the strongest.
-        """
-        prefix = min(self._sorted_count, index)
-        if not prefix:
-            return None
-        reversed_mask = self._scratch[0, prefix - 1 :: -1]
-        last = int(reversed_mask.argmax())
-        return self._members[prefix - 1 - last].values if reversed_mask[last] else None
 
     # resume API (LIBRARY calls these)
     def rng_state(self) -> str:
