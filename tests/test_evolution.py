@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 from menndl.genome import InputSpec, SearchSpace, check
 from menndl.master.evolution import Evolution
+from menndl.master.nondominated import crowding_distances, front_ranks
 
 SPEC = InputSpec(shape=(1, 8, 8), num_classes=10)
 
@@ -176,15 +178,17 @@ def test_rng_state_round_trips_through_json() -> None:
     assert [again.ask().seed for _ in range(3)] == first
 
 
-@pytest.mark.parametrize("ties", [False, True])
-def test_told_member_ranks_one_past_its_best_dominator_between_rerankings(ties: bool) -> None:
+@pytest.mark.parametrize("ties, aging", [(False, False), (True, False), (False, True), (True, True)])
+def test_told_member_ranks_one_past_its_worst_dominator_in_the_last_ranking(ties: bool, aging: bool) -> None:
+    """Between re-rankings a told member's rank is its front against the population as last re-ranked."""
     import random
 
     evo = Evolution(space=SearchSpace(), spec=SPEC, objectives=("accuracy", "params", "train_seconds"),
-                    population_size=20, crossover_probability=0.5, seed=0, rerank_interval=15)  # fmt: skip
+                    population_size=20, crossover_probability=0.5, seed=0, rerank_interval=15, aging=aging)  # fmt: skip
     rng = random.Random(1)
+    ranking: list[tuple[tuple[float, ...], int]] = []  # (values, rank) of the population as last re-ranked
+    checked = 0
     for _ in range(300 if ties else 120):
-        before = [(m.values, m.rank) for m in evo.population]
         candidate = evo.ask()
         if ties:  # equal first objectives (the sorted prefix's edge), duplicates
             metrics = {"status": "ok", "accuracy": rng.choice([0.5, 0.6, 0.7]), "params": rng.randrange(1000, 1004),
@@ -193,12 +197,21 @@ def test_told_member_ranks_one_past_its_best_dominator_between_rerankings(ties: 
             metrics = {"status": "ok", "accuracy": rng.random(), "params": rng.randrange(1000, 9000),
                        "train_seconds": rng.random()}  # fmt: skip
         evo.tell(candidate, metrics)
-        told = next((m for m in evo.population if m.candidate.id == candidate.id), None)
-        if told is None or evo._since_rerank == 0:  # cut, or just re-ranked with everyone
+        population = evo.population
+        if evo._since_rerank == 0:  # just re-ranked: this is the ranking the next results are ranked against
+            values = np.array([m.values for m in population])
+            brute = front_ranks(values)
+            assert [m.rank for m in population] == brute.tolist()
+            if not ties:  # (with ties, which of two equal points gets the larger gap is a matter of order)
+                assert np.array_equal([m.crowding for m in population], crowding_distances(values, brute))
+            ranking = [(m.values, m.rank) for m in population]
             continue
-        dominators = [rank for values, rank in before
+        told = next(m for m in population if m.candidate.id == candidate.id)
+        dominators = [rank for values, rank in ranking
                       if all(a <= b for a, b in zip(values, told.values)) and values != told.values]  # fmt: skip
         assert told.rank == (max(dominators) + 1 if dominators else 0)
+        checked += 1
+    assert checked > 50
 
 
 def test_ranks_computed_when_drawn_equal_ranks_computed_when_told() -> None:
@@ -251,3 +264,24 @@ def test_front_after_many_results_is_the_non_dominated_set_of_everything_told(po
     assert kept <= first  # never a dominated member; of equal points, the first one told is kept
     assert {told_values for i, told_values in told if i in kept} == {v for i, v in told if i in first}
     assert evo.front_size == len(kept) >= 3
+
+
+def test_front_unread_is_folded_in_batches(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Results wait for the front in a bounded batch, even when nobody reads the front."""
+    import random
+
+    from menndl.master import evolution
+
+    monkeypatch.setattr(evolution, "FRONT_BATCH", 16)
+    evo = Evolution(space=SearchSpace(), spec=SPEC, objectives=("accuracy", "params"),
+                    population_size=10, crossover_probability=0.5, seed=3)  # fmt: skip
+    rng = random.Random(3)
+    told = []
+    for _ in range(100):
+        candidate = evo.ask()
+        metrics = {"status": "ok", "accuracy": rng.random(), "params": rng.randrange(100, 10000)}
+        evo.tell(candidate, metrics)
+        told.append((candidate.id, (-metrics["accuracy"], metrics["params"])))
+        assert len(evo._unfolded) < 16
+    first = {told[i][0] for i in np.flatnonzero(front_ranks(np.array([v for _, v in told])) == 0)}
+    assert {m.candidate.id for m in evo.front} == first and not evo._unfolded

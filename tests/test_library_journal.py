@@ -253,3 +253,33 @@ def test_reopen_refuses_a_library_with_a_journal(tmp_path: Path) -> None:
     with pytest.raises(UserError, match="journal"):
         LibraryWriter.reopen(path)
     writer.close()
+
+
+def test_task_lines_are_written_as_the_encoder_writes_them(tmp_path: Path) -> None:
+    """The formatted task line equals ``{"type": "task", **task}`` encoded, for usual and unusual tasks."""
+    import math
+    import random
+
+    from menndl.library.journal import JournalWriter
+
+    rng = random.Random(4)
+    usual = {"id": 7, "genome": '{"features":[{"type":"conv"}],"x":1.5e-05}', "hash": "0123456789abcdef",
+             "parents": [3, 5], "operator": "crossover", "seed": 2**31 - 1, "submitted_at": 1764421234.123456,
+             "next_id": 8}  # fmt: skip
+    tasks = [usual, {**usual, "rng_state": '{"state":[1,2]}'}, {**usual, "parents": ()}, {**usual, "parents": []}]
+    tasks += [{**usual, key: value} for key, value in [
+        ("operator", 'quo"te\\ back\\slash \u00e9 \u2028 \x01'), ("submitted_at", math.nan),
+        ("submitted_at", math.inf), ("submitted_at", 3), ("id", True), ("seed", 2.0), ("parents", [1, True]),
+        ("parents", "[1,2]"), ("next_id", None), ("type", "other"), ("hash", 12)]]  # fmt: skip
+    tasks += [{**usual, "id": rng.randrange(-(2**70), 2**70), "submitted_at": rng.uniform(-1e300, 1e300),
+               "parents": [rng.randrange(10**6) for _ in range(rng.randrange(3))]} for _ in range(200)]  # fmt: skip
+    missing = dict(usual)
+    del missing["next_id"]
+    tasks.append(missing)
+    for task in tasks:
+        fast, plain = JournalWriter(tmp_path / "fast", None), JournalWriter(tmp_path / "plain", None)
+        fast.write_task(task)
+        plain.write({"type": "task", **task})
+        assert fast._queued == plain._queued, task
+        fast.close(), plain.close()
+        (tmp_path / "fast").unlink(), (tmp_path / "plain").unlink()

@@ -462,7 +462,7 @@ class LibraryWriter:
         self._check_open()
         task_id = int(task["id"])
         if self._journal is not None:
-            self._journal_write({"type": "task", **task})
+            self._journal.write_task(task)
             self._journaled_genomes[task_id] = task["genome"]
         self._pending[task_id] = task  # kept as given (state keys are dropped when the list is written)
         if task.get("rng_state") is not None:

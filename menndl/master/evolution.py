@@ -5,15 +5,19 @@ and the freed worker gets the next child.  The first ``population_size``
 candidates are random; after that, children come from binary tournaments on
 (front rank, crowding distance) followed by crossover or one mutation.
 
-Cost per result stays small at large populations: a told result's front rank
-is the exact one against the population at the moment it was told (one more
-than its worst dominator's), computed the first time a tournament draws it
-(one vectorised dominance test; most members are never drawn before the next
-re-ranking, so most results cost none), and every ``rerank_interval`` results the whole population is
-re-ranked with a fast non-dominated sort (`menndl.master.nondominated`),
-crowding distances are recomputed and the population is cut back to its size
-(NSGA-II truncation, or the oldest members out with ``aging``).  In between,
-tournaments use the last ranking.  Plain Python + numpy: no torch, no MPI.
+Cost per result stays small at large populations.  Every ``rerank_interval``
+results (and whenever the population has doubled since, while it grows) the
+whole population is re-ranked with a fast non-dominated sort
+(`menndl.master.nondominated`), crowding distances are recomputed and the
+population is cut back to its size (NSGA-II truncation, or the oldest members
+out with ``aging``).  In between, tournaments use that ranking: a result told
+since gets its front against the population as then ranked (one more than its
+worst dominator's there; one vectorised dominance test, done the first time a
+tournament draws it, so most results cost none), so every rank a tournament
+compares refers to the same population.  The Pareto front over all evaluations
+is brought up to date in batches (one non-dominated sort of the front and the
+results told since), when it is read or when a batch is full.  Plain Python +
+numpy: no torch, no MPI.
 """
 
 from __future__ import annotations
@@ -27,32 +31,13 @@ from typing import Any
 import numpy as np
 
 from menndl.genome import Genome, InputSpec, SearchSpace, count_flops, count_params, crossover, mutate, random_genome
-from menndl.master.nondominated import (
-    crowding_distances,
-    dominated_by,
-    dominated_by_any,
-    front_ranks,
-    no_worse_than,
-    nsga2_order,
-)
+from menndl.master.nondominated import crowding_distances, front_ranks, no_worse_than, nsga2_order
 
 UNRANKED = -1  # a member told since the last re-ranking whose rank nobody has needed yet
 DIRECTIONS: dict[str, float] = {"accuracy": 1.0, "params": -1.0, "flops": -1.0, "train_seconds": -1.0}
 PROPOSAL_TRIES = 50  # children tried before falling back to random genomes
 MAX_PROPOSALS = 2000  # proposals tried in all before the search space counts as exhausted
-
-
-RECENT_DOMINATORS = 8  # front points tried in plain Python before the vectorised test (see `_update_front`)
-
-
-def _dominates(a: tuple[float, ...], b: tuple[float, ...]) -> bool:
-    """``a`` is no worse than ``b`` in every objective and better in one (all minimised)."""
-    better = False
-    for x, y in zip(a, b):
-        if x > y:
-            return False
-        better = better or x < y
-    return better
+FRONT_BATCH = 4096  # results told before the all-time Pareto front is brought up to date unasked
 
 
 class SpaceExhausted(Exception):
@@ -133,18 +118,19 @@ class Evolution:
         self._members: list[Member] = []
         # objectives x members, column-major for fast dominance tests; columns [0, len(members)) are in use
         self._store = np.empty((len(self.objectives), population_size + self.rerank_interval + 1))
-        self._ranks = np.zeros(self._store.shape[1], dtype=np.int64)  # `_rank_of` as an array, for `_rank_at`'s
-        # vectorised lookup of the members told since the last re-ranking
-        self._scratch = np.empty((2, self._store.shape[1]), dtype=bool)  # dominance masks of `_rank_at`
+        # The last re-ranking: members [0, ranked) were ranked then (stored worst front first unless aging);
+        # their ranks as an array (aging: `_rank_at` takes the worst of its dominators' ranks) and dominance
+        # masks for `_rank_at`.  Members told since are stored after them, unranked until a tournament draws them.
+        self._ranked = 0
+        self._ranks = np.zeros(0, dtype=np.int64)
+        self._scratch = np.empty((2, 0), dtype=bool)
         # Each member's front rank and crowding distance, by position: what tournaments read.  Plain lists
         # rebuilt at each re-ranking from its arrays (no pass over thousands of scattered member objects).
         self._rank_of: list[int] = []
         self._crowding_of: list[float] = []
-        self._sorted_count = 0  # members [0, sorted_count) are stored worst front first (since the last re-ranking)
         self._since_rerank = 0
-        self._front: list[Member] = []
-        self._recent_dominators: list[tuple[float, ...]] = []  # objective values that beat recent results
-        self._front_values = np.empty((len(self.objectives), 16))  # objectives x front members, columns [0, F) used
+        self._front: list[Member] = []  # the all-time Pareto front as of the last `_fold_front`
+        self._unfolded: list[Member] = []  # results told since
         self._seen: set[str] = set()
         self._next_id = 0
         self._random_left = population_size
@@ -155,7 +141,7 @@ class Evolution:
 
         Each member's ``rank`` and ``crowding`` are set to the values selection uses now.
         """
-        for index in range(self._sorted_count, len(self._members)):
+        for index in range(self._ranked, len(self._members)):
             self._rank_at(index)
         for member, rank, distance in zip(self._members, self._rank_of, self._crowding_of):
             member.rank, member.crowding = rank, distance
@@ -163,12 +149,14 @@ class Evolution:
 
     @property
     def front(self) -> list[Member]:
-        """Non-dominated members among every successful evaluation so far."""
+        """Non-dominated members among every successful evaluation so far, in the order they were told."""
+        self._fold_front()
         return list(self._front)
 
     @property
     def front_size(self) -> int:
         """How many members `front` has (without copying it)."""
+        self._fold_front()
         return len(self._front)
 
     @property
@@ -206,71 +194,53 @@ class Evolution:
         """Take one finished evaluation into the population (failures are ignored here).
 
         Returns:
-            True when the Pareto front over all evaluations changed.
+            True when it joined the population (status ``ok``): the Pareto front may have changed.
         """
         if metrics.get("status") != "ok":
             return False
         values = tuple(float(metrics[name]) * sign for name, sign in zip(self.objectives, self._signs))
         member = Member(candidate, dict(metrics), values, UNRANKED)
         count = len(self._members)
-        if count == self._store.shape[1]:  # grow the preallocated arrays (amortised, no copy per result)
+        if count == self._store.shape[1]:  # grow the preallocated array (amortised, no copy per result)
             grown = np.empty((len(self.objectives), 2 * count + 16))
             grown[:, :count] = self._store
             self._store = grown
-            self._ranks = np.resize(self._ranks, 2 * count + 16)
-            self._scratch = np.empty((2, 2 * count + 16), dtype=bool)
         store = self._store
         for row, value in enumerate(values):  # scalar stores: cheaper than one strided column assignment
             store[row, count] = value
-        self._ranks[count] = UNRANKED
         self._members.append(member)
         self._rank_of.append(UNRANKED)
         self._crowding_of.append(0.0)
         self._since_rerank += 1
-        if self._since_rerank >= self.rerank_interval:
+        if self._since_rerank >= self.rerank_interval or count >= 2 * self._ranked:  # (or grown twofold)
             self._rerank()
-        return self._update_front(member)
+        self._unfolded.append(member)
+        if len(self._unfolded) >= FRONT_BATCH:
+            self._fold_front()
+        return True
 
     def _rank_at(self, index: int) -> int:
         """The rank of the member stored at ``index``, computed now if nobody needed it before.
 
-        It is its exact front against the members stored before it (those told
-        before it): one more than its worst dominator's.  A dominator told since
-        the last re-ranking may be unranked too; it is ranked first (a stack,
-        not recursion: each needs only members stored before it).
+        A member told since the last re-ranking gets its front against the
+        population as then ranked: one more than its worst dominator's there.
         """
-        rank_of = self._rank_of
-        rank = rank_of[index]
+        rank = self._rank_of[index]
         if rank != UNRANKED:
             return rank
-        pending = [index]
-        while pending:
-            current = pending[-1]
-            if rank_of[current] != UNRANKED:
-                pending.pop()
-                continue
-            no_worse = self._scratch[0, :current]
-            no_worse_than(self._store[:, :current], self._members[current].values, no_worse, self._scratch[1, :current])
-            # The prefix stored at the last re-ranking is fully ranked, worst front first: its first
-            # dominator is its worst (no index list of thousands).  Only the tail told since may hold unranked ones.
-            prefix = min(self._sorted_count, current)
-            worst = -1
-            if prefix:
-                first = int(no_worse[:prefix].argmax())
+        ranked = self._ranked
+        worst = -1
+        if ranked:
+            no_worse = self._scratch[0, :ranked]
+            no_worse_than(self._store[:, :ranked], self._members[index].values, no_worse, self._scratch[1, :ranked])
+            if not self.aging:  # stored worst front first: the first dominator is the worst (no index list)
+                first = int(no_worse.argmax())
                 if no_worse[first]:
-                    worst = rank_of[first]
-            tail = no_worse[prefix:].nonzero()[0]
-            if len(tail):
-                tail += prefix
-                ranks = self._ranks[tail]
-                unknown = tail[ranks == UNRANKED]
-                if len(unknown):
-                    pending.extend(unknown.tolist())
-                    continue
-                worst = max(worst, int(ranks.max()))
-            rank_of[current] = self._ranks[current] = worst + 1
-            pending.pop()
-        return rank_of[index]
+                    worst = self._rank_of[first]
+            elif no_worse.any():
+                worst = int(self._ranks[:ranked][no_worse].max())
+        self._rank_of[index] = worst + 1
+        return worst + 1
 
     def _propose(self, force_random: bool = False) -> tuple[Genome, tuple[int, ...], str]:
         if force_random or self._random_left > 0 or not self._members:
@@ -305,58 +275,40 @@ class Evolution:
         self._since_rerank = 0
         members = self._members
         values = self._store[:, : len(members)].T
-        ranks = front_ranks(values)
-        crowding = crowding_distances(values, ranks)
         excess = len(members) - self.population_size
-        if self.aging:  # members stay in the order they were told: the oldest go
+        if self.aging:  # members stay in the order they were told: the oldest go, the rest are ranked
             if excess > 0:
                 members, values = members[excess:], values[excess:]
-                ranks = front_ranks(values)
-                crowding = crowding_distances(values, ranks)
-            self._sorted_count = 0
+            ranks = front_ranks(values)
+            crowding = crowding_distances(values, ranks)
         else:  # NSGA-II truncation: the worst fronts are cut, so survivors keep their fronts; stored worst first
+            ranks = front_ranks(values)
+            crowding = crowding_distances(values, ranks)
             order = nsga2_order(ranks, crowding)[: self.population_size][::-1]  # (see `_rank_at`)
             members = [members[i] for i in order.tolist()]
-            values, ranks = values[order], ranks[order]
-            crowding = crowding_distances(values, ranks) if excess > 0 else crowding[order]
-            self._sorted_count = len(members)
+            values, ranks, crowding = values[order], ranks[order], crowding[order]
+            if excess > 0:  # crowding is within a front: only the worst kept one (stored first) may have lost members
+                boundary = ranks == ranks[0]
+                crowding[boundary] = crowding_distances(values[boundary], ranks[boundary])
         self._members = members
         self._store = np.empty((values.shape[1], max(len(values), self.population_size) + self.rerank_interval + 1))
         self._store[:, : len(values)] = values.T
-        self._ranks = np.zeros(self._store.shape[1], dtype=np.int64)
-        self._ranks[: len(values)] = ranks
-        self._scratch = np.empty((2, self._store.shape[1]), dtype=bool)
+        self._ranked, self._ranks = len(values), ranks
+        self._scratch = np.empty((2, len(values)), dtype=bool)
         self._rank_of, self._crowding_of = ranks.tolist(), crowding.tolist()
 
-    def _update_front(self, member: Member) -> bool:
-        values = member.values
-        for index, other in enumerate(self._recent_dominators):  # most results lose to one of a few strong points
-            if _dominates(other, values):
-                if index:
-                    self._recent_dominators.insert(0, self._recent_dominators.pop(index))
-                return False
-        count = len(self._front)
-        columns = self._front_values[:, :count]
-        if count:
-            dominators = dominated_by_any(columns, values)
-            if dominators.any():
-                # Any evaluated point that dominates this one keeps doing so after it leaves the front.
-                self._recent_dominators.insert(0, self._front[int(np.argmax(dominators))].values)
-                del self._recent_dominators[RECENT_DOMINATORS:]
-                return False
-            beaten = dominated_by(columns, values)  # members the new point dominates
-            if beaten.any():
-                keep = ~beaten
-                self._front = [other for other, kept in zip(self._front, keep.tolist()) if kept]
-                count = len(self._front)
-                self._front_values[:, :count] = columns[:, keep]
-        if count == self._front_values.shape[1]:  # grow by doubling: appending costs no copy per result
-            grown = np.empty((len(self.objectives), 2 * count + 16))
-            grown[:, :count] = self._front_values[:, :count]
-            self._front_values = grown
-        self._front_values[:, count] = values
-        self._front.append(member)
-        return True
+    def _fold_front(self) -> None:
+        """Bring the all-time Pareto front up to date: the first front of itself and the results told since.
+
+        One non-dominated sort per batch instead of a dominance test per result; a point equal to a
+        front point joins it (it is not dominated).
+        """
+        if not self._unfolded:
+            return
+        candidates = self._front + self._unfolded
+        first = front_ranks(np.array([member.values for member in candidates])) == 0
+        self._front = [member for member, kept in zip(candidates, first.tolist()) if kept]
+        self._unfolded = []
 
     # resume API (LIBRARY calls these)
     def rng_state(self) -> str:
@@ -374,9 +326,9 @@ class Evolution:
             next_id: the id the next candidate gets (past every stored id).
             rng_state: text from `rng_state`, or None to keep the current state.
         """
-        self._members, self._front, self._recent_dominators = [], [], []
+        self._members, self._front, self._unfolded = [], [], []
         self._rank_of, self._crowding_of = [], []
-        self._front_values = np.empty((len(self.objectives), 16))
+        self._ranked, self._since_rerank = 0, 0
         rows = sorted(records, key=lambda row: int(row["id"]))
         ok: list[Member] = []
         for row in rows:
@@ -396,7 +348,6 @@ class Evolution:
             everything = np.array([member.values for member in ok])
             first = front_ranks(everything) == 0
             self._front = [member for member, kept in zip(ok, first.tolist()) if kept]
-            self._front_values = np.ascontiguousarray(everything[first].T)
             self._members = ok
             self._store = np.ascontiguousarray(everything.T)
             self._rerank()

@@ -177,7 +177,8 @@ class Search:
         self._start = self._clock()
         self._stop_reason = ""
         self._signals: list[str] = []
-        self._pareto_dirty = False
+        self._pareto_dirty = False  # results came since the front was last written
+        self._pareto_ids: list[int] = []  # the front last written
         self._pareto_written = self._clock()
         self._rng_state_written = -math.inf
         self._stragglers = False
@@ -625,7 +626,10 @@ class Search:
             return
         now = self._clock()
         if force or now - self._pareto_written >= PARETO_INTERVAL:
-            self.writer.set_pareto([member.candidate.id for member in self.evolution.front])
+            ids = [member.candidate.id for member in self.evolution.front]
+            if force or ids != self._pareto_ids:
+                self.writer.set_pareto(ids)
+                self._pareto_ids = ids
             self._pareto_dirty, self._pareto_written = False, now
 
     def _status(self) -> Status:
