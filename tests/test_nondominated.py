@@ -11,6 +11,7 @@ from menndl.master.nondominated import (
     crowding_distances,
     dominated_by,
     dominated_by_any,
+    first_front,
     front_ranks,
     no_worse_than,
     nsga2_order,
@@ -48,7 +49,16 @@ def deap_fronts(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 )
 def test_fronts_equal_deap_with_ties(objectives: int, rows: int, levels: int, seed: int) -> None:
     values = np.random.default_rng(seed).integers(0, levels, (rows, objectives)).astype(float)
-    assert np.array_equal(front_ranks(values), deap_fronts(values)[0])
+    ranks = deap_fronts(values)[0]
+    assert np.array_equal(front_ranks(values), ranks)
+    assert np.array_equal(first_front(values), ranks == 0)
+
+
+@settings(max_examples=40, deadline=None)
+@given(objectives=st.integers(1, 4), rows=st.integers(0, 400), levels=st.integers(2, 1000), seed=st.integers(0, 2**31))
+def test_first_front_is_front_zero(objectives: int, rows: int, levels: int, seed: int) -> None:
+    values = np.random.default_rng(seed).integers(0, levels, (rows, objectives)).astype(float)
+    assert np.array_equal(first_front(values), front_ranks(values) == 0)
 
 
 @settings(max_examples=30, deadline=None)

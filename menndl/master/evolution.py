@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from menndl.genome import Genome, InputSpec, SearchSpace, count_flops, count_params, crossover, mutate, random_genome
-from menndl.master.nondominated import crowding_distances, front_ranks, no_worse_than, nsga2_order
+from menndl.master.nondominated import crowding_distances, first_front, front_ranks, no_worse_than, nsga2_order
 
 UNRANKED = -1  # a member told since the last re-ranking whose rank nobody has needed yet
 DIRECTIONS: dict[str, float] = {"accuracy": 1.0, "params": -1.0, "flops": -1.0, "train_seconds": -1.0}
@@ -306,7 +306,7 @@ class Evolution:
         if not self._unfolded:
             return
         candidates = self._front + self._unfolded
-        first = front_ranks(np.array([member.values for member in candidates])) == 0
+        first = first_front(np.array([member.values for member in candidates]))
         self._front = [member for member, kept in zip(candidates, first.tolist()) if kept]
         self._unfolded = []
 

@@ -21,22 +21,62 @@ BLOCK = 256  # rows per block in the quadratic fallback
 
 def front_ranks(values: np.ndarray) -> np.ndarray:
     """Front index (0 = non-dominated) of every row of ``values`` (rows x objectives, minimised)."""
-    values = np.asarray(values, dtype=float)
-    if values.ndim != 2:
-        raise ValueError(f"expected a 2-D array, got shape {values.shape}")
+    values = _checked(values)
     if len(values) == 0:
         return np.zeros(0, dtype=np.int64)
     if values.shape[1] > 3:
         return _ranks_blockwise(values)
-    padded = np.zeros((len(values), 3))
-    padded[:, : values.shape[1]] = values
-    order = np.lexsort(padded.T[::-1])  # lexicographic order: a dominator always comes first
-    rows = padded[order]
-    distinct = np.r_[True, np.any(rows[1:] != rows[:-1], axis=1)]
-    group = np.cumsum(distinct) - 1  # equal rows share one front
+    order, rows, distinct, group = _sorted_distinct(values)
     ranks = np.empty(len(values), dtype=np.int64)
     ranks[order] = _ranks_staircase(rows[distinct])[group]
     return ranks
+
+
+def first_front(values: np.ndarray) -> np.ndarray:
+    """Boolean per row of ``values``: is it non-dominated?  ``front_ranks(values) == 0``, with one
+    staircase instead of one per front (a batch of results is mostly dominated, by many fronts)."""
+    values = _checked(values)
+    if len(values) == 0:
+        return np.zeros(0, dtype=bool)
+    if values.shape[1] > 3:
+        return _ranks_blockwise(values) == 0
+    order, rows, distinct, group = _sorted_distinct(values)
+    rows = rows[distinct]
+    xs, ys = rows[:, 1].tolist(), rows[:, 2].tolist()
+    front_x: list[float] = []  # the first front's 2nd objective, ascending, and its 3rd, descending
+    front_y: list[float] = []
+    kept = [False] * len(rows)
+    for row, (x, y) in enumerate(zip(xs, ys)):
+        start = end = bisect_right(front_x, x)
+        if start and front_y[start - 1] <= y:  # an earlier, distinct row is <= in every objective
+            continue
+        kept[row] = True
+        while end < len(front_x) and front_y[end] >= y:
+            end += 1
+        front_x[start:end] = [x]
+        front_y[start:end] = [y]
+    mask = np.empty(len(values), dtype=bool)
+    mask[order] = np.asarray(kept, dtype=bool)[group]
+    return mask
+
+
+def _checked(values: np.ndarray) -> np.ndarray:
+    values = np.asarray(values, dtype=float)
+    if values.ndim != 2:
+        raise ValueError(f"expected a 2-D array, got shape {values.shape}")
+    return values
+
+
+def _sorted_distinct(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Rows padded to three objectives in lexicographic order (a dominator always comes first): the
+    order, the sorted rows, which of them differ from the one before, and each one's distinct index."""
+    padded = np.zeros((len(values), 3))
+    padded[:, : values.shape[1]] = values
+    order = np.lexsort(padded.T[::-1])
+    rows = padded[order]
+    distinct = np.r_[True, np.any(rows[1:] != rows[:-1], axis=1)]
+    group = np.cumsum(distinct) - 1  # equal rows share one front
+    return order, rows, distinct, group
 
 
 def _ranks_staircase(rows: np.ndarray) -> np.ndarray:
