@@ -129,8 +129,12 @@ class Evolution:
         self._rank_of: list[int] = []
         self._crowding_of: list[float] = []
         self._since_rerank = 0
-        self._front: list[Member] = []  # the all-time Pareto front as of the last `_fold_front`
-        self._unfolded: list[Member] = []  # results told since
+        # The all-time Pareto front as of the last `_fold_front`, and the results told since, with their
+        # objectives as rows (a fold reads arrays, not thousands of scattered member objects)
+        self._front: list[Member] = []
+        self._front_values = np.empty((0, len(self.objectives)))
+        self._unfolded: list[Member] = []
+        self._unfolded_values = np.empty((FRONT_BATCH, len(self.objectives)))
         self._seen: set[str] = set()
         self._next_id = 0
         self._random_left = population_size
@@ -214,8 +218,11 @@ class Evolution:
         self._since_rerank += 1
         if self._since_rerank >= self.rerank_interval or count >= 2 * self._ranked:  # (or grown twofold)
             self._rerank()
+        unfolded = self._unfolded_values[len(self._unfolded)]
+        for column, value in enumerate(values):
+            unfolded[column] = value
         self._unfolded.append(member)
-        if len(self._unfolded) >= FRONT_BATCH:
+        if len(self._unfolded) == FRONT_BATCH:
             self._fold_front()
         return True
 
@@ -305,9 +312,12 @@ class Evolution:
         """
         if not self._unfolded:
             return
-        candidates = self._front + self._unfolded
-        first = first_front(np.array([member.values for member in candidates]))
-        self._front = [member for member, kept in zip(candidates, first.tolist()) if kept]
+        count = len(self._front)
+        values = np.concatenate([self._front_values, self._unfolded_values[: len(self._unfolded)]])
+        kept = np.flatnonzero(first_front(values))
+        front, unfolded = self._front, self._unfolded
+        self._front = [front[i] if i < count else unfolded[i - count] for i in kept.tolist()]
+        self._front_values = values[kept]
         self._unfolded = []
 
     # resume API (LIBRARY calls these)
@@ -327,6 +337,7 @@ class Evolution:
             rng_state: text from `rng_state`, or None to keep the current state.
         """
         self._members, self._front, self._unfolded = [], [], []
+        self._front_values = np.empty((0, len(self.objectives)))
         self._rank_of, self._crowding_of = [], []
         self._ranked, self._since_rerank = 0, 0
         rows = sorted(records, key=lambda row: int(row["id"]))
@@ -346,8 +357,9 @@ class Evolution:
             ok.append(Member(candidate, dict(row), values))
         if ok:
             everything = np.array([member.values for member in ok])
-            first = front_ranks(everything) == 0
+            first = first_front(everything)
             self._front = [member for member, kept in zip(ok, first.tolist()) if kept]
+            self._front_values = everything[first]
             self._members = ok
             self._store = np.ascontiguousarray(everything.T)
             self._rerank()
