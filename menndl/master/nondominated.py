@@ -84,24 +84,27 @@ def _ranks_staircase(rows: np.ndarray) -> np.ndarray:
     xs, ys = rows[:, 1].tolist(), rows[:, 2].tolist()
     front_x: list[list[float]] = []  # per front: its rows' 2nd objective, ascending ...
     front_y: list[list[float]] = []  # ... and the 3rd, descending (the 2-D non-dominated staircase)
+    fronts = 0
     ranks = [0] * len(rows)
     for row, (x, y) in enumerate(zip(xs, ys)):
-        low, high = 0, len(front_x)
+        low, high = 0, fronts
         while low < high:
             middle = (low + high) >> 1
-            i = bisect_right(front_x[middle], x) - 1
-            if i >= 0 and front_y[middle][i] <= y:  # an earlier, distinct row is <= in every objective
+            i = bisect_right(front_x[middle], x)
+            if i and front_y[middle][i - 1] <= y:  # an earlier, distinct row is <= in every objective
                 low = middle + 1
             else:
                 high = middle
         ranks[row] = low
-        if low == len(front_x):
+        if low == fronts:
             front_x.append([x])
             front_y.append([y])
+            fronts += 1
             continue
         fx, fy = front_x[low], front_y[low]
         start = end = bisect_right(fx, x)
-        while end < len(fx) and fy[end] >= y:
+        size = len(fx)
+        while end < size and fy[end] >= y:
             end += 1
         fx[start:end] = [x]
         fy[start:end] = [y]
