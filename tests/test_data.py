@@ -565,3 +565,41 @@ def test_splits_that_leave_no_training_data(tmp_path: Path) -> None:
     path = write_npz(tmp_path / "tiny.npz", x=np.zeros((2, 1, 3)), y=np.array([0, 1]))
     assert_user_error(str(path), ["tiny.npz", "'x'", "no training samples"], test_fraction=0.9)
     assert_user_error(str(path), ["tiny.npz", "'x'", "only one class"], test_fraction=0.0)
+
+
+def test_digits_read_without_sklearn_equal_sklearns_byte_for_byte(monkeypatch: pytest.MonkeyPatch,
+                                                                   tmp_path: Path) -> None:  # fmt: skip
+    """The CSV read directly and the fallback through scikit-learn give sklearn's load_digits arrays."""
+    import importlib.util
+    from types import SimpleNamespace
+
+    from sklearn.datasets import load_digits
+
+    from menndl.data import builtin
+
+    bunch = load_digits()
+    expected_x = np.ascontiguousarray((bunch.images / 16.0)[:, None, :, :], dtype=np.float32)
+    x, y = builtin._digits_arrays()
+    assert x.tobytes() == expected_x.tobytes() and y.tobytes() == bunch.target.astype(np.int64).tobytes()
+    direct = builtin._digits_table()
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: SimpleNamespace(origin=str(tmp_path / "x.py")))
+    fallback = builtin._digits_table()  # no CSV where it is looked for: scikit-learn reads it
+    assert fallback.tobytes() == direct.tobytes() and direct.shape == (1797, 65)
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(UserError, match="needs scikit-learn"):
+        builtin._digits_table()
+
+
+def test_master_reads_digits_without_importing_sklearn_scipy_or_pandas() -> None:
+    """The master needs two arrays' shapes and fingerprint, not 1,300 modules."""
+    code = (
+        "import sys\n"
+        "from menndl.commands.common import inspect_data\n"
+        "from menndl.job import load_job\n"
+        "inspect_data(load_job('jobs/digits.toml'))\n"
+        "print(','.join(sorted(m for m in ('sklearn', 'scipy', 'pandas') if m in sys.modules)))\n"
+    )
+    root = Path(__file__).resolve().parent.parent
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=root)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "", f"the master imported {out.stdout.strip()}"
