@@ -283,3 +283,76 @@ def test_task_lines_are_written_as_the_encoder_writes_them(tmp_path: Path) -> No
         assert fast._queued == plain._queued, task
         fast.close(), plain.close()
         (tmp_path / "fast").unlink(), (tmp_path / "plain").unlink()
+
+
+@pytest.mark.parametrize("folding", [False, True])
+def test_sigkill_keeps_the_weights_kept_so_far(tmp_path: Path, folding: bool) -> None:
+    """Kept weights survive a SIGKILL of the master (inline writer or fold process): recovery has the top k."""
+    path = tmp_path / "lib.h5"
+    script = textwrap.dedent(
+        """
+        import json, sys
+        import numpy as np
+        from menndl.library.folding import FoldingWriter
+        from menndl.library.writer import LibraryWriter
+        cls = FoldingWriter if sys.argv[2] == "1" else LibraryWriter
+        w = cls(sys.argv[1], job_text="x", flush_every=1000, flush_seconds=None, keep_weights=3)
+        accuracies = [0.5, 0.9, 0.1, 0.95, 0.7, 0.92, 0.3, 0.6]
+        for i, accuracy in enumerate(accuracies):
+            w.append({"id": i, "genome": json.dumps({"i": i}), "hash": f"h{i}", "status": "ok", "accuracy": accuracy})
+            w.offer_weights(i, accuracy, {"w": np.full((2, 3), float(i)), "b": np.arange(i + 1.0)})
+            w.tick()
+        print("done", flush=True)
+        import time
+        time.sleep(60)
+        """
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen([sys.executable, "-c", script, str(path), str(int(folding))], stdout=subprocess.PIPE,
+                            text=True, env=env)  # fmt: skip
+    assert proc.stdout is not None
+    assert proc.stdout.readline().strip() == "done"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+    side = path.with_name(path.name + ".weights")
+    assert sorted(p.name for p in side.iterdir()) == ["1.h5", "3.h5", "5.h5"]  # pushed-out models deleted at once
+    report = recover(path)
+    assert report.weights == 3 and not side.exists()
+    with Library.open(path) as lib:
+        assert lib.weight_ids() == [1, 3, 5]
+        got = lib.weights(5)
+        assert got is not None and list(got) == ["w", "b"]
+        np.testing.assert_array_equal(got["w"], np.full((2, 3), 5.0, dtype=np.float32))
+        np.testing.assert_array_equal(got["b"], np.arange(6.0, dtype=np.float32))
+        assert len(lib.column("id")) == 8
+
+
+def test_recovery_keeps_the_top_k_of_the_library_and_the_weight_files(tmp_path: Path) -> None:
+    """Models a resumed run keeps join those of earlier runs; recovery leaves the best k, as the writer would."""
+    from menndl.library.kept_weights import merge_weights_files, save_weights_file
+
+    with h5py.File(tmp_path / "lib.h5", "w") as f:
+        weights = f.create_group("weights")
+        for eval_id, accuracy in [(1, 0.9), (2, 0.4)]:
+            group = weights.create_group(str(eval_id))
+            group.attrs["accuracy"] = accuracy
+            group.attrs["names"] = json.dumps(["w"])
+            group.create_dataset("w", data=np.zeros(2, dtype=np.float32))
+        side = tmp_path / "lib.h5.weights"
+        save_weights_file(side, 7, 0.8, {"w": np.ones(2, dtype=np.float32)}, keep=2)
+        save_weights_file(side, 8, 0.9, {"w": np.ones(2, dtype=np.float32)}, keep=2)
+        (side / "9.h5").write_bytes(b"cut short by a full disk")
+        assert merge_weights_files(weights, side) == 2
+        assert sorted(weights) == ["1", "8"]  # 0.9 twice: both kept; 0.8 and 0.4 out
+        assert json.loads(weights["8"].attrs["names"]) == ["w"] and weights["8"]["w"][...].tolist() == [1.0, 1.0]
+
+
+def test_clean_close_leaves_no_weight_files(tmp_path: Path) -> None:
+    path = tmp_path / "lib.h5"
+    with LibraryWriter(path, job_text=JOB, keep_weights=1) as writer:
+        writer.append(record(1))
+        writer.offer_weights(1, 0.5, {"w": np.zeros(3)})
+        assert (tmp_path / "lib.h5.weights" / "1.h5").exists()
+    assert not (tmp_path / "lib.h5.weights").exists()
+    with Library.open(path) as lib:
+        assert lib.weight_ids() == [1]

@@ -14,7 +14,8 @@ take the time back).
 At close the fold process folds the last lines and ends; the master then opens the file
 again for what only it knows (the tasks in flight, the session, kept weights).  If the fold
 process failed, the master folds the journal itself (:func:`menndl.library.recover`), so
-nothing depends on the helper but speed.  Kept weights are written at close.
+nothing depends on the helper but speed.  Kept weights are written into the file at close (and to
+their own files as they come: `menndl.library.kept_weights`).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ import h5py
 
 from menndl.errors import StorageError, UserError
 from menndl.library.journal import base_path
+from menndl.library.kept_weights import remove_weights_dir
 from menndl.library.writer import JOURNALED_BATCH_SECONDS, LibraryWriter, _reason, pareto_ids
 
 AUTO_WORKERS = 512  # `auto` uses a fold process from this many workers on
@@ -187,6 +189,7 @@ class FoldingWriter(LibraryWriter):
             raise self._broken_by(f"cannot write library {self._path}: {_reason(exc)}") from None
         self._journal.path.unlink(missing_ok=True)
         base_path(self._path).unlink(missing_ok=True)
+        remove_weights_dir(self._path)
 
     # ------------------------------------------------------------- helpers
 

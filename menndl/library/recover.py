@@ -19,6 +19,7 @@ import numpy as np
 
 from menndl.errors import UserError
 from menndl.library.journal import JOURNAL_FORMAT, base_path, journal_path, read_journal
+from menndl.library.kept_weights import merge_weights_files, remove_weights_dir, weights_dir
 from menndl.library.schema import (
     COUNT_ATTR,
     EVALUATION_FIELDS,
@@ -30,6 +31,7 @@ from menndl.library.schema import (
     PARETO_DATASET,
     RESERVED_ROOT_ATTRS,
     STATE_GROUP,
+    WEIGHTS_GROUP,
 )
 
 __all__ = ["RecoveryReport", "record_arrays", "recover"]
@@ -44,6 +46,7 @@ class RecoveryReport:
     rebuilt: bool = False  # the HDF5 file could not be read and was rebuilt from base + journal
     torn_lines: int = 0
     moved_aside: Path | None = None
+    weights: int = 0  # kept models merged from their own files
 
 
 def _plain(value: object) -> object:
@@ -89,8 +92,9 @@ def recover(path: str | Path) -> RecoveryReport:
     p = Path(path)
     jpath, bpath = journal_path(p), base_path(p)
     report = RecoveryReport()
-    if not jpath.exists():
+    if not jpath.exists():  # (a close that stopped after removing the journal had written the weights)
         bpath.unlink(missing_ok=True)
+        remove_weights_dir(p)
         return report
     contents = read_journal(jpath)
     report.torn_lines = contents.torn_lines
@@ -145,7 +149,9 @@ def recover(path: str | Path) -> RecoveryReport:
             if contents.pareto:
                 ds[:] = np.asarray(contents.pareto, dtype="<i8")
         f[EVALUATIONS_GROUP].attrs[COUNT_ATTR] = np.int64(writer.written)
+        report.weights = merge_weights_files(f.require_group(WEIGHTS_GROUP), weights_dir(p))
         writer._file = None
     jpath.unlink()
     bpath.unlink(missing_ok=True)
+    remove_weights_dir(p)
     return report

@@ -30,6 +30,7 @@ import numpy as np
 
 from menndl.errors import StorageError, UserError
 from menndl.library.journal import JournalWriter, base_path, journal_path
+from menndl.library.kept_weights import drop_weights_file, remove_weights_dir, save_weights_file, weights_dir
 from menndl.library.schema import (
     COUNT_ATTR,
     EVALUATION_FIELDS,
@@ -243,6 +244,7 @@ class LibraryWriter:
     """
 
     _journal: JournalWriter | None
+    _weights_dir: Path | None  # journaled: kept models are also written here at once (see `offer_weights`)
 
     def __init__(
         self,
@@ -283,7 +285,9 @@ class LibraryWriter:
             if journal:
                 for stale in (journal_path(p), base_path(p)):
                     stale.unlink(missing_ok=True)
+                remove_weights_dir(p)
                 self._journal = JournalWriter(journal_path(p), self._root_attrs())
+                self._weights_dir = weights_dir(p)
             os.link(tmp, p)
         except Exception as exc:
             f.close()
@@ -326,6 +330,7 @@ class LibraryWriter:
         self._weights_stored: dict[int, float] = {}
         self._weights_queue: dict[int, tuple[float, dict[str, np.ndarray]]] = {}
         self._weights_evict: set[int] = set()
+        self._weights_dir = None
 
     @classmethod
     def reopen(
@@ -365,6 +370,7 @@ class LibraryWriter:
             if "next_id" in state:
                 self._next_id = int(state["next_id"])
             self._journal = JournalWriter(journal_path(p), self._root_attrs())
+            self._weights_dir = weights_dir(p)
         except Exception:
             f.close()
             raise
@@ -513,23 +519,35 @@ class LibraryWriter:
         """Keep a candidate's trained weights if it is among the ``keep_weights`` most accurate.
 
         Arrays are stored as float32 datasets ``weights/<id>/<name>`` at the
-        next flush; a candidate pushed out of the top is deleted then.
+        next flush; a candidate pushed out of the top is deleted then.  With a
+        journal, a kept model is also written at once to its own file beside the
+        library (`menndl.library.kept_weights`), so that a crash loses none.
 
         Returns:
             Whether the weights are kept (for now).
+
+        Raises:
+            UserError: The model's file cannot be written (e.g. the disk is full).
         """
         self._check_open()
         if self._keep_weights == 0 or not math.isfinite(accuracy):
             return False
         kept = {**self._weights_stored, **{i: a for i, (a, _) in self._weights_queue.items()}}
+        worst = None
         if len(kept) >= self._keep_weights:
             worst = min(kept, key=lambda i: (kept[i], -i))
             if accuracy <= kept[worst]:
                 return False
-            self._drop_weights(worst)
         if any("/" in str(name) or not str(name) for name in arrays):
             raise ValueError("weight names must be non-empty and contain no '/'")
         clean = {str(name): np.ascontiguousarray(np.asarray(value, dtype=np.float32)) for name, value in arrays.items()}
+        if self._weights_dir is not None:  # the new model is safe on disk before the one it replaces goes
+            try:
+                save_weights_file(self._weights_dir, int(eval_id), float(accuracy), clean, self._keep_weights)
+            except (OSError, RuntimeError) as exc:
+                raise self._broken_by(f"cannot write kept weights in {self._weights_dir}: {_reason(exc)}") from None
+        if worst is not None:
+            self._drop_weights(worst)
         self._weights_queue[int(eval_id)] = (float(accuracy), clean)
         return True
 
@@ -537,6 +555,8 @@ class LibraryWriter:
         if self._weights_queue.pop(eval_id, None) is None:
             self._weights_evict.add(eval_id)
             self._weights_stored.pop(eval_id, None)
+        if self._weights_dir is not None:
+            drop_weights_file(self._weights_dir, eval_id)
 
     def write_columns(self, columns: Mapping[str, Any]) -> None:
         """Append many rows at once, given as whole columns (the fast path; not journaled).
@@ -723,6 +743,7 @@ class LibraryWriter:
             self._journal.close()
             self._journal.path.unlink(missing_ok=True)
             base_path(self._path).unlink(missing_ok=True)
+            remove_weights_dir(self._path)
 
     def _release(self, f: h5py.File) -> None:
         """Close the file after a failed write (disk full): drop every handle first, ignore further errors.
