@@ -78,3 +78,25 @@ def test_sigterm_stops_dispatching_and_keeps_running_results(tiny_job: Path, tmp
     assert len({r["id"] for r in records}) == len(records)
     assert pareto and set(pareto) <= {r["id"] for r in records}
     assert worker_pids(proc.pid) == []
+
+
+def test_killed_master_leaves_quiet_workers_and_a_library_that_resumes(tiny_job: Path, tmp_path: Path) -> None:
+    """kill -9 of the master mid-search: its workers end without a traceback; --resume finishes the budget."""
+    library = tmp_path / "lib.h5"
+    proc = start(tiny_job, library, "--workers", "2", "--evaluations", "8")
+    journal = library.with_name(library.name + ".journal")
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not (journal.exists() and journal.read_bytes().count(b'"type":"row"') >= 2):
+        time.sleep(0.1)
+    workers = wait_for_workers(proc.pid, 2)
+    os.kill(proc.pid, signal.SIGKILL)
+    _, stderr = proc.communicate(timeout=120)  # EOF once the orphaned workers have ended too
+    assert all(not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text()
+               for pid in workers)  # fmt: skip
+    assert "Traceback" not in stderr, stderr
+    resumed = start(tiny_job, library, "--workers", "2", "--evaluations", "8", "--resume")
+    _, stderr = resumed.communicate(timeout=240)
+    assert resumed.returncode == 0, stderr
+    with Library.open(library) as lib:
+        records = lib.records()
+    assert len(records) == 8 and len({r["hash"] for r in records}) == 8

@@ -212,4 +212,7 @@ def _worker_main(connection: Connection, rank: int, local_rank: int, local_size:
 
     ignore_stop_signals()
 
-    run_worker(PipeChannel(connection, rank, local_rank, local_size))
+    try:
+        run_worker(PipeChannel(connection, rank, local_rank, local_size))
+    except (BrokenPipeError, ConnectionResetError):
+        pass  # the master is gone (killed) while this worker sent a result: nobody is left to tell
