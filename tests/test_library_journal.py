@@ -356,3 +356,27 @@ def test_clean_close_leaves_no_weight_files(tmp_path: Path) -> None:
     assert not (tmp_path / "lib.h5.weights").exists()
     with Library.open(path) as lib:
         assert lib.weight_ids() == [1]
+
+
+def test_recovery_keeps_the_search_time_a_killed_run_journaled(tmp_path: Path) -> None:
+    """The task lines' search time reaches the recovered library (a resume counts search.time_limit on from it)."""
+    path = tmp_path / "lib.h5"
+    writer = LibraryWriter(path, job_text=JOB)
+    writer.set_session("earlier run", 5.0)
+    writer.close()
+    writer = LibraryWriter.reopen(path)
+    for i, seconds in enumerate([6.0, 7.5]):
+        writer.task_started({"id": i, "genome": record(i)["genome"], "hash": f"h{i}", "parents": [],
+                             "operator": "random", "seed": i, "submitted_at": 1.0, "next_id": i + 1,
+                             "rng_state": "{}", "search_seconds": seconds})  # fmt: skip
+    writer.append(record(0))
+    writer.commit()
+    with Library.open(path) as lib:  # live: the journal's newest time
+        assert lib.session()["search_seconds"] == 7.5 and not lib.session()["closed"]
+    writer._journal._fd = None  # killed: no close (the fd leaks for this test's life)
+    recover(path)
+    with Library.open(path) as lib:
+        session = lib.session()
+        _, _, pending = lib.resume_state()
+    assert session["search_seconds"] == 7.5 and session["stop_reason"].startswith("killed")
+    assert [task["id"] for task in pending] == [1] and "search_seconds" not in pending[0]

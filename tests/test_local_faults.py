@@ -89,6 +89,11 @@ def test_killed_master_leaves_quiet_workers_and_a_library_that_resumes(tiny_job:
     while time.monotonic() < deadline and not (journal.exists() and journal.read_bytes().count(b'"type":"row"') >= 2):
         time.sleep(0.1)
     workers = wait_for_workers(proc.pid, 2)
+    searched = 0.0
+    while time.monotonic() < deadline and searched <= 0:  # the journal carries the search time (once a second)
+        with Library.open(library) as lib:
+            searched = lib.session()["search_seconds"]
+        time.sleep(0.2)
     os.kill(proc.pid, signal.SIGKILL)
     _, stderr = proc.communicate(timeout=120)  # EOF once the orphaned workers have ended too
     assert all(not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text()
@@ -99,4 +104,6 @@ def test_killed_master_leaves_quiet_workers_and_a_library_that_resumes(tiny_job:
     assert resumed.returncode == 0, stderr
     with Library.open(library) as lib:
         records = lib.records()
+        session = lib.session()
     assert len(records) == 8 and len({r["hash"] for r in records}) == 8
+    assert session["search_seconds"] > searched > 0  # the killed run's search time counted, then the resumed one's

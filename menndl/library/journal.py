@@ -18,7 +18,9 @@ Lines (``type`` first):
             "fields": [...]}``: the root attributes of the library (job text, fingerprint, ...) and
             the names of the evaluation fields, in the order row lines list their values; first line.
 ``task``    a candidate handed to a worker: ``id, genome, hash, parents, operator, seed,
-            submitted_at, next_id, rng_state`` (the master's random state after proposing it).
+            submitted_at, next_id`` and, at most once a second, ``rng_state`` (the master's random
+            state after proposing it) and ``search_seconds`` (search time so far, earlier runs of
+            the library included: what ``search.time_limit`` counts, kept by a crash too).
 ``row``     ``{"type": "row", "values": [...]}``: one finished evaluation, every field's value in
             the header's order (a list: a third cheaper to write than an object with the names);
             the ``genome`` is ``null`` when this journal already has the evaluation's ``task``
@@ -184,6 +186,7 @@ class JournalContents:
     tasks: dict[int, dict[str, Any]] = field(default_factory=dict)
     last_task: dict[str, Any] | None = None
     rng_state: str | None = None  # the newest random state any task line carried
+    search_seconds: float | None = None  # the newest search time any task line carried
     pareto: list[int] | None = None
     torn_lines: int = 0
 
@@ -248,9 +251,11 @@ class JournalParser:
                 record = {"id": record["id"], "genome": task["genome"], **record}  # the task line has the text
             out.rows.append(record)
         elif kind == "task":
-            task = {k: v for k, v in event.items() if k not in ("type", "rng_state")}
+            task = {k: v for k, v in event.items() if k not in ("type", "rng_state", "search_seconds")}
             if event.get("rng_state") is not None:  # only the newest random state matters; keep memory flat
                 out.rng_state = str(event["rng_state"])
+            if isinstance(event.get("search_seconds"), (int, float)):
+                out.search_seconds = float(event["search_seconds"])
             out.tasks[int(task["id"])] = task
             out.last_task = task
         elif kind == "pareto":

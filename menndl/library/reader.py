@@ -451,7 +451,8 @@ class Library:
         return rng_state, next_id, [t for i, t in sorted(unique.items()) if i not in done]
 
     def session(self) -> dict[str, Any]:
-        """How the last run of the search ended, as its writer noted at close.
+        """How the last run of the search ended, as its writer noted at close (the search time: or as
+        journaled since, while a journal lies beside the library).
 
         Returns:
             ``stop_reason`` ('' when never noted), ``search_seconds`` (0.0 when
@@ -466,6 +467,8 @@ class Library:
                 out["stop_reason"] = str(_plain(state["stop_reason"]))
             if "search_seconds" in state:
                 out["search_seconds"] = float(state["search_seconds"])
+        if self._journal is not None and self._journal.search_seconds is not None:  # running, or killed
+            out["search_seconds"] = max(out["search_seconds"], self._journal.search_seconds)
         return out
 
     def weight_ids(self) -> list[int]:

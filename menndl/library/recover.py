@@ -140,6 +140,10 @@ def recover(path: str | Path) -> RecoveryReport:
                 state["rng_state"] = contents.rng_state
             next_id = max(int(contents.last_task.get("next_id") or 0), max(contents.tasks) + 1)
             state["next_id"] = np.int64(max(next_id, int(state.get("next_id", 0))))
+        if contents.search_seconds is not None:  # the killed run's search time, as last journaled
+            before = float(state["search_seconds"]) if "search_seconds" in state else 0.0
+            state["search_seconds"] = np.float64(max(before, contents.search_seconds))
+            state["stop_reason"] = "killed (recovered from the journal)"
         clean = [{k: v for k, v in t.items() if k not in ("rng_state", "next_id")} for t in pending]
         state["pending"] = json.dumps(clean, separators=(",", ":"))
         report.pending = len(pending)

@@ -53,7 +53,7 @@ __all__ = ["LibraryWriter"]
 
 _CHUNK_ROWS = 512
 _FIELD_SET = frozenset(FIELD_KINDS)
-_STATE_KEYS = frozenset({"rng_state", "next_id"})  # task keys that are the master's state, not the task's
+_STATE_KEYS = frozenset({"rng_state", "next_id", "search_seconds"})  # task keys: the master's state, not the task's
 JOURNALED_BATCH_SECONDS = 60.0  # with a journal, the oldest record waits at most this long for the HDF5 file
 _INT64_MIN = -(2**63)
 _INT64_MAX = 2**63 - 1

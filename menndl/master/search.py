@@ -412,17 +412,19 @@ class Search:
             }
         )
 
-    def _rng_state_due(self) -> dict[str, str]:
-        """The random state, at most once per `RNG_STATE_INTERVAL` (it is ~5 KB of JSON: too dear per task).
+    def _rng_state_due(self) -> dict[str, Any]:
+        """The random state and the search time, at most once per `RNG_STATE_INTERVAL` (the state is ~5 KB of
+        JSON: too dear per task).
 
-        A resume restores the newest one journaled; genomes proposed since are
-        known by their hashes and never proposed again.
+        A resume restores the newest state journaled; genomes proposed since are
+        known by their hashes and never proposed again.  The search time lets a
+        resume after a crash count on from where the killed run was.
         """
         now = self._clock()
         if now - self._rng_state_written < RNG_STATE_INTERVAL:
             return {}
         self._rng_state_written = now
-        return {"rng_state": self.evolution.rng_state()}
+        return {"rng_state": self.evolution.rng_state(), "search_seconds": round(self._search_seconds(), 3)}
 
     def _start_clock(self, worker: int, flight: _InFlight) -> None:
         """The task at the head of a worker's queue runs from now: its deadline is set."""
