@@ -380,3 +380,20 @@ def test_recovery_keeps_the_search_time_a_killed_run_journaled(tmp_path: Path) -
         _, _, pending = lib.resume_state()
     assert session["search_seconds"] == 7.5 and session["stop_reason"].startswith("killed")
     assert [task["id"] for task in pending] == [1] and "search_seconds" not in pending[0]
+
+
+def test_creation_removes_what_a_writer_killed_while_creating_left(tmp_path: Path) -> None:
+    """A dead process's half-created temporary file goes; a live one's, or another host's, stays."""
+    import socket
+
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    host = socket.gethostname()
+    stale = tmp_path / f".lib.h5.{host}.{gone.pid}.tmp"
+    live = tmp_path / f".lib.h5.{host}.1.tmp"  # pid 1 is alive
+    other = tmp_path / f".lib.h5.elsewhere.{gone.pid}.tmp"
+    for path in (stale, live, other):
+        path.write_bytes(b"half an HDF5 file")
+    LibraryWriter(tmp_path / "lib.h5", job_text=JOB).close()
+    assert not stale.exists() and live.exists() and other.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["lib.h5", live.name, other.name])

@@ -12,12 +12,14 @@ written in batches (see :class:`LibraryWriter`), one slice per column.
 
 from __future__ import annotations
 
+import glob
 import json
 import math
 import operator
 import os
 import re
 import shutil
+import socket
 import time
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
@@ -70,6 +72,22 @@ def _reason(exc: BaseException) -> str:
     if system:
         return f"{text.split(' (')[0]}: {system.group(1).lower()}"
     return text or type(exc).__name__
+
+
+def _remove_stale_tmp(path: Path) -> None:
+    """Remove what a writer killed while creating ``path`` left (``.NAME.<host>.<pid>.tmp``, this host's,
+    its process gone); another host's, or a live process's, are not this process's to judge."""
+    prefix = f".{path.name}.{socket.gethostname()}."
+    for stale in path.parent.glob(f"{glob.escape(prefix)}*.tmp"):
+        pid = stale.name[len(prefix) : -len(".tmp")]
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            stale.unlink(missing_ok=True)
+        except OSError:
+            pass  # alive (another user's process): leave it
 
 
 def _clean_str(value: str) -> str:
@@ -273,7 +291,8 @@ class LibraryWriter:
             raise UserError(f"cannot create library {p}: folder {parent} is not writable")
         # Built under a temporary name and linked into place complete (with its journal), so that
         # a crash never leaves a half-created library at `path`; link() also never clobbers.
-        tmp = p.with_name(f".{p.name}.{os.getpid()}.tmp")
+        _remove_stale_tmp(p)
+        tmp = p.with_name(f".{p.name}.{socket.gethostname()}.{os.getpid()}.tmp")
         try:
             f = h5py.File(tmp, "w")
         except Exception as exc:  # h5py raises OSError subclasses, sometimes others
