@@ -41,14 +41,21 @@ def wait_for_workers(master: int, count: int, timeout: float = 60) -> list[int]:
     raise AssertionError(f"{count} workers did not start")
 
 
+def wait_for_rows(library: Path, count: int, timeout: float = 120) -> None:
+    """Until the library's journal holds ``count`` result rows (or the timeout passes)."""
+    journal = library.with_name(library.name + ".journal")
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if journal.exists() and journal.read_bytes().count(b'"type":"row"') >= count:
+            return
+        time.sleep(0.1)
+
+
 def test_killed_worker_is_replaced_its_task_rerun_and_nothing_is_lost(tiny_job: Path, tmp_path: Path) -> None:
     """Real training on the digits with one worker: kill -9 it mid-search; its replacement finishes the budget."""
     library = tmp_path / "lib.h5"
     proc = start(tiny_job, library, "--workers", "1", "--evaluations", "5")
-    journal = library.with_name(library.name + ".journal")
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and not (journal.exists() and journal.read_bytes().count(b'"type":"row"') >= 1):
-        time.sleep(0.1)
+    wait_for_rows(library, 1)
     victim = wait_for_workers(proc.pid, 1)[0]
     time.sleep(0.3)  # inside a training
     os.kill(victim, signal.SIGKILL)
@@ -84,12 +91,10 @@ def test_killed_master_leaves_quiet_workers_and_a_library_that_resumes(tiny_job:
     """kill -9 of the master mid-search: its workers end without a traceback; --resume finishes the budget."""
     library = tmp_path / "lib.h5"
     proc = start(tiny_job, library, "--workers", "2", "--evaluations", "8")
-    journal = library.with_name(library.name + ".journal")
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and not (journal.exists() and journal.read_bytes().count(b'"type":"row"') >= 2):
-        time.sleep(0.1)
+    wait_for_rows(library, 2)
     workers = wait_for_workers(proc.pid, 2)
     searched = 0.0
+    deadline = time.monotonic() + 120
     while time.monotonic() < deadline and searched <= 0:  # the journal carries the search time (once a second)
         with Library.open(library) as lib:
             searched = lib.session()["search_seconds"]
