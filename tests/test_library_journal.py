@@ -397,3 +397,20 @@ def test_creation_removes_what_a_writer_killed_while_creating_left(tmp_path: Pat
     LibraryWriter(tmp_path / "lib.h5", job_text=JOB).close()
     assert not stale.exists() and live.exists() and other.exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["lib.h5", live.name, other.name])
+
+
+def test_live_library_shows_the_models_its_writer_keeps(tmp_path: Path) -> None:
+    """While a search runs, readers (export, show) see the kept models from their own files."""
+    path = tmp_path / "lib.h5"
+    writer = LibraryWriter(path, job_text=JOB, keep_weights=2, flush_every=1000)
+    for i, accuracy in enumerate([0.5, 0.9, 0.7]):
+        writer.append({**record(i), "accuracy": accuracy})
+        writer.offer_weights(i, accuracy, {"w": np.full(3, float(i))})
+    writer.commit()
+    with Library.open(path) as lib:
+        assert lib.live and lib.weight_ids() == [1, 2]
+        got = lib.weights(2)
+        assert got is not None and got["w"].tolist() == [2.0, 2.0, 2.0] and lib.weights(0) is None
+    writer.close()
+    with Library.open(path) as lib:
+        assert not lib.live and lib.weight_ids() == [1, 2]

@@ -24,6 +24,7 @@ import numpy as np
 
 from menndl.errors import UserError
 from menndl.library.journal import JournalContents, base_path, journal_path, read_journal
+from menndl.library.kept_weights import weights_dir
 from menndl.library.schema import (
     COUNT_ATTR,
     EVALUATION_FIELDS,
@@ -114,6 +115,7 @@ class Library:
                     self._extra.append(row)
         self._count = count + len(self._extra)
         self._cache: dict[str, np.ndarray] = {}
+        self._weight_files: dict[Path, h5py.File] = {}  # a live library's kept models (`_weights_groups`)
         if journal is not None and journal.attrs is not None:
             self.attrs = dict(journal.attrs)
         else:
@@ -496,17 +498,31 @@ class Library:
         return arrays
 
     def _weights_groups(self) -> dict[int, h5py.Group]:
-        """Kept weights; for a live library only those in its base copy (the file being written is not read)."""
+        """Kept weights.  For a live library: those of its base copy (the file being written is not read)
+        and the models its writer keeps now (`menndl.library.kept_weights`, one complete file each)."""
         f = self._check_open()
-        if f is None or WEIGHTS_GROUP not in f:
-            return {}
-        return {int(key): group for key, group in f[WEIGHTS_GROUP].items()}
+        groups = {} if f is None or WEIGHTS_GROUP not in f else {int(k): g for k, g in f[WEIGHTS_GROUP].items()}
+        directory = weights_dir(self.path)
+        if self._journal is not None and directory.is_dir():
+            for path in sorted(directory.glob("*.h5")):
+                if not path.stem.isdigit():
+                    continue
+                try:
+                    if path not in self._weight_files:
+                        self._weight_files[path] = h5py.File(path, "r", locking=False)
+                    groups[int(path.stem)] = self._weight_files[path]["/"]
+                except OSError:
+                    continue  # pushed out of the top (deleted) since the folder was listed
+        return groups
 
     def close(self) -> None:
         """Close the file.  Safe to call twice."""
         f, self._file = self._file, None
         self._closed = True
         self._cache.clear()
+        for weights in self._weight_files.values():
+            weights.close()
+        self._weight_files.clear()
         if f is not None:
             f.close()
 
