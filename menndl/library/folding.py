@@ -31,9 +31,7 @@ from typing import Any, cast
 import h5py
 
 from menndl.errors import StorageError, UserError
-from menndl.library.journal import base_path
-from menndl.library.kept_weights import remove_weights_dir
-from menndl.library.writer import JOURNALED_BATCH_SECONDS, LibraryWriter, _reason, pareto_ids
+from menndl.library.writer import JOURNALED_BATCH_SECONDS, LibraryWriter, _reason, pareto_ids, remove_companions
 
 AUTO_WORKERS = 512  # `auto` uses a fold process from this many workers on
 STOP_SECONDS = 300.0  # how long close waits for the fold process before folding itself
@@ -187,9 +185,7 @@ class FoldingWriter(LibraryWriter):
                 self._file = None
                 self._release(f)
             raise self._broken_by(f"cannot write library {self._path}: {_reason(exc)}") from None
-        self._journal.path.unlink(missing_ok=True)
-        base_path(self._path).unlink(missing_ok=True)
-        remove_weights_dir(self._path)
+        remove_companions(self._path)
 
     # ------------------------------------------------------------- helpers
 

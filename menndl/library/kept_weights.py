@@ -45,14 +45,20 @@ def save_weights_file(
     tmp = directory / f".{int(eval_id)}.{os.getpid()}.tmp"
     try:
         with h5py.File(tmp, "w") as f:
-            f.attrs["accuracy"] = np.float64(accuracy)
-            f.attrs["names"] = json.dumps(list(arrays))
+            write_model(f, accuracy, arrays)
             f.attrs["keep"] = np.int64(keep)
-            for name, array in arrays.items():
-                f.create_dataset(name, data=array)
         os.replace(tmp, final)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def write_model(group: h5py.Group, accuracy: float, arrays: Mapping[str, np.ndarray]) -> None:
+    """Store one model in ``group`` (a library's ``weights/<id>``, or a model file's root): its arrays
+    as datasets, its ``accuracy`` and the arrays' ``names`` in state-dict order (JSON)."""
+    group.attrs["accuracy"] = np.float64(accuracy)
+    group.attrs["names"] = json.dumps(list(arrays))
+    for name, array in arrays.items():
+        group.create_dataset(name, data=array)
 
 
 def drop_weights_file(directory: Path, eval_id: int) -> None:
@@ -90,11 +96,7 @@ def merge_weights_files(weights: h5py.Group, directory: Path) -> int:
             continue
         if str(eval_id) in weights:
             del weights[str(eval_id)]
-        group = weights.create_group(str(eval_id))
-        group.attrs["accuracy"] = np.float64(accuracy)
-        group.attrs["names"] = json.dumps(names)
-        for name, array in arrays.items():
-            group.create_dataset(name, data=array)
+        write_model(weights.create_group(str(eval_id)), accuracy, arrays)
         copied += 1
     if keep:
         ranked = sorted(weights, key=lambda key: (-float(weights[key].attrs.get("accuracy", -np.inf)), int(key)))

@@ -19,7 +19,7 @@ import numpy as np
 
 from menndl.errors import UserError
 from menndl.library.journal import JOURNAL_FORMAT, base_path, journal_path, read_journal
-from menndl.library.kept_weights import merge_weights_files, remove_weights_dir, weights_dir
+from menndl.library.kept_weights import merge_weights_files, weights_dir
 from menndl.library.schema import (
     COUNT_ATTR,
     EVALUATION_FIELDS,
@@ -87,14 +87,13 @@ def recover(path: str | Path) -> RecoveryReport:
         UserError: The journal has no header and the HDF5 file is unreadable
             (nothing to rebuild from).
     """
-    from menndl.library.writer import LibraryWriter, _create_layout
+    from menndl.library.writer import LibraryWriter, _create_layout, remove_companions
 
     p = Path(path)
     jpath, bpath = journal_path(p), base_path(p)
     report = RecoveryReport()
     if not jpath.exists():  # (a close that stopped after removing the journal had written the weights)
-        bpath.unlink(missing_ok=True)
-        remove_weights_dir(p)
+        remove_companions(p)
         return report
     contents = read_journal(jpath)
     report.torn_lines = contents.torn_lines
@@ -155,7 +154,5 @@ def recover(path: str | Path) -> RecoveryReport:
         f[EVALUATIONS_GROUP].attrs[COUNT_ATTR] = np.int64(writer.written)
         report.weights = merge_weights_files(f.require_group(WEIGHTS_GROUP), weights_dir(p))
         writer._file = None
-    jpath.unlink()
-    bpath.unlink(missing_ok=True)
-    remove_weights_dir(p)
+    remove_companions(p)
     return report

@@ -32,7 +32,13 @@ import numpy as np
 
 from menndl.errors import StorageError, UserError
 from menndl.library.journal import JournalWriter, base_path, journal_path
-from menndl.library.kept_weights import drop_weights_file, remove_weights_dir, save_weights_file, weights_dir
+from menndl.library.kept_weights import (
+    drop_weights_file,
+    remove_weights_dir,
+    save_weights_file,
+    weights_dir,
+    write_model,
+)
 from menndl.library.schema import (
     COUNT_ATTR,
     EVALUATION_FIELDS,
@@ -72,6 +78,14 @@ def _reason(exc: BaseException) -> str:
     if system:
         return f"{text.split(' (')[0]}: {system.group(1).lower()}"
     return text or type(exc).__name__
+
+
+def remove_companions(library: Path) -> None:
+    """Remove what lies beside a library while it is written: journal, base copy, kept-weights folder
+    (a clean close, or a recovery, has put their contents into the library)."""
+    journal_path(library).unlink(missing_ok=True)
+    base_path(library).unlink(missing_ok=True)
+    remove_weights_dir(library)
 
 
 def _remove_stale_tmp(path: Path) -> None:
@@ -302,9 +316,7 @@ class LibraryWriter:
             f.flush()
             self._bind(f)
             if journal:
-                for stale in (journal_path(p), base_path(p)):
-                    stale.unlink(missing_ok=True)
-                remove_weights_dir(p)
+                remove_companions(p)  # stale ones
                 self._journal = JournalWriter(journal_path(p), self._root_attrs())
                 self._weights_dir = weights_dir(p)
             os.link(tmp, p)
@@ -696,11 +708,7 @@ class LibraryWriter:
         for eval_id, (accuracy, arrays) in self._weights_queue.items():
             if str(eval_id) in self._weights:
                 del self._weights[str(eval_id)]
-            group = self._weights.create_group(str(eval_id))
-            group.attrs["accuracy"] = np.float64(accuracy)
-            group.attrs["names"] = json.dumps(list(arrays))  # the state-dict order
-            for name, array in arrays.items():
-                group.create_dataset(name, data=array)
+            write_model(self._weights.create_group(str(eval_id)), accuracy, arrays)
             self._weights_stored[eval_id] = accuracy
         self._weights_queue.clear()
 
@@ -760,9 +768,7 @@ class LibraryWriter:
             raise self._broken_by(f"cannot close library {self._path}: {_reason(exc)}") from None
         if self._journal is not None:
             self._journal.close()
-            self._journal.path.unlink(missing_ok=True)
-            base_path(self._path).unlink(missing_ok=True)
-            remove_weights_dir(self._path)
+            remove_companions(self._path)
 
     def _release(self, f: h5py.File) -> None:
         """Close the file after a failed write (disk full): drop every handle first, ignore further errors.

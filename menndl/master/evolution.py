@@ -245,7 +245,7 @@ class Evolution:
                 if no_worse[first]:
                     worst = self._rank_of[first]
             elif no_worse.any():
-                worst = int(self._ranks[:ranked][no_worse].max())
+                worst = int(self._ranks[no_worse].max())
         self._rank_of[index] = worst + 1
         return worst + 1
 

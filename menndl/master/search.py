@@ -408,11 +408,11 @@ class Search:
                 "seed": candidate.seed,
                 "submitted_at": flight.submitted_at,
                 "next_id": self._dispatched,
-                **self._rng_state_due(),
+                **self._master_state_due(),
             }
         )
 
-    def _rng_state_due(self) -> dict[str, Any]:
+    def _master_state_due(self) -> dict[str, Any]:
         """The random state and the search time, at most once per `RNG_STATE_INTERVAL` (the state is ~5 KB of
         JSON: too dear per task).
 
