@@ -64,6 +64,11 @@ class DataConfig:
             )
 
 
+#: Values of ``search.strategy``: menndl's asynchronous NSGA-II (the default), random sampling from the
+#: same space with selection off (a baseline), Optuna's NSGAIISampler over the same genome encoding (a baseline).
+STRATEGIES: tuple[str, ...] = ("nsga2", "random", "optuna")
+
+
 @dataclass(frozen=True)
 class SearchConfig:
     """The ``[search]`` table: budget, population and objectives."""
@@ -80,8 +85,11 @@ class SearchConfig:
     prefetch: int = 1  # tasks queued at each worker behind the one it runs (0 = none): no worker waits for the master
     rerank_interval: int | None = None  # results between full re-rankings (default_rerank_interval)
     stop_grace: float = 600.0  # seconds a stop signal waits for running evaluations before leaving them to --resume
+    strategy: str = "nsga2"  # who proposes children: menndl's NSGA-II, plain random sampling, or Optuna's NSGA-II
 
     def __post_init__(self) -> None:
+        if self.strategy not in STRATEGIES:
+            raise ValueError(f"search.strategy: expected one of {', '.join(STRATEGIES)}, got {self.strategy!r}")
         if self.prefetch < 0:
             raise ValueError(f"search.prefetch: expected an integer >= 0, got {self.prefetch}")
         for name in ("max_params", "max_flops", "rerank_interval"):

@@ -1,7 +1,8 @@
 """``menndl train LIB ID [--epochs N]``: train one chosen architecture intensively on the full training data.
 
 The job stored in the library says which data; training uses the training and validation splits
-together, then reports the accuracy on the held-out test split and saves the weights as a plain
+together, with the genome's optimizer, batch size and learning-rate schedule (stretched over all
+the epochs of this training), then reports the accuracy on the held-out test split and saves the weights as a plain
 state dict (tensors only: ``torch.load(path, weights_only=True)``), ready for ``menndl export --weights``.
 """
 
@@ -24,6 +25,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("id", type=int, metavar="ID", help="evaluation id")
     parser.add_argument("--epochs", type=int, metavar="N", help="epochs (default: 4 x the job's training.epochs)")
     parser.add_argument("-o", "--output", metavar="PATH", help="weights file (default: LIB-stem-ID.pt beside LIB)")
+    parser.add_argument(
+        "--seed", type=int, metavar="S", help="random seed of the weights and batches (default: the evaluation's)"
+    )
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
 
@@ -35,6 +39,7 @@ def main(args: argparse.Namespace) -> int:
     from torch import nn
 
     from menndl.commands.common import load_job_data
+    from menndl.genome import learning_rate_factor
     from menndl.genome.decode import build_model
     from menndl.job import parse_job
     from menndl.library import Library
@@ -52,6 +57,9 @@ def main(args: argparse.Namespace) -> int:
     epochs = args.epochs if args.epochs is not None else 4 * job.training.epochs
     if epochs < 1:
         raise UserError(f"--epochs: expected an integer >= 1, got {epochs}")
+    seed = args.seed if args.seed is not None else max(int(row["seed"]), 0)
+    if not 0 <= seed < 2**63:
+        raise UserError(f"--seed: expected an integer in [0, 2**63 - 1], got {seed}")
     output = (
         Path(args.output) if args.output else Path(args.library).with_name(f"{Path(args.library).stem}-{args.id}.pt")
     )
@@ -70,12 +78,15 @@ def main(args: argparse.Namespace) -> int:
     y_test = torch.from_numpy(data.y_test).to(device)
 
     genome = stored_genome(args.library, row, spec)
-    torch.manual_seed(max(int(row["seed"]), 0))
+    torch.manual_seed(seed)
     model = build_model(genome, spec).to(device)
     hyper = genome.train
     optimizer = make_optimizer(model, hyper.optimizer, hyper.learning_rate, hyper.weight_decay, hyper.momentum)
     loss_fn = nn.CrossEntropyLoss()
     batch = min(hyper.batch_size, len(x_all))
+    planned_steps = max(1, epochs * len(range(0, len(x_all) - 1, batch)))
+    base_rates = [group["lr"] for group in optimizer.param_groups]
+    step = 0
     start = time.perf_counter()
     model.train()
     for _ in range(epochs):
@@ -84,6 +95,10 @@ def main(args: argparse.Namespace) -> int:
             index = order[first : first + batch]
             if len(index) < 2:
                 break
+            factor = learning_rate_factor(hyper.schedule, min(1.0, (step + 0.5) / planned_steps))
+            for group, rate in zip(optimizer.param_groups, base_rates):
+                group["lr"] = rate * factor  # the genome's schedule, over all the epochs of this training
+            step += 1
             loss = loss_fn(model(x_all[index]), y_all[index])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -97,6 +112,8 @@ def main(args: argparse.Namespace) -> int:
     result = {
         "id": args.id,
         "epochs": epochs,
+        "seed": seed,
+        "params": sum(p.numel() for p in model.parameters()),
         "train_samples": len(x_all),
         "test_samples": len(x_test),
         "test_accuracy": None if math.isnan(test_accuracy) else test_accuracy,

@@ -26,12 +26,15 @@ import json
 import random
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from menndl.genome import Genome, InputSpec, SearchSpace, count_flops, count_params, crossover, mutate, random_genome
 from menndl.master.nondominated import crowding_distances, first_front, front_ranks, no_worse_than, nsga2_order
+
+if TYPE_CHECKING:
+    from menndl.master.optuna_strategy import OptunaProposer
 
 UNRANKED = -1  # a member told since the last re-ranking whose rank nobody has needed yet
 DIRECTIONS: dict[str, float] = {"accuracy": 1.0, "params": -1.0, "flops": -1.0, "train_seconds": -1.0}
@@ -92,6 +95,7 @@ class Evolution:
         max_flops: int | None = None,
         aging: bool = False,
         rerank_interval: int | None = None,
+        strategy: str = "nsga2",
     ) -> None:
         """Set up an empty population.
 
@@ -101,13 +105,29 @@ class Evolution:
                 population instead of the worst.
             rerank_interval: results between full re-rankings (default
                 `default_rerank_interval`).
+            strategy: who proposes children after the random start: ``nsga2``
+                (tournaments, crossover, mutation), ``random`` (every child a
+                random genome: selection off) or ``optuna`` (Optuna's
+                NSGAIISampler over `menndl.genome.encoding`, from the first
+                child on).  The population and the Pareto front are kept the
+                same way for all three.
         """
         unknown = [name for name in objectives if name not in DIRECTIONS]
         if unknown or not objectives:
             raise ValueError(f"objectives must be some of {sorted(DIRECTIONS)}, got {list(objectives)}")
         if population_size < 2:
             raise ValueError(f"population_size must be >= 2, got {population_size}")
+        if strategy not in ("nsga2", "random", "optuna"):
+            raise ValueError(f"strategy must be nsga2, random or optuna, got {strategy!r}")
         self.space, self.spec = space, spec
+        self.strategy = strategy
+        self._proposer: OptunaProposer | None = None
+        if strategy == "optuna":
+            from menndl.master.optuna_strategy import OptunaProposer
+
+            self._proposer = OptunaProposer(
+                space=space, spec=spec, objectives=objectives, population_size=population_size, seed=seed
+            )
         self.objectives = tuple(objectives)
         self.population_size = population_size
         self.crossover_probability = crossover_probability
@@ -176,7 +196,10 @@ class Evolution:
         """
         for attempt in range(MAX_PROPOSALS):
             genome, parents, operator = self._propose(force_random=attempt >= PROPOSAL_TRIES)
-            if genome.hash not in self._seen and self.within_constraints(genome):
+            fresh = genome.hash not in self._seen and self.within_constraints(genome)
+            if operator == "optuna" and not fresh:
+                self._proposer.reject(genome)  # type: ignore[union-attr]
+            if fresh:
                 break
         else:
             raise SpaceExhausted(
@@ -186,6 +209,8 @@ class Evolution:
         self._seen.add(genome.hash)
         candidate = Candidate(self._next_id, genome, parents, operator, seed=self._rng.randrange(2**31))
         self._next_id += 1
+        if operator == "optuna":
+            self._proposer.accept(candidate.id)  # type: ignore[union-attr]
         return candidate
 
     def within_constraints(self, genome: Genome) -> bool:
@@ -195,11 +220,13 @@ class Evolution:
         return self.max_flops is None or count_flops(genome, self.spec) <= self.max_flops
 
     def tell(self, candidate: Candidate, metrics: Mapping[str, Any]) -> bool:
-        """Take one finished evaluation into the population (failures are ignored here).
+        """Take one finished evaluation into the population (failures only reach an Optuna study).
 
         Returns:
             True when it joined the population (status ``ok``): the Pareto front may have changed.
         """
+        if self._proposer is not None:
+            self._proposer.tell(candidate.id, candidate.genome, metrics)
         if metrics.get("status") != "ok":
             return False
         values = tuple(float(metrics[name]) * sign for name, sign in zip(self.objectives, self._signs))
@@ -250,7 +277,9 @@ class Evolution:
         return worst + 1
 
     def _propose(self, force_random: bool = False) -> tuple[Genome, tuple[int, ...], str]:
-        if force_random or self._random_left > 0 or not self._members:
+        if self._proposer is not None and not force_random:
+            return self._proposer.propose(), (), "optuna"
+        if force_random or self._random_left > 0 or not self._members or self.strategy == "random":
             self._random_left = max(0, self._random_left - 1)
             return random_genome(self._rng, self.space, self.spec), (), "random"
         if len(self._members) >= 2 and self._rng.random() < self.crossover_probability:
@@ -363,6 +392,8 @@ class Evolution:
             self._members = ok
             self._store = np.ascontiguousarray(everything.T)
             self._rerank()
+        if self._proposer is not None:
+            self._proposer.restore(rows)
         self._next_id = max(int(next_id), max((int(row["id"]) + 1 for row in rows), default=0))
         self._random_left = max(0, self.population_size - self._next_id)
         if rng_state is not None:

@@ -144,6 +144,7 @@ class Search:
             max_flops=job.search.max_flops,
             aging=job.search.aging,
             rerank_interval=job.search.rerank_interval,
+            strategy=job.search.strategy,
         )
         self._clock, self._wallclock = clock, wallclock
         self._worker_setup = dict(worker_setup or {})
@@ -616,9 +617,9 @@ class Search:
         self._done += 1
         if worker > 0:
             self._ranks_used.add(worker)
+        self._pareto_dirty |= self.evolution.tell(candidate, record)  # (only ok results join the population)
         if record["status"] == "ok":
             self._best = record["accuracy"] if math.isnan(self._best) else max(self._best, record["accuracy"])
-            self._pareto_dirty |= self.evolution.tell(candidate, record)
         elif record["status"] != "stopped-early":  # stopped early is the rule working, not a failure
             self._failed += 1
 

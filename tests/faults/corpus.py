@@ -487,6 +487,7 @@ CLI = [
                                   "{d}/job.toml"), "job.toml"),  # fmt: skip
     ("train-unknown-id", ("train", "{keep}", "31337"), "31337"),
     ("train-zero-epochs", ("train", "{keep}", "0", "--epochs", "0"), "--epochs"),
+    ("train-negative-seed", ("train", "{keep}", "0", "--seed", "-1"), "--seed"),
     ("top-bad-by", ("library", "{keep}", "top", "--by", "luck"), "luck"),
     ("top-bad-limit", ("library", "{keep}", "top", "--limit", "0"), "--limit"),
     ("top-where-unknown-field", ("library", "{keep}", "top", "--where", "colour<3"), "colour"),
