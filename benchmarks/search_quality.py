@@ -16,6 +16,7 @@ The test split is never seen by the search: it is read only by ``menndl train``.
     python benchmarks/search_quality.py --job jobs/digits.toml --seeds 3
     python benchmarks/search_quality.py --data my.h5 --evaluations 100
     python benchmarks/search_quality.py --strategies nsga2 --seeds 1 --evaluations 200   # one long search
+    python benchmarks/search_quality.py --strategies nsga2 --set search.population=10      # tune a default
 
 Libraries, job files and logs stay in ``--out`` (default ``results/search-quality-<time>``); a
 summary is written to ``summary.json`` there.  Runs already finished in ``--out`` are read, not
@@ -84,7 +85,22 @@ def base_job(args: argparse.Namespace) -> dict[str, Any]:
             job.get("space", {}).pop(key, None)
     elif data.get("source") not in ("digits", "mnist1d"):
         data["source"] = str((path.parent / data["source"]).resolve())
+    for setting in args.set:
+        apply_setting(job, setting)
     return job
+
+
+def apply_setting(job: dict[str, Any], setting: str) -> None:
+    """``SECTION.KEY=VALUE`` (VALUE in TOML, e.g. ``search.population=10``, ``search.objectives=["accuracy"]``)."""
+    name, _, text = setting.partition("=")
+    section, _, key = name.strip().partition(".")
+    if not (section and key and text):
+        sys.exit(f"search_quality: --set {setting!r}: expected SECTION.KEY=VALUE, e.g. search.population=10")
+    try:
+        value = tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = text  # a bare word: a string
+    job.setdefault(section, {})[key] = value
 
 
 def run_job(args: argparse.Namespace, job: dict[str, Any], strategy: str, seed: int) -> dict[str, Any]:
@@ -228,6 +244,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--epochs", type=int, help="training.epochs per candidate (default: the job's)")
     parser.add_argument("--max-seconds", type=float, help="training.max_seconds per candidate (default: the job's)")
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                        help="change the base job for every run, e.g. search.population=10 (repeatable)")
     parser.add_argument("--retrain-epochs", type=int, default=100, help="menndl train epochs (0: no retraining)")
     parser.add_argument("--retrain-seeds", type=int, default=1, help="retrainings of each top architecture")
     parser.add_argument("--out", help="folder for jobs, libraries and logs (default: results/search-quality-<time>)")

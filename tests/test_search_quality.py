@@ -87,3 +87,38 @@ def test_benchmark_runs_every_strategy_and_retrains(tmp_path: Path) -> None:
     again = subprocess.run(command + ["--retrain-epochs", "0"], capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert again.returncode == 0, again.stderr
     assert all(run["reused"] for run in json.loads((out / "summary.json").read_text())["runs"])
+
+
+@pytest.mark.timeout(300)
+def test_benchmark_runs_on_a_user_hdf5_dataset(tmp_path: Path) -> None:
+    """--data FILE.h5: the job's data and its rank-specific space keys are replaced by the user's file."""
+    import h5py
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 3, size=300)
+    x = (rng.normal(size=(300, 2, 12)) + y[:, None, None]).astype(np.float32)  # 2 channels, length 12
+    data = tmp_path / "signals.h5"
+    with h5py.File(data, "w") as handle:
+        handle["x"], handle["y"] = x, y
+    out = tmp_path / "out"
+    command = [sys.executable, str(ROOT / "benchmarks" / "search_quality.py"), "--data", str(data),
+               "--strategies", "nsga2,random", "--seeds", "1", "--evaluations", "4", "--epochs", "2",
+               "--workers", "1", "--retrain-epochs", "2", "--set", "search.population=2",
+               "--out", str(out)]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True, timeout=280, cwd=ROOT)
+    assert done.returncode == 0, done.stdout + done.stderr
+    runs = json.loads((out / "summary.json").read_text())["runs"]
+    assert [run["evaluations"] for run in runs] == [4, 4]
+    assert all(run["test_accuracy"] > 1 / 3 for run in runs)  # the classes are separable: better than chance
+    job = (out / "nsga2-s0.toml").read_text()
+    assert str(data) in job and "population = 2" in job and "kernels" not in job
+
+
+def test_benchmark_rejects_bad_options(tmp_path: Path) -> None:
+    script = str(ROOT / "benchmarks" / "search_quality.py")
+    for argv, expected in ((["--strategies", "grid"], "--strategies"), (["--seeds", "0"], "--seeds"),
+                           (["--data", str(tmp_path / "none.h5")], "--data"),
+                           (["--set", "population", "--out", str(tmp_path)], "--set")):  # fmt: skip
+        done = subprocess.run([sys.executable, script, *argv], capture_output=True, text=True, timeout=60, cwd=ROOT)
+        assert done.returncode != 0 and expected in done.stderr, (argv, done.stderr)
+        assert "Traceback" not in done.stderr
