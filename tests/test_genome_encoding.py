@@ -133,7 +133,7 @@ def test_layout_mirrors_the_space() -> None:
     assert by_name["f3_type"].choices == ("conv", "pool", "skip")
     assert by_name["f0_filters"] == Parameter("f0_filters", "int", 8, 64, log=True)
     assert by_name["f0_kernel"].choices == (3, 5, 7, 9)
-    assert by_name["f0_dropout"] == Parameter("f0_dropout", "float", 0.0, 0.5)
+    assert by_name["f0_dropout"] == Parameter("f0_dropout", "float", -0.5, 0.5)  # rectified: below 0 is none
     assert by_name["f4_skip_span"] == Parameter("f4_skip_span", "int", 1, 4)
     assert "f1_skip_span" not in by_name and "f0_pool_size" not in by_name  # one value: fixed
     assert by_name["reduce"].choices == ("flatten", "max", "avg")
@@ -180,3 +180,12 @@ def test_decoded_floats_are_rounded_but_bounds_kept() -> None:
     assert genome.train.learning_rate == 0.00123 and genome.train.budget == 0.25
     genome = genome_from_parameters({**values, "learning_rate": 1e-4, "weight_decay": 9.9999e-4}, space, spec)
     assert genome.train.learning_rate == 1e-4 and genome.train.weight_decay == 1e-3  # rounding stays in range
+
+
+def test_dropout_parameters_are_rectified_so_half_the_draws_mean_none() -> None:
+    space, spec = SearchSpace(), SPECS["1d"]
+    values = {p.name: p.low if p.kind != "choice" else p.choices[0] for p in genome_parameters(space, spec)}
+    values.update({"f_count": 1, "f0_type": "conv", "h_count": 1, "f0_dropout": -0.3, "h0_dropout": 0.25})
+    genome = genome_from_parameters(values, space, spec)
+    assert genome.features[0].dropout == 0.0 and genome.head[0].dropout == 0.25
+    assert parameters_of_genome(genome, space, spec)["f0_dropout"] == 0.0

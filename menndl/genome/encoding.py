@@ -15,7 +15,8 @@ Layout, in this order (``k`` counts slots from 0):
   ``space.block_types`` allows; slot 0 is never a skip: a skip needs an
   earlier block), the conv fields ``fk_filters`` (log int), ``fk_kernel``,
   ``fk_stride``, ``fk_dilation``, ``fk_activation``, ``fk_batch_norm``,
-  ``fk_dropout``, the pool fields ``fk_pool_kind``, ``fk_pool_size`` and the
+  ``fk_dropout`` (in ``[-max_dropout, max_dropout]``, its negative half
+  meaning none), the pool fields ``fk_pool_kind``, ``fk_pool_size`` and the
   skip fields ``fk_skip_span`` (int in ``[1, k]``, the genome's relative
   span) and ``fk_skip_activation``.  Only the fields of the slot's type are
   read.
@@ -193,7 +194,7 @@ def _layout(space: SearchSpace) -> _Layout:
     b = _Builder()
     types = _feature_types(space)
     slots = _feature_slots(space)
-    dropout = (0.0, space.max_dropout)
+    dropout = (-space.max_dropout, space.max_dropout)  # rectified: below 0 means none (see `_dropout`)
     b.number(FEATURE_COUNT, "int", (1, slots))
     for k in range(slots):
         p = f"f{k}_"
@@ -302,8 +303,18 @@ def _decode_feature(read: _Reader, k: int) -> FeatureBlock:
         batch_norm=read(p + "batch_norm"),
         stride=read(p + "stride"),
         dilation=read(p + "dilation"),
-        dropout=read(p + "dropout"),
+        dropout=_dropout(read(p + "dropout")),
     )
+
+
+def _dropout(value: float) -> float:
+    """A dropout parameter's value as a dropout: its negative half is 0 (no dropout).
+
+    Half of an optimiser's uniform draws then mean "no dropout", as most of
+    menndl's sampled blocks have none (a plain ``[0, max]`` range would put a
+    dropout layer almost everywhere and handicap the optimiser).
+    """
+    return max(0.0, value)
 
 
 def genome_from_parameters(values: Mapping[str, Any], space: SearchSpace, spec: InputSpec) -> Genome:
@@ -335,7 +346,7 @@ def genome_from_parameters(values: Mapping[str, Any], space: SearchSpace, spec: 
     kind = read(REDUCE)
     reduce = None if kind == FLATTEN else GlobalPoolBlock(kind)
     head = tuple(
-        DenseBlock(read(f"h{k}_units"), read(f"h{k}_activation"), read(f"h{k}_dropout"))
+        DenseBlock(read(f"h{k}_units"), read(f"h{k}_activation"), _dropout(read(f"h{k}_dropout")))
         for k in range(read(HEAD_COUNT))
     )
     train = TrainParams(**{name: read(name) for name in _TRAIN_FIELDS})
