@@ -53,3 +53,19 @@ def test_existing_library_is_refused_and_kept(tiny_job: Path, tmp_path: Path) ->
 def test_bad_override(tiny_job: Path) -> None:
     assert_one_line_error(run_menndl(["run", str(tiny_job), "--evaluations", "0"], timeout=60), "--evaluations")
     assert_one_line_error(run_menndl(["run", str(tiny_job), "--workers", "0"], timeout=60), "--workers")
+
+
+def test_output_piped_to_a_reader_that_leaves_ends_quietly() -> None:
+    """``menndl check JOB | head -1``: no traceback when the reader closes the pipe, exit status 141."""
+    import os
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parent.parent
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader is gone before menndl writes
+    with os.fdopen(write_end, "wb") as stdout:
+        done = subprocess.run([sys.executable, "-m", "menndl", "check", str(root / "jobs" / "digits.toml")],
+                              stdout=stdout, stderr=subprocess.PIPE, text=True, timeout=100, cwd=root)  # fmt: skip
+    assert done.returncode == 141, done.stderr
+    assert "Traceback" not in done.stderr and "BrokenPipe" not in done.stderr

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from menndl.commands.common import inspect_data
+from menndl.commands.common import check_strategy, inspect_data
 from menndl.genome import InputSpec
 from menndl.job import Job, load_job
 
@@ -23,6 +23,7 @@ def add_arguments(check: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     """``menndl check``: validate the job and its data, describe the search, run nothing."""
     job = load_job(args.job)
+    check_strategy(job)
     spec, fingerprint, summary = inspect_data(job)
     search, training = job.search, job.training
     budget = " or ".join(
@@ -35,7 +36,10 @@ def main(args: argparse.Namespace) -> int:
     )
     print(f"{job.path}: ok")
     print(f"  data:     {summary} (fingerprint {fingerprint[:12]})")
-    print(f"  search:   {budget}; population {search.population}; objectives {', '.join(search.objectives)}")
+    print(
+        f"  search:   {budget}; population {search.population}; objectives {', '.join(search.objectives)}; "
+        f"strategy {search.strategy}"
+    )
     print(
         f"  training: {training.epochs} epochs or {training.max_seconds:g} s per candidate; "
         f"precision {training.precision}, device {training.device}"

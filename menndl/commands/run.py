@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from menndl import __version__
-from menndl.commands.common import inspect_data
+from menndl.commands.common import check_strategy, inspect_data
 from menndl.errors import StorageError, UserError
 from menndl.genome import InputSpec
 from menndl.job import Job, load_job
@@ -114,14 +114,7 @@ def _run_master(args: argparse.Namespace, transport: MasterTransport | None) -> 
 
     job = load_job(args.job).with_overrides(evaluations=args.evaluations, time_limit=args.time_limit, seed=args.seed)
     job = _with_stop_grace(job, getattr(args, "stop_grace", None))
-    if job.search.strategy == "optuna":
-        from menndl.master.optuna_strategy import optuna_available
-
-        if not optuna_available():
-            raise UserError(
-                f"{job.path}: search.strategy = \"optuna\" needs the optuna package, which is not installed "
-                "(pip install optuna)"
-            )
+    check_strategy(job)
     if args.workers is not None and args.workers < 1:
         raise UserError(f"--workers: expected an integer >= 1, got {args.workers}")
     if transport is not None and args.workers is not None:
