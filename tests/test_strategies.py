@@ -102,3 +102,32 @@ def test_job_strategy_key() -> None:
     assert random_job.search.strategy == "random"
     with pytest.raises(UserError, match=r"d.toml: search.strategy: expected one of nsga2, random, optuna, got 'grid'"):
         parse_job(text.replace("[search]", '[search]\nstrategy = "grid"'), path="d.toml")
+
+
+def test_spread_start_spans_more_model_sizes_than_the_sampler() -> None:
+    import math
+
+    def sizes(spread: bool, seed: int) -> list[float]:
+        evo = make("nsga2", seed=seed, population=16, spread_start=spread)
+        first = [evo.ask() for _ in range(16)]
+        assert {c.operator for c in first} == {"random"}
+        assert len({c.genome.hash for c in first}) == 16
+        for candidate in first:
+            check(candidate.genome, SearchSpace(), SPEC)
+        return sorted(math.log10(count_params(c.genome, SPEC)) for c in first)
+
+    wider = 0
+    for seed in range(10):
+        spread, plain = sizes(True, seed), sizes(False, seed)
+        assert spread == sizes(True, seed)  # deterministic
+        wider += (spread[-1] - spread[0]) > (plain[-1] - plain[0])
+    assert wider >= 8  # the ends of the size range are reached far more often
+
+
+def test_spread_start_job_key() -> None:
+    text = open("jobs/digits.toml").read()
+    assert parse_job(text, path="d.toml").search.spread_start is False
+    job = parse_job(text.replace("[search]", "[search]\nspread_start = true"), path="d.toml")
+    assert job.search.spread_start is True
+    with pytest.raises(UserError, match="search.spread_start"):
+        parse_job(text.replace("[search]", "[search]\nspread_start = 1"), path="d.toml")

@@ -23,6 +23,7 @@ numpy: no torch, no MPI.
 from __future__ import annotations
 
 import json
+import math
 import random
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -41,6 +42,8 @@ DIRECTIONS: dict[str, float] = {"accuracy": 1.0, "params": -1.0, "flops": -1.0, 
 PROPOSAL_TRIES = 50  # children tried before falling back to random genomes
 MAX_PROPOSALS = 2000  # proposals tried in all before the search space counts as exhausted
 FRONT_BATCH = 4096  # results told before the all-time Pareto front is brought up to date unasked
+INITIAL_PICKS = 8  # random-start genomes chosen per batch ...
+INITIAL_DRAWS = 32  # ... from this many random genomes, spread evenly over log(parameters) (see `_initial_genome`)
 
 
 class SpaceExhausted(Exception):
@@ -96,6 +99,7 @@ class Evolution:
         aging: bool = False,
         rerank_interval: int | None = None,
         strategy: str = "nsga2",
+        spread_start: bool = False,
     ) -> None:
         """Set up an empty population.
 
@@ -111,6 +115,8 @@ class Evolution:
                 NSGAIISampler over `menndl.genome.encoding`, from the first
                 child on).  The population and the Pareto front are kept the
                 same way for all three.
+            spread_start: choose the random start's genomes to span model
+                sizes (`_initial_genome`) instead of taking the sampler's draws.
         """
         unknown = [name for name in objectives if name not in DIRECTIONS]
         if unknown or not objectives:
@@ -158,6 +164,8 @@ class Evolution:
         self._seen: set[str] = set()
         self._next_id = 0
         self._random_left = population_size
+        self.spread_start = spread_start
+        self._initial: list[Genome] = []  # random-start genomes chosen, not yet proposed
 
     @property
     def population(self) -> list[Member]:
@@ -279,9 +287,13 @@ class Evolution:
     def _propose(self, force_random: bool = False) -> tuple[Genome, tuple[int, ...], str]:
         if self._proposer is not None and not force_random:
             return self._proposer.propose(), (), "optuna"
-        if force_random or self._random_left > 0 or not self._members or self.strategy == "random":
-            self._random_left = max(0, self._random_left - 1)
+        if self.strategy == "random":
             return random_genome(self._rng, self.space, self.spec), (), "random"
+        if force_random or self._random_left > 0 or not self._members:
+            self._random_left = max(0, self._random_left - 1)
+            if force_random or not self.spread_start:
+                return random_genome(self._rng, self.space, self.spec), (), "random"
+            return self._initial_genome(), (), "random"
         if len(self._members) >= 2 and self._rng.random() < self.crossover_probability:
             first, second = self._tournament(), self._tournament()
             child = crossover(first.candidate.genome, second.candidate.genome, self._rng, self.space, self.spec)
@@ -289,6 +301,26 @@ class Evolution:
         parent = self._tournament()
         child, operator = mutate(parent.candidate.genome, self._rng, self.space, self.spec)
         return child, (parent.candidate.id,), operator
+
+    def _initial_genome(self) -> Genome:
+        """A random-start genome, chosen so that the first population spans the sizes the space offers.
+
+        The sampler's sizes bunch in the middle; a front needs its ends (tiny models, big accurate
+        ones) early.  Per batch, `INITIAL_DRAWS` random genomes are drawn and `INITIAL_PICKS` taken,
+        nearest to sizes evenly spaced in log(parameters) from the batch's smallest to its largest.
+        """
+        if not self._initial:
+            drawn = [random_genome(self._rng, self.space, self.spec) for _ in range(INITIAL_DRAWS)]
+            sizes = [math.log(count_params(genome, self.spec)) for genome in drawn]
+            low, high = min(sizes), max(sizes)
+            free = list(range(len(drawn)))
+            for pick in range(INITIAL_PICKS):
+                target = low + (high - low) * pick / (INITIAL_PICKS - 1)
+                nearest = min(free, key=lambda i: abs(sizes[i] - target))
+                free.remove(nearest)
+                self._initial.append(drawn[nearest])
+            self._rng.shuffle(self._initial)
+        return self._initial.pop()
 
     def _tournament(self) -> Member:
         """Binary tournament: lower front rank wins, then larger crowding distance."""

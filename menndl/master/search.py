@@ -145,6 +145,7 @@ class Search:
             aging=job.search.aging,
             rerank_interval=job.search.rerank_interval,
             strategy=job.search.strategy,
+            spread_start=job.search.spread_start,
         )
         self._clock, self._wallclock = clock, wallclock
         self._worker_setup = dict(worker_setup or {})
