@@ -86,7 +86,7 @@ class SearchConfig:
     rerank_interval: int | None = None  # results between full re-rankings (default_rerank_interval)
     stop_grace: float = 600.0  # seconds a stop signal waits for running evaluations before leaving them to --resume
     strategy: str = "nsga2"  # who proposes children: menndl's NSGA-II, plain random sampling, or Optuna's NSGA-II
-    spread_start: bool = False  # nsga2: the random start spans model sizes evenly in log(parameters)
+    spread_start: bool = True  # nsga2: the random start spans model sizes evenly in log(parameters)
 
     def __post_init__(self) -> None:
         if self.strategy not in STRATEGIES:

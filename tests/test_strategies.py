@@ -126,8 +126,8 @@ def test_spread_start_spans_more_model_sizes_than_the_sampler() -> None:
 
 def test_spread_start_job_key() -> None:
     text = open("jobs/digits.toml").read()
-    assert parse_job(text, path="d.toml").search.spread_start is False
-    job = parse_job(text.replace("[search]", "[search]\nspread_start = true"), path="d.toml")
-    assert job.search.spread_start is True
+    assert parse_job(text, path="d.toml").search.spread_start is True  # the default
+    job = parse_job(text.replace("[search]", "[search]\nspread_start = false"), path="d.toml")
+    assert job.search.spread_start is False
     with pytest.raises(UserError, match="search.spread_start"):
         parse_job(text.replace("[search]", "[search]\nspread_start = 1"), path="d.toml")
