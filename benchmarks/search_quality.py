@@ -151,6 +151,7 @@ def measure(run: dict[str, Any], budget: int) -> dict[str, Any]:
         "evaluations": len(rows),
         "failed": len(rows) - len(ok),
         "curve": {str(f): v for f, v in at.items()},
+        "anytime": curve,  # best validation accuracy after each evaluation, in finishing order (summary.json)
         "best_accuracy": curve[-1] if curve else math.nan,
         "hypervolume": hypervolume([(row["accuracy"], row["params"]) for row in ok]),
         "top_id": None if top is None else int(top["id"]),

@@ -79,6 +79,8 @@ def test_benchmark_runs_every_strategy_and_retrains(tmp_path: Path) -> None:
         assert 0.0 < run["hypervolume"] <= 1.0
         assert 0.0 < run["test_accuracy"] <= 1.0  # measured by `menndl train` on the untouched test split
         assert run["top_params"] > 0
+        curve = run["anytime"]  # best validation accuracy after each evaluation: never falls
+        assert len(curve) == 6 and curve == sorted(curve) and curve[-1] == run["best_accuracy"]
     operators = {run["strategy"]: set(run["operators"]) for run in runs}
     assert operators["random"] == {"random"}
     assert operators["optuna"] == {"optuna"}
