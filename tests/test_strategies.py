@@ -131,3 +131,12 @@ def test_spread_start_job_key() -> None:
     assert job.search.spread_start is False
     with pytest.raises(UserError, match="search.spread_start"):
         parse_job(text.replace("[search]", "[search]\nspread_start = 1"), path="d.toml")
+
+
+def test_spread_start_is_limited_to_the_first_genomes_of_a_large_random_start() -> None:
+    from menndl.master.evolution import SPREAD_LIMIT
+
+    evo = make("nsga2", population=SPREAD_LIMIT + 40, spread_start=True)
+    first = [evo.ask() for _ in range(SPREAD_LIMIT + 40)]
+    assert {c.operator for c in first} == {"random"} and len({c.genome.hash for c in first}) == len(first)
+    assert evo._spread_left == 0  # the last 40 came straight from the sampler: no 4x drawing at large populations

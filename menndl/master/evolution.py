@@ -44,6 +44,7 @@ MAX_PROPOSALS = 2000  # proposals tried in all before the search space counts as
 FRONT_BATCH = 4096  # results told before the all-time Pareto front is brought up to date unasked
 INITIAL_PICKS = 8  # random-start genomes chosen per batch ...
 INITIAL_DRAWS = 32  # ... from this many random genomes, spread evenly over log(parameters) (see `_initial_genome`)
+SPREAD_LIMIT = 256  # random-start genomes chosen that way at most: a larger random start reaches the ends by itself
 
 
 class SpaceExhausted(Exception):
@@ -115,8 +116,9 @@ class Evolution:
                 NSGAIISampler over `menndl.genome.encoding`, from the first
                 child on).  The population and the Pareto front are kept the
                 same way for all three.
-            spread_start: choose the random start's genomes to span model
-                sizes (`_initial_genome`) instead of taking the sampler's draws.
+            spread_start: choose the random start's first `SPREAD_LIMIT`
+                genomes to span model sizes (`_initial_genome`) instead of
+                taking the sampler's draws.
         """
         unknown = [name for name in objectives if name not in DIRECTIONS]
         if unknown or not objectives:
@@ -165,6 +167,7 @@ class Evolution:
         self._next_id = 0
         self._random_left = population_size
         self.spread_start = spread_start
+        self._spread_left = min(population_size, SPREAD_LIMIT) if spread_start else 0
         self._initial: list[Genome] = []  # random-start genomes chosen, not yet proposed
 
     @property
@@ -291,8 +294,9 @@ class Evolution:
             return random_genome(self._rng, self.space, self.spec), (), "random"
         if force_random or self._random_left > 0 or not self._members:
             self._random_left = max(0, self._random_left - 1)
-            if force_random or not self.spread_start:
+            if force_random or self._spread_left <= 0:
                 return random_genome(self._rng, self.space, self.spec), (), "random"
+            self._spread_left -= 1
             return self._initial_genome(), (), "random"
         if len(self._members) >= 2 and self._rng.random() < self.crossover_probability:
             first, second = self._tournament(), self._tournament()
@@ -428,6 +432,8 @@ class Evolution:
             self._proposer.restore(rows)
         self._next_id = max(int(next_id), max((int(row["id"]) + 1 for row in rows), default=0))
         self._random_left = max(0, self.population_size - self._next_id)
+        if self.spread_start:
+            self._spread_left = max(0, min(self.population_size, SPREAD_LIMIT) - self._next_id)
         if rng_state is not None:
             state = json.loads(rng_state)
             self._rng.setstate((state["version"], tuple(state["state"]), state["gauss"]))
