@@ -32,6 +32,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -156,15 +157,8 @@ def measure(run: dict[str, Any], budget: int) -> dict[str, Any]:
         "hypervolume": hypervolume([(row["accuracy"], row["params"]) for row in ok]),
         "top_id": None if top is None else int(top["id"]),
         "top_params": None if top is None else int(top["params"]),
-        "operators": _operator_counts(rows),
+        "operators": dict(Counter(row["operator"] for row in rows)),
     }
-
-
-def _operator_counts(rows: list[dict[str, Any]]) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for row in rows:
-        counts[row["operator"]] = counts.get(row["operator"], 0) + 1
-    return counts
 
 
 def retrain(args: argparse.Namespace, result: dict[str, Any]) -> None:

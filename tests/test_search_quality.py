@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from menndl.bench.quality import anytime_best, anytime_hypervolume, hypervolume, size_score
+from menndl.bench.quality import anytime_best, hypervolume, size_score
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -56,9 +56,6 @@ def test_anytime_curves() -> None:
     assert anytime_best([]) == []
     best = anytime_best([math.nan, 0.5, 0.4, math.nan, 0.7, 0.6])
     assert math.isnan(best[0]) and best[1:] == [0.5, 0.5, 0.5, 0.7, 0.7]
-    volumes = anytime_hypervolume([0.5, 0.9, 0.4], [1e4, 1e4, 100], at=[1, 2, 3])
-    assert volumes == pytest.approx([0.25, 0.45, 0.45 + 0.4 * 0.5])
-    assert volumes == sorted(volumes)
 
 
 @pytest.mark.timeout(600)

@@ -59,13 +59,3 @@ def anytime_best(accuracies: Sequence[float]) -> list[float]:
     best = np.maximum.accumulate(filled) if len(filled) else filled
     return [math.nan if math.isinf(v) else float(v) for v in best]
 
-
-def anytime_hypervolume(
-    accuracies: Sequence[float],
-    params: Sequence[float],
-    at: Sequence[int],
-    size_range: tuple[float, float] = SIZE_RANGE,
-) -> list[float]:
-    """Hypervolume of the first ``n`` evaluations, for each ``n`` in ``at``."""
-    pairs = list(zip(accuracies, params))
-    return [hypervolume(pairs[:n], size_range) for n in at]

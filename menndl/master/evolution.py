@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from menndl.genome import Genome, InputSpec, SearchSpace, count_flops, count_params, crossover, mutate, random_genome
+from menndl.job import STRATEGIES
 from menndl.master.nondominated import crowding_distances, first_front, front_ranks, no_worse_than, nsga2_order
 
 if TYPE_CHECKING:
@@ -125,8 +126,8 @@ class Evolution:
             raise ValueError(f"objectives must be some of {sorted(DIRECTIONS)}, got {list(objectives)}")
         if population_size < 2:
             raise ValueError(f"population_size must be >= 2, got {population_size}")
-        if strategy not in ("nsga2", "random", "optuna"):
-            raise ValueError(f"strategy must be nsga2, random or optuna, got {strategy!r}")
+        if strategy not in STRATEGIES:
+            raise ValueError(f"strategy must be one of {', '.join(STRATEGIES)}, got {strategy!r}")
         self.space, self.spec = space, spec
         self.strategy = strategy
         self._proposer: OptunaProposer | None = None
@@ -411,6 +412,8 @@ class Evolution:
             text = row["genome"]
             genome = Genome.from_json(text) if isinstance(text, str) else Genome.from_dict(text)
             self._seen.add(str(row.get("hash") or genome.hash))
+            if self._proposer is not None:  # a resumed Optuna study learns every finished evaluation
+                self._proposer.tell(int(row["id"]), genome, row)
             if row.get("status") != "ok":
                 continue
             parents = row.get("parents", [])
@@ -428,8 +431,6 @@ class Evolution:
             self._members = ok
             self._store = np.ascontiguousarray(everything.T)
             self._rerank()
-        if self._proposer is not None:
-            self._proposer.restore(rows)
         self._next_id = max(int(next_id), max((int(row["id"]) + 1 for row in rows), default=0))
         self._random_left = max(0, self.population_size - self._next_id)
         if self.spread_start:

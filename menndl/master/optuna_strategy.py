@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from menndl.genome import Genome, InputSpec, SearchSpace
 from menndl.genome.encoding import Parameter, genome_from_parameters, genome_parameters, parameters_of_genome
-
-MAXIMISED = frozenset({"accuracy"})  # every other objective is minimised
+from menndl.master.evolution import DIRECTIONS
 
 
 def optuna_available() -> bool:
@@ -59,7 +58,7 @@ class OptunaProposer:
         self.space, self.spec, self.objectives = space, spec, tuple(objectives)
         self._distributions = {p.name: _distribution(p) for p in genome_parameters(space, spec)}
         sampler = optuna.samplers.NSGAIISampler(population_size=max(2, population_size), seed=seed)
-        directions = ["maximize" if name in MAXIMISED else "minimize" for name in self.objectives]
+        directions = ["maximize" if DIRECTIONS[name] > 0 else "minimize" for name in self.objectives]
         self.study = optuna.create_study(directions=directions, sampler=sampler)  # type: ignore[arg-type]
         self._asked: Any = None  # the trial behind the genome `propose` returned last
         self._trials: dict[int, Any] = {}  # candidate id -> its trial, until told
@@ -98,28 +97,14 @@ class OptunaProposer:
         values = self._objective_values(metrics)
         if values is not None:
             self._values[genome.hash] = values
-        if trial is None:  # a seed genome, or one in flight when the search was resumed
-            if values is not None:
+        if trial is None:  # a seed genome, or an evaluation of the library a search resumes from
+            if values is not None:  # (the sampler counts these as an earlier generation)
                 self._add_completed(genome, values)
             return
         if values is None:
             self.study.tell(trial, state=TrialState.FAIL)
         else:
             self.study.tell(trial, values)
-
-    def restore(self, records: Iterable[Mapping[str, Any]]) -> None:
-        """Give a resumed study the finished evaluations of its library as completed trials.
-
-        The sampler's generation bookkeeping starts afresh: they all count as one earlier generation.
-        """
-        for row in records:
-            values = self._objective_values(row)
-            if values is None:
-                continue
-            text = row["genome"]
-            genome = Genome.from_json(text) if isinstance(text, str) else Genome.from_dict(text)
-            self._values[genome.hash] = values
-            self._add_completed(genome, values)
 
     def _add_completed(self, genome: Genome, values: list[float]) -> None:
         """Tell the study of an evaluation it did not propose, as a completed trial."""
