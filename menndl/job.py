@@ -20,18 +20,13 @@ from typing import Any
 
 from menndl.errors import UserError
 from menndl.genome.space import SearchSpace
+from menndl.objectives import DIRECTIONS, RANKINGS
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - exercised on Python 3.10 only
     import tomli as tomllib
 
-OBJECTIVES: dict[str, str] = {
-    "accuracy": "max",
-    "params": "min",
-    "flops": "min",
-    "train_seconds": "min",
-}
 MAX_CANDIDATE_SECONDS = 1e7  # about 116 days: more is a typo, and overflows timers
 MAX_SEED = 2**63 - 1  # seeds are stored as int64 in the library
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")
@@ -109,10 +104,10 @@ class SearchConfig:
             raise ValueError(f"search.time_limit: expected seconds > 0, got {self.time_limit}")
         if self.evaluations is None and self.time_limit is None:
             raise ValueError("search: set evaluations, time_limit or both; a search needs a budget")
-        unknown = [name for name in self.objectives if name not in OBJECTIVES]
+        unknown = [name for name in self.objectives if name not in DIRECTIONS]
         if unknown:
             raise ValueError(
-                f"search.objectives: unknown objective '{unknown[0]}' (expected some of: {', '.join(OBJECTIVES)})"
+                f"search.objectives: unknown objective '{unknown[0]}' (expected some of: {', '.join(DIRECTIONS)})"
             )
         if not self.objectives or len(set(self.objectives)) != len(self.objectives):
             raise ValueError(f"search.objectives: expected distinct objective names, got {list(self.objectives)}")
@@ -197,8 +192,8 @@ class LibraryConfig:
             raise ValueError(f"library.keep_weights: expected an integer >= 0, got {self.keep_weights}")
         if self.seed_top < 1:
             raise ValueError(f"library.seed_top: expected an integer >= 1, got {self.seed_top}")
-        if self.seed_by not in ("accuracy", "params", "flops", "seconds"):
-            raise ValueError(f"library.seed_by: expected accuracy, params, flops or seconds, got '{self.seed_by}'")
+        if self.seed_by not in RANKINGS:
+            raise ValueError(f"library.seed_by: expected {', '.join(RANKINGS)}, got '{self.seed_by}'")
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ from typing import Any
 
 from menndl.errors import OneLineParser, UserError
 from menndl.library.genomes import stored_parents
+from menndl.objectives import RANKINGS
 
 HELP = "query a library: top, pareto, show ID, stats, lineage ID, status; or merge A B -o C"
 
@@ -41,7 +42,7 @@ def _action_parser(target: str) -> argparse.ArgumentParser:
     parser = OneLineParser(prog=f"menndl library {target}")
     actions = parser.add_subparsers(dest="name", required=True, metavar="ACTION")
     top = actions.add_parser("top", help="best evaluations")
-    top.add_argument("--by", choices=("accuracy", "params", "flops", "seconds"), default="accuracy")
+    top.add_argument("--by", choices=tuple(RANKINGS), default="accuracy")
     top.add_argument("--where", metavar="EXPR", help="FIELD OP NUMBER [and ...], e.g. 'params<1e5'")
     top.add_argument("--limit", type=int, default=10, metavar="K")
     top.add_argument("--all", action="store_true", help="include failed evaluations")

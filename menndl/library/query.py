@@ -18,10 +18,10 @@ import numpy as np
 from menndl.errors import UserError
 from menndl.library.genomes import stored_parents
 from menndl.library.reader import Library
-from menndl.library.schema import FIELD_KINDS, RANKINGS
+from menndl.library.schema import FIELD_KINDS
+from menndl.objectives import DIRECTIONS, RANKINGS
 
 ALIASES = {"seconds": "train_seconds"}
-DIRECTIONS = {"accuracy": 1.0, "params": -1.0, "flops": -1.0, "train_seconds": -1.0}
 
 _OPS: dict[str, Callable[[Any, Any], Any]] = {
     "<=": operator.le,

@@ -156,10 +156,3 @@ WEIGHTS_GROUP = "weights"
 """Group of ``weights/<id>/<parameter name>`` float32 arrays (the kept top candidates)."""
 
 
-RANKINGS: dict[str, tuple[str, float]] = {
-    "accuracy": ("accuracy", -1.0),
-    "params": ("params", 1.0),
-    "flops": ("flops", 1.0),
-    "seconds": ("train_seconds", 1.0),
-}
-"""``--by`` / ``seed_by`` name -> (column, sign): best first is ascending ``sign * value``."""

@@ -34,12 +34,12 @@ import numpy as np
 from menndl.genome import Genome, InputSpec, SearchSpace, count_flops, count_params, crossover, mutate, random_genome
 from menndl.job import STRATEGIES
 from menndl.master.nondominated import crowding_distances, first_front, front_ranks, no_worse_than, nsga2_order
+from menndl.objectives import DIRECTIONS
 
 if TYPE_CHECKING:
     from menndl.master.optuna_strategy import OptunaProposer
 
 UNRANKED = -1  # a member told since the last re-ranking whose rank nobody has needed yet
-DIRECTIONS: dict[str, float] = {"accuracy": 1.0, "params": -1.0, "flops": -1.0, "train_seconds": -1.0}
 PROPOSAL_TRIES = 50  # children tried before falling back to random genomes
 MAX_PROPOSALS = 2000  # proposals tried in all before the search space counts as exhausted
 FRONT_BATCH = 4096  # results told before the all-time Pareto front is brought up to date unasked

@@ -15,7 +15,7 @@ from typing import Any
 
 from menndl.genome import Genome, InputSpec, SearchSpace
 from menndl.genome.encoding import Parameter, genome_from_parameters, genome_parameters, parameters_of_genome
-from menndl.master.evolution import DIRECTIONS
+from menndl.objectives import study_direction
 
 
 def optuna_available() -> bool:
@@ -58,7 +58,7 @@ class OptunaProposer:
         self.space, self.spec, self.objectives = space, spec, tuple(objectives)
         self._distributions = {p.name: _distribution(p) for p in genome_parameters(space, spec)}
         sampler = optuna.samplers.NSGAIISampler(population_size=max(2, population_size), seed=seed)
-        directions = ["maximize" if DIRECTIONS[name] > 0 else "minimize" for name in self.objectives]
+        directions = [study_direction(name) for name in self.objectives]
         self.study = optuna.create_study(directions=directions, sampler=sampler)  # type: ignore[arg-type]
         self._asked: Any = None  # the trial behind the genome `propose` returned last
         self._trials: dict[int, Any] = {}  # candidate id -> its trial, until told

@@ -16,8 +16,8 @@ from typing import Any
 from menndl.errors import UserError
 from menndl.genome import Genome, InputSpec, SearchSpace, repair
 from menndl.library.genomes import stored_genome
-from menndl.library.schema import RANKINGS
 from menndl.master.evolution import Candidate
+from menndl.objectives import RANKINGS
 
 
 @dataclass
