@@ -198,7 +198,7 @@ def test_told_member_ranks_one_past_its_worst_dominator_in_the_last_ranking(ties
                        "train_seconds": rng.random()}  # fmt: skip
         evo.tell(candidate, metrics)
         population = evo.population
-        if evo._since_rerank == 0:  # just re-ranked: this is the ranking the next results are ranked against
+        if evo.ranking.since_rerank == 0:  # just re-ranked: this is the ranking the next results are ranked against
             values = np.array([m.values for m in population])
             brute = front_ranks(values)
             assert [m.rank for m in population] == brute.tolist()
@@ -270,9 +270,9 @@ def test_front_unread_is_folded_in_batches(monkeypatch: pytest.MonkeyPatch) -> N
     """Results wait for the front in a bounded batch, even when nobody reads the front."""
     import random
 
-    from menndl.master import evolution
+    from menndl.master import population
 
-    monkeypatch.setattr(evolution, "FRONT_BATCH", 16)
+    monkeypatch.setattr(population, "FRONT_BATCH", 16)
     evo = Evolution(space=SearchSpace(), spec=SPEC, objectives=("accuracy", "params"),
                     population_size=10, crossover_probability=0.5, seed=3)  # fmt: skip
     rng = random.Random(3)
@@ -282,6 +282,6 @@ def test_front_unread_is_folded_in_batches(monkeypatch: pytest.MonkeyPatch) -> N
         metrics = {"status": "ok", "accuracy": rng.random(), "params": rng.randrange(100, 10000)}
         evo.tell(candidate, metrics)
         told.append((candidate.id, (-metrics["accuracy"], metrics["params"])))
-        assert len(evo._unfolded) < 16
+        assert evo.ranking.unfolded < 16
     first = {told[i][0] for i in np.flatnonzero(front_ranks(np.array([v for _, v in told])) == 0)}
-    assert {m.candidate.id for m in evo.front} == first and not evo._unfolded
+    assert {m.candidate.id for m in evo.front} == first and not evo.ranking.unfolded

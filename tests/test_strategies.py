@@ -66,7 +66,7 @@ def test_optuna_proposes_valid_new_genomes_and_learns_every_result() -> None:
     assert len({c.genome.hash for c in told}) == 30  # never a genome twice
     for candidate in told:
         check(candidate.genome, SearchSpace(), SPEC)
-    trials = evo._proposer.study.get_trials(deepcopy=False)  # type: ignore[union-attr]
+    trials = evo.proposer.study.get_trials(deepcopy=False)  # type: ignore[attr-defined]
     states = [t.state for t in trials]
     assert TrialState.RUNNING not in states  # every asked trial was told: a result, or a rejection
     failed = sum(1 for c in told if metrics(c, c.id)["status"] != "ok")
@@ -88,7 +88,7 @@ def test_optuna_same_seed_same_proposals_and_restore_feeds_the_study() -> None:
              "seed": c.seed, **metrics(c, c.id)} for c in told]  # fmt: skip
     resumed = make("optuna", seed=7)
     resumed.restore(rows, next_id=12, rng_state=original.rng_state())
-    study = resumed._proposer.study  # type: ignore[union-attr]
+    study = resumed.proposer.study  # type: ignore[attr-defined]
     assert len(study.trials) == sum(1 for row in rows if row["status"] == "ok")
     seen = {row["hash"] for row in rows}
     for child in drive(resumed, 6):
@@ -139,4 +139,4 @@ def test_spread_start_is_limited_to_the_first_genomes_of_a_large_random_start() 
     evo = make("nsga2", population=SPREAD_LIMIT + 40, spread_start=True)
     first = [evo.ask() for _ in range(SPREAD_LIMIT + 40)]
     assert {c.operator for c in first} == {"random"} and len({c.genome.hash for c in first}) == len(first)
-    assert evo._spread_left == 0  # the last 40 came straight from the sampler: no 4x drawing at large populations
+    assert evo.proposer.spread_left == 0  # type: ignore[attr-defined]  # the last 40 came straight from the sampler: no 4x drawing at large populations

@@ -29,7 +29,7 @@ def inspect_data(job: Job) -> tuple[InputSpec, str, str]:
 def check_strategy(job: Job) -> None:
     """Raise UserError when the job's ``search.strategy`` needs a package that is not installed."""
     if job.search.strategy == "optuna":
-        from menndl.master.optuna_strategy import optuna_available
+        from menndl.master.optuna_proposer import optuna_available
 
         if not optuna_available():
             raise UserError(

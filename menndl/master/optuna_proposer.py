@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import logging
 import math
+import random
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from menndl.genome import Genome, InputSpec, SearchSpace
+from menndl.genome import Genome, InputSpec, SearchSpace, random_genome
 from menndl.genome.encoding import Parameter, genome_from_parameters, genome_parameters, parameters_of_genome
+from menndl.master.proposer import Proposal, Proposer
 from menndl.objectives import study_direction
 
 
@@ -35,7 +37,7 @@ def _distribution(parameter: Parameter) -> Any:
     return CategoricalDistribution(parameter.choices)
 
 
-class OptunaProposer:
+class OptunaProposer(Proposer):
     """Asks Optuna for genomes and tells it their results, keyed by candidate id."""
 
     def __init__(
@@ -46,16 +48,20 @@ class OptunaProposer:
         objectives: Sequence[str],
         population_size: int,
         seed: int,
+        rng: random.Random,
     ) -> None:
         """An in-memory study with one direction per objective and a seeded NSGAIISampler.
 
         Args:
             population_size: the sampler's generation size (the job's ``search.population``).
+            seed: the sampler's seed.
+            rng: the search's generator, for the random genomes of a forced `propose`.
         """
         import optuna
 
         optuna.logging.set_verbosity(logging.WARNING)
         self.space, self.spec, self.objectives = space, spec, tuple(objectives)
+        self._rng = rng
         self._distributions = {p.name: _distribution(p) for p in genome_parameters(space, spec)}
         sampler = optuna.samplers.NSGAIISampler(population_size=max(2, population_size), seed=seed)
         directions = [study_direction(name) for name in self.objectives]
@@ -64,25 +70,30 @@ class OptunaProposer:
         self._trials: dict[int, Any] = {}  # candidate id -> its trial, until told
         self._values: dict[str, list[float]] = {}  # genome hash -> objective values of its evaluation
 
-    def propose(self) -> Genome:
-        """The genome of a new trial (`accept` or `reject` it before the next call)."""
+    def propose(self, force_random: bool = False) -> Proposal:
+        """The genome of a new trial (`accepted` or `rejected` before the next call), or a random one if forced."""
+        if force_random:  # no trial behind it: the study learns of it when it is told
+            return Proposal(random_genome(self._rng, self.space, self.spec), (), "random")
         self._asked = self.study.ask(self._distributions)
-        return genome_from_parameters(self._asked.params, self.space, self.spec)
+        return Proposal(genome_from_parameters(self._asked.params, self.space, self.spec), (), "optuna")
 
-    def accept(self, candidate_id: int) -> None:
-        """The genome last proposed becomes this candidate: its trial waits for the result."""
-        self._trials[candidate_id] = self._asked
-        self._asked = None
+    def accepted(self, proposal: Proposal, candidate_id: int) -> None:
+        """The trial of the genome last proposed waits for this candidate's result."""
+        if proposal.operator == "optuna":
+            self._trials[candidate_id] = self._asked
+            self._asked = None
 
-    def reject(self, genome: Genome) -> None:
+    def rejected(self, proposal: Proposal) -> None:
         """The genome last proposed will not be trained (already proposed, or over the hard limits).
 
         A genome evaluated before gets that evaluation's values, so the sampler learns from the
         repeat instead of asking again blindly; any other rejected trial is told as failed.
         """
+        if proposal.operator != "optuna":
+            return
         from optuna.trial import TrialState
 
-        known = self._values.get(genome.hash)
+        known = self._values.get(proposal.genome.hash)
         if known is not None:
             self.study.tell(self._asked, known)
         else:
