@@ -174,17 +174,18 @@ def test_node_layouts_index_workers_per_node_in_rank_order() -> None:
 
 def test_deadline_queues_stay_bounded_and_still_catch_a_hung_worker(tmp_path: Path, monkeypatch) -> None:
     """Every task start adds a deadline entry; finished tasks' entries are dropped in bulk, live ones kept."""
-    from menndl.master import search as search_module
+    from menndl.master import scheduler
+    from menndl.master.scheduler import Scheduler
 
     compactions = []
-    original = Search._compact_expiries
+    original = Scheduler._compact_expiries
 
-    def counting(self: Search) -> None:
+    def counting(self: Scheduler) -> None:
         original(self)
         compactions.append(sum(map(len, self._expiries)))
 
-    monkeypatch.setattr(Search, "_compact_expiries", counting)
-    monkeypatch.setattr(search_module, "EXPIRY_SLACK", 1)  # compact past 256 entries
+    monkeypatch.setattr(Scheduler, "_compact_expiries", counting)
+    monkeypatch.setattr(scheduler, "EXPIRY_SLACK", 1)  # compact past 256 entries
     transport = ScriptedTransport(3, hang={2})
     result, records, _ = run(tmp_path, transport, evaluations=1200, deadline=2.0)
     assert len(compactions) >= 3 and all(size <= 3 for size in compactions)  # at most one live entry per worker

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from menndl.master.evolution import Candidate, Evolution, Member
+from menndl.master.candidate import Candidate
+from menndl.master.evolution import Evolution
+from menndl.master.population import Member
 from menndl.master.progress import Progress, Status
 from menndl.master.search import Search, SearchResult
 
