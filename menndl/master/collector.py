@@ -3,12 +3,9 @@
 The master's objects die by reference counting: tasks in flight, genomes and
 messages form no cycles.  Yet CPython's collector walks every young object
 that survives, again when it is promoted, and every live object at each full
-collection.  With default thresholds a simulation with 27,648 workers
-(``menndl simulate benchmarks/scale.toml --workers 27648``, about 700,000
-objects for the tasks in flight) spent 8 s of 90 in full collections that
-freed nothing; with thresholds of 50,000 / 1,000 / 1,000 still 1.2 s (5 us
-per result), for 1,552 objects of cyclic garbage in 250,000 evaluations
-(measured with ``gc.callbacks``).
+collection: with hundreds of thousands of objects for the tasks in flight,
+that is time spent on collections that free nothing (docs/scaling.md has the
+figures).
 
 So while the loop runs the collector is off.  Every `FREEZE_ALLOCATIONS`
 allocations of tracked objects the survivors are frozen (``gc.freeze``, a
