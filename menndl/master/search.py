@@ -216,7 +216,9 @@ class Search:
                 self._fill()  # every worker's first task, before the transport's start-up (see MPIMasterTransport)
                 self.scheduler.open_queued_slots()  # then the queued ones, in the loop
                 stats.add_cpu(started)
-                while self._working() and not self._abandoning():
+                while self._working():
+                    if self.stop and self._apply_stop_signals():
+                        break  # the running evaluations are left to --resume
                     event = self.transport.receive(RECEIVE_TIMEOUT)
                     started, began = time.process_time(), time.perf_counter()
                     if event is not None:
@@ -251,10 +253,8 @@ class Search:
             return False
         return self.budget.allows(scheduler.requeued > 0)
 
-    def _abandoning(self) -> bool:
-        """Whether the stop signals so far abandon the running evaluations now (the first only stops dispatching)."""
-        if not self.stop:
-            return False
+    def _apply_stop_signals(self) -> bool:
+        """Act on the stop signals so far (the first stops dispatching); True when they abandon the running ones."""
         decision = self.stop.decide(self.scheduler.busy, self.scheduler.in_flight, self._stop_reason)
         if decision.reason:
             self._stop_reason = decision.reason
