@@ -32,6 +32,8 @@ class DeviceData:
         x_val: Held-out samples (the validation split, or the test split when retraining; it may then be empty).
         y_val: Their labels.
         device: The training device (the tensors may be in host memory instead, see `index_device`).
+        mean: The per-channel mean subtracted from every sample, shaped to broadcast (``(1, C, 1, ...)``, CPU).
+        std: The per-channel standard deviation every sample was divided by (at least 1e-6), shaped alike.
     """
 
     x_train: torch.Tensor
@@ -39,6 +41,8 @@ class DeviceData:
     x_val: torch.Tensor
     y_val: torch.Tensor
     device: torch.device
+    mean: torch.Tensor
+    std: torch.Tensor
 
     @classmethod
     def from_dataset(cls, data: Dataset, device: torch.device, *, retrain: bool = False) -> DeviceData:
@@ -79,6 +83,8 @@ class DeviceData:
             x_val=standardise(held_x),
             y_val=place(torch.from_numpy(held_y)),
             device=device,
+            mean=mean,
+            std=std,
         )
 
     @property
