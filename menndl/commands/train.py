@@ -4,9 +4,9 @@ The job stored in the library says which data and numerics; training uses the tr
 together and runs the search's own loop (`Trainer.fit`): the genome's optimizer, batch size and learning-rate
 schedule (stretched over all the epochs of this training), the job's ``training.precision`` and
 ``training.channels_last``, the same checks for a non-finite loss.  It then reports the accuracy on the held-out
-test split and saves the weights as a plain state dict (tensors only: ``torch.load(path, weights_only=True)``),
-ready for ``menndl export --weights``.  A training that diverges or runs out of memory is one line and exit
-status 1, and writes no weights.
+test split (measured as the search measures validation accuracy, in that precision) and saves the weights as a
+plain state dict (tensors only: ``torch.load(path, weights_only=True)``), ready for ``menndl export --weights``.
+A training that diverges or runs out of memory is one line and exit status 1, and writes no weights.
 """
 
 from __future__ import annotations
