@@ -311,14 +311,13 @@ class Trainer:
         data, channels_last = self.data, self.channels_last
         x, y = data.x_train, data.y_train
         n, batch = len(x), max(2, min(hyper.batch_size, len(x)))  # batch norm needs two samples
-        budget = max_seconds
         planned_steps = max(1, epochs * len(range(0, n - 1, batch)))
         base_rates = [group["lr"] for group in optimizer.param_groups]
         scheduled = hyper.schedule != "constant"
         pending = sorted(float(f) for f in checkpoints)
         stop_below = {} if stop_below is None else stop_below
         start = time.perf_counter()
-        soft_end = start + budget
+        soft_end = start + max_seconds
         checking = 0.0  # seconds spent validating at checkpoints
         step = 0
         amp = autocast_context(self.device, self.precision)  # one context, entered once per step
@@ -338,7 +337,7 @@ class Trainer:
                     loss = loss_fn(model(xb), yb)
                 optimizer.zero_grad(set_to_none=True)
                 if scheduled:  # progress through the budget, by steps or by time, whichever is further
-                    done = max((step + 0.5) / planned_steps, (time.perf_counter() - start) / budget)
+                    done = max((step + 0.5) / planned_steps, (time.perf_counter() - start) / max_seconds)
                     factor = learning_rate_factor(hyper.schedule, min(1.0, done))
                     for group, rate in zip(optimizer.param_groups, base_rates):
                         group["lr"] = rate * factor
@@ -372,9 +371,9 @@ class Trainer:
             if out_of_time:
                 return progress
             progress.epochs = epoch + 1
-            if progress.train_seconds > budget:
+            if progress.train_seconds > max_seconds:
                 return progress
-            fraction = max((epoch + 1) / epochs, progress.train_seconds / budget)
+            fraction = max((epoch + 1) / epochs, progress.train_seconds / max_seconds)
             due = [f for f in pending if f <= fraction]
             if not due or epoch + 1 == epochs:
                 continue
@@ -390,7 +389,7 @@ class Trainer:
             if max(due) in stop_below and accuracy < stop_below[max(due)]:
                 progress.stopped_at = (accuracy, val_loss, latency)
                 return progress
-            if progress.train_seconds > budget:
+            if progress.train_seconds > max_seconds:
                 return progress
         return progress
 
