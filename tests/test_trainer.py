@@ -78,3 +78,39 @@ def test_mixed_precision_paths_train_on_the_cpu(precision: str, channels_last: s
     result = trainer.evaluate({"genome": genome, "seed": 0})
     assert result["status"] == "ok", result.get("error")
     assert result["precision"] == precision and result["accuracy"] > 0.5
+
+
+# A small network with batch norm, dropout and a dense head, and the figures `Trainer.evaluate` gave for it on the
+# digits (CPU, fp32, one thread) with the search's own loop before `Trainer.fit` existed (d31ae8b): the fit loop
+# shared with `menndl train` must train the search's candidates exactly as that loop did.
+PINNED_GENOME = {
+    "features": [{"type": "conv", "filters": 4, "kernel": 3, "activation": "relu", "batch_norm": True, "dropout": 0.1},
+                 {"type": "pool", "kind": "max", "size": 2}],  # fmt: skip
+    "head": [{"type": "dense", "units": 16, "activation": "relu", "dropout": 0.2}],
+    "train": {"learning_rate": 0.05, "batch_size": 32, "optimizer": "sgd", "momentum": 0.9,
+              "weight_decay": 1e-4, "schedule": "cosine", "budget": 1.0},  # fmt: skip
+}
+PINNED_ADAM = {**PINNED_GENOME, "train": {**PINNED_GENOME["train"], "optimizer": "adam", "learning_rate": 3e-3,
+                                          "schedule": "constant"}}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "epochs, genome, task, expected",
+    [
+        (1, PINNED_GENOME, {"seed": 7},
+         {"accuracy": 0.6979166666666666, "loss": 1.2301656934950087, "train_loss": 1.728331036037869, "epochs": 1}),
+        (2, PINNED_ADAM, {"seed": 11, "checkpoints": [0.5], "stop_below": [[0.5, 0.0]]},
+         {"accuracy": 0.84375, "loss": 1.0501426060994465, "train_loss": 1.5087961620754666, "epochs": 2,
+          "checkpoints": [[0.5, 0.5208333333333334]]}),
+    ],
+)  # fmt: skip
+def test_the_search_trains_as_before(epochs: int, genome: dict, task: dict, expected: dict) -> None:
+    torch.set_num_threads(1)
+    trainer = Trainer(load_dataset("digits"), TrainingConfig(epochs=epochs, max_seconds=1000), torch.device("cpu"))
+    result = trainer.evaluate({"genome": genome, **task})
+    assert result["status"] == "ok", result.get("error")
+    assert result["params"] == 1254 and result["epochs"] == expected["epochs"]
+    assert result["accuracy"] == expected["accuracy"]  # the same predictions, to the sample
+    assert result.get("checkpoints") == expected.get("checkpoints")
+    for key in ("loss", "train_loss"):
+        assert result[key] == pytest.approx(expected[key], rel=1e-6)

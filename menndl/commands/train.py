@@ -1,9 +1,12 @@
 """``menndl train LIB ID [--epochs N]``: train one chosen architecture intensively on the full training data.
 
-The job stored in the library says which data; training uses the training and validation splits
-together, with the genome's optimizer, batch size and learning-rate schedule (stretched over all
-the epochs of this training), then reports the accuracy on the held-out test split and saves the weights as a plain
-state dict (tensors only: ``torch.load(path, weights_only=True)``), ready for ``menndl export --weights``.
+The job stored in the library says which data and numerics; training uses the training and validation splits
+together and runs the search's own loop (`Trainer.fit`): the genome's optimizer, batch size and learning-rate
+schedule (stretched over all the epochs of this training), the job's ``training.precision`` and
+``training.channels_last``, the same checks for a non-finite loss.  It then reports the accuracy on the held-out
+test split (measured as the search measures validation accuracy, in that precision) and saves the weights as a
+plain state dict (tensors only: ``torch.load(path, weights_only=True)``), ready for ``menndl export --weights``.
+A training that diverges or runs out of memory is one line and exit status 1, and writes no weights.
 """
 
 from __future__ import annotations
@@ -11,12 +14,19 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import time
+import os
 from pathlib import Path
+from typing import Any
 
-from menndl.errors import UserError
+from menndl.errors import StorageError, UserError
 
 HELP = "train a chosen architecture on the job's full training data; report test accuracy, save weights"
+
+
+class TrainingFailed(UserError):
+    """The retraining diverged or ran out of memory: one line and exit status 1 (the input was fine)."""
+
+    exit_status = 1
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -24,6 +34,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("library", metavar="LIB", help="library file")
     parser.add_argument("id", type=int, metavar="ID", help="evaluation id")
     parser.add_argument("--epochs", type=int, metavar="N", help="epochs (default: 4 x the job's training.epochs)")
+    parser.add_argument(
+        "--max-seconds",
+        type=float,
+        metavar="S",
+        help="stop training after the step that passes S seconds (default: no time limit)",
+    )
     parser.add_argument("-o", "--output", metavar="PATH", help="weights file (default: LIB-stem-ID.pt beside LIB)")
     parser.add_argument(
         "--seed", type=int, metavar="S", help="random seed of the weights and batches (default: the evaluation's)"
@@ -33,19 +49,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    """Train, test, save."""
-    import numpy as np
+    """Train, test, save.
+
+    Raises:
+        UserError: a bad argument, library or dataset (exit status 2).
+        TrainingFailed: the training loss became non-finite or the device ran out of memory (exit status 1).
+        StorageError: the weights file cannot be written (exit status 1).
+    """
+    import dataclasses
+
     import torch
-    from torch import nn
 
     from menndl.commands.common import load_job_data
-    from menndl.genome import learning_rate_factor
-    from menndl.genome.decode import build_model
     from menndl.job import parse_job
     from menndl.library import Library
     from menndl.library.export import spec_of
     from menndl.library.genomes import stored_genome
-    from menndl.worker.trainer import choose_device, make_optimizer
+    from menndl.worker.faults import status_of
+    from menndl.worker.trainer import Trainer, choose_device
 
     with Library.open(args.library) as lib:
         row = lib.record(args.id)
@@ -57,6 +78,9 @@ def main(args: argparse.Namespace) -> int:
     epochs = args.epochs if args.epochs is not None else 4 * job.training.epochs
     if epochs < 1:
         raise UserError(f"--epochs: expected an integer >= 1, got {epochs}")
+    max_seconds = math.inf if args.max_seconds is None else args.max_seconds
+    if not max_seconds > 0:
+        raise UserError(f"--max-seconds: expected seconds > 0, got {args.max_seconds}")
     seed = args.seed if args.seed is not None else max(int(row["seed"]), 0)
     if not 0 <= seed < 2**63:
         raise UserError(f"--seed: expected an integer in [0, 2**63 - 1], got {seed}")
@@ -68,71 +92,87 @@ def main(args: argparse.Namespace) -> int:
     data = load_job_data(job)
     if fingerprint and data.fingerprint() != fingerprint:
         raise UserError(f"the data of job {job.path} changed since the search (dataset fingerprint differs)")
-    device = choose_device(args.device, 0)
-    x_all = torch.from_numpy(np.concatenate([data.x_train, data.x_val]))
-    y_all = torch.from_numpy(np.concatenate([data.y_train, data.y_val]))
-    axes = [0, *range(2, x_all.dim())]
-    mean, std = x_all.mean(dim=axes, keepdim=True), x_all.std(dim=axes, keepdim=True).clamp_min(1e-6)
-    x_all, y_all = ((x_all - mean) / std).to(device), y_all.to(device)
-    x_test = ((torch.from_numpy(data.x_test) - mean) / std).to(device)
-    y_test = torch.from_numpy(data.y_test).to(device)
-
     genome = stored_genome(args.library, row, spec)
-    torch.manual_seed(seed)
-    model = build_model(genome, spec).to(device)
-    hyper = genome.train
-    optimizer = make_optimizer(model, hyper.optimizer, hyper.learning_rate, hyper.weight_decay, hyper.momentum)
-    loss_fn = nn.CrossEntropyLoss()
-    batch = min(hyper.batch_size, len(x_all))
-    planned_steps = max(1, epochs * len(range(0, len(x_all) - 1, batch)))
-    base_rates = [group["lr"] for group in optimizer.param_groups]
-    step = 0
-    start = time.perf_counter()
-    model.train()
-    for _ in range(epochs):
-        order = torch.randperm(len(x_all), device=device)
-        for first in range(0, len(x_all) - 1, batch):
-            index = order[first : first + batch]
-            if len(index) < 2:
-                break
-            factor = learning_rate_factor(hyper.schedule, min(1.0, (step + 0.5) / planned_steps))
-            for group, rate in zip(optimizer.param_groups, base_rates):
-                group["lr"] = rate * factor  # the genome's schedule, over all the epochs of this training
-            step += 1
-            loss = loss_fn(model(x_all[index]), y_all[index])
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-    seconds = time.perf_counter() - start
-    model.eval()
-    with torch.no_grad():
-        test_accuracy = float((model(x_test).argmax(1) == y_test).float().mean()) if len(x_test) else math.nan
-    model = model.cpu()
-    torch.save({k: v.detach().contiguous() for k, v in model.state_dict().items()}, output)
+    device = choose_device(args.device, 0)
+    # The job's precision and memory format, as in the search; --device replaces its training.device.
+    trainer = Trainer(data, dataclasses.replace(job.training, device=args.device), device, retrain=True)
+
+    torch.manual_seed(seed)  # the initial weights, then the batches
+    try:
+        model = trainer.new_model(genome)
+        progress = trainer.fit(model, genome.train, epochs=epochs, max_seconds=max_seconds)
+        test_accuracy, _loss, _latency = trainer.validate(model)
+        state = {name: t.detach().to("cpu").contiguous() for name, t in model.state_dict().items()}
+    except Exception as exc:
+        status = status_of(exc)
+        if status not in ("nan", "oom"):
+            raise
+        what = "diverged" if status == "nan" else f"ran out of memory on {trainer.device_name}"
+        reason = " ".join(str(exc).split())[:300]
+        raise TrainingFailed(
+            f"train: evaluation {args.id} of {args.library}: training {what} ({reason}); no weights written"
+        ) from None
+    broken = [name for name, t in state.items() if t.is_floating_point() and not bool(torch.isfinite(t).all())]
+    if broken:
+        raise TrainingFailed(
+            f"train: evaluation {args.id} of {args.library}: training diverged (non-finite weights in "
+            f"{', '.join(broken[:3])}); no weights written"
+        )
+    save_weights(state, output)
+    resident = trainer.data
     result = {
         "id": args.id,
-        "epochs": epochs,
+        "epochs": progress.epochs,
         "seed": seed,
         "params": sum(p.numel() for p in model.parameters()),
-        "train_samples": len(x_all),
-        "test_samples": len(x_test),
+        "train_samples": len(resident.x_train),
+        "test_samples": len(resident.x_val),
         "test_accuracy": None if math.isnan(test_accuracy) else test_accuracy,
         "search_validation_accuracy": row["accuracy"],
-        "seconds": round(seconds, 2),
+        "seconds": round(progress.train_seconds, 2),
+        "precision": trainer.precision,
         "weights": str(output),
-        "input_mean": mean.flatten().tolist(),
-        "input_std": std.flatten().tolist(),
+        "input_mean": resident.mean.flatten().tolist(),
+        "input_std": resident.std.flatten().tolist(),
     }
     if args.json:
         print(json.dumps(result))
     else:
         shown = "-" if math.isnan(test_accuracy) else f"{test_accuracy:.4f}"
         print(
-            f"evaluation {args.id}: {epochs} epochs on {len(x_all)} samples in {seconds:.1f}s; "
-            f"test accuracy {shown} on {len(x_test)} samples (search validation accuracy {row['accuracy']:.4f})"
+            f"evaluation {args.id}: {progress.epochs} epochs on {result['train_samples']} samples in "
+            f"{progress.train_seconds:.1f}s; test accuracy {shown} on {result['test_samples']} samples "
+            f"(search validation accuracy {row['accuracy']:.4f})"
         )
         print(
             f"weights: {output}  (inputs standardised per channel: "
             f"mean {result['input_mean']}, std {result['input_std']})"
         )
     return 0
+
+
+def save_weights(state: dict[str, Any], output: Path) -> None:
+    """Write a state dict to ``output`` whole or not at all: under a temporary name beside it, then renamed.
+
+    Args:
+        state: Tensors by name (CPU, contiguous).
+        output: The weights file; an existing one is replaced only once the new one is complete.
+
+    Raises:
+        StorageError: the file cannot be written (nothing is left behind).
+    """
+    import torch
+
+    partial = output.with_name(f".{output.name}.{os.getpid()}.tmp")
+    try:
+        with open(partial, "wb") as f:
+            torch.save(state, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(partial, output)
+    except OSError as exc:
+        partial.unlink(missing_ok=True)
+        raise StorageError(f"-o: cannot write weights {output} ({exc.strerror or exc})") from None
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 
 from menndl.data import Dataset
@@ -20,22 +21,52 @@ DEVICE_MEMORY_SHARE = 0.5  # the data may take at most this share of the GPU's f
 
 @dataclass
 class DeviceData:
-    """The splits the search uses, standardised per channel with the training split's statistics."""
+    """A split to train on and a held-out split, standardised per channel with the training split's statistics.
+
+    For the search they are the training and validation splits; for ``menndl train`` (``retrain``) the training
+    and validation splits together, and the test split.
+
+    Attributes:
+        x_train: Samples to train on.
+        y_train: Their labels.
+        x_val: Held-out samples (the validation split, or the test split when retraining; it may then be empty).
+        y_val: Their labels.
+        device: The training device (the tensors may be in host memory instead, see `index_device`).
+        mean: The per-channel mean subtracted from every sample, shaped to broadcast (``(1, C, 1, ...)``, CPU).
+        std: The per-channel standard deviation every sample was divided by (at least 1e-6), shaped alike.
+    """
 
     x_train: torch.Tensor
     y_train: torch.Tensor
     x_val: torch.Tensor
     y_val: torch.Tensor
     device: torch.device
+    mean: torch.Tensor
+    std: torch.Tensor
 
     @classmethod
-    def from_dataset(cls, data: Dataset, device: torch.device) -> DeviceData:
-        """Standardise and place the splits: on ``device`` when they fit, else in (pinned) host memory."""
-        x_train = torch.from_numpy(data.x_train)
+    def from_dataset(cls, data: Dataset, device: torch.device, *, retrain: bool = False) -> DeviceData:
+        """Standardise and place the splits: on ``device`` when they fit, else in (pinned) host memory.
+
+        Args:
+            data: The dataset.
+            device: The training device.
+            retrain: Train on the training and validation splits together and hold out the test split
+                (``menndl train``), instead of training on the training split and holding out the validation one.
+
+        Returns:
+            The resident splits.
+        """
+        if retrain:
+            fit_x, fit_y = np.concatenate([data.x_train, data.x_val]), np.concatenate([data.y_train, data.y_val])
+            held_x, held_y = data.x_test, data.y_test
+        else:
+            fit_x, fit_y, held_x, held_y = data.x_train, data.y_train, data.x_val, data.y_val
+        x_train = torch.from_numpy(fit_x)
         axes = [0, *range(2, x_train.dim())]
         mean = x_train.mean(dim=axes, keepdim=True)
         std = x_train.std(dim=axes, keepdim=True).clamp_min(1e-6)
-        nbytes = sum(a.nbytes for a in (data.x_train, data.y_train, data.x_val, data.y_val))
+        nbytes = sum(a.nbytes for a in (fit_x, fit_y, held_x, held_y))
         home = device if fits_on(device, nbytes) else torch.device("cpu")
         pin = device.type == "cuda" and home.type == "cpu"
 
@@ -47,11 +78,13 @@ class DeviceData:
             return place((torch.from_numpy(x) - mean) / std)
 
         return cls(
-            x_train=standardise(data.x_train),
-            y_train=place(torch.from_numpy(data.y_train)),
-            x_val=standardise(data.x_val),
-            y_val=place(torch.from_numpy(data.y_val)),
+            x_train=standardise(fit_x),
+            y_train=place(torch.from_numpy(fit_y)),
+            x_val=standardise(held_x),
+            y_val=place(torch.from_numpy(held_y)),
             device=device,
+            mean=mean,
+            std=std,
         )
 
     @property

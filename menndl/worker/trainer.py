@@ -1,9 +1,12 @@
 """Train one candidate within its budget and measure it (the only torch-heavy module).
 
 The dataset is loaded once per worker and kept resident (`DeviceData`);
-batches are drawn by index, with no DataLoader.  `Trainer.evaluate` never
-raises: whatever goes wrong with a candidate becomes its result's status
-(see `menndl.protocol`), its memory is released, and the next task runs.
+batches are drawn by index, with no DataLoader.  `Trainer.fit` is the one
+training loop: the search's `Trainer.evaluate` runs it within a candidate's
+budget, ``menndl train`` runs it to retrain a chosen architecture.
+`Trainer.evaluate` never raises: whatever goes wrong with a candidate becomes
+its result's status (see `menndl.protocol`), its memory is released, and the
+next task runs.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ from __future__ import annotations
 import math
 import time
 import traceback
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,7 +23,7 @@ import torch
 from torch import nn
 
 from menndl.data import Dataset, load_dataset
-from menndl.genome import Genome, InputSpec, count_flops, learning_rate_factor
+from menndl.genome import Genome, InputSpec, TrainParams, count_flops, learning_rate_factor
 from menndl.genome.decode import build_model
 from menndl.job import TrainingConfig
 from menndl.protocol import task_genome
@@ -41,7 +44,7 @@ from menndl.worker.numerics import (
 )
 from menndl.worker.resident import DeviceData
 
-__all__ = ["DeviceData", "Trainer", "choose_device", "choose_precision", "make_optimizer"]
+__all__ = ["DeviceData", "FitProgress", "Trainer", "choose_device", "choose_precision", "make_optimizer"]
 
 EVAL_BATCH = 1024
 LOSS_CHECK_EVERY = 25  # training steps between checks that the loss is finite (one device sync each)
@@ -52,16 +55,26 @@ ModelBuilder = Callable[[Genome, InputSpec], nn.Module]
 
 
 @dataclass
-class _Progress:
-    """How far a candidate got; kept even when it fails, for its partial result."""
+class FitProgress:
+    """How far a fit got; `Trainer.fit` fills it in as it goes, so it keeps the partial figures when a fit raises.
+
+    Attributes:
+        epochs: Epochs completed (an epoch cut short by the time budget does not count).
+        samples: Training samples seen.
+        train_seconds: Wall time of training, checkpoint validations included (what the time budget counts).
+        step_seconds: Wall time of the training steps alone (for samples per second).
+        train_loss: Mean training loss of the last epoch (NaN before the first one ends).
+        checkpoints: ``[fraction, accuracy]`` at each early-stopping checkpoint validated.
+        stopped_at: ``(accuracy, loss, latency)`` at the checkpoint that stopped the fit, or ``None``.
+    """
 
     epochs: int = 0
     samples: int = 0
-    train_seconds: float = 0.0  # wall time of training, checkpoint validations included (what the budget counts)
-    step_seconds: float = 0.0  # wall time of the training steps alone (for samples per second)
+    train_seconds: float = 0.0
+    step_seconds: float = 0.0
     train_loss: float = math.nan
     checkpoints: list[list[float]] = field(default_factory=list)
-    stopped_at: tuple[float, float, float] | None = None  # (accuracy, loss, latency) at the stopping checkpoint
+    stopped_at: tuple[float, float, float] | None = None
 
 
 class Trainer:
@@ -75,20 +88,26 @@ class Trainer:
         *,
         build: ModelBuilder = build_model,
         overrun_limit: float | None = None,
+        retrain: bool = False,
     ) -> None:
         """Place the data on ``device`` and fix the numerics for every candidate.
 
         Args:
+            data: The dataset.
+            training: The job's ``[training]`` table (budget, precision, memory format).
+            device: The training device.
             build: turns a genome into a module (``build_model``); tests pass a
                 wrapper to inject faults such as an out-of-memory error.
             overrun_limit: seconds after which a candidate is abandoned as
                 ``timeout`` (default ``OVERRUN_FACTOR * max_seconds + OVERRUN_GRACE``).
+            retrain: train on the training and validation splits and validate
+                on the test split (``menndl train``), see `DeviceData.from_dataset`.
         """
         self.training = training
         self.device = device
         self.precision = choose_precision(training.precision, device)
         self.spec = InputSpec(shape=tuple(data.input_shape), num_classes=data.num_classes)
-        self.data = DeviceData.from_dataset(data, device)
+        self.data = DeviceData.from_dataset(data, device, retrain=retrain)
         self.channels_last = use_channels_last(training.channels_last, device, self.precision, data.x_train.ndim)
         self.build = build
         self.overrun_limit = (
@@ -142,7 +161,7 @@ class Trainer:
             candidate that did not finish), and ``error`` with the traceback
             when it failed; ``weights`` when the task asked for them.
         """
-        progress = _Progress()
+        progress = FitProgress()
         model: nn.Module | None = None
         started = time.perf_counter()
         try:
@@ -150,13 +169,22 @@ class Trainer:
             with hard_deadline(self.overrun_limit):
                 genome = task_genome(task)
                 torch.manual_seed(int(task["seed"]))
-                model = self.build(genome, self.spec).to(self.device)
-                if self.channels_last:
-                    model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+                model = self.new_model(genome)
                 end = started + self.overrun_limit
-                self._train(model, genome, task, progress, end)
+                hyper = genome.train
+                # The genome's budget scales the job's epochs and seconds (rounded half up, at least one epoch).
+                self.fit(
+                    model,
+                    hyper,
+                    epochs=max(1, math.floor(hyper.budget * self.training.epochs + 0.5)),
+                    max_seconds=hyper.budget * self.training.max_seconds,
+                    hard_end=end,
+                    checkpoints=[float(f) for f in task.get("checkpoints", ())],
+                    stop_below={float(f): float(t) for f, t in task.get("stop_below", ())},
+                    progress=progress,
+                )
                 if progress.stopped_at is None:
-                    status, (accuracy, loss, latency) = "ok", self._validate(model, end)
+                    status, (accuracy, loss, latency) = "ok", self.validate(model, end)
                 else:
                     status, (accuracy, loss, latency) = "stopped-early", progress.stopped_at
                 result = self._metrics(status, progress, accuracy, loss, latency, model, genome)
@@ -172,10 +200,26 @@ class Trainer:
         release_memory(self.device)
         return result
 
+    def new_model(self, genome: Genome) -> nn.Module:
+        """The genome's network on the training device, in the memory format of training.
+
+        Its initial weights come from torch's global generator: seed it first for reproducible weights.
+
+        Args:
+            genome: The candidate.
+
+        Returns:
+            The module, in training mode.
+        """
+        model = self.build(genome, self.spec).to(self.device)
+        if self.channels_last:
+            model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+        return model
+
     def _metrics(
         self,
         status: str,
-        progress: _Progress,
+        progress: FitProgress,
         accuracy: float,
         loss: float,
         latency: float,
@@ -194,7 +238,7 @@ class Trainer:
             **self._partial(progress),
         }
 
-    def _partial(self, progress: _Progress) -> dict[str, Any]:
+    def _partial(self, progress: FitProgress) -> dict[str, Any]:
         """What is known of a candidate however it ended: budget used, speed, training loss, checkpoints."""
         partial: dict[str, Any] = {
             "train_seconds": progress.train_seconds,
@@ -209,32 +253,71 @@ class Trainer:
             partial["checkpoints"] = [list(pair) for pair in progress.checkpoints]
         return partial
 
-    def _train(
-        self, model: nn.Module, genome: Genome, task: Mapping[str, Any], progress: _Progress, hard_end: float
-    ) -> None:
-        """Train until the epoch or wall-time budget runs out, or an early-stopping checkpoint says stop.
+    def fit(
+        self,
+        model: nn.Module,
+        hyper: TrainParams,
+        *,
+        epochs: int,
+        max_seconds: float = math.inf,
+        hard_end: float = math.inf,
+        checkpoints: Sequence[float] = (),
+        stop_below: Mapping[float, float] | None = None,
+        progress: FitProgress | None = None,
+    ) -> FitProgress:
+        """Train ``model`` on the resident training split: the one training loop of the search and of ``menndl train``.
+
+        Batches are drawn by index from a fresh permutation each epoch (torch's
+        global generator), in the trainer's precision (autocast to bf16/fp16, a
+        gradient scaler for fp16) and memory format; the learning rate follows
+        ``hyper.schedule`` over the whole fit, by steps or by time, whichever is
+        further.  Training ends after ``epochs``, or after the step that passes
+        ``max_seconds``, or at an early-stopping checkpoint whose accuracy is
+        below its threshold.
+
+        Args:
+            model: The network, on the training device (`new_model`).
+            hyper: The genome's optimizer, learning rate, batch size and schedule.
+            epochs: Epochs to train (at least 1).
+            max_seconds: Time budget in seconds (> 0); no limit by default.
+            hard_end: ``time.perf_counter()`` instant past which a step or a
+                checkpoint validation raises `CandidateTimeout`.
+            checkpoints: Fractions of the budget (progress is the further of
+                epochs done / ``epochs`` and seconds / ``max_seconds``, at an
+                epoch's end) at which to validate, for early stopping.
+            stop_below: Accuracy thresholds per checkpoint fraction: a fit
+                validated below one stops there (``stopped_at``).
+            progress: Filled in as the fit goes (a new one by default); pass one
+                to keep the partial figures of a fit that raises.
+
+        Returns:
+            ``progress``.
 
         Raises:
-            NonFiniteLoss: the training loss became NaN or infinite.
-            CandidateTimeout: one step ran past the hard limit.
+            NonFiniteLoss: the training loss became NaN or infinite (checked every
+                ``LOSS_CHECK_EVERY`` steps and at each epoch's end).
+            CandidateTimeout: one step or validation ran past ``hard_end``.
+            torch.OutOfMemoryError: the device ran out of memory.
+            ValueError: ``epochs`` < 1, ``max_seconds`` <= 0, or an epoch without a step.
         """
-        hyper = genome.train
+        if epochs < 1:
+            raise ValueError(f"epochs: expected an integer >= 1, got {epochs}")
+        if not max_seconds > 0:
+            raise ValueError(f"max_seconds: expected seconds > 0, got {max_seconds}")
+        progress = FitProgress() if progress is None else progress
         optimizer = make_optimizer(model, hyper.optimizer, hyper.learning_rate, hyper.weight_decay, hyper.momentum)
         scaler = torch.amp.GradScaler(self.device.type) if self.precision == "fp16" else None
         loss_fn = nn.CrossEntropyLoss()
         data, channels_last = self.data, self.channels_last
         x, y = data.x_train, data.y_train
         n, batch = len(x), max(2, min(hyper.batch_size, len(x)))  # batch norm needs two samples
-        # The genome's budget scales the job's epochs and seconds (rounded half up, at least one epoch).
-        epochs = max(1, math.floor(hyper.budget * self.training.epochs + 0.5))
-        budget = hyper.budget * self.training.max_seconds
         planned_steps = max(1, epochs * len(range(0, n - 1, batch)))
         base_rates = [group["lr"] for group in optimizer.param_groups]
         scheduled = hyper.schedule != "constant"
-        pending = sorted(float(f) for f in task.get("checkpoints", ()))
-        stop_below = {float(f): float(t) for f, t in task.get("stop_below", ())}
+        pending = sorted(float(f) for f in checkpoints)
+        stop_below = {} if stop_below is None else stop_below
         start = time.perf_counter()
-        soft_end = start + budget
+        soft_end = start + max_seconds
         checking = 0.0  # seconds spent validating at checkpoints
         step = 0
         amp = autocast_context(self.device, self.precision)  # one context, entered once per step
@@ -254,7 +337,7 @@ class Trainer:
                     loss = loss_fn(model(xb), yb)
                 optimizer.zero_grad(set_to_none=True)
                 if scheduled:  # progress through the budget, by steps or by time, whichever is further
-                    done = max((step + 0.5) / planned_steps, (time.perf_counter() - start) / budget)
+                    done = max((step + 0.5) / planned_steps, (time.perf_counter() - start) / max_seconds)
                     factor = learning_rate_factor(hyper.schedule, min(1.0, done))
                     for group, rate in zip(optimizer.param_groups, base_rates):
                         group["lr"] = rate * factor
@@ -286,16 +369,16 @@ class Trainer:
             progress.train_seconds = time.perf_counter() - start
             progress.step_seconds = progress.train_seconds - checking
             if out_of_time:
-                return
+                return progress
             progress.epochs = epoch + 1
-            if progress.train_seconds > budget:
-                return
-            fraction = max((epoch + 1) / epochs, progress.train_seconds / budget)
+            if progress.train_seconds > max_seconds:
+                return progress
+            fraction = max((epoch + 1) / epochs, progress.train_seconds / max_seconds)
             due = [f for f in pending if f <= fraction]
             if not due or epoch + 1 == epochs:
                 continue
             before = time.perf_counter()
-            accuracy, val_loss, latency = self._validate(model, hard_end)
+            accuracy, val_loss, latency = self.validate(model, hard_end)
             model.train()
             checking += time.perf_counter() - before
             pending = [f for f in pending if f > fraction]
@@ -305,15 +388,29 @@ class Trainer:
             progress.train_seconds = time.perf_counter() - start
             if max(due) in stop_below and accuracy < stop_below[max(due)]:
                 progress.stopped_at = (accuracy, val_loss, latency)
-                return
-            if progress.train_seconds > budget:
-                return
+                return progress
+            if progress.train_seconds > max_seconds:
+                return progress
+        return progress
 
     @torch.no_grad()
-    def _validate(self, model: nn.Module, hard_end: float) -> tuple[float, float, float]:
-        """Accuracy, mean cross-entropy and inference seconds per sample on the validation split."""
+    def validate(self, model: nn.Module, hard_end: float = math.inf) -> tuple[float, float, float]:
+        """Accuracy, mean cross-entropy and inference seconds per sample on the held-out split.
+
+        The held-out split is the validation split (the test split for a trainer built with ``retrain``). The model
+        runs in the trainer's precision and memory format, in eval mode, in batches of ``EVAL_BATCH``.
+
+        Args:
+            model: The trained network.
+            hard_end: ``time.perf_counter()`` instant past which `CandidateTimeout` is raised.
+
+        Returns:
+            ``(accuracy, loss, seconds per sample)``; NaNs when the held-out split is empty.
+        """
         model.eval()
         x, y = self.data.x_val, self.data.y_val
+        if len(x) == 0:
+            return math.nan, math.nan, math.nan
         correct = torch.zeros((), device=self.device)
         loss = torch.zeros((), device=self.device)
         start = now(self.device)
