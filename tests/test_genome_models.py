@@ -25,7 +25,7 @@ from menndl.genome import (
     count_params,
     learning_rate_factor,
 )
-from menndl.genome.table import format_layer_table
+from menndl.genome.layer_table import format_layer_table
 
 torch = pytest.importorskip("torch")
 from torch import nn  # noqa: E402
