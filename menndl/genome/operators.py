@@ -6,7 +6,9 @@ children go through :func:`~menndl.genome.repair.repair`.  A mutation with
 nothing to change returns its parent unchanged; :func:`mutate` then draws
 again.  The operator that made a child and its parents are recorded by the
 caller (``Candidate.operator`` and ``Candidate.parents`` in the evolution,
-the ``operator`` and ``parents`` columns in the library).
+the ``operator`` and ``parents`` columns in the library).  Altering a field
+(:func:`alter_block`, :func:`alter_training`) goes by its row of the field
+table (:mod:`menndl.genome.fields`: :func:`changed_value`).
 """
 
 from __future__ import annotations

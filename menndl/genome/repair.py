@@ -4,7 +4,9 @@ Skip spans are relative (see :class:`~menndl.genome.genome.SkipBlock`), so
 inserting or removing a feature block between a skip and its source would
 silently re-wire it.  :func:`insert_feature` and :func:`remove_feature`
 adjust the spans so every skip keeps its source; :func:`repair` does the
-same for every block it has to drop.
+same for every block it has to drop.  Values are clamped into the bounds
+each field's row of the field table (:mod:`menndl.genome.fields`) gets from
+the space (:func:`clamp`).
 """
 
 from __future__ import annotations

@@ -1,7 +1,10 @@
 """Random sampling of genomes and their parts from a search space.
 
 Plain Python: no torch.  Every draw takes a ``random.Random`` and is
-deterministic given its state.
+deterministic given its state.  A field's value is drawn by its row of the
+field table (:mod:`menndl.genome.fields`: :func:`random_value`); what is
+drawn here by structure is the network's layout: block types and counts,
+the first block's stride, pool sizes that fit, skip positions and spans.
 """
 
 from __future__ import annotations

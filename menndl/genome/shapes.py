@@ -260,6 +260,8 @@ def _check_features(genome: Genome, space: SearchSpace) -> None:
 def check(genome: Genome, space: SearchSpace, spec: InputSpec) -> None:
     """Raise :class:`InvalidGenome` unless ``genome`` fits ``space`` and ``spec``.
 
+    Each field's bounds come from its row of the field table (:mod:`menndl.genome.fields`).
+
     Args:
         genome: The genome.
         space: The search space.

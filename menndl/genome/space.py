@@ -250,8 +250,8 @@ def resolve_space(space: SearchSpace, rank: int) -> SearchSpace:
     """``space.for_rank(rank)``, cached: the space every genome function works in.
 
     Every operator calls this, several times per child: a lookup by the
-    object's identity first (hashing a space hashes its ~40 fields, a few
-    microseconds each time), then by value, so equal spaces share one result.
+    object's identity first (hashing a space hashes every one of its fields),
+    then by value, so equal spaces share one result.
 
     Args:
         space: A search space, possibly with rank-dependent keys unset.
