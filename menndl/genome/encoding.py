@@ -212,7 +212,6 @@ def _add(b: _Builder, name: str, field: Field, space: SearchSpace, position: int
 @functools.lru_cache(maxsize=64)
 def _layout(space: SearchSpace) -> _Layout:
     """The layout of a resolved space (see the module docstring), computed once per space."""
-    assert space.filters and space.kernels and space.strides and space.dilations
     b = _Builder()
     types = _feature_types(space)
     slots = _feature_slots(space)

@@ -123,11 +123,10 @@ def random_fields(
     Returns:
         Field name -> value, ready for ``cls(**values)``.
     """
-    given = given or {}
-    return {
-        field.name: given[field] if field in given else random_value(rng, field, space)
-        for field in declared_rows(cls)
-    }
+    rows = declared_rows(cls)
+    if not given:
+        return {field.name: random_value(rng, field, space) for field in rows}
+    return {field.name: given[field] if field in given else random_value(rng, field, space) for field in rows}
 
 
 def random_conv_block(rng: random.Random, space: SearchSpace, first: bool = False) -> ConvBlock:
