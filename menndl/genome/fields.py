@@ -253,7 +253,8 @@ class Field:
             current one.
         shaping: A change may move spatial sizes or what a skip reaches, so a
             mutated genome must be repaired; other changes inside the space
-            keep a valid genome valid.
+            keep a valid genome valid (a convolution's padding keeps its size
+            whatever its kernel or dilation, and skips project channels).
     """
 
     block: BlockName
