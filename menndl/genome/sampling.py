@@ -86,6 +86,9 @@ def random_value(rng: random.Random, field: Field, space: SearchSpace) -> Any:
 
     Returns:
         The value.
+
+    Raises:
+        ValueError: For a skip's span.
     """
     kind = field.kind
     if field.chance < 1.0 and not rng.random() < field.chance:
