@@ -146,7 +146,7 @@ def _show(lib: Any, eval_id: int, as_json: bool) -> int:
     print(f"{'weights':>14}: {'kept in the library' if eval_id in lib.weight_ids() else 'not kept'}")
     spec = _spec(lib)
     if spec is not None and row["genome"]:
-        from menndl.genome.table import format_layer_table
+        from menndl.genome.layer_table import format_layer_table
         from menndl.library.genomes import stored_genome
 
         genome = stored_genome(lib.path, row, spec)

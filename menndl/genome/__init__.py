@@ -1,11 +1,16 @@
 """Genomes: plain-data network descriptions, search space, operators.
 
+Every genome field, the search-space key that bounds it and how is one row
+of :data:`FIELDS` (:mod:`menndl.genome.fields`); validation, repair,
+sampling, mutation and the fixed-length encoding read it.
+
 Importing this package does not import torch; the decoder lives in
 :mod:`menndl.genome.decode` and must be imported explicitly.
 """
 
 from __future__ import annotations
 
+from menndl.genome.fields import FIELDS, Field
 from menndl.genome.genome import (
     ACTIVATIONS,
     FORMAT_VERSION,
@@ -43,6 +48,7 @@ from menndl.genome.space import BLOCK_TYPES, InputSpec, InvalidGenome, SearchSpa
 __all__ = [
     "ACTIVATIONS",
     "BLOCK_TYPES",
+    "FIELDS",
     "FORMAT_VERSION",
     "MAX_DROPOUT",
     "MUTATIONS",
@@ -52,6 +58,7 @@ __all__ = [
     "ConvBlock",
     "DenseBlock",
     "FeatureBlock",
+    "Field",
     "Genome",
     "GlobalPoolBlock",
     "InputSpec",

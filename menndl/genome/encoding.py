@@ -7,7 +7,12 @@ turns one value per parameter into a valid genome of that space, and
 :func:`parameters_of_genome` turns a genome back into values (to seed an
 optimiser with known genomes).  Plain Python: no torch, no optuna.
 
-Layout, in this order (``k`` counts slots from 0):
+Each field of a slot is one parameter, made from its row of the field table
+(:mod:`menndl.genome.fields`) by its kind: a range is an int or float
+parameter (log if the row says so), a choice or flag a categorical one, a
+rate a float over ``[-max, max]``.  The reduction is the one field-specific
+parameter: flatten or a global pooling kind in one choice.  Layout, in this
+order (``k`` counts slots from 0; fields in table order):
 
 * ``f_count``: how many feature slots are decoded, ``1..max_features + max_skips``
   (``max_skips`` counts only when ``skip`` is an allowed block type).
@@ -58,8 +63,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from menndl.genome.fields import GLOBAL_POOL_KIND, Field, Fixed, Flag, Ints, Range, Rate, Span
 from menndl.genome.genome import (
-    POOL_KINDS,
     ConvBlock,
     DenseBlock,
     FeatureBlock,
@@ -68,6 +73,8 @@ from menndl.genome.genome import (
     PoolBlock,
     SkipBlock,
     TrainParams,
+    declared_rows,
+    field_rows,
 )
 from menndl.genome.repair import repair
 from menndl.genome.sampling import round_into
@@ -78,15 +85,14 @@ FEATURE_COUNT = "f_count"  # number of feature slots decoded
 HEAD_COUNT = "h_count"  # number of head slots decoded
 REDUCE = "reduce"  # FLATTEN or a global pooling kind
 FLATTEN = "flatten"
-_TRAIN_FIELDS: tuple[str, ...] = (
-    "learning_rate",
-    "batch_size",
-    "optimizer",
-    "weight_decay",
-    "momentum",
-    "schedule",
-    "budget",
-)
+# A feature slot's block types, by the slot's type parameter, and what its fields' parameter names start with
+# after the slot's ``fk_`` (a convolution's fields have plain names: fk_filters, fk_kernel, ...).
+_FEATURE_BLOCKS: dict[str, tuple[type, str]] = {
+    "conv": (ConvBlock, ""),
+    "pool": (PoolBlock, "pool_"),
+    "skip": (SkipBlock, "skip_"),
+}
+_FEATURE_NAMES: dict[type, tuple[str, str]] = {cls: (name, prefix) for name, (cls, prefix) in _FEATURE_BLOCKS.items()}
 
 
 @dataclass(frozen=True)
@@ -187,45 +193,47 @@ def _head_slots(space: SearchSpace) -> int:
     return space.max_head if "dense" in space.block_types else 0
 
 
+def _add(b: _Builder, name: str, field: Field, space: SearchSpace, position: int) -> None:
+    """The parameter (or fixed value) of one field, by its row's kind."""
+    kind = field.kind
+    if isinstance(kind, Range):
+        b.number(name, "int" if isinstance(kind.values, Ints) else "float", kind.bounds(space), log=kind.log)
+    elif isinstance(kind, Rate):
+        high = kind.bounds(space)[1]
+        b.number(name, "float", (-high, high))  # rectified: below 0 means none (see `_decoded`)
+    elif isinstance(kind, Flag):
+        b.choice(name, (False, True))
+    elif isinstance(kind, Span):
+        b.number(name, "int", (1, position))  # the genome's relative span: back to the input at most
+    else:
+        b.choice(name, kind.options(space))
+
+
 @functools.lru_cache(maxsize=64)
 def _layout(space: SearchSpace) -> _Layout:
     """The layout of a resolved space (see the module docstring), computed once per space."""
-    assert space.filters and space.kernels and space.strides and space.dilations
     b = _Builder()
     types = _feature_types(space)
     slots = _feature_slots(space)
-    dropout = (-space.max_dropout, space.max_dropout)  # rectified: below 0 means none (see `_dropout`)
     b.number(FEATURE_COUNT, "int", (1, slots))
     for k in range(slots):
         p = f"f{k}_"
         b.choice(p + "type", types if k else tuple(t for t in types if t != "skip"))
-        b.number(p + "filters", "int", space.filters, log=True)
-        b.choice(p + "kernel", space.kernels)
-        b.choice(p + "stride", space.strides)
-        b.choice(p + "dilation", space.dilations)
-        b.choice(p + "activation", space.activations)
-        b.choice(p + "batch_norm", (False, True))
-        b.number(p + "dropout", "float", dropout)
-        if "pool" in types:
-            b.choice(p + "pool_kind", POOL_KINDS)
-            b.choice(p + "pool_size", space.pool_sizes)
-        if "skip" in types and k:
-            b.number(p + "skip_span", "int", (1, k))
-            b.choice(p + "skip_activation", (*space.activations, "none"))
-    b.choice(REDUCE, (FLATTEN, *POOL_KINDS) if "global_pool" in space.block_types else (FLATTEN,))
+        for kind_name in types:
+            if kind_name == "skip" and not k:
+                continue  # slot 0 is never a skip
+            cls, prefix = _FEATURE_BLOCKS[kind_name]
+            for field in field_rows(cls):
+                _add(b, p + prefix + field.name, field, space, k)
+    assert isinstance(GLOBAL_POOL_KIND.kind, Fixed)
+    pool_kinds = GLOBAL_POOL_KIND.kind.options(space) if "global_pool" in space.block_types else ()
+    b.choice(REDUCE, (FLATTEN, *pool_kinds))
     b.number(HEAD_COUNT, "int", (0, _head_slots(space)))
     for k in range(_head_slots(space)):
-        p = f"h{k}_"
-        b.number(p + "units", "int", space.dense_units, log=True)
-        b.choice(p + "activation", space.activations)
-        b.number(p + "dropout", "float", dropout)
-    b.number("learning_rate", "float", space.learning_rate, log=True)
-    b.choice("batch_size", space.batch_sizes)
-    b.choice("optimizer", space.optimizers)
-    b.number("weight_decay", "float", space.weight_decay, log=True)
-    b.number("momentum", "float", space.momentum)
-    b.choice("schedule", space.schedules)
-    b.number("budget", "float", space.budget)
+        for field in field_rows(DenseBlock):
+            _add(b, f"h{k}_{field.name}", field, space, k)
+    for field in field_rows(TrainParams):
+        _add(b, field.name, field, space, 0)
     return b.layout()
 
 
@@ -289,32 +297,26 @@ def _domain_text(parameter: Parameter) -> str:
     return f"the {parameter.kind} range [{parameter.low}, {parameter.high}]"
 
 
-def _decode_feature(read: _Reader, k: int) -> FeatureBlock:
-    p = f"f{k}_"
-    kind = read(p + "type")
-    if kind == "pool":
-        return PoolBlock(read(p + "pool_kind"), read(p + "pool_size"))
-    if kind == "skip":
-        return SkipBlock(read(p + "skip_span"), read(p + "skip_activation"))
-    return ConvBlock(
-        filters=read(p + "filters"),
-        kernel=read(p + "kernel"),
-        activation=read(p + "activation"),
-        batch_norm=read(p + "batch_norm"),
-        stride=read(p + "stride"),
-        dilation=read(p + "dilation"),
-        dropout=_dropout(read(p + "dropout")),
-    )
+def _decoded(read: _Reader, cls: type, prefix: str) -> Any:
+    """A block of class ``cls`` from the parameters ``prefix + field`` (read in constructor order)."""
+    return cls(**{field.name: _value(field, read(prefix + field.name)) for field in declared_rows(cls)})
 
 
-def _dropout(value: float) -> float:
-    """A dropout parameter's value as a dropout: its negative half is 0 (no dropout).
+def _value(field: Field, value: Any) -> Any:
+    """A parameter's value as the field's value: a rate's negative half is 0 (no dropout).
 
     Half of an optimiser's uniform draws then mean "no dropout", as most of
     menndl's sampled blocks have none (a plain ``[0, max]`` range would put a
     dropout layer almost everywhere and handicap the optimiser).
     """
-    return max(0.0, value)
+    return max(0.0, value) if isinstance(field.kind, Rate) else value
+
+
+def _decode_feature(read: _Reader, k: int) -> FeatureBlock:
+    p = f"f{k}_"
+    cls, prefix = _FEATURE_BLOCKS[read(p + "type")]
+    block: FeatureBlock = _decoded(read, cls, p + prefix)
+    return block
 
 
 def genome_from_parameters(values: Mapping[str, Any], space: SearchSpace, spec: InputSpec) -> Genome:
@@ -345,11 +347,8 @@ def genome_from_parameters(values: Mapping[str, Any], space: SearchSpace, spec: 
     features = tuple(_decode_feature(read, k) for k in range(read(FEATURE_COUNT)))
     kind = read(REDUCE)
     reduce = None if kind == FLATTEN else GlobalPoolBlock(kind)
-    head = tuple(
-        DenseBlock(read(f"h{k}_units"), read(f"h{k}_activation"), _dropout(read(f"h{k}_dropout")))
-        for k in range(read(HEAD_COUNT))
-    )
-    train = TrainParams(**{name: read(name) for name in _TRAIN_FIELDS})
+    head = tuple(_decoded(read, DenseBlock, f"h{k}_") for k in range(read(HEAD_COUNT)))
+    train = _decoded(read, TrainParams, "")
     return repair(Genome(features, head, train, reduce), space, spec)
 
 
@@ -386,29 +385,21 @@ def parameters_of_genome(genome: Genome, space: SearchSpace, spec: InputSpec) ->
         if name in out:
             out[name] = value
 
+    def put_block(block: Any, prefix: str) -> None:
+        for field in field_rows(type(block)):
+            put(prefix + field.name, getattr(block, field.name))
+
     put(FEATURE_COUNT, len(genome.features))
     for k, block in enumerate(genome.features):
         p = f"f{k}_"
-        if isinstance(block, ConvBlock):
-            put(p + "type", "conv")
-            for field in ("filters", "kernel", "stride", "dilation", "activation", "batch_norm", "dropout"):
-                put(p + field, getattr(block, field))
-        elif isinstance(block, PoolBlock):
-            put(p + "type", "pool")
-            put(p + "pool_kind", block.kind)
-            put(p + "pool_size", block.size)
-        else:
-            put(p + "type", "skip")
-            put(p + "skip_span", block.span)
-            put(p + "skip_activation", block.activation)
+        kind_name, prefix = _FEATURE_NAMES[type(block)]
+        put(p + "type", kind_name)
+        put_block(block, p + prefix)
     put(REDUCE, FLATTEN if genome.reduce is None else genome.reduce.kind)
     put(HEAD_COUNT, len(genome.head))
     for k, dense in enumerate(genome.head):
-        put(f"h{k}_units", dense.units)
-        put(f"h{k}_activation", dense.activation)
-        put(f"h{k}_dropout", dense.dropout)
-    for name in _TRAIN_FIELDS:
-        put(name, getattr(genome.train, name))
+        put_block(dense, f"h{k}_")
+    put_block(genome.train, "")
     return out
 
 

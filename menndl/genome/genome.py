@@ -4,7 +4,8 @@ A :class:`Genome` is plain data: spatial feature blocks (convolution,
 pooling, skip connection), an optional global pooling, dense head blocks and
 training hyperparameters.  It turns itself into a dict or canonical JSON
 (with a format version) and back, and checks that every field holds a
-sensible value on its own.  Whether it fits a search space or an input shape
+sensible value on its own: the values its row of the field table
+(:mod:`menndl.genome.fields`) allows.  Whether it fits a search space or an input shape
 is decided in :mod:`menndl.genome.shapes`.  Reading a genome runs no code:
 JSON is parsed and every key and value checked against a fixed list.
 """
@@ -19,11 +20,43 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
-ACTIVATIONS: tuple[str, ...] = ("relu", "gelu", "silu", "tanh", "none")  # "none": identity
-POOL_KINDS: tuple[str, ...] = ("max", "avg")
-OPTIMIZERS: tuple[str, ...] = ("adam", "adamw", "sgd")
-SCHEDULES: tuple[str, ...] = ("constant", "cosine", "step", "warmup_cosine")
-MAX_DROPOUT: float = 0.9  # dropout must lie in [0, MAX_DROPOUT)
+from menndl.genome.fields import (
+    ACTIVATIONS,
+    MAX_DROPOUT,
+    OPTIMIZERS,
+    POOL_KINDS,
+    SCHEDULES,
+    BlockName,
+    Bools,
+    Field,
+    Floats,
+    Ints,
+    Names,
+    Values,
+    fields_of,
+)
+
+__all__ = [  # the value domains live in the field table; re-exported here, where they always were
+    "ACTIVATIONS",
+    "FITS_MEMO",
+    "FORMAT_VERSION",
+    "MAX_DROPOUT",
+    "OPTIMIZERS",
+    "POOL_KINDS",
+    "SCHEDULES",
+    "ConvBlock",
+    "DenseBlock",
+    "FeatureBlock",
+    "Genome",
+    "GlobalPoolBlock",
+    "PoolBlock",
+    "SkipBlock",
+    "TrainParams",
+    "declared_rows",
+    "field_rows",
+    "round_sig",
+]
+
 FORMAT_VERSION: int = 2  # "format" key of Genome.to_dict(); version 1 (no key) is read and upgraded
 
 
@@ -56,10 +89,14 @@ def _int_min(lo: int) -> Callable[[Any], int]:
     return rule
 
 
-def _odd_int(x: Any) -> int:
-    if isinstance(x, bool) or not isinstance(x, int) or x < 1 or x % 2 == 0:
-        raise _Bad("an odd integer >= 1")
-    return x
+def _odd_int_min(lo: int) -> Callable[[Any], int]:
+    def rule(x: Any) -> int:
+        if isinstance(x, bool) or not isinstance(x, int) or x < lo or x % 2 == 0:
+            raise _Bad(f"an odd integer >= {lo}")
+        return x
+
+    rule.fast = (_ODD, lo, None)  # type: ignore[attr-defined]
+    return rule
 
 
 def _one_of(options: tuple[str, ...]) -> Callable[[Any], str]:
@@ -124,7 +161,7 @@ def _validate(obj: Any, where: str) -> None:
         elif kind == _BOOL:
             if cls is bool:
                 continue
-        elif cls is int and value >= 1 and value % 2 == 1:  # _ODD
+        elif cls is int and value >= low and value % 2 == 1:  # _ODD
             continue
         try:
             normal = rule(value)
@@ -264,36 +301,73 @@ class TrainParams:
         _validate(self, "TrainParams")
 
 
-_RULES: dict[type, dict[str, Callable[[Any], Any]]] = {
-    ConvBlock: {
-        "filters": _int_min(1),
-        "kernel": _odd_int,
-        "activation": _one_of(ACTIVATIONS),
-        "batch_norm": _boolean,
-        "stride": _int_min(1),
-        "dilation": _int_min(1),
-        "dropout": _float_in(0.0, MAX_DROPOUT, False, True),
-    },
-    PoolBlock: {"kind": _one_of(POOL_KINDS), "size": _int_min(2)},
-    SkipBlock: {"span": _int_min(1), "activation": _one_of(ACTIVATIONS)},
-    GlobalPoolBlock: {"kind": _one_of(POOL_KINDS)},
-    DenseBlock: {
-        "units": _int_min(1),
-        "activation": _one_of(ACTIVATIONS),
-        "dropout": _float_in(0.0, MAX_DROPOUT, False, True),
-    },
-    TrainParams: {
-        "learning_rate": _float_in(0.0, math.inf, True, False),
-        "batch_size": _int_min(2),
-        "optimizer": _one_of(OPTIMIZERS),
-        "weight_decay": _float_in(0.0, math.inf, False, False),
-        "momentum": _float_in(0.0, 1.0, False, True),
-        "schedule": _one_of(SCHEDULES),
-        "budget": _float_in(0.0, 1.0, True, False),
-    },
+def _rule(values: Values) -> Callable[[Any], Any]:
+    """The constructor's check of a field that holds ``values`` (its row's ``kind.values``)."""
+    if isinstance(values, Ints):
+        return _odd_int_min(values.minimum) if values.odd else _int_min(values.minimum)
+    if isinstance(values, Floats):
+        return _float_in(values.low, values.high, values.low_open, values.high_open)
+    if isinstance(values, Names):
+        return _one_of(values.names)
+    assert isinstance(values, Bools)
+    return _boolean
+
+
+_BLOCK_NAMES: dict[type, BlockName] = {
+    ConvBlock: "conv",
+    PoolBlock: "pool",
+    SkipBlock: "skip",
+    GlobalPoolBlock: "global_pool",
+    DenseBlock: "dense",
+    TrainParams: "train",
 }
 
-_odd_int.fast = (_ODD, None, None)  # type: ignore[attr-defined]
+
+def _declared(cls: type) -> tuple[Field, ...]:
+    rows = {field.name: field for field in fields_of(_BLOCK_NAMES[cls])}
+    names = [f.name for f in fields(cls)]
+    missing, extra = [n for n in names if n not in rows], [n for n in rows if n not in names]
+    if missing or extra:  # at import: a dataclass field and the table must match one to one
+        raise TypeError(f"{cls.__name__}: fields without a row {missing}, rows without a field {extra}")
+    return tuple(rows[name] for name in names)
+
+
+_TABLE_ROWS: dict[type, tuple[Field, ...]] = {cls: fields_of(name) for cls, name in _BLOCK_NAMES.items()}
+_DECLARED_ROWS: dict[type, tuple[Field, ...]] = {cls: _declared(cls) for cls in _BLOCK_NAMES}
+
+
+def field_rows(cls: type) -> tuple[Field, ...]:
+    """The field table's rows of a block class, in table order (the order operators and checks visit them).
+
+    Args:
+        cls: :class:`ConvBlock`, :class:`PoolBlock`, :class:`SkipBlock`,
+            :class:`GlobalPoolBlock`, :class:`DenseBlock` or :class:`TrainParams`.
+
+    Returns:
+        One :class:`~menndl.genome.fields.Field` per field of ``cls``.
+    """
+    return _TABLE_ROWS[cls]
+
+
+def declared_rows(cls: type) -> tuple[Field, ...]:
+    """The field table's rows of a block class, in the order its dataclass declares the fields.
+
+    That is the constructor's order: a block built from one draw per field
+    draws in this order.
+
+    Args:
+        cls: A block class, as for :func:`field_rows`.
+
+    Returns:
+        One :class:`~menndl.genome.fields.Field` per field of ``cls``.
+    """
+    return _DECLARED_ROWS[cls]
+
+
+_RULES: dict[type, dict[str, Callable[[Any], Any]]] = {
+    cls: {field.name: _rule(field.kind.values) for field in rows} for cls, rows in _DECLARED_ROWS.items()
+}
+
 _boolean.fast = (_BOOL, None, None)  # type: ignore[attr-defined]
 _CHECKS: dict[type, tuple[tuple[str, int, Any, Any, Callable[[Any], Any]], ...]] = {
     cls: tuple((name, *rule.fast, rule) for name, rule in rules.items())  # type: ignore[attr-defined]

@@ -6,7 +6,9 @@ children go through :func:`~menndl.genome.repair.repair`.  A mutation with
 nothing to change returns its parent unchanged; :func:`mutate` then draws
 again.  The operator that made a child and its parents are recorded by the
 caller (``Candidate.operator`` and ``Candidate.parents`` in the evolution,
-the ``operator`` and ``parents`` columns in the library).
+the ``operator`` and ``parents`` columns in the library).  Altering a field
+(:func:`alter_block`, :func:`alter_training`) goes by its row of the field
+table (:mod:`menndl.genome.fields`: :func:`changed_value`).
 """
 
 from __future__ import annotations
@@ -17,25 +19,24 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import fields, replace
 from typing import Any
 
+from menndl.genome.fields import TRAIN_MOMENTUM, Field, Flag, Ints, Range, Rate, Span
 from menndl.genome.genome import (
-    POOL_KINDS,
     ConvBlock,
-    DenseBlock,
     Genome,
     GlobalPoolBlock,
     PoolBlock,
     SkipBlock,
     TrainParams,
+    field_rows,
 )
 from menndl.genome.repair import insert_feature, known_valid, remove_feature, repair
 from menndl.genome.sampling import (
     POOL_PROBABILITY,
-    random_budget,
     random_conv_block,
     random_dense_block,
-    random_momentum,
+    random_fields,
     random_skip_block,
-    random_weight_decay,
+    random_value,
     round_into,
 )
 from menndl.genome.space import MUTATION_NAMES, InputSpec, SearchSpace, resolve_space
@@ -86,7 +87,7 @@ def add_block(genome: Genome, rng: random.Random, space: SearchSpace, spec: Inpu
         return known_valid(Genome(genome.features, head, genome.train, genome.reduce), space, spec)
     pos = rng.randint(0, len(genome.features))
     if "pool" in space.block_types and rng.random() < POOL_PROBABILITY:
-        pool = PoolBlock(kind=rng.choice(POOL_KINDS), size=rng.choice(space.pool_sizes))
+        pool = PoolBlock(**random_fields(rng, PoolBlock, space))  # any size: repair drops one that does not fit
         child = repair(insert_feature(genome, pos, pool), space, spec)
         if len(child.features) > len(genome.features):
             return child
@@ -186,61 +187,55 @@ def _other(rng: random.Random, options: Sequence[Any], current: Any) -> Any:
     return rng.choice(others) if others else None
 
 
-def _dropout_step(rng: random.Random, value: float, space: SearchSpace) -> float | None:
-    new = round_into(value + rng.gauss(0.0, 0.15), (0.0, space.max_dropout))
-    return None if new == value else new
+def _unless(value: Any, current: Any) -> Any:
+    return None if value == current else value
 
 
-# Fields a change of which keeps a valid genome valid when the new value is drawn inside the space (as
-# `_altered` draws it): no spatial size changes, so every pool still fits and every skip still maps
-# (a convolution's padding keeps its size whatever its kernel or dilation; channels are projected).
-_SHAPE_NEUTRAL: dict[type, frozenset[str]] = {
-    ConvBlock: frozenset({"filters", "kernel", "dilation", "activation", "batch_norm", "dropout"}),
-    PoolBlock: frozenset({"kind"}),
-    SkipBlock: frozenset({"activation"}),
-    DenseBlock: frozenset({"units", "activation", "dropout"}),
-}
+def changed_value(field: Field, value: Any, rng: random.Random, space: SearchSpace, position: int = 0) -> Any:
+    """A new value of ``field`` near ``value`` (or drawn afresh), inside the bounds of a resolved ``space``.
+
+    A row with ``redraw`` draws afresh (:func:`~menndl.genome.sampling.random_value`).
+    Otherwise an integer range takes a log-normal step (at least 1), a float
+    range a log-normal step rounded to 3 significant digits, a rate a
+    Gaussian step (sigma 0.15), a choice another allowed option, a flag its
+    negation, a skip's span another span that reaches no further than the input.
+
+    Args:
+        field: The value's row of the field table.
+        value: The current value.
+        rng: Random source.
+        space: The search space, resolved for the data's rank.
+        position: The block's index in ``Genome.features`` (for a skip's span).
+
+    Returns:
+        The new value, or None if the field cannot change (its domain has
+        one value, or a step or draw gave the same value back).
+    """
+    kind = field.kind
+    if field.redraw:
+        return _unless(random_value(rng, field, space), value)
+    if isinstance(kind, Range):
+        bounds = kind.bounds(space)
+        if isinstance(kind.values, Ints):
+            return _step_int(rng, value, bounds)
+        return _unless(round_into(value * math.exp(rng.gauss(0.0, 0.5)), bounds), value)
+    if isinstance(kind, Rate):
+        return _unless(round_into(value + rng.gauss(0.0, 0.15), kind.bounds(space)), value)
+    if isinstance(kind, Flag):
+        return not value
+    if isinstance(kind, Span):
+        return _other(rng, range(1, position + 1), value)
+    return _other(rng, kind.options(space), value)
 
 
-def _altered(block: Any, rng: random.Random, space: SearchSpace, position: int) -> tuple[Any, str] | None:
-    """``block`` with one field changed, and that field's name; None if no field can change."""
-    kind = type(block)
-    if kind is ConvBlock:
-        names = ["filters", "kernel", "stride", "dilation", "activation", "batch_norm", "dropout"]
-    elif kind is PoolBlock:
-        names = ["kind", "size"]
-    elif kind is SkipBlock:
-        names = ["span", "activation"]
-    elif kind is DenseBlock:
-        names = ["units", "activation", "dropout"]
-    else:
-        names = ["kind"]
-    rng.shuffle(names)
-    for name in names:
-        value: Any = None
-        if name in ("filters", "units"):
-            value = _step_int(rng, getattr(block, name), space.filters if name == "filters" else space.dense_units)  # type: ignore[arg-type]
-        elif name == "kernel":
-            value = _other(rng, space.kernels, block.kernel)  # type: ignore[arg-type]
-        elif name == "stride":
-            value = _other(rng, space.strides, block.stride)  # type: ignore[arg-type]
-        elif name == "dilation":
-            value = _other(rng, space.dilations, block.dilation)  # type: ignore[arg-type]
-        elif name == "activation":
-            options = space.activations if kind is not SkipBlock else (*space.activations, "none")
-            value = _other(rng, options, block.activation)
-        elif name == "batch_norm":
-            value = not block.batch_norm
-        elif name == "dropout":
-            value = _dropout_step(rng, block.dropout, space)
-        elif name == "kind":
-            value = _other(rng, POOL_KINDS, block.kind)
-        elif name == "size":
-            value = _other(rng, space.pool_sizes, block.size)
-        elif name == "span":
-            value = _other(rng, range(1, position + 1), block.span)
+def _altered(block: Any, rng: random.Random, space: SearchSpace, position: int) -> tuple[Any, Field] | None:
+    """``block`` with one field changed, and that field's row; None if no field can change."""
+    rows = list(field_rows(type(block)))
+    rng.shuffle(rows)
+    for field in rows:
+        value = changed_value(field, getattr(block, field.name), rng, space, position)
         if value is not None:
-            return replace(block, **{name: value}), name
+            return replace(block, **{field.name: value}), field
     return None
 
 
@@ -272,7 +267,7 @@ def alter_block(genome: Genome, rng: random.Random, space: SearchSpace, spec: In
     for part, i in slots:
         if part == "reduce":
             if genome.reduce is None:
-                reduce: GlobalPoolBlock | None = GlobalPoolBlock(rng.choice(POOL_KINDS))
+                reduce: GlobalPoolBlock | None = GlobalPoolBlock(**random_fields(rng, GlobalPoolBlock, space))
             else:
                 altered = None if rng.random() < 0.5 else _altered(genome.reduce, rng, space, 0)
                 reduce = None if altered is None else altered[0]
@@ -280,31 +275,16 @@ def alter_block(genome: Genome, rng: random.Random, space: SearchSpace, spec: In
         blocks: tuple[Any, ...] = genome.features if part == "features" else genome.head
         altered = _altered(blocks[i], rng, space, i)
         if altered is not None:
-            new, name = altered
+            new, field = altered
             changed = blocks[:i] + (new,) + blocks[i + 1 :]
             if part == "features":
                 child = Genome(changed, genome.head, genome.train, genome.reduce)
             else:
                 child = Genome(genome.features, changed, genome.train, genome.reduce)
-            if name in _SHAPE_NEUTRAL[type(new)]:
+            if not field.shaping:  # a value inside the space, no shape moves: still valid
                 return known_valid(child, space, spec)  # (what repair would return, without walking it)
             return repair(child, space, spec)
     return genome
-
-
-def _train_change(train: TrainParams, name: str, rng: random.Random, space: SearchSpace) -> Any:
-    if name == "learning_rate":
-        new = round_into(train.learning_rate * math.exp(rng.gauss(0.0, 0.5)), space.learning_rate)
-        return None if new == train.learning_rate else new
-    if name == "batch_size":
-        return _other(rng, space.batch_sizes, train.batch_size)
-    if name == "optimizer":
-        return _other(rng, space.optimizers, train.optimizer)
-    if name == "schedule":
-        return _other(rng, space.schedules, train.schedule)
-    draw = {"weight_decay": random_weight_decay, "momentum": random_momentum, "budget": random_budget}[name]
-    new = draw(rng, space)
-    return None if new == getattr(train, name) else new
 
 
 def alter_training(genome: Genome, rng: random.Random, space: SearchSpace, spec: InputSpec) -> Genome:
@@ -325,15 +305,15 @@ def alter_training(genome: Genome, rng: random.Random, space: SearchSpace, spec:
     """
     space = resolve_space(space, spec.spatial_rank)
     genome = repair(genome, space, spec)
-    names = ["learning_rate", "batch_size", "optimizer", "weight_decay", "schedule", "budget"]
-    if genome.train.optimizer == "sgd":
-        names.append("momentum")  # Adam and AdamW ignore it: changing it would give the same training
-    rng.shuffle(names)
-    for name in names:
-        value = _train_change(genome.train, name, rng, space)
+    rows = [field for field in field_rows(TrainParams) if field is not TRAIN_MOMENTUM]
+    if genome.train.optimizer == "sgd":  # Adam and AdamW ignore momentum: changing it would give the same training
+        rows.append(TRAIN_MOMENTUM)  # last, as it always was: the shuffle below draws the same order
+    rng.shuffle(rows)
+    for field in rows:
+        value = changed_value(field, getattr(genome.train, field.name), rng, space)
         if value is not None:  # drawn inside the space; no shape depends on training
-            return known_valid(Genome(genome.features, genome.head, replace(genome.train, **{name: value}),
-                                      genome.reduce), space, spec)  # fmt: skip
+            train = replace(genome.train, **{field.name: value})
+            return known_valid(Genome(genome.features, genome.head, train, genome.reduce), space, spec)
     return genome
 
 

@@ -4,7 +4,9 @@ Skip spans are relative (see :class:`~menndl.genome.genome.SkipBlock`), so
 inserting or removing a feature block between a skip and its source would
 silently re-wire it.  :func:`insert_feature` and :func:`remove_feature`
 adjust the spans so every skip keeps its source; :func:`repair` does the
-same for every block it has to drop.
+same for every block it has to drop.  Values are clamped into the bounds
+each field's row of the field table (:mod:`menndl.genome.fields`) gets from
+the space (:func:`clamp`).
 """
 
 from __future__ import annotations
@@ -13,16 +15,17 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
+from menndl.genome.fields import CONV_BATCH_NORM, Choice, Field, Names, Range, Rate
 from menndl.genome.genome import (
     FITS_MEMO,
     ConvBlock,
-    DenseBlock,
     FeatureBlock,
     Genome,
     GlobalPoolBlock,
     PoolBlock,
     SkipBlock,
-    TrainParams,
+    declared_rows,
+    field_rows,
 )
 from menndl.genome.shapes import skip_strides
 from menndl.genome.space import InputSpec, SearchSpace, resolve_space
@@ -96,6 +99,31 @@ def _member(value: str, options: tuple[str, ...]) -> str:
     return value if value in options else options[0]
 
 
+def clamp(field: Field, value: Any, space: SearchSpace) -> Any:
+    """``value`` moved into the bounds ``field`` gets from a resolved ``space``, without randomness.
+
+    A range clamps to its nearer end, a number choice takes the nearest
+    allowed number (the smaller on a tie), a name choice keeps an allowed
+    name or takes the first; fields without a space key come back as they are
+    (a skip's span is :func:`repair`'s structural business).
+
+    Args:
+        field: The value's row of the field table.
+        value: A value the field's block accepts.
+        space: The search space, resolved for the data's rank.
+
+    Returns:
+        The value, or the allowed value nearest to it.
+    """
+    kind = field.kind
+    if isinstance(kind, (Range, Rate)):
+        return _clamp(value, kind.bounds(space))
+    if isinstance(kind, Choice):
+        options = kind.options(space)
+        return _member(value, options) if isinstance(kind.values, Names) else _nearest(value, options)
+    return value
+
+
 def _known_fit(block: Any, space: SearchSpace) -> bool:
     """Whether this very block object already came out of a clamp for this resolved space."""
     return block.__dict__.get(FITS_MEMO) is space
@@ -106,59 +134,33 @@ def _fits(block: Any, space: SearchSpace) -> Any:
     return block
 
 
-def _clamp_conv(block: ConvBlock, space: SearchSpace) -> ConvBlock:
+def _clamped(block: Any, space: SearchSpace) -> Any:
+    """``block`` with every field clamped into ``space`` (:func:`clamp`); the same object if all fit."""
     if _known_fit(block, space):  # blocks are shared by parent and child: most were clamped before
         return block
-    filters = _clamp(block.filters, space.filters)  # type: ignore[arg-type]
-    kernel = _nearest(block.kernel, space.kernels)  # type: ignore[arg-type]
-    stride = _nearest(block.stride, space.strides)  # type: ignore[arg-type]
-    dilation = _nearest(block.dilation, space.dilations)  # type: ignore[arg-type]
-    activation = _member(block.activation, space.activations)
-    dropout = _clamp(block.dropout, (0.0, space.max_dropout))
-    new = (filters, kernel, stride, dilation, activation, dropout)
-    if new == (block.filters, block.kernel, block.stride, block.dilation, block.activation, block.dropout):
-        return _fits(block, space)
-    return _fits(ConvBlock(filters, kernel, activation, block.batch_norm, stride, dilation, dropout), space)
-
-
-def _clamp_dense(block: DenseBlock, space: SearchSpace) -> DenseBlock:
-    if _known_fit(block, space):
-        return block
-    units = _clamp(block.units, space.dense_units)
-    activation = _member(block.activation, space.activations)
-    dropout = _clamp(block.dropout, (0.0, space.max_dropout))
-    if (units, activation, dropout) == (block.units, block.activation, block.dropout):
-        return _fits(block, space)
-    return _fits(DenseBlock(units, activation, dropout), space)
-
-
-def _clamp_train(train: TrainParams, space: SearchSpace) -> TrainParams:
-    if _known_fit(train, space):
-        return train
-    new = {
-        "learning_rate": _clamp(train.learning_rate, space.learning_rate),
-        "batch_size": _nearest(train.batch_size, space.batch_sizes),
-        "optimizer": _member(train.optimizer, space.optimizers),
-        "weight_decay": _clamp(train.weight_decay, space.weight_decay),
-        "momentum": _clamp(train.momentum, space.momentum),
-        "schedule": _member(train.schedule, space.schedules),
-        "budget": _clamp(train.budget, space.budget),
-    }
-    if all(getattr(train, name) == value for name, value in new.items()):
-        return _fits(train, space)
-    return _fits(replace(train, **new), space)
+    values = block.__dict__
+    changed = {}
+    for field in field_rows(type(block)):
+        old = values[field.name]
+        new = clamp(field, old, space)
+        if new != old:
+            changed[field.name] = new
+    return _fits(replace(block, **changed) if changed else block, space)
 
 
 def default_conv(space: SearchSpace) -> ConvBlock:
-    """The convolution repair puts first when a genome has none: smallest everything, batch norm."""
-    return ConvBlock(
-        filters=space.filters[0],  # type: ignore[index]
-        kernel=min(space.kernels),  # type: ignore[arg-type]
-        activation=space.activations[0],
-        batch_norm=True,
-        stride=min(space.strides),  # type: ignore[arg-type]
-        dilation=min(space.dilations),  # type: ignore[arg-type]
-    )
+    """The convolution repair puts first when a genome has none: smallest everything, batch norm.
+
+    Args:
+        space: The search space, resolved for the data's rank.
+
+    Returns:
+        Every field at its kind's ``least`` value in the field table (the low
+        bound, the smallest number, the first name, no dropout), and batch norm.
+    """
+    values: dict[str, Any] = {field.name: field.kind.least(space) for field in declared_rows(ConvBlock)}
+    values[CONV_BATCH_NORM.name] = True
+    return ConvBlock(**values)
 
 
 def _repair_features(blocks: Sequence[FeatureBlock], space: SearchSpace, spec: InputSpec) -> list[FeatureBlock]:
@@ -168,13 +170,12 @@ def _repair_features(blocks: Sequence[FeatureBlock], space: SearchSpace, spec: I
     kept: list[FeatureBlock] = []
     last_kept: list[int] = []  # per original block: index in `kept` of the last kept block at or before it
     allow_pool, allow_skip = "pool" in space.block_types, "skip" in space.block_types
-    skip_activations = (*space.activations, "none")
     depth = skips = 0
     for j, block in enumerate(blocks):
         keep = False
         if isinstance(block, ConvBlock):
             if depth < space.max_features:
-                block = _clamp_conv(block, space)
+                block = _clamped(block, space)
                 stride = block.stride
                 spatial = tuple(-(-n // stride) for n in spatial)
                 channels = block.filters
@@ -182,11 +183,10 @@ def _repair_features(blocks: Sequence[FeatureBlock], space: SearchSpace, spec: I
                 keep = True
         elif isinstance(block, PoolBlock):
             if allow_pool and depth < space.max_features:
-                size = _nearest(block.size, space.pool_sizes)
-                smaller = tuple(n // size for n in spatial)
-                if min(smaller) >= 1:
-                    if size != block.size:
-                        block = PoolBlock(block.kind, size)
+                fitted = _clamped(block, space)
+                smaller = tuple(n // fitted.size for n in spatial)
+                if min(smaller) >= 1:  # else a pool of this size does not fit here: dropped
+                    block = fitted
                     spatial = smaller
                     depth += 1
                     keep = True
@@ -195,9 +195,9 @@ def _repair_features(blocks: Sequence[FeatureBlock], space: SearchSpace, spec: I
             source = last_kept[old_source] if old_source >= 0 else -1
             span = len(kept) - 1 - source
             if span >= 1 and skip_strides(outputs[source + 1][1:], spatial) is not None:
-                activation = _member(block.activation, skip_activations)
-                if span != block.span or activation != block.activation:
-                    block = SkipBlock(span, activation)
+                block = _clamped(block, space)
+                if span != block.span:  # re-spanned onto the kept blocks (SKIP_SPAN: structural)
+                    block = replace(block, span=span)
                 skips += 1
                 keep = True
         if keep:
@@ -254,11 +254,13 @@ def _repaired(genome: Genome, space: SearchSpace, spec: InputSpec) -> Genome:
     if not any(type(b) is ConvBlock for b in features):
         features = _repair_features([default_conv(space), *features], space, spec)
     if "dense" in space.block_types:
-        head = tuple(_clamp_dense(b, space) for b in genome.head[: space.max_head])
+        head = tuple(_clamped(b, space) for b in genome.head[: space.max_head])
     else:
         head = ()
-    reduce: GlobalPoolBlock | None = genome.reduce if "global_pool" in space.block_types else None
-    train = _clamp_train(genome.train, space)
+    reduce: GlobalPoolBlock | None = None
+    if genome.reduce is not None and "global_pool" in space.block_types:
+        reduce = _clamped(genome.reduce, space)
+    train = _clamped(genome.train, space)
     if (
         len(features) == len(genome.features)
         and all(a is b for a, b in zip(features, genome.features))

@@ -1,16 +1,21 @@
 """Random sampling of genomes and their parts from a search space.
 
 Plain Python: no torch.  Every draw takes a ``random.Random`` and is
-deterministic given its state.
+deterministic given its state.  A field's value is drawn by its row of the
+field table (:mod:`menndl.genome.fields`: :func:`random_value`); what is
+drawn here by structure is the network's layout: block types and counts,
+the first block's stride, pool sizes that fit, skip positions and spans.
 """
 
 from __future__ import annotations
 
 import math
 import random
+from collections.abc import Mapping
+from typing import Any
 
+from menndl.genome.fields import CONV_STRIDE, POOL_SIZE, SKIP_SPAN, Choice, Field, Fixed, Flag, Ints, Range, Rate
 from menndl.genome.genome import (
-    POOL_KINDS,
     ConvBlock,
     DenseBlock,
     FeatureBlock,
@@ -19,6 +24,7 @@ from menndl.genome.genome import (
     PoolBlock,
     SkipBlock,
     TrainParams,
+    declared_rows,
     round_sig,
 )
 from menndl.genome.repair import insert_feature, known_valid, repair
@@ -61,12 +67,78 @@ def log_uniform_int(rng: random.Random, bounds: tuple[int, int]) -> int:
     return min(max(value, lo), hi)
 
 
+def random_value(rng: random.Random, field: Field, space: SearchSpace) -> Any:
+    """Draw a value of ``field`` inside the bounds it gets from a resolved ``space``.
+
+    With probability ``field.chance`` (else the kind's least value, no draw
+    beyond that coin): a range log-uniformly (an integer one by
+    :func:`log_uniform_int`; a float one when its minimum is > 0) if its row
+    says ``log``, else uniformly; a rate 0 one time in three, else uniformly
+    in ``[0, max]``; a choice uniformly among its options; a flag with
+    probability 1/2.  Floats are rounded to 3 significant digits
+    (:func:`round_into`).
+
+    Args:
+        rng: Random source.
+        field: A row of the field table (not a skip's span: that is drawn by
+            :func:`random_skip_block`, from the block's position).
+        space: The search space, resolved for the data's rank.
+
+    Returns:
+        The value.
+
+    Raises:
+        ValueError: For a skip's span.
+    """
+    kind = field.kind
+    if field.chance < 1.0 and not rng.random() < field.chance:
+        return kind.least(space)
+    if isinstance(kind, Range):
+        bounds = kind.bounds(space)
+        lo, hi = bounds
+        if isinstance(kind.values, Ints):
+            return log_uniform_int(rng, bounds) if kind.log else rng.randint(lo, hi)
+        x = math.exp(rng.uniform(math.log(lo), math.log(hi))) if kind.log and lo > 0 else rng.uniform(lo, hi)
+        return round_into(x, bounds)
+    if isinstance(kind, Rate):
+        bounds = kind.bounds(space)
+        if rng.random() < 1 / 3:
+            return 0.0
+        return round_into(rng.uniform(*bounds), bounds)
+    if isinstance(kind, Flag):
+        return rng.random() < 0.5
+    if isinstance(kind, (Choice, Fixed)):
+        return rng.choice(kind.options(space))
+    raise ValueError(f"{field.block}.{field.name}: drawn from its position, not from the space")
+
+
+def random_fields(
+    rng: random.Random, cls: type, space: SearchSpace, given: Mapping[Field, Any] | None = None
+) -> dict[str, Any]:
+    """Draw every field of a block class, in the order its constructor declares them.
+
+    Args:
+        rng: Random source.
+        cls: A block class (or :class:`~menndl.genome.genome.TrainParams`).
+        space: The search space, resolved for the data's rank.
+        given: Values of fields that are not drawn (by their rows).
+
+    Returns:
+        Field name -> value, ready for ``cls(**values)``.
+    """
+    rows = declared_rows(cls)
+    if not given:
+        return {field.name: random_value(rng, field, space) for field in rows}
+    return {field.name: given[field] if field in given else random_value(rng, field, space) for field in rows}
+
+
 def random_conv_block(rng: random.Random, space: SearchSpace, first: bool = False) -> ConvBlock:
     """Draw a random convolution block from a resolved ``space``.
 
     Stride and dilation other than the smallest allowed are each drawn one
-    time in four (when the space allows them), so most convolutions keep the
-    spatial size; the first block of a network keeps the smallest stride.
+    time in four, and a dropout one time in four (their rows' ``chance``),
+    so most convolutions keep the spatial size; the first block of a network
+    keeps the smallest stride.
 
     Args:
         rng: Random source.
@@ -76,32 +148,8 @@ def random_conv_block(rng: random.Random, space: SearchSpace, first: bool = Fals
     Returns:
         The block.
     """
-    strides, dilations = space.strides, space.dilations  # rank-resolved (resolve_space) by every caller
-    assert strides is not None and dilations is not None and space.filters is not None and space.kernels
-    return ConvBlock(
-        filters=log_uniform_int(rng, space.filters),
-        kernel=rng.choice(space.kernels),
-        activation=rng.choice(space.activations),
-        batch_norm=rng.random() < 0.5,
-        stride=rng.choice(strides) if not first and rng.random() < 0.25 else min(strides),
-        dilation=rng.choice(dilations) if rng.random() < 0.25 else min(dilations),
-        dropout=random_dropout(rng, space) if rng.random() < 0.25 else 0.0,
-    )
-
-
-def random_dropout(rng: random.Random, space: SearchSpace) -> float:
-    """Draw a dropout: 0 one time in three, else uniform in ``[0, max_dropout]``.
-
-    Args:
-        rng: Random source.
-        space: The search space.
-
-    Returns:
-        The dropout, rounded to 3 significant digits.
-    """
-    if rng.random() < 1 / 3:
-        return 0.0
-    return round_into(rng.uniform(0.0, space.max_dropout), (0.0, space.max_dropout))
+    given = {CONV_STRIDE: CONV_STRIDE.kind.least(space)} if first else None
+    return ConvBlock(**random_fields(rng, ConvBlock, space, given))
 
 
 def random_dense_block(rng: random.Random, space: SearchSpace) -> DenseBlock:
@@ -114,34 +162,7 @@ def random_dense_block(rng: random.Random, space: SearchSpace) -> DenseBlock:
     Returns:
         The block.
     """
-    return DenseBlock(
-        units=log_uniform_int(rng, space.dense_units),
-        activation=rng.choice(space.activations),
-        dropout=random_dropout(rng, space),
-    )
-
-
-def random_learning_rate(rng: random.Random, space: SearchSpace) -> float:
-    """Draw a learning rate log-uniformly, rounded to 3 significant digits."""
-    lo, hi = space.learning_rate
-    return round_into(math.exp(rng.uniform(math.log(lo), math.log(hi))), space.learning_rate)
-
-
-def random_weight_decay(rng: random.Random, space: SearchSpace) -> float:
-    """Draw a weight decay (log-uniform if the minimum is > 0, else uniform)."""
-    lo, hi = space.weight_decay
-    x = math.exp(rng.uniform(math.log(lo), math.log(hi))) if lo > 0 else rng.uniform(lo, hi)
-    return round_into(x, space.weight_decay)
-
-
-def random_momentum(rng: random.Random, space: SearchSpace) -> float:
-    """Draw an SGD momentum uniformly from ``space.momentum``, rounded to 3 significant digits."""
-    return round_into(rng.uniform(*space.momentum), space.momentum)
-
-
-def random_budget(rng: random.Random, space: SearchSpace) -> float:
-    """Draw a training budget fraction uniformly from ``space.budget``, rounded to 3 significant digits."""
-    return round_into(rng.uniform(*space.budget), space.budget)
+    return DenseBlock(**random_fields(rng, DenseBlock, space))
 
 
 def random_train_params(rng: random.Random, space: SearchSpace) -> TrainParams:
@@ -154,19 +175,13 @@ def random_train_params(rng: random.Random, space: SearchSpace) -> TrainParams:
     Returns:
         The training parameters.
     """
-    return TrainParams(
-        learning_rate=random_learning_rate(rng, space),
-        batch_size=rng.choice(space.batch_sizes),
-        optimizer=rng.choice(space.optimizers),
-        weight_decay=random_weight_decay(rng, space),
-        momentum=random_momentum(rng, space),
-        schedule=rng.choice(space.schedules),
-        budget=random_budget(rng, space),
-    )
+    return TrainParams(**random_fields(rng, TrainParams, space))
 
 
 def random_pool_block(rng: random.Random, spatial: tuple[int, ...], space: SearchSpace) -> PoolBlock | None:
     """Draw a pooling block that keeps every spatial size >= 1, or None if none fits.
+
+    Its size is drawn among the space's sizes that fit here.
 
     Args:
         rng: Random source.
@@ -177,10 +192,15 @@ def random_pool_block(rng: random.Random, spatial: tuple[int, ...], space: Searc
         The block or None.
     """
     smallest = min(spatial)
-    sizes = [s for s in space.pool_sizes if smallest // s >= 1]
+    assert isinstance(POOL_SIZE.kind, Choice)
+    sizes = [s for s in POOL_SIZE.kind.options(space) if smallest // s >= 1]
     if not sizes:
         return None
-    return PoolBlock(kind=rng.choice(POOL_KINDS), size=rng.choice(sizes))
+    values: dict[str, Any] = {
+        field.name: rng.choice(sizes) if field is POOL_SIZE else random_value(rng, field, space)
+        for field in declared_rows(PoolBlock)
+    }
+    return PoolBlock(**values)
 
 
 def random_skip_block(rng: random.Random, position: int, space: SearchSpace) -> SkipBlock:
@@ -201,13 +221,13 @@ def random_skip_block(rng: random.Random, position: int, space: SearchSpace) -> 
         span = 2
     else:
         span = rng.randint(1, max(1, position - 1))
-    return SkipBlock(span=span, activation=rng.choice((*space.activations, "none")))
+    return SkipBlock(**random_fields(rng, SkipBlock, space, {SKIP_SPAN: span}))
 
 
 def random_reduce(rng: random.Random, space: SearchSpace) -> GlobalPoolBlock | None:
     """Global pooling (avg or max) with probability ``GLOBAL_POOL_PROBABILITY`` if allowed, else None (flatten)."""
     if "global_pool" in space.block_types and rng.random() < GLOBAL_POOL_PROBABILITY:
-        return GlobalPoolBlock(rng.choice(POOL_KINDS))
+        return GlobalPoolBlock(**random_fields(rng, GlobalPoolBlock, space))
     return None
 
 

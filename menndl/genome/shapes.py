@@ -16,7 +16,8 @@ import math
 from collections.abc import Iterator
 from typing import Any, NamedTuple
 
-from menndl.genome.genome import ConvBlock, Genome, PoolBlock
+from menndl.genome.fields import Choice, Field, Range, Rate
+from menndl.genome.genome import ConvBlock, Genome, PoolBlock, field_rows
 from menndl.genome.space import InputSpec, InvalidGenome, SearchSpace, resolve_space
 
 # ---------------------------------------------------------------- shapes
@@ -201,6 +202,33 @@ def _check_member(where: str, value: Any, options: tuple[Any, ...], field: str) 
         raise _outside(where, value, f"space.{field} = {list(options)}")
 
 
+def _check_field(where: str, field: Field, value: Any, space: SearchSpace) -> None:
+    """Raise :class:`InvalidGenome` if ``value`` lies outside the bounds ``field`` gets from a resolved ``space``.
+
+    Fields without a space key (a pool's kind, batch norm, a skip's span) pass:
+    the block's constructor checked them, and :func:`walk` checks spans.
+
+    Args:
+        where: The value's place in the genome, e.g. ``genome.features[0].kernel``.
+        field: Its row of the field table.
+        value: The value.
+        space: The search space, resolved for the data's rank.
+
+    Raises:
+        InvalidGenome: The value is outside the range or not among the choices.
+    """
+    kind = field.kind
+    if isinstance(kind, (Range, Rate)):
+        _check_range(where, value, kind.bounds(space), kind.key)
+    elif isinstance(kind, Choice):
+        _check_member(where, value, kind.options(space), kind.key)
+
+
+def _check_fields(where: str, block: Any, space: SearchSpace) -> None:
+    for field in field_rows(type(block)):
+        _check_field(f"{where}.{field.name}", field, getattr(block, field.name), space)
+
+
 def _check_type(where: str, name: str, space: SearchSpace) -> None:
     if name not in space.block_types:
         raise InvalidGenome(f"{where}: block type {name!r} is not in space.block_types = {list(space.block_types)}")
@@ -212,20 +240,13 @@ def _check_features(genome: Genome, space: SearchSpace) -> None:
         where = f"genome.features[{i}]"
         if isinstance(block, ConvBlock):
             convs += 1
-            _check_range(f"{where}.filters", block.filters, space.filters, "filters")  # type: ignore[arg-type]
-            _check_member(f"{where}.kernel", block.kernel, space.kernels, "kernels")  # type: ignore[arg-type]
-            _check_member(f"{where}.stride", block.stride, space.strides, "strides")  # type: ignore[arg-type]
-            _check_member(f"{where}.dilation", block.dilation, space.dilations, "dilations")  # type: ignore[arg-type]
-            _check_member(f"{where}.activation", block.activation, space.activations, "activations")
-            _check_range(f"{where}.dropout", block.dropout, (0.0, space.max_dropout), "max_dropout")
         elif isinstance(block, PoolBlock):
             pools += 1
             _check_type(where, "pool", space)
-            _check_member(f"{where}.size", block.size, space.pool_sizes, "pool_sizes")
         else:
             skips += 1
             _check_type(where, "skip", space)
-            _check_member(f"{where}.activation", block.activation, (*space.activations, "none"), "activations")
+        _check_fields(where, block, space)
     if convs == 0:
         raise InvalidGenome("genome.features: at least one conv block is required")
     if convs + pools > space.max_features:
@@ -238,6 +259,8 @@ def _check_features(genome: Genome, space: SearchSpace) -> None:
 
 def check(genome: Genome, space: SearchSpace, spec: InputSpec) -> None:
     """Raise :class:`InvalidGenome` unless ``genome`` fits ``space`` and ``spec``.
+
+    Each field's bounds come from its row of the field table (:mod:`menndl.genome.fields`).
 
     Args:
         genome: The genome.
@@ -253,23 +276,14 @@ def check(genome: Genome, space: SearchSpace, spec: InputSpec) -> None:
     _check_features(genome, space)
     if genome.reduce is not None:
         _check_type("genome.reduce", "global_pool", space)
+        _check_fields("genome.reduce", genome.reduce, space)
     if genome.head:
         _check_type("genome.head", "dense", space)
     if len(genome.head) > space.max_head:
         raise InvalidGenome(f"genome.head: {len(genome.head)} blocks, space.max_head is {space.max_head}")
     for i, dense in enumerate(genome.head):
-        where = f"genome.head[{i}]"
-        _check_range(f"{where}.units", dense.units, space.dense_units, "dense_units")
-        _check_member(f"{where}.activation", dense.activation, space.activations, "activations")
-        _check_range(f"{where}.dropout", dense.dropout, (0.0, space.max_dropout), "max_dropout")
-    t = genome.train
-    _check_range("genome.train.learning_rate", t.learning_rate, space.learning_rate, "learning_rate")
-    _check_member("genome.train.batch_size", t.batch_size, space.batch_sizes, "batch_sizes")
-    _check_member("genome.train.optimizer", t.optimizer, space.optimizers, "optimizers")
-    _check_range("genome.train.weight_decay", t.weight_decay, space.weight_decay, "weight_decay")
-    _check_range("genome.train.momentum", t.momentum, space.momentum, "momentum")
-    _check_member("genome.train.schedule", t.schedule, space.schedules, "schedules")
-    _check_range("genome.train.budget", t.budget, space.budget, "budget")
+        _check_fields(f"genome.head[{i}]", dense, space)
+    _check_fields("genome.train", genome.train, space)
     for _ in walk(genome, spec):
         pass
 

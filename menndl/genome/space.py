@@ -12,7 +12,7 @@ import math
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
-from menndl.genome.genome import ACTIVATIONS, MAX_DROPOUT, OPTIMIZERS, SCHEDULES
+from menndl.genome.fields import SCHEDULES, Choice, Floats, Ints, Keyed, Range, Rate, space_keys
 
 BLOCK_TYPES: tuple[str, ...] = ("conv", "pool", "skip", "global_pool", "dense")
 MUTATION_NAMES: tuple[str, ...] = (
@@ -23,11 +23,11 @@ MUTATION_NAMES: tuple[str, ...] = (
     "remove_skip",
     "alter_training",
 )
-# Defaults of the rank-dependent [space] keys (a key left unset, i.e. None, takes these).
+_FIELD_KEYS: dict[str, Keyed] = space_keys()  # the space keys genome fields read, from the field table
+# Defaults of the rank-dependent [space] keys (a key left unset, i.e. None, takes these), from the field table.
 RANK_DEFAULTS: dict[int, dict[str, tuple[int, ...]]] = {
-    1: {"filters": (8, 64), "kernels": (3, 5, 7, 9), "strides": (1, 2), "dilations": (1, 2, 4)},
-    2: {"filters": (8, 64), "kernels": (1, 3, 5), "strides": (1, 2), "dilations": (1, 2)},
-    3: {"filters": (4, 32), "kernels": (1, 3), "strides": (1, 2), "dilations": (1,)},
+    rank: {key: kind.by_rank[rank - 1] for key, kind in _FIELD_KEYS.items() if kind.by_rank is not None}
+    for rank in (1, 2, 3)
 }
 
 
@@ -87,12 +87,16 @@ def _int_range(value: Any, lo: int) -> str | None:
     return None
 
 
-def _float_range(value: Any, positive: bool) -> str | None:
-    bound = "0 < min" if positive else "0 <= min"
-    if not (isinstance(value, tuple) and len(value) == 2 and all(_is_num(v) for v in value)):
-        return f"a [min, max] pair of numbers with {bound} <= max"
-    if value[0] < 0 or (positive and value[0] == 0) or value[0] > value[1]:
-        return f"a [min, max] pair of numbers with {bound} <= max"
+def _float_range(value: Any, values: Floats) -> str | None:
+    low = f"{values.low:g} {'<' if values.low_open else '<='} min"
+    high = "" if math.isinf(values.high) else f" {'<' if values.high_open else '<='} {values.high:g}"
+    if not (
+        isinstance(value, tuple)
+        and len(value) == 2
+        and all(_is_num(v) and values.contains(v) for v in value)
+        and value[0] <= value[1]
+    ):
+        return f"a [min, max] pair of numbers with {low} <= max{high}"
     return None
 
 
@@ -109,6 +113,22 @@ def _names(value: Any, known: tuple[str, ...]) -> str | None:
     if not (isinstance(value, tuple) and value and all(v in known for v in value)):
         return "a non-empty list drawn from " + ", ".join(known)
     return None
+
+
+def _key_problem(kind: Keyed, value: Any) -> str | None:
+    """What the space key a field reads should be, from the field's kind, if ``value`` is wrong."""
+    if isinstance(kind, Rate):
+        ok = _is_num(value) and kind.values.contains(value)
+        return None if ok else f"a number in {kind.values.text()}"
+    values = kind.values
+    if isinstance(values, Ints):
+        if isinstance(kind, Range):
+            return _int_range(value, values.minimum)
+        return _ints(value, values.minimum, values.odd)
+    if isinstance(values, Floats):
+        return _float_range(value, values)
+    assert isinstance(kind, Choice)
+    return _names(value, values.names)
 
 
 @dataclass(frozen=True)
@@ -183,9 +203,11 @@ class SearchSpace:
             expected = self._problem(f.name, value)
             if expected is not None:
                 raise ValueError(f"space.{f.name}: expected {expected}, got {value!r}")
-        for name in ("learning_rate", "weight_decay", "momentum", "budget"):
-            object.__setattr__(self, name, tuple(float(v) for v in getattr(self, name)))
-        object.__setattr__(self, "max_dropout", float(self.max_dropout))
+        for name, kind in _FIELD_KEYS.items():  # float bounds as floats
+            if isinstance(kind, Rate):
+                object.__setattr__(self, name, float(getattr(self, name)))
+            elif isinstance(kind, Range) and isinstance(kind.values, Floats):
+                object.__setattr__(self, name, tuple(float(v) for v in getattr(self, name)))
         for name in MUTATION_NAMES:
             object.__setattr__(self, f"mutation_{name}", float(getattr(self, f"mutation_{name}")))
         if not any(w > 0 for w in self.mutation_weights.values()):
@@ -204,46 +226,20 @@ class SearchSpace:
     @staticmethod
     def _problem(name: str, value: Any) -> str | None:
         """Return what ``name`` should be if ``value`` is wrong, else None."""
-        if value is None and name in ("filters", "kernels", "strides", "dilations"):
-            return None
+        kind = _FIELD_KEYS.get(name)
+        if kind is not None:  # a key genome fields read: the field table says what it holds
+            return None if value is None and kind.by_rank is not None else _key_problem(kind, value)
         if name == "max_skips":
             return None if _is_int(value) and value >= 0 else "an integer >= 0"
-        if name in ("strides", "dilations"):
-            return _ints(value, 1)
         if name == "block_types":
             problem = _names(value, BLOCK_TYPES)
             return problem or (None if "conv" in value else "a list of block types that includes 'conv'")
-        if name == "schedules":
-            return _names(value, SCHEDULES)
-        if name == "momentum":
-            ok = _float_range(value, positive=False) is None and value[1] < 1
-            return None if ok else "a [min, max] pair of numbers with 0 <= min <= max < 1"
-        if name == "budget":
-            ok = _float_range(value, positive=True) is None and value[1] <= 1
-            return None if ok else "a [min, max] pair of numbers with 0 < min <= max <= 1"
         if name.startswith("mutation_"):
             return None if _is_num(value) and value >= 0 else "a number >= 0"
         if name == "max_features":
             return None if _is_int(value) and value >= 1 else "an integer >= 1"
         if name == "max_head":
             return None if _is_int(value) and value >= 0 else "an integer >= 0"
-        if name in ("filters", "dense_units"):
-            return _int_range(value, 1)
-        if name == "kernels":
-            return _ints(value, 1, odd=True)
-        if name == "pool_sizes":
-            return _ints(value, 2)
-        if name == "batch_sizes":
-            return _ints(value, 2)  # batch norm needs two samples
-        if name == "activations":
-            return _names(value, ACTIVATIONS)
-        if name == "optimizers":
-            return _names(value, OPTIMIZERS)
-        if name in ("learning_rate", "weight_decay"):
-            return _float_range(value, positive=name == "learning_rate")
-        if name == "max_dropout":
-            ok = _is_num(value) and 0 <= value < MAX_DROPOUT
-            return None if ok else f"a number in [0, {MAX_DROPOUT})"
         raise AssertionError(name)  # pragma: no cover - every field is listed
 
 
@@ -254,8 +250,8 @@ def resolve_space(space: SearchSpace, rank: int) -> SearchSpace:
     """``space.for_rank(rank)``, cached: the space every genome function works in.
 
     Every operator calls this, several times per child: a lookup by the
-    object's identity first (hashing a space hashes its ~40 fields, a few
-    microseconds each time), then by value, so equal spaces share one result.
+    object's identity first (hashing a space hashes every one of its fields),
+    then by value, so equal spaces share one result.
 
     Args:
         space: A search space, possibly with rank-dependent keys unset.
