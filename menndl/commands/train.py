@@ -44,7 +44,7 @@ def main(args: argparse.Namespace) -> int:
     from menndl.job import parse_job
     from menndl.library import Library
     from menndl.library.export import spec_of
-    from menndl.library.genomes import stored_genome
+    from menndl.library.stored import stored_genome
     from menndl.worker.trainer import choose_device, make_optimizer
 
     with Library.open(args.library) as lib:
