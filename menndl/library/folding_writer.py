@@ -3,11 +3,10 @@
 The master journals every result and task before it sends the next task (crash safety needs
 that much); :class:`FoldingWriter` does only that, and a helper process
 (:mod:`menndl.library.fold_process`) follows the journal and appends its rows to the HDF5 file in
-batches.  The master no longer stops for an HDF5 batch (tens of milliseconds on a local disk,
-more on a parallel file system, while every worker that finishes waits), at the price of one
-more process beside it that parses each journal line again.  ``auto`` uses it from
-`AUTO_WORKERS` workers on, when the master may run on more than one CPU (a helper bound to the
-master's only core would take the time back).
+batches.  The master no longer stops for an HDF5 batch (while every worker that finishes
+waits), at the price of one more process beside it that parses each journal line again.
+``auto`` uses it from `AUTO_WORKERS` workers on, when the master may run on more than one CPU
+(a helper bound to the master's only core would take the time back).
 
 At close the fold process folds the last lines and ends; the master then opens the file
 again for what only it knows (the tasks in flight, the session, kept weights).  If the fold
@@ -17,7 +16,8 @@ their own files as they come: `menndl.library.kept_weights`).
 
 This module and :mod:`menndl.library.fold_process` are the whole of the fold process: the
 writer is :class:`menndl.library.writer.LibraryWriter` with :class:`FoldProcessBatches` for
-its batches.
+its batches.  Without them, a search takes ``LibraryWriter`` (the commands' one branch on
+``library.fold``).
 """
 
 from __future__ import annotations

@@ -1,4 +1,8 @@
-"""Kept weights of a library being written, one file per model beside it (``LIB.h5.weights/<id>.h5``).
+"""Kept weights: the top models a writer keeps (:class:`TopModels`), and their files beside a library.
+
+A writer keeps the ``keep_weights`` most accurate models it is offered (:class:`TopModels`) and
+writes them into the library's ``/weights`` with its HDF5 batches.  Beside a library being written
+lies one file per kept model (``LIB.h5.weights/<id>.h5``).
 
 The HDF5 library itself is written in batches (by the master or a fold process) and is rebuilt
 from its journal after a crash, so weights kept only there are lost with the batch, or with the
