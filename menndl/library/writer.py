@@ -145,7 +145,7 @@ class LibraryWriter:
             if isinstance(exc, OSError):
                 raise UserError(f"cannot create library {p}: {failure_reason(exc)}") from None
             raise
-        self._start(store, log, SearchState(), policy)
+        self._start(store, log, SearchState(), TopModels(policy.keep_weights, {}), policy.flush_every)
 
     @classmethod
     def reopen(
@@ -176,16 +176,19 @@ class LibraryWriter:
             raise UserError(f"cannot open library {p} for appending: {failure_reason(exc)}") from None
         try:
             state = search_state(store.read_state(), None, store.ids())
+            models = TopModels(policy.keep_weights, store.stored_models())
             log = JournalFile(p, store.root_attrs(), flush_seconds)
         except Exception:
             store.close()
             raise
         self = cls.__new__(cls)  # the file exists: none of `__init__`'s creation
-        self._start(store, log, state, policy)
+        self._start(store, log, state, models, policy.flush_every)
         return self
 
-    def _start(self, store: ColumnStore, journal: Journal, state: SearchState, policy: _Policy) -> None:
-        """Attach to an open file and its journal, continuing from ``state``."""
+    def _start(
+        self, store: ColumnStore, journal: Journal, state: SearchState, models: TopModels, flush_every: int
+    ) -> None:
+        """Attach to an open file and its journal, continuing from ``state`` with the kept ``models``."""
         self._path = store.path
         self._broken = ""  # the first failed write's message: the writer then writes nothing more
         self._closed = False
@@ -195,13 +198,8 @@ class LibraryWriter:
         self._state_dirty = False  # the state must go with the next batch
         self._front: list[int] | None = None  # the newest Pareto front this writer was given
         self._front_dirty = False
-        try:
-            self._models = TopModels(policy.keep_weights, store.stored_models())
-        except Exception:
-            store.close()
-            journal.abandon()
-            raise
-        self._batches = type(self).batches_class(store, journal, policy.flush_every, journal.batch_seconds)
+        self._models = models
+        self._batches = type(self).batches_class(store, journal, flush_every, journal.batch_seconds)
 
     # ------------------------------------------------------------------ API
 
