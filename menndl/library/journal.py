@@ -285,8 +285,8 @@ class JournalParser:
                 out.rng_state = str(event["rng_state"])
             if isinstance(event.get("search_seconds"), (int, float)):
                 out.search_seconds = float(event["search_seconds"])
-            if event.get("next_id") is not None:
-                out.next_id = int(event["next_id"])
+            if isinstance(event.get("next_id"), int):
+                out.next_id = event["next_id"]
             out.tasks[int(task["id"])] = task
         elif kind == "pareto":
             out.pareto = [int(i) for i in event["ids"]]
