@@ -15,7 +15,7 @@ import h5py
 import numpy as np
 import pytest
 
-from menndl.library.folding import AUTO_WORKERS, FoldingWriter, use_fold_process
+from menndl.library.folding_writer import AUTO_WORKERS, FoldingWriter, use_fold_process
 from menndl.library.journal import base_path, journal_path
 from menndl.library.reader import Library
 from menndl.library.recover import recover
@@ -74,7 +74,7 @@ def contents(path: Path) -> dict:
 def test_fold_process_writes_the_same_library_as_the_master(tmp_path: Path) -> None:
     inline = LibraryWriter(tmp_path / "inline.h5", job_text=JOB, flush_every=64, flush_seconds=0.0, keep_weights=1)
     folding = FoldingWriter(tmp_path / "fold.h5", job_text=JOB, flush_every=64, flush_seconds=0.0, keep_weights=1)
-    assert folding._process is not None and folding._process.poll() is None  # the helper runs beside the master
+    assert folding.fold_process is not None and folding.fold_process.poll() is None  # the helper runs beside the master
     for writer in (inline, folding):
         drive(writer, results=300, in_flight=5)
         assert len(writer) == 300
@@ -90,9 +90,9 @@ def test_master_folds_itself_when_the_fold_process_dies(tmp_path: Path) -> None:
     path = tmp_path / "lib.h5"
     writer = FoldingWriter(path, job_text=JOB, flush_every=16, flush_seconds=0.0)
     drive(writer, results=50, in_flight=3)
-    assert writer._process is not None
-    writer._process.kill()  # the helper is gone (an OOM kill, a node policy): nothing may be lost
-    writer._process.wait()
+    assert writer.fold_process is not None
+    writer.fold_process.kill()  # the helper is gone (an OOM kill, a node policy): nothing may be lost
+    writer.fold_process.wait()
     drive(writer, results=0, in_flight=0)
     for i in range(50, 80):
         writer.append(record(i))
@@ -113,16 +113,16 @@ def ignored_signals(pid: int) -> int:
 def test_fold_process_ignores_the_signals_sent_to_the_whole_job(tmp_path: Path) -> None:
     path = tmp_path / "lib.h5"
     writer = FoldingWriter(path, job_text=JOB, flush_every=16, flush_seconds=0.0)
-    assert writer._process is not None
+    assert writer.fold_process is not None
     wanted = (1 << (signal.SIGINT - 1)) | (1 << (signal.SIGTERM - 1))
     deadline = time.monotonic() + 30  # its first step is to ignore them; a signal before that ends a fresh process
-    while time.monotonic() < deadline and ignored_signals(writer._process.pid) & wanted != wanted:
+    while time.monotonic() < deadline and ignored_signals(writer.fold_process.pid) & wanted != wanted:
         time.sleep(0.01)
     for sig in (signal.SIGINT, signal.SIGTERM):
-        writer._process.send_signal(sig)
+        writer.fold_process.send_signal(sig)
     drive(writer, results=40, in_flight=2)
     time.sleep(0.3)
-    assert writer._process.poll() is None  # still folding: the master ends it at close
+    assert writer.fold_process.poll() is None  # still folding: the master ends it at close
     writer.close()
     with Library.open(path) as lib:
         assert lib.column("id").tolist() == list(range(40))
@@ -133,9 +133,9 @@ def test_master_killed_the_fold_process_finishes_and_recovery_loses_nothing(tmp_
     script = textwrap.dedent(
         """
         import json, os, signal, sys
-        from menndl.library.folding import FoldingWriter
+        from menndl.library.folding_writer import FoldingWriter
         w = FoldingWriter(sys.argv[1], job_text="x", flush_every=25, flush_seconds=0.0)
-        print(w._process.pid, flush=True)
+        print(w.fold_process.pid, flush=True)
         for i in range(400):
             w.task_started({"id": i, "genome": json.dumps({"i": i}), "hash": f"h{i}", "parents": [], "operator": "r",
                             "seed": i, "submitted_at": 1.0, "next_id": i + 1})

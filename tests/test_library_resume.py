@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import random
 from pathlib import Path
 
@@ -62,9 +63,9 @@ def test_resume_requeues_what_was_in_flight(tmp_path: Path) -> None:
         )
     writer.append({"id": 4, "genome": genomes[0].to_json(), "hash": genomes[0].hash, "status": "ok",
                    "accuracy": 0.5, "params": 10, "train_seconds": 1.0, "operator": "random", "seed": 7})  # fmt: skip
-    writer._journal.close()
-    writer._file.close()
-    writer._file = None
+    writer.commit()  # a crashed master: the journal as committed, the writer never closed
+    del writer
+    gc.collect()
     assert journal_path(path).exists()
     transport = ScriptedTransport(1)
     result = _search(path, 8, transport, resume=True)

@@ -13,7 +13,7 @@ import sys
 from typing import Any
 
 from menndl.errors import OneLineParser, UserError
-from menndl.library.genomes import stored_parents
+from menndl.library.stored import stored_parents
 from menndl.objectives import RANKINGS
 
 HELP = "query a library: top, pareto, show ID, stats, lineage ID, status; or merge A B -o C"
@@ -113,7 +113,7 @@ def _print_rows(rows: list[dict[str, Any]], as_json: bool, lib_path: Any = "") -
 
 
 def _jsonable(row: dict[str, Any], library: Any = "") -> dict[str, Any]:
-    from menndl.library.genomes import stored_json
+    from menndl.library.stored import stored_json
 
     out = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in row.items()}
     for key in ("genome", "parents"):
@@ -147,7 +147,7 @@ def _show(lib: Any, eval_id: int, as_json: bool) -> int:
     spec = _spec(lib)
     if spec is not None and row["genome"]:
         from menndl.genome.layer_table import format_layer_table
-        from menndl.library.genomes import stored_genome
+        from menndl.library.stored import stored_genome
 
         genome = stored_genome(lib.path, row, spec)
         print()

@@ -108,7 +108,7 @@ def _run_master(args: argparse.Namespace, transport: MasterTransport | None) -> 
         The exit status, and whether some worker may still be running.
     """
     from menndl.library import LibraryWriter
-    from menndl.library.folding import FoldingWriter, use_fold_process
+    from menndl.library.folding_writer import FoldingWriter, use_fold_process
     from menndl.master import Progress, Search
     from menndl.transport.local import LocalTransport
 

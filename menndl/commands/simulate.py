@@ -56,7 +56,7 @@ def main(args: argparse.Namespace) -> int:
     from menndl.commands.common import inspect_data
     from menndl.job import load_job
     from menndl.library import LibraryWriter
-    from menndl.library.folding import FoldingWriter, use_fold_process
+    from menndl.library.folding_writer import FoldingWriter, use_fold_process
     from menndl.master import Progress, Search
     from menndl.master.scale import NullWriter, print_figures, search_figures
     from menndl.transport.simulated import SimulatedTransport, parse_eval_time

@@ -64,7 +64,7 @@ def main(args: argparse.Namespace) -> int:
     from menndl.job import parse_job
     from menndl.library import Library
     from menndl.library.export import spec_of
-    from menndl.library.genomes import stored_genome
+    from menndl.library.stored import stored_genome
     from menndl.worker.faults import status_of
     from menndl.worker.trainer import Trainer, choose_device
 

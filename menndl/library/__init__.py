@@ -1,8 +1,17 @@
 """The HDF5 architecture library: one file per search, one row per evaluation.
 
-* :class:`LibraryWriter` (master only) creates a library and appends records.
-* :class:`Library` opens a library read-only and validates it.
+* :class:`LibraryWriter` (master only) creates a library and appends records
+  (:mod:`~menndl.library.writer`; its HDF5 batches: :mod:`~menndl.library.batches`, or a fold
+  process: :mod:`~menndl.library.folding_writer` and :mod:`~menndl.library.fold_process`).
+* :class:`Library` opens a library read-only and validates it (:mod:`~menndl.library.reader`).
 * :mod:`menndl.library.schema` lists the fields and format constants.
+* :mod:`menndl.library.columns` is the HDF5 column store: the file's layout, its columns, its
+  Pareto dataset and its ``/state``; every writer of a library file goes through it.
+* :mod:`menndl.library.state` computes the search state (next id, tasks in flight, random state,
+  session) from the HDF5 file and the journal, in one function.
+* :mod:`menndl.library.journal` is the crash-safety journal beside a library being written;
+  :mod:`menndl.library.recover` folds it in after a crash; :mod:`menndl.library.kept_weights`
+  keeps the top models; :mod:`menndl.library.stored` reads genomes and JSON fields back.
 
 The writer and reader are imported lazily, so ``import menndl.library`` (and
 ``menndl.library.schema``) does not pull in h5py.  File layout:

@@ -59,7 +59,7 @@ def build(lib: Library, eval_id: int, weights: str | Path | None = None) -> tupl
     import torch
 
     from menndl.genome.decode import build_model
-    from menndl.library.genomes import stored_genome
+    from menndl.library.stored import stored_genome
 
     row = lib.record(eval_id)
     if not row["genome"]:

@@ -35,9 +35,12 @@ rows plus the journal's.
 
 from __future__ import annotations
 
+import abc
 import json
 import math
 import os
+import shutil
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,7 +51,12 @@ from menndl.library.schema import FIELD_NAMES as EVALUATION_NAMES
 JOURNAL_FORMAT = "menndl-library-journal"
 JOURNAL_VERSION = 2  # 2: row lines list values in the header's field order (1: objects; still read)
 JOURNAL_SUFFIX = ".journal"
+STATE_KEYS = frozenset({"rng_state", "next_id", "search_seconds"})
+"""Keys of a task line that carry the master's state, not the task's (the in-flight list drops them)."""
 BASE_SUFFIX = ".base"
+WEIGHTS_SUFFIX = ".weights"
+JOURNALED_BATCH_SECONDS = 60.0
+"""With a journal, the longest wait of a row for its HDF5 batch (the journal is the durable copy)."""
 
 
 _ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))  # one instance: no per-call setup
@@ -71,6 +79,20 @@ def base_path(library: str | Path) -> Path:
     """The consistent copy a resumed library started from: ``LIB.h5`` -> ``LIB.h5.base``."""
     p = Path(library)
     return p.with_name(p.name + BASE_SUFFIX)
+
+
+def weights_dir(library: str | Path) -> Path:
+    """The folder of a library's kept weights while it is written: ``LIB.h5`` -> ``LIB.h5.weights``."""
+    p = Path(library)
+    return p.with_name(p.name + WEIGHTS_SUFFIX)
+
+
+def remove_companions(library: str | Path) -> None:
+    """Remove what lies beside a library while it is written: journal, base copy, kept-weights folder
+    (a clean close, or a recovery, has put their contents into the library)."""
+    journal_path(library).unlink(missing_ok=True)
+    base_path(library).unlink(missing_ok=True)
+    shutil.rmtree(weights_dir(library), ignore_errors=True)
 
 
 class JournalWriter:
@@ -179,21 +201,28 @@ class JournalWriter:
 
 @dataclass
 class JournalContents:
-    """What a journal holds, in order; a torn last line (a crash mid-write) is dropped."""
+    """What a journal holds, in order; a torn last line (a crash mid-write) is dropped.
+
+    Attributes:
+        attrs: The header's root attributes (None: no header line).
+        rows: Every row line's record (field -> value), in order.
+        tasks: Id -> task line, without the master's state keys (``rng_state``, ``next_id``,
+            ``search_seconds``); with ``forget_finished`` only the tasks without a row.
+        next_id: The ``next_id`` the newest task line carried.
+        rng_state: The newest random state any task line carried.
+        search_seconds: The newest search time any task line carried.
+        pareto: The newest Pareto front line's ids.
+        torn_lines: Lines that did not parse.
+    """
 
     attrs: dict[str, Any] | None = None
     rows: list[dict[str, Any]] = field(default_factory=list)
     tasks: dict[int, dict[str, Any]] = field(default_factory=dict)
-    last_task: dict[str, Any] | None = None
-    rng_state: str | None = None  # the newest random state any task line carried
-    search_seconds: float | None = None  # the newest search time any task line carried
+    next_id: int | None = None
+    rng_state: str | None = None
+    search_seconds: float | None = None
     pareto: list[int] | None = None
     torn_lines: int = 0
-
-    def pending(self) -> list[dict[str, Any]]:
-        """Tasks handed out that have no row yet (what was in flight), in id order."""
-        done = {int(row["id"]) for row in self.rows}
-        return [task for task_id, task in sorted(self.tasks.items()) if task_id not in done]
 
 
 def _lines(path: Path) -> Iterator[bytes]:
@@ -212,7 +241,7 @@ class JournalParser:
 
     Args:
         forget_finished: drop a task once its row came (the fold process: memory stays the size of
-            what is in flight); `JournalContents.pending` then needs the rows too, so leave it off for that.
+            what is in flight).
     """
 
     def __init__(self, forget_finished: bool = False) -> None:
@@ -251,13 +280,14 @@ class JournalParser:
                 record = {"id": record["id"], "genome": task["genome"], **record}  # the task line has the text
             out.rows.append(record)
         elif kind == "task":
-            task = {k: v for k, v in event.items() if k not in ("type", "rng_state", "search_seconds")}
+            task = {k: v for k, v in event.items() if k != "type" and k not in STATE_KEYS}
             if event.get("rng_state") is not None:  # only the newest random state matters; keep memory flat
                 out.rng_state = str(event["rng_state"])
             if isinstance(event.get("search_seconds"), (int, float)):
                 out.search_seconds = float(event["search_seconds"])
+            if isinstance(event.get("next_id"), int):
+                out.next_id = event["next_id"]
             out.tasks[int(task["id"])] = task
-            out.last_task = task
         elif kind == "pareto":
             out.pareto = [int(i) for i in event["ids"]]
 
@@ -272,3 +302,229 @@ def read_journal(path: str | Path) -> JournalContents:
     for line in _lines(Path(path)):
         parser.feed(line)
     return parser.contents
+
+
+class Journal(abc.ABC):
+    """Where a library writer sends every event before its HDF5 file has it.
+
+    Two implementations: :class:`JournalFile` (a running search: every event is a line of
+    ``LIB.h5.journal``, kept models also go to their own files) and :class:`NoJournal` (offline
+    writers such as ``menndl library merge``: the HDF5 file is the only copy).  The writer takes
+    its batch policy from the two attributes and calls the methods unconditionally.
+
+    Attributes:
+        keeps_state: Whether the journal holds every task and front, so that the HDF5 file needs
+            the search state (the in-flight list above all) only at close; without one, every
+            batch carries it and a new front is written at once.
+        batch_seconds: The longest wait of the oldest buffered row for its HDF5 batch (None:
+            only the batch size counts).
+    """
+
+    keeps_state: bool
+    batch_seconds: float | None
+
+    @abc.abstractmethod
+    def row(self, row: Sequence[Any]) -> None:
+        """Queue a finished evaluation: its stored values in the schema's field order."""
+
+    @abc.abstractmethod
+    def task(self, task: Mapping[str, Any]) -> None:
+        """Queue a task handed to a worker."""
+
+    @abc.abstractmethod
+    def pareto(self, ids: Sequence[int]) -> None:
+        """Queue a new Pareto front."""
+
+    @abc.abstractmethod
+    def commit(self) -> None:
+        """Write what is queued (one ``write()``).
+
+        Raises:
+            OSError: The write failed; no torn line is left.
+        """
+
+    @abc.abstractmethod
+    def sync(self) -> None:
+        """Commit, then make everything durable (``fsync``).
+
+        Raises:
+            OSError: The write or the ``fsync`` failed.
+        """
+
+    @abc.abstractmethod
+    def tick(self) -> None:
+        """Sync when the last sync is older than the writer's ``flush_seconds``.
+
+        Raises:
+            OSError: The sync failed.
+        """
+
+    @abc.abstractmethod
+    def keep_model(self, eval_id: int, accuracy: float, arrays: Mapping[str, Any], keep: int) -> None:
+        """Make a model the writer keeps safe before its HDF5 batch.
+
+        Raises:
+            OSError: Its file cannot be written.
+        """
+
+    @abc.abstractmethod
+    def drop_model(self, eval_id: int) -> None:
+        """Forget a model pushed out of the top."""
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Clean close (the HDF5 file has everything): remove the journal and what lies beside the library.
+
+        Raises:
+            OSError: The last sync failed (the journal is kept).
+        """
+
+    @abc.abstractmethod
+    def abandon(self, remove: bool = False) -> None:
+        """Close after a failure, keeping the journal (or removing it, with ``remove``); never raises."""
+
+
+class JournalFile(Journal):
+    """The journal of a running search, ``LIB.h5.journal`` (see the module documentation).
+
+    A row line leaves out the genome text when this journal's task line of the same id has it.
+    Kept models are written to their own files in ``LIB.h5.weights`` (`menndl.library.kept_weights`).
+
+    Args:
+        library: The library's path.
+        attrs: Its root attributes, for the header line (written and synced now).
+        sync_seconds: The longest time between two ``fsync`` calls (None: only batches sync).
+
+    Raises:
+        OSError: The journal cannot be created.
+    """
+
+    keeps_state = True
+
+    def __init__(self, library: Path, attrs: Mapping[str, Any], sync_seconds: float | None) -> None:
+        self.library = library
+        self._lines = JournalWriter(journal_path(library), attrs)
+        self._sync_seconds = sync_seconds
+        self._synced_at = time.monotonic()
+        self._genomes: dict[int, str] = {}  # id -> genome text of this journal's task lines without a row yet
+        self.batch_seconds = None if sync_seconds is None else max(sync_seconds, JOURNALED_BATCH_SECONDS)
+
+    @property
+    def path(self) -> Path:
+        """The journal file."""
+        return self._lines.path
+
+    def row(self, row: Sequence[Any]) -> None:
+        """Queue a row line (``id`` and ``genome`` are the schema's first fields)."""
+        if self._genomes.pop(row[0], None) == row[1]:
+            self._lines.write_row((row[0], None, *row[2:]))  # this journal's task line has the same text
+        else:
+            self._lines.write_row(row)
+
+    def task(self, task: Mapping[str, Any]) -> None:
+        """Queue a task line."""
+        task_id = int(task["id"])
+        self._lines.write_task(task)
+        self._genomes[task_id] = task["genome"]
+
+    def pareto(self, ids: Sequence[int]) -> None:
+        """Queue a Pareto line."""
+        self._lines.write({"type": "pareto", "ids": list(ids)})
+
+    def commit(self) -> None:
+        """Write the queued lines with one ``write()``."""
+        self._lines.commit()
+
+    def sync(self) -> None:
+        """Commit and ``fsync``."""
+        self._lines.sync()
+        self._synced_at = time.monotonic()
+
+    def tick(self) -> None:
+        """``fsync`` when ``sync_seconds`` have passed since the last one."""
+        if self._sync_seconds is None:
+            return
+        now = time.monotonic()
+        if now - self._synced_at >= self._sync_seconds:
+            self._lines.sync()
+            self._synced_at = now
+
+    def keep_model(self, eval_id: int, accuracy: float, arrays: Mapping[str, Any], keep: int) -> None:
+        """Write the model to ``LIB.h5.weights/<id>.h5`` now, complete before it gets that name."""
+        from menndl.library.kept_weights import save_weights_file
+
+        save_weights_file(weights_dir(self.library), eval_id, accuracy, arrays, keep)
+
+    def drop_model(self, eval_id: int) -> None:
+        """Delete the model's file."""
+        (weights_dir(self.library) / f"{int(eval_id)}.h5").unlink(missing_ok=True)
+
+    def close(self) -> None:
+        """Sync and close the journal, then remove it with the base copy and the kept-weights folder."""
+        self._lines.close()
+        remove_companions(self.library)
+
+    def abandon(self, remove: bool = False) -> None:
+        """Close the file (what was written is there), and remove it with ``remove``."""
+        try:
+            self._lines.close()
+        except OSError:
+            pass  # fsync of a full disk: what was written is there
+        if remove:
+            self.path.unlink(missing_ok=True)
+
+
+class NoJournal(Journal):
+    """No journal (offline writers): every method does nothing, and the HDF5 batches carry the state.
+
+    Args:
+        batch_seconds: The longest wait of the oldest buffered row for its HDF5 batch.
+    """
+
+    keeps_state = False
+
+    def __init__(self, batch_seconds: float | None = None) -> None:
+        self.batch_seconds = batch_seconds
+
+    def row(self, row: Sequence[Any]) -> None:
+        """Nothing to queue."""
+
+    def task(self, task: Mapping[str, Any]) -> None:
+        """Nothing to queue."""
+
+    def pareto(self, ids: Sequence[int]) -> None:
+        """Nothing to queue."""
+
+    def commit(self) -> None:
+        """Nothing to write."""
+
+    def sync(self) -> None:
+        """Nothing to sync."""
+
+    def tick(self) -> None:
+        """Nothing to sync."""
+
+    def keep_model(self, eval_id: int, accuracy: float, arrays: Mapping[str, Any], keep: int) -> None:
+        """The model waits for the HDF5 batch."""
+
+    def drop_model(self, eval_id: int) -> None:
+        """Nothing to delete."""
+
+    def close(self) -> None:
+        """Nothing to remove."""
+
+    def abandon(self, remove: bool = False) -> None:
+        """Nothing to close."""
+
+
+def start_journal(library: Path, attrs: Mapping[str, Any], *, enabled: bool, sync_seconds: float | None) -> Journal:
+    """The journal of a new library: a fresh :class:`JournalFile` (stale companions removed first), or
+    :class:`NoJournal` when not ``enabled``.
+
+    Raises:
+        OSError: The journal cannot be created.
+    """
+    if not enabled:
+        return NoJournal(sync_seconds)
+    remove_companions(library)
+    return JournalFile(library, attrs, sync_seconds)

@@ -1,4 +1,8 @@
-"""Kept weights of a library being written, one file per model beside it (``LIB.h5.weights/<id>.h5``).
+"""Kept weights: the top models a writer keeps (:class:`TopModels`), and their files beside a library.
+
+A writer keeps the ``keep_weights`` most accurate models it is offered (:class:`TopModels`) and
+writes them into the library's ``/weights`` with its HDF5 batches.  Beside a library being written
+lies one file per kept model (``LIB.h5.weights/<id>.h5``).
 
 The HDF5 library itself is written in batches (by the master or a fold process) and is rebuilt
 from its journal after a crash, so weights kept only there are lost with the batch, or with the
@@ -15,21 +19,78 @@ only, like the library.
 from __future__ import annotations
 
 import json
+import math
 import os
-import shutil
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import h5py
 import numpy as np
 
-WEIGHTS_SUFFIX = ".weights"
+from menndl.library.journal import weights_dir
+
+__all__ = ["TopModels", "merge_weights_files", "model_arrays", "save_weights_file", "weights_dir", "write_model"]
 
 
-def weights_dir(library: str | Path) -> Path:
-    """The folder of a library's kept weights while it is written: ``LIB.h5`` -> ``LIB.h5.weights``."""
-    p = Path(library)
-    return p.with_name(p.name + WEIGHTS_SUFFIX)
+def model_arrays(arrays: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    """A model's arrays as contiguous float32 arrays under str names.
+
+    Raises:
+        ValueError: A name is empty or contains ``/``.
+    """
+    if any("/" in str(name) or not str(name) for name in arrays):
+        raise ValueError("weight names must be non-empty and contain no '/'")
+    return {str(name): np.ascontiguousarray(np.asarray(value, dtype=np.float32)) for name, value in arrays.items()}
+
+
+class TopModels:
+    """The ``keep`` most accurate models offered to a writer: those in ``/weights`` and those waiting for a batch.
+
+    Args:
+        keep: How many to keep (0: none).
+        stored: Id -> accuracy of the models the library's ``/weights`` holds already.
+    """
+
+    def __init__(self, keep: int, stored: Mapping[int, float]) -> None:
+        self.keep = keep
+        self._stored = dict(stored)
+        self._queue: dict[int, tuple[float, dict[str, np.ndarray]]] = {}  # written into /weights with the next batch
+        self._evict: set[int] = set()  # deleted from /weights with the next batch
+
+    def admits(self, accuracy: float) -> tuple[bool, int | None]:
+        """Whether a model of this accuracy gets in, and which kept one it then pushes out (the least
+        accurate, the later id first on ties)."""
+        if self.keep == 0 or not math.isfinite(accuracy):
+            return False, None
+        kept = {**self._stored, **{i: a for i, (a, _) in self._queue.items()}}
+        if len(kept) < self.keep:
+            return True, None
+        worst = min(kept, key=lambda i: (kept[i], -i))
+        return (True, worst) if accuracy > kept[worst] else (False, None)
+
+    def add(self, eval_id: int, accuracy: float, arrays: dict[str, np.ndarray]) -> None:
+        """Keep a model (admitted by `admits`); it reaches ``/weights`` with the next `write`."""
+        self._queue[eval_id] = (accuracy, arrays)
+
+    def drop(self, eval_id: int) -> None:
+        """Push a model out of the top (deleted from ``/weights`` with the next `write`)."""
+        if self._queue.pop(eval_id, None) is None:
+            self._evict.add(eval_id)
+            self._stored.pop(eval_id, None)
+
+    def write(self, weights: h5py.Group) -> None:
+        """Delete the models pushed out and write the new ones into the library's ``/weights`` group."""
+        for eval_id in sorted(self._evict):
+            if str(eval_id) in weights:
+                del weights[str(eval_id)]
+        self._evict.clear()
+        for eval_id, (accuracy, arrays) in self._queue.items():
+            if str(eval_id) in weights:
+                del weights[str(eval_id)]
+            write_model(weights.create_group(str(eval_id)), accuracy, arrays)
+            self._stored[eval_id] = accuracy
+        self._queue.clear()
 
 
 def save_weights_file(
@@ -59,16 +120,6 @@ def write_model(group: h5py.Group, accuracy: float, arrays: Mapping[str, np.ndar
     group.attrs["names"] = json.dumps(list(arrays))
     for name, array in arrays.items():
         group.create_dataset(name, data=array)
-
-
-def drop_weights_file(directory: Path, eval_id: int) -> None:
-    """Delete a model pushed out of the top (nothing if it has no file)."""
-    (directory / f"{int(eval_id)}.h5").unlink(missing_ok=True)
-
-
-def remove_weights_dir(library: str | Path) -> None:
-    """Remove the folder (after a clean close, or once recovery merged it)."""
-    shutil.rmtree(weights_dir(library), ignore_errors=True)
 
 
 def merge_weights_files(weights: h5py.Group, directory: Path) -> int:

@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 
 from menndl.errors import UserError
-from menndl.library.genomes import stored_parents
 from menndl.library.reader import Library
 from menndl.library.schema import FIELD_NAMES, RESERVED_ROOT_ATTRS
+from menndl.library.stored import stored_parents
 from menndl.library.writer import LibraryWriter
 
 

@@ -16,9 +16,9 @@ from typing import Any
 import numpy as np
 
 from menndl.errors import UserError
-from menndl.library.genomes import stored_parents
 from menndl.library.reader import Library
 from menndl.library.schema import FIELD_KINDS
+from menndl.library.stored import stored_parents
 from menndl.objectives import DIRECTIONS, RANKINGS
 
 ALIASES = {"seconds": "train_seconds"}

@@ -23,11 +23,9 @@ import h5py
 import numpy as np
 
 from menndl.errors import UserError
-from menndl.library.journal import JournalContents, base_path, journal_path, read_journal
-from menndl.library.kept_weights import weights_dir
+from menndl.library.columns import plain_attr, read_column, read_state, validate_layout
+from menndl.library.journal import JournalContents, base_path, journal_path, read_journal, weights_dir
 from menndl.library.schema import (
-    COUNT_ATTR,
-    EVALUATION_FIELDS,
     EVALUATIONS_GROUP,
     FIELD_KINDS,
     FIELD_NAMES,
@@ -35,9 +33,9 @@ from menndl.library.schema import (
     FORMAT_VERSION,
     MISSING,
     PARETO_DATASET,
-    STATE_GROUP,
     WEIGHTS_GROUP,
 )
+from menndl.library.state import SearchState, search_state
 
 __all__ = ["Library"]
 
@@ -58,17 +56,6 @@ def _looks_like_hdf5(path: Path) -> bool:
     except OSError:
         return False
     return False
-
-
-def _plain(value: Any) -> Any:
-    """Convert an h5py attribute value to plain Python values."""
-    if isinstance(value, np.ndarray):
-        return [_plain(v) for v in value.tolist()]
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "replace")
-    return value
 
 
 def _first_line(exc: BaseException) -> str:
@@ -119,7 +106,7 @@ class Library:
         if journal is not None and journal.attrs is not None:
             self.attrs = dict(journal.attrs)
         else:
-            self.attrs = {key: _plain(file.attrs[key]) for key in file.attrs} if file is not None else {}
+            self.attrs = {key: plain_attr(file.attrs[key]) for key in file.attrs} if file is not None else {}
         self.job_text = str(self.attrs.get("job", ""))
 
     @property
@@ -221,8 +208,8 @@ class Library:
     def _validate(p: Path, f: h5py.File) -> int:
         """Check format, version and layout; return the number of complete rows."""
         names = ("format", "format_version", "job")
-        Library._validate_attrs(p, {key: _plain(f.attrs[key]) for key in names if key in f.attrs})
-        return Library._validate_layout(p, f)
+        Library._validate_attrs(p, {key: plain_attr(f.attrs[key]) for key in names if key in f.attrs})
+        return validate_layout(p, f)
 
     @staticmethod
     def _validate_attrs(p: Path, attrs: dict[str, Any]) -> None:
@@ -248,45 +235,6 @@ class Library:
 
         if not isinstance(attrs.get("job"), str):
             raise UserError(f"library {p} is corrupt: root attribute 'job' is missing")
-
-    @staticmethod
-    def _validate_layout(p: Path, f: h5py.File) -> int:
-        """Check the datasets; return the number of complete rows."""
-        group = f.get(EVALUATIONS_GROUP)
-        if not isinstance(group, h5py.Group):
-            raise UserError(f"library {p} is corrupt: group /{EVALUATIONS_GROUP} is missing")
-        lengths = []
-        for name, kind in EVALUATION_FIELDS:
-            ds = group.get(name)
-            where = f"/{EVALUATIONS_GROUP}/{name}"
-            if not isinstance(ds, h5py.Dataset) or ds.ndim != 1:
-                raise UserError(f"library {p} is corrupt: 1-D dataset {where} is missing")
-            if kind == "str":
-                ok = h5py.check_string_dtype(ds.dtype) is not None
-            elif kind == "int":
-                ok = ds.dtype.kind in "iu"
-            else:
-                ok = ds.dtype.kind == "f"
-            if not ok:
-                raise UserError(
-                    f"library {p} is corrupt: {where} has dtype {ds.dtype}; expected {kind}"
-                )
-            lengths.append(ds.shape[0])
-        pareto = f.get(PARETO_DATASET)
-        if not isinstance(pareto, h5py.Dataset) or pareto.ndim != 1 or pareto.dtype.kind not in "iu":
-            raise UserError(f"library {p} is corrupt: integer dataset /{PARETO_DATASET} is missing")
-
-        shortest = min(lengths)
-        if COUNT_ATTR in group.attrs:
-            count = _plain(group.attrs[COUNT_ATTR])
-            if isinstance(count, bool) or not isinstance(count, int) or count < 0:
-                raise UserError(
-                    f"library {p} is corrupt: /{EVALUATIONS_GROUP} attribute "
-                    f"{COUNT_ATTR!r} is {count!r}"
-                )
-            # Rows past `count`, or past the shortest column, are half-written.
-            return min(count, shortest)
-        return shortest
 
     # ------------------------------------------------------------ reading
 
@@ -420,6 +368,18 @@ class Library:
                 f"library {self.path} is truncated or corrupt ({_first_line(exc)})"
             ) from None
 
+    def search_state(self) -> SearchState:
+        """Where the search stands: the HDF5 file's state (the base copy's, for a live library)
+        advanced by the journal, its finished tasks dropped (:func:`menndl.library.state.search_state`).
+
+        Raises:
+            UserError: The file is corrupt.
+            ValueError: The library is closed.
+        """
+        f = self._check_open()
+        stored = read_state(f, self.path) if f is not None else SearchState()
+        return search_state(stored, self._journal, self._column("id"))
+
     def resume_state(self) -> tuple[str | None, int, list[dict[str, Any]]]:
         """What a resumed search needs beyond the rows: (random state, next id, tasks in flight).
 
@@ -429,28 +389,8 @@ class Library:
             but have no row (each with ``id, genome, hash, parents, operator,
             seed``), in id order.
         """
-        self._check_open()
-        ids = self._column("id")
-        next_id = int(ids.max()) + 1 if ids.size else 0
-        rng_state: str | None = None
-        pending: list[dict[str, Any]] = []
-        if self._file is not None and STATE_GROUP in self._file:
-            state = self._file[STATE_GROUP].attrs
-            rng_state = str(_plain(state["rng_state"])) if "rng_state" in state else None
-            next_id = max(next_id, int(state["next_id"])) if "next_id" in state else next_id
-            from menndl.library.genomes import stored_json
-
-            text = str(_plain(state["pending"])) if "pending" in state else ""
-            pending = stored_json(self.path, "state.pending", text, [])
-        if self._journal is not None:
-            last = self._journal.last_task
-            if last is not None:
-                rng_state = self._journal.rng_state or rng_state
-                next_id = max(next_id, int(last.get("next_id") or 0), max(self._journal.tasks) + 1)
-            pending = [*pending, *self._journal.tasks.values()]
-        done = set(ids.tolist())
-        unique = {int(t["id"]): {k: v for k, v in t.items() if k not in ("rng_state", "next_id")} for t in pending}
-        return rng_state, next_id, [t for i, t in sorted(unique.items()) if i not in done]
+        state = self.search_state()
+        return state.rng_state, state.next_id, [dict(task) for task in state.pending]
 
     def session(self) -> dict[str, Any]:
         """How the last run of the search ended, as its writer noted at close (the search time: or as
@@ -461,17 +401,12 @@ class Library:
             never noted) and ``closed``: False while a journal lies beside the
             library (its search still runs, or was killed before it closed).
         """
-        self._check_open()
-        out: dict[str, Any] = {"stop_reason": "", "search_seconds": 0.0, "closed": self._journal is None}
-        if self._file is not None and STATE_GROUP in self._file:
-            state = self._file[STATE_GROUP].attrs
-            if "stop_reason" in state:
-                out["stop_reason"] = str(_plain(state["stop_reason"]))
-            if "search_seconds" in state:
-                out["search_seconds"] = float(state["search_seconds"])
-        if self._journal is not None and self._journal.search_seconds is not None:  # running, or killed
-            out["search_seconds"] = max(out["search_seconds"], self._journal.search_seconds)
-        return out
+        state = self.search_state()
+        return {
+            "stop_reason": state.stop_reason or "",
+            "search_seconds": state.search_seconds or 0.0,
+            "closed": state.closed,
+        }
 
     def weight_ids(self) -> list[int]:
         """Ids of the candidates whose trained weights the library keeps."""
@@ -482,10 +417,10 @@ class Library:
         group = self._weights_groups().get(int(eval_id))
         if group is None:
             return None
-        from menndl.library.genomes import stored_json
+        from menndl.library.stored import stored_json
 
         where = f"kept weights of evaluation {eval_id}"
-        names = stored_json(self.path, where, str(_plain(group.attrs["names"]))) if "names" in group.attrs else None
+        names = stored_json(self.path, where, str(plain_attr(group.attrs["names"]))) if "names" in group.attrs else None
         names = list(group) if names is None else names
         if not isinstance(names, list) or not all(isinstance(name, str) and name in group for name in names):
             raise UserError(f"library {self.path}: {where}: 'names' does not list its arrays")
@@ -559,14 +494,7 @@ class Library:
         kind = FIELD_KINDS[name]
         dtype = object if kind == "str" else (np.int64 if kind == "int" else np.float64)
         try:
-            if f is None or self._h5_count == 0:
-                data = np.empty(0, dtype=dtype)
-            elif kind == "str":
-                raw = f[EVALUATIONS_GROUP][name].asstr(errors="replace")[: self._h5_count]
-                data = np.empty(len(raw), dtype=object)
-                data[:] = [str(v) for v in raw]
-            else:
-                data = np.asarray(f[EVALUATIONS_GROUP][name][: self._h5_count], dtype=dtype)
+            data = read_column(f, name, self._h5_count) if f is not None else np.empty(0, dtype=dtype)
         except Exception as exc:
             raise UserError(
                 f"library {self.path} is truncated or corrupt ({_first_line(exc)})"

@@ -26,11 +26,10 @@ def search_status(lib: Any) -> dict[str, Any]:
         ``search_seconds``, and the job's ``budget_evaluations`` and
         ``time_limit`` (None when unset).
     """
-    session = lib.session()
+    search = lib.search_state()
     statuses = lib.column("status") if len(lib) else []
-    _, _, pending = lib.resume_state()
-    reason = session["stop_reason"]
-    if not session["closed"]:
+    reason = search.stop_reason or ""
+    if not search.closed:
         state = "interrupted"
     elif reason.startswith(FINISHED_REASONS):
         state = "finished"
@@ -39,11 +38,11 @@ def search_status(lib: Any) -> dict[str, Any]:
     budget, limit = _budget(str(lib.attrs.get("job", "")))
     return {
         "state": state,
-        "stop_reason": reason if session["closed"] else "",
+        "stop_reason": reason if search.closed else "",
         "evaluations": len(lib),
         "failed": int(sum(1 for status in statuses if status not in ("ok", "stopped-early"))),
-        "to_rerun": len(pending),
-        "search_seconds": session["search_seconds"],
+        "to_rerun": len(search.pending),
+        "search_seconds": search.search_seconds or 0.0,
         "budget_evaluations": budget,
         "time_limit": limit,
     }

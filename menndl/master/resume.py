@@ -15,7 +15,7 @@ from typing import Any
 
 from menndl.errors import UserError
 from menndl.genome import Genome, InputSpec, SearchSpace, repair
-from menndl.library.genomes import stored_genome
+from menndl.library.stored import stored_genome
 from menndl.master.evolution import Candidate
 from menndl.objectives import RANKINGS
 
@@ -35,6 +35,9 @@ class ResumeState:
 def load_resume(path: str | Path) -> ResumeState:
     """Recover ``path`` (fold its journal in) and read what a resumed search needs.
 
+    The id counter, random state, search seconds and tasks in flight are the library's
+    :class:`menndl.library.state.SearchState` (:meth:`menndl.library.Library.search_state`).
+
     Raises:
         UserError: The library is missing, unreadable or not a menndl library.
     """
@@ -48,9 +51,8 @@ def load_resume(path: str | Path) -> ResumeState:
     recover(p)
     with Library.open(p) as lib:
         records = lib.records()
-        rng_state, next_id, pending = lib.resume_state()
+        state = lib.search_state()
         fingerprint = str(lib.attrs.get("dataset_fingerprint", ""))
-        search_seconds = float(lib.session()["search_seconds"])
     for record in records:  # every stored genome is checked before the search parses them again
         stored_genome(p, record)
     candidates = [
@@ -61,9 +63,9 @@ def load_resume(path: str | Path) -> ResumeState:
             str(task["operator"]),
             int(task["seed"]),
         )
-        for task in pending
+        for task in state.pending
     ]
-    return ResumeState(records, next_id, rng_state, candidates, fingerprint, search_seconds)
+    return ResumeState(records, state.next_id, state.rng_state, candidates, fingerprint, state.search_seconds or 0.0)
 
 
 

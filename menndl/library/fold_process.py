@@ -1,12 +1,12 @@
 """The fold process: copies a running search's journal into its HDF5 file, beside the master.
 
 The master must journal every result and task before it sends the next task; writing the same
-rows into HDF5 columns is extra work on top (about 10 us per row on the test VM: a variable-length
-string costs HDF5 some 0.4 us per column), done in batches that stall the master's loop while
+rows into HDF5 columns is extra work on top, done in batches that stall the master's loop while
 every worker that finishes waits.  With ``library.fold = "process"`` (see
-:class:`menndl.library.folding.FoldingWriter`) the master writes only the journal and this
-process, started by the writer, follows the journal as it grows and appends its rows to the HDF5
-file in batches: the write-ahead log and checkpointer of databases.
+:class:`menndl.library.folding_writer.FoldingWriter`, which starts it) the master writes only the
+journal and this process follows the journal as it grows and appends its rows to the HDF5 file in
+batches through the column store (:mod:`menndl.library.columns`): the write-ahead log and
+checkpointer of databases.
 
 It owns the HDF5 file while it runs (the master opens it again only after this process ended).
 It stops when its standard input closes (the master's close, after its last journal line), or
@@ -16,7 +16,7 @@ process of the job: the master decides when the search ends.  A
 crash of either loses nothing: the journal keeps every line until a clean close, and
 :func:`menndl.library.recover` appends whatever the file lacks.
 
-    python -m menndl.library.fold LIB.h5 [--rows N] [--seconds S]
+    python -m menndl.library.fold_process LIB.h5 [--rows N] [--seconds S]
 """
 
 from __future__ import annotations
@@ -31,12 +31,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from menndl.library.journal import JournalParser, journal_path
-from menndl.library.schema import PARETO_DATASET, STATE_GROUP
 
 if TYPE_CHECKING:
-    import h5py
+    from menndl.library.columns import ColumnStore
+    from menndl.library.state import SearchState
 
-# h5py and numpy are imported once the signal handlers are in place (see `main`): a Ctrl-C
+# h5py and numpy (the column store) are imported once the signal handlers are in place (see `main`): a Ctrl-C
 # during the half second of imports would otherwise end the process.
 
 POLL_SECONDS = 0.5  # how often the journal is read (the process sleeps in between: no spinning)
@@ -65,16 +65,16 @@ class JournalTail:
 
 
 class Folder:
-    """Appends a journal's rows (and its random state, next id and Pareto front) to the open library ``f``."""
+    """Appends a journal's rows (and its random state, next id and Pareto front) to an open library.
 
-    def __init__(self, f: h5py.File, path: Path) -> None:
-        from menndl.library.writer import LibraryWriter
+    Args:
+        store: The library file, which this process owns while it runs.
+    """
 
-        self._sink = LibraryWriter.__new__(LibraryWriter)  # its column writer, on this process's handle
-        self._sink._setup_policy(path, 1, None, 0)
-        self._sink._bind(f)
-        self._file = f
+    def __init__(self, store: ColumnStore) -> None:
+        self._store = store
         self._parser = JournalParser(forget_finished=True)
+        self._state: SearchState = store.read_state()
         self.folded = 0
 
     def feed(self, lines: list[bytes]) -> None:
@@ -88,27 +88,25 @@ class Folder:
         return len(self._parser.contents.rows)
 
     def write(self) -> None:
-        """Append the waiting rows (the count moves last), then the state and the front; flush the file."""
-        import numpy as np
+        """Append the waiting rows (the count moves last), then the state and the front; flush the file.
 
-        from menndl.library.recover import record_arrays
+        The state is the file's advanced by the journal (:func:`menndl.library.state.search_state`); only
+        its random state and id counter are written: the master writes the in-flight list and the
+        session at close.
+        """
+        from menndl.library.columns import columns_of, row_values
+        from menndl.library.state import search_state
 
         contents = self._parser.contents
         rows, contents.rows = contents.rows, []
-        self._sink._write_arrays(record_arrays(rows), len(rows))
+        self._store.append(columns_of([row_values(row) for row in rows]))
         self.folded += len(rows)
-        state = self._file[STATE_GROUP].attrs
-        if contents.rng_state is not None:
-            state["rng_state"] = contents.rng_state
-        if contents.last_task is not None and contents.last_task.get("next_id") is not None:
-            state["next_id"] = np.int64(max(int(contents.last_task["next_id"]), int(state.get("next_id", 0))))
+        self._state = search_state(self._state, contents, [int(row["id"]) for row in rows])
+        self._store.write_state(self._state, pending=False, session=False)
         if contents.pareto is not None:
-            pareto = self._file[PARETO_DATASET]
-            pareto.resize((len(contents.pareto),))
-            if contents.pareto:
-                pareto[:] = np.asarray(contents.pareto, dtype="<i8")
+            self._store.set_pareto(contents.pareto)
             contents.pareto = None
-        self._file.flush()
+        self._store.flush()
 
 
 def _input_closed(timeout: float) -> bool:
@@ -119,13 +117,13 @@ def _input_closed(timeout: float) -> bool:
 
 def fold(path: Path, batch_rows: int, batch_seconds: float, poll: float = POLL_SECONDS) -> int:
     """Follow ``path``'s journal until told to stop; return the number of rows folded."""
-    import h5py
+    from menndl.library.columns import ColumnStore
 
     parent = os.getppid()
     tail = JournalTail(journal_path(path))
     try:
-        with h5py.File(path, "a") as f:
-            folder = Folder(f, path)
+        with ColumnStore.open(path) as store:
+            folder = Folder(store)
             written_at = time.monotonic()
             while True:
                 stop = _input_closed(poll) or os.getppid() != parent
@@ -142,7 +140,7 @@ def fold(path: Path, batch_rows: int, batch_seconds: float, poll: float = POLL_S
 
 def main(argv: list[str] | None = None) -> int:
     """Run the fold process (started by the library writer, not by users)."""
-    parser = argparse.ArgumentParser(prog="python -m menndl.library.fold", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m menndl.library.fold_process", description=__doc__.splitlines()[0])
     parser.add_argument("library", type=Path)
     parser.add_argument("--rows", type=int, default=4096, help="rows per HDF5 batch")
     parser.add_argument("--seconds", type=float, default=60.0, help="longest wait of a row for its batch")
