@@ -179,7 +179,7 @@ class LibraryConfig:
     seed_from: tuple[str, ...] = ()
     seed_top: int = 8
     seed_by: str = "accuracy"
-    fold: str = "auto"  # who writes the HDF5 batches: one of FOLD_SETTINGS (see menndl.library.folding)
+    fold: str = "auto"  # who writes the HDF5 batches: one of FOLD_SETTINGS (see menndl.library.folding_writer)
 
     def __post_init__(self) -> None:
         if self.fold not in FOLD_SETTINGS:
