@@ -10,10 +10,12 @@ from pathlib import Path
 
 import pytest
 from conftest import BIN, REPO, menndl_env
-from transport_suite import SPEC, WORKERS, check, run_scenario
+from transport_suite import HUNG_TASK, SPEC, WORKERS, check, run_scenario
 
 from menndl.transport.local import LocalTransport
-from menndl.transport.simulated import SimulatedTransport, parse_eval_time
+from menndl.transport.simulated import SimulatedTransport
+from menndl.worker.loop import worker_main
+from menndl.worker.simulated import SimulatedEvaluator, parse_eval_time
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -21,12 +23,13 @@ MPIEXEC = shutil.which("mpiexec", path=f"{BIN}:/usr/bin:/usr/local/bin")
 
 
 def test_simulated(tmp_path: Path) -> None:
-    transport = SimulatedTransport(WORKERS, parse_eval_time("fixed:0.02"), SPEC)
+    evaluator = SimulatedEvaluator(parse_eval_time("fixed:0.02"), SPEC, hang_tasks=frozenset({HUNG_TASK}))
+    transport = SimulatedTransport(WORKERS, evaluator)
     check(run_scenario(transport, tmp_path, clock=transport.clock))
 
 
 def test_local_processes(tmp_path: Path) -> None:
-    check(run_scenario(LocalTransport(WORKERS), tmp_path))
+    check(run_scenario(LocalTransport(WORKERS, worker_main), tmp_path))
 
 
 @pytest.mark.mpi
