@@ -26,7 +26,7 @@ from menndl.transport.base import MasterTransport
 from menndl.worker.loop import usable_cores, worker_main
 
 # Seconds between the last words of a job ended with MPI_Abort and the abort: MPICH tears down its
-# launcher at once: output not yet forwarded (the summary, the reason) was lost in two CI runs.
+# launcher at once, and output not yet forwarded (the summary, the reason) would be lost.
 ABORT_OUTPUT_GRACE = 1.0
 
 HELP = "run a search (local processes, or MPI ranks under mpiexec/srun)"
