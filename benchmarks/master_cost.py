@@ -34,7 +34,8 @@ from menndl.library import LibraryWriter
 from menndl.master import Progress, Search
 from menndl.master.evolution import Evolution
 from menndl.master.scale import NullWriter
-from menndl.transport.simulated import SimulatedTransport, parse_eval_time
+from menndl.transport.simulated import SimulatedTransport
+from menndl.worker.simulated import SimulatedEvaluator, parse_eval_time, synthetic_accuracy
 
 SPEC = InputSpec(shape=(1, 28, 28), num_classes=10)
 OBJECTIVES = ("accuracy", "params", "train_seconds")
@@ -48,7 +49,8 @@ def evolution_seconds_per_result(population: int, results: int, seed: int = 0) -
 
     def step() -> None:
         candidate = evolution.ask()
-        metrics = {"status": "ok", "accuracy": rng.random(), "params": count_params(candidate.genome, SPEC),
+        params = count_params(candidate.genome, SPEC)
+        metrics = {"status": "ok", "accuracy": synthetic_accuracy(candidate.genome.hash, params), "params": params,
                    "train_seconds": rng.uniform(1, 100)}  # fmt: skip
         evolution.tell(candidate, metrics)
 
@@ -97,7 +99,7 @@ def search_seconds_per_result(workers: int, evaluations: int, population: int) -
     """The whole master loop against simulated workers (60 s lognormal evaluations), no library."""
     text = f"[search]\npopulation = {population}\nevaluations = {evaluations}\n[training]\nmax_seconds = 600\n"
     job = parse_job(text)
-    transport = SimulatedTransport(workers, parse_eval_time("lognormal:60"), SPEC, max_seconds=600)
+    transport = SimulatedTransport(workers, SimulatedEvaluator(parse_eval_time("lognormal:60"), SPEC, max_seconds=600))
     progress = Progress(open(os.devnull, "w"), tty=False)
     search = Search(job, SPEC, "bench", transport, NullWriter(), progress, clock=transport.clock)  # type: ignore[arg-type]
     result = search.run()

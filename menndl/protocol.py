@@ -4,6 +4,10 @@ master -> worker: ``setup`` once, then ``task`` after task, then ``None`` (stop)
 worker -> master: ``ready`` once its data is loaded, then ``result`` per task;
 or one ``fatal`` when it cannot serve at all.  The transport may add ``lost``.
 
+The setup's ``evaluator`` key names what the worker evaluates with
+(`menndl.worker.evaluator.EVALUATORS`): ``train`` when absent, or ``sleep`` /
+``simulated`` with their options in a table of the same name.
+
 A result's ``status`` is one of `RESULT_STATUSES`: ``ok``; ``failed`` (an
 exception while decoding or training, with its traceback in ``error``);
 ``nan`` (a non-finite training loss); ``oom`` (the device ran out of memory;

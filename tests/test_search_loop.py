@@ -1,7 +1,9 @@
 """The master loop's bookkeeping, driven by an in-memory transport (no processes).
 
-The real transports are exercised end to end in test_e2e_*.py; here a scripted
-transport makes workers answer, fail, die or hang on cue.
+The real transports are exercised end to end in test_e2e_*.py and, scenario by
+scenario, in test_master_transports.py; here a scripted transport makes workers
+answer (with the synthetic metrics every fake evaluator reports), fail, die or
+hang on cue.
 """
 
 from __future__ import annotations
@@ -20,8 +22,8 @@ from menndl.job import parse_job
 from menndl.library import Library, LibraryWriter
 from menndl.master.progress import Progress
 from menndl.master.search import Search
-from menndl.protocol import task_genome
 from menndl.transport.base import MasterTransport, Message
+from menndl.worker.simulated import synthetic_metrics
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -61,11 +63,9 @@ class ScriptedTransport(MasterTransport):
         elif self.die_on_task.get(worker) == message["task"]:
             self.outbox.append((worker, {"type": "lost", "error": "killed by signal SIGKILL"}))
         else:
-            genome = task_genome(message)
-            accuracy = (message["task"] * 7919 % 97) / 97
-            self.outbox.append((worker, {"type": "result", "task": message["task"], "status": "ok",
-                                         "accuracy": accuracy, "params": count_params(genome, SPEC),
-                                         "train_seconds": 0.01, "host": "h", "device": "cpu"}))  # fmt: skip
+            result = synthetic_metrics(message, SPEC, 0.01)
+            self.outbox.append((worker, {"type": "result", "task": message["task"], **result, "host": "h",
+                                         "device": "cpu"}))  # fmt: skip
 
     def receive(self, timeout: float) -> tuple[int, Message] | None:
         if self.outbox:

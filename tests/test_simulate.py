@@ -1,9 +1,12 @@
-"""The simulated transport, its virtual clock and evaluation-time models, and ``menndl simulate``."""
+"""The simulated transport and its virtual clock, the simulated evaluator and its evaluation-time models,
+and ``menndl simulate``."""
 
 from __future__ import annotations
 
 import json
+import math
 import random
+import time
 from pathlib import Path
 
 import pytest
@@ -12,7 +15,8 @@ from conftest import run_menndl
 from menndl.errors import UserError
 from menndl.genome import InputSpec
 from menndl.library import LibraryWriter
-from menndl.transport.simulated import SimulatedTransport, VirtualClock, parse_eval_time
+from menndl.transport.simulated import SimulatedTransport, VirtualClock
+from menndl.worker.simulated import SimulatedEvaluator, parse_eval_time, synthetic_accuracy, synthetic_metrics
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -50,7 +54,7 @@ def test_virtual_clock_jumps_to_the_next_result_and_charges_master_time() -> Non
     from menndl.genome.space import SearchSpace
 
     clock = VirtualClock()
-    transport = SimulatedTransport(2, parse_eval_time("fixed:100"), SPEC, clock=clock, latency=0.5)
+    transport = SimulatedTransport(2, SimulatedEvaluator(parse_eval_time("fixed:100"), SPEC), clock=clock, latency=0.5)
     assert transport.start({"type": "setup"}) == [1, 2]
     genome = random_genome(random.Random(0), SearchSpace(), SPEC).to_dict()
     for task in (0, 1):
@@ -64,6 +68,63 @@ def test_virtual_clock_jumps_to_the_next_result_and_charges_master_time() -> Non
     assert 0.5 <= result["idle_seconds"] < 0.6  # the task's trip to the worker
     worker, result = transport.receive(1000.0)  # type: ignore[misc]
     assert result["task"] == 1 and 201 <= clock() < 201.5  # queued behind task 0 on the same worker
+    task = {"type": "task", "task": 1, "genome": genome, "seed": 1}
+    assert {key: result[key] for key in synthetic_metrics(task, SPEC, 100)} == synthetic_metrics(task, SPEC, 100)
+
+
+class SlowAnswers(SimulatedEvaluator):
+    """A simulated evaluator that takes real time to build each result."""
+
+    def evaluate(self, task):
+        time.sleep(0.3)
+        return super().evaluate(task)
+
+
+def test_the_evaluators_work_is_not_charged_to_the_master_and_a_hanging_task_never_returns() -> None:
+    from menndl.genome import random_genome
+    from menndl.genome.space import SearchSpace
+
+    clock = VirtualClock()
+    evaluator = SlowAnswers(parse_eval_time("fixed:10"), SPEC, hang_tasks=frozenset({1}))
+    transport = SimulatedTransport(2, evaluator, clock=clock)
+    transport.start({"type": "setup"})
+    genome = random_genome(random.Random(0), SearchSpace(), SPEC).to_dict()
+    for worker, task in ((1, 0), (2, 1)):
+        transport.send(worker, {"type": "task", "task": task, "genome": genome, "seed": 1})
+    assert [transport.receive(1.0)[1]["type"] for _ in range(2)] == ["ready", "ready"]  # type: ignore[index]
+    worker, result = transport.receive(100.0)  # type: ignore[misc]
+    assert (worker, result["task"], result["train_seconds"]) == (1, 0, 10)
+    assert 10 <= clock() < 10.2  # the 0.3 s the evaluator took is the transport's, not the master's
+    assert transport.receive(1000.0) is None and 1010 <= clock() < 1010.2  # task 1 hangs: nothing comes back
+    assert transport.busy_seconds == 10
+
+
+def test_simulated_evaluator_draws_times_in_send_order_cut_at_max_seconds() -> None:
+    model = parse_eval_time("lognormal:60:1.0")
+    evaluator = SimulatedEvaluator(model, SPEC, seed=7, max_seconds=100)
+    rng = random.Random(7)
+    expected = [min(model.sample(rng), 100) for _ in range(50)]
+    assert [evaluator.duration({"task": task}) for task in range(50)] == expected  # as the transport drew them
+    assert max(expected) == 100 and min(expected) < 100
+    assert SimulatedEvaluator(model, SPEC, hang_tasks=frozenset({3})).duration({"task": 3}) == math.inf
+
+
+def test_synthetic_metrics_grow_with_size_and_are_fixed_by_the_genome() -> None:
+    from menndl.genome import random_genome
+    from menndl.genome.space import SearchSpace
+
+    rng = random.Random(3)
+    genomes = [random_genome(rng, SearchSpace(), SPEC).to_json() for _ in range(200)]
+    results = [synthetic_metrics({"task": i, "genome": g, "seed": i}, SPEC, 1.5) for i, g in enumerate(genomes)]
+    assert all(0.5 <= r["accuracy"] <= 0.999 and r["train_seconds"] == 1.5 and r["status"] == "ok" for r in results)
+    by_size = sorted(results, key=lambda r: r["params"])
+    small, large = by_size[:50], by_size[-50:]
+    assert sum(r["accuracy"] for r in large) > sum(r["accuracy"] for r in small)  # larger models do better
+    again = synthetic_metrics({"task": 99, "genome": genomes[0], "seed": 5}, SPEC, 1.5)
+    assert again["accuracy"] == results[0]["accuracy"]  # the genome fixes it, not the task or seed
+    assert synthetic_accuracy("a", 10**9) != synthetic_accuracy("b", 10**9)  # noise by key
+    light = synthetic_metrics({"task": 0, "genome": "not parsed", "seed": 12345}, SPEC, 0.1, light=True)
+    assert light["params"] == 1000 + 12345 and light["accuracy"] == synthetic_accuracy("12345", light["params"])
 
 
 def test_simulate_command_json(tmp_path: Path) -> None:

@@ -117,7 +117,7 @@ def digits():
 
 
 def test_each_fault_is_recorded_and_the_worker_trains_the_next_candidate(digits) -> None:
-    def make_trainer(setup: Mapping[str, Any], *, local_rank: int, threads: int) -> Trainer:
+    def make_trainer(setup: Mapping[str, Any], *, rank: int, local_rank: int, threads: int) -> Trainer:
         training = TrainingConfig(epochs=2, max_seconds=1)
         return Trainer(digits, training, torch.device("cpu"), build=FaultInjector(), overrun_limit=4)
 
@@ -126,7 +126,7 @@ def test_each_fault_is_recorded_and_the_worker_trains_the_next_candidate(digits)
         tasks.append({"type": "task", "task": len(tasks), "genome": genome, "seed": 0})
         tasks.append({"type": "task", "task": len(tasks), "genome": genome_dict(9, **LEARNS), "seed": 0})
     channel = MemoryChannel([{"type": "setup"}, *tasks, None])
-    run_worker(channel, make_trainer=make_trainer)
+    run_worker(channel, make_evaluator=make_trainer)
 
     assert channel.sent[0]["type"] == "ready" and channel.sent[0]["local_rank"] == 0
     results = channel.sent[1:]
@@ -210,7 +210,7 @@ def test_a_worker_whose_device_broke_reports_fatal_after_the_result() -> None:
 
     channel = MemoryChannel([{"type": "setup"}, {"type": "task", "task": 7, "genome": {}, "seed": 0},
                              {"type": "task", "task": 8, "genome": {}, "seed": 0}, None])  # fmt: skip
-    run_worker(channel, make_trainer=lambda setup, **_: BrokenDevice())
+    run_worker(channel, make_evaluator=lambda setup, **_: BrokenDevice())
     assert [m["type"] for m in channel.sent] == ["ready", "result", "fatal"]
     assert channel.sent[1]["task"] == 7 and "stopped working" in channel.sent[2]["error"]
     assert not channel.inbox  # it drained the queue up to the stop message

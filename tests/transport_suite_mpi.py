@@ -1,8 +1,10 @@
-"""Run the transport suite's scenario under mpiexec: rank 0 writes the summary as JSON to argv[1].
+"""Run one transport-suite scenario under mpiexec: ``transport_suite_mpi.py NAME SUMMARY.json``.
 
-Workers retired at their deadline are still sleeping at the end, so rank 0
-ends the job with MPI_Abort after writing the summary (as ``menndl run`` does
-when ranks may still be running).
+Rank 0 runs the master and writes the summary as JSON; every other rank runs
+the worker's entry point, as ``menndl run`` does.  Workers retired at their
+deadline (or abandoned at the end of a stop's grace period) are still
+sleeping at the end, so rank 0 then ends the job with MPI_Abort after writing
+the summary (as ``menndl run`` does when ranks may still be running).
 """
 
 from __future__ import annotations
@@ -15,17 +17,17 @@ from pathlib import Path
 from mpi4py import MPI
 
 from menndl.transport.mpi import MPIMasterTransport, MPIWorkerChannel
-from menndl.worker.loop import run_worker
+from menndl.worker.loop import worker_main
 
 comm = MPI.COMM_WORLD
 if comm.Get_rank() == 0:
     from transport_suite import run_scenario
 
     with tempfile.TemporaryDirectory() as folder:
-        summary = run_scenario(MPIMasterTransport(comm), Path(folder))
-    Path(sys.argv[1]).write_text(json.dumps(summary))
+        summary = run_scenario(sys.argv[1], MPIMasterTransport(comm), Path(folder))
+    Path(sys.argv[2]).write_text(json.dumps(summary))
     sys.stdout.flush()
     if summary["stragglers"]:
         comm.Abort(0)
 else:
-    run_worker(MPIWorkerChannel(comm))
+    worker_main(MPIWorkerChannel(comm))

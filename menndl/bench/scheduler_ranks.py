@@ -56,8 +56,8 @@ def main() -> None:
 def wait_for_every_rank(comm: Any) -> None:
     """Start timing once every rank has started (as the mpi4py.futures side warms its pool up).
 
-    A non-blocking barrier polled with sleeps: 128 Python processes importing on
-    2 cores take seconds, and a blocking barrier would spin through them.
+    A non-blocking barrier polled with sleeps: many Python processes importing on
+    a few cores take seconds, and a blocking barrier would spin through them.
     """
     request = comm.Ibarrier()
     while not request.Test():

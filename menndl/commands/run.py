@@ -23,10 +23,10 @@ from menndl.job import Job, load_job
 from menndl.launch import visible_gpus
 from menndl.master.search import NO_WORKERS, SearchResult
 from menndl.transport.base import MasterTransport
-from menndl.worker.loop import usable_cores
+from menndl.worker.loop import usable_cores, worker_main
 
 # Seconds between the last words of a job ended with MPI_Abort and the abort: MPICH tears down its
-# launcher at once: output not yet forwarded (the summary, the reason) was lost in two CI runs.
+# launcher at once, and output not yet forwarded (the summary, the reason) would be lost.
 ABORT_OUTPUT_GRACE = 1.0
 
 HELP = "run a search (local processes, or MPI ranks under mpiexec/srun)"
@@ -74,10 +74,8 @@ def main(args: argparse.Namespace) -> int:
     launch = detect_launch()
     if launch.is_mpi and launch.rank != 0:
         from menndl.transport.mpi import MPIWorkerChannel
-        from menndl.worker.loop import ignore_stop_signals, run_worker
 
-        ignore_stop_signals()
-        run_worker(MPIWorkerChannel(launch.comm))
+        worker_main(MPIWorkerChannel(launch.comm))
         return 0
     if not launch.is_mpi:
         return _run_master(args, None)[0]
@@ -144,7 +142,7 @@ def _run_master(args: argparse.Namespace, transport: MasterTransport | None) -> 
         seeds = seed_genomes(options.seed_from, options.seed_top, options.seed_by, job.space, spec, job.base_dir)
 
     if transport is None:
-        transport = LocalTransport(args.workers or default_local_workers(job.training.device))
+        transport = LocalTransport(args.workers or default_local_workers(job.training.device), worker_main)
     progress = Progress()
     progress.message(f"[0@{socket.gethostname()}] menndl {__version__}: job {job.path} ({job.name}), {summary}")
     progress.message(f"[0@{socket.gethostname()}] {transport.description}; library {library}")

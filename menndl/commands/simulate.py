@@ -59,7 +59,8 @@ def main(args: argparse.Namespace) -> int:
     from menndl.library.folding_writer import FoldingWriter, use_fold_process
     from menndl.master import Progress, Search
     from menndl.master.scale import NullWriter, print_figures, search_figures
-    from menndl.transport.simulated import SimulatedTransport, parse_eval_time
+    from menndl.transport.simulated import SimulatedTransport
+    from menndl.worker.simulated import SimulatedEvaluator, parse_eval_time
 
     if args.workers < 1:
         raise UserError(f"--workers: expected an integer >= 1, got {args.workers}")
@@ -75,9 +76,8 @@ def main(args: argparse.Namespace) -> int:
         job = dataclasses.replace(job, search=dataclasses.replace(job.search, population=args.population))
     spec, fingerprint, _ = inspect_data(job)
     flush_every = job.library.flush_records if args.flush_every is None else args.flush_every
-    transport = SimulatedTransport(
-        args.workers, model, spec, seed=job.seed, max_seconds=job.training.max_seconds, latency=args.latency
-    )
+    evaluator = SimulatedEvaluator(model, spec, seed=job.seed, max_seconds=job.training.max_seconds)
+    transport = SimulatedTransport(args.workers, evaluator, latency=args.latency)
     epoch = time.time()
     with tempfile.TemporaryDirectory() as folder:
         writer: Any

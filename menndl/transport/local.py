@@ -10,6 +10,11 @@ message names it (``replaced_by``) and the master adds it to its pool when it
 reports ``ready``.  A broken install would have every replacement die before
 ``ready``: after `RESPAWN_LIMIT` such deaths in a row no more are started, and
 the ``lost`` message says why.
+
+The transport knows nothing of what a worker does: the command that starts it
+hands it the worker's entry point (``menndl run`` passes
+`menndl.worker.loop.worker_main`), a top-level function that the ``spawn``ed
+process imports by name and calls with its `PipeChannel`.
 """
 
 from __future__ import annotations
@@ -17,7 +22,8 @@ from __future__ import annotations
 import multiprocessing
 import signal
 import socket
-from collections.abc import Mapping
+import sys
+from collections.abc import Callable, Mapping
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
@@ -25,22 +31,34 @@ from menndl.transport.base import MasterTransport, Message, WorkerChannel
 
 RESPAWN_LIMIT = 3  # replacements that died before "ready", in a row, after which no more are started
 
+WorkerMain = Callable[[WorkerChannel], None]  # a worker process's entry point, given its channel
+
 
 class LocalTransport(MasterTransport):
-    """Runs ``num_workers`` worker processes started with the ``spawn`` method."""
+    """Runs ``num_workers`` worker processes started with the ``spawn`` method, each running ``worker_main``."""
 
-    def __init__(self, num_workers: int, respawn: bool = True, respawn_limit: int = RESPAWN_LIMIT) -> None:
+    def __init__(
+        self, num_workers: int, worker_main: WorkerMain, respawn: bool = True, respawn_limit: int = RESPAWN_LIMIT
+    ) -> None:
         """Args:
         num_workers: worker processes to run at once.
+        worker_main: what each worker process runs with its channel (e.g.
+            `menndl.worker.loop.worker_main`): a top-level function, since the
+            spawned process imports it by its module and name.
         respawn: start a replacement for every worker that dies (not for one discarded by the master
             after a deadline: that one is killed and replaced too, as it may only be slow).
         respawn_limit: stop replacing after this many workers in a row died before reporting ready.
+
+        Raises:
+            ValueError: a count is below 1, or ``worker_main`` is not a top-level function.
         """
         if num_workers < 1:
             raise ValueError(f"num_workers must be >= 1, got {num_workers}")
         if respawn_limit < 1:
             raise ValueError(f"respawn_limit must be >= 1, got {respawn_limit}")
+        _check_importable(worker_main)
         self._num_workers = num_workers
+        self._worker_main = worker_main
         self._respawn, self._respawn_limit = respawn, respawn_limit
         self._setup: dict[str, Any] = {}
         self._next_worker = num_workers + 1
@@ -68,8 +86,8 @@ class LocalTransport(MasterTransport):
         """Start worker process ``worker`` on local slot ``slot`` and send it the setup."""
         master_end, worker_end = self._context.Pipe(duplex=True)
         process = self._context.Process(
-            target=_worker_main,
-            args=(worker_end, worker, slot, self._num_workers),
+            target=_process_main,
+            args=(self._worker_main, worker_end, worker, slot, self._num_workers),
             name=f"menndl-worker-{worker}",
             daemon=True,
         )
@@ -165,8 +183,8 @@ class LocalTransport(MasterTransport):
                 pass
         for process in self._processes.values():
             process.join(timeout=0 if abandon else 10)
-            if process.is_alive():
-                process.terminate()
+            if process.is_alive():  # still evaluating (or hung): workers ignore SIGTERM, so end it outright
+                process.kill()
                 process.join(timeout=5)
         for connection in self._connections.values():
             connection.close()
@@ -206,13 +224,25 @@ class PipeChannel(WorkerChannel):
         self._connection.send(dict(message))
 
 
-def _worker_main(connection: Connection, rank: int, local_rank: int, local_size: int) -> None:
-    """Entry point of a local worker process."""
-    from menndl.worker.loop import ignore_stop_signals, run_worker
+def _check_importable(function: object) -> None:
+    """``function`` can be named to a spawned process: a function its module holds under its own name.
 
-    ignore_stop_signals()
+    Raises:
+        ValueError: it is not (a lambda, a nested function, a bound method, ...).
+    """
+    name, module = getattr(function, "__qualname__", None), getattr(function, "__module__", None)
+    found = getattr(sys.modules.get(module or ""), name or "", None) if name and "." not in name else None
+    if not callable(function) or found is not function:
+        raise ValueError(
+            f"worker_main must be a top-level function that a spawned process can import by name, got {function!r}"
+        )
 
+
+def _process_main(
+    worker_main: WorkerMain, connection: Connection, rank: int, local_rank: int, local_size: int
+) -> None:
+    """Entry point of a local worker process: run ``worker_main`` on this process's end of its pipe."""
     try:
-        run_worker(PipeChannel(connection, rank, local_rank, local_size))
+        worker_main(PipeChannel(connection, rank, local_rank, local_size))
     except (BrokenPipeError, ConnectionResetError):
         pass  # the master is gone (killed) while this worker sent a result: nobody is left to tell

@@ -61,10 +61,9 @@ def node_layouts(hosts: Mapping[int, str]) -> dict[int, tuple[int, int]]:
     """Each worker's (index among its node's workers, workers on its node), from the workers' node names.
 
     Point to point through the master instead of ``Split_type``: MPICH spins
-    inside blocking collectives, so at start-up every worker spun there until
-    the last rank arrived, starving the master (128 ranks on 2 cores: 0.3 to
-    1.4 s, and the master handed out the first tasks late).  Workers wait for
-    their layout sleeping, and need no collective at all.
+    inside blocking collectives, so at start-up every worker would spin there
+    until the last rank arrived, starving the master.  Workers wait for their
+    layout sleeping, and need no collective at all.
     """
     by_host: dict[str, list[int]] = {}
     for worker in sorted(hosts):
@@ -146,9 +145,8 @@ class MPIMasterTransport(MasterTransport):
 
         MPICH (ch4) pushes an ``isend`` out at once only when the way is free;
         the rest wait for the sender to make progress, which ``Iprobe`` does
-        not do.  Untested, the first tasks of a start-up (sent right behind the
-        setups) reached the workers seconds late, at the master's first
-        blocking ``recv``.
+        not do: untested, the first tasks of a start-up (sent right behind the
+        setups) would wait for the master's first blocking ``recv``.
         """
         if self._pending:
             self._pending = [request for request in self._pending if not request.Test()]

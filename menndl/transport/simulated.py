@@ -1,33 +1,40 @@
 """Simulated transport: N virtual workers on a virtual clock, driving the real master code.
 
-Nothing is trained and nothing sleeps.  Each task's evaluation time is drawn
-from a model (`EvalTimeModel`); the transport keeps every worker's queue and
-returns results in virtual-time order.  Virtual time moves two ways: while
-the master waits (`receive`), it jumps to the next result; while the master
-works (everything outside `receive`), it advances by the real time the master
-spends.  So a slow master shows up as idle virtual workers, exactly as it
-would on a real machine; the transport's own bookkeeping (building results)
-is not charged to the master.
+Nothing is trained and nothing sleeps.  The transport is handed an evaluator
+(`TimedEvaluator`, e.g. `menndl.worker.simulated.SimulatedEvaluator`) that
+says how long each task takes and what it returns; the transport keeps every
+worker's queue and returns results in virtual-time order.  Virtual time moves
+two ways: while the master waits (`receive`), it jumps to the next result;
+while the master works (everything outside `receive`), it advances by the
+real time the master spends.  So a slow master shows up as idle virtual
+workers, exactly as it would on a real machine; the transport's own
+bookkeeping (asking the evaluator for the result) is not charged to the
+master.  A task whose time is infinite never ends: the master's deadline must
+notice.
 """
 
 from __future__ import annotations
 
-import hashlib
 import heapq
 import itertools
 import math
-import random
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
-from menndl.errors import UserError
-from menndl.genome import Genome, InputSpec, count_flops, count_params
-from menndl.protocol import task_genome
 from menndl.transport.base import MasterTransport, Message
 
-DEFAULT_SIGMA = 0.5  # lognormal shape when none is given
+
+class TimedEvaluator(Protocol):
+    """What the simulated transport asks of its evaluator."""
+
+    def duration(self, task: Mapping[str, Any]) -> float:
+        """Seconds of virtual time the task takes (``math.inf``: it never ends); asked once, when it is sent."""
+        ...
+
+    def evaluate(self, task: Mapping[str, Any]) -> dict[str, Any]:
+        """The task's result (``status`` and metrics), asked when its time is up."""
+        ...
 
 
 class VirtualClock:
@@ -46,115 +53,57 @@ class VirtualClock:
         self._anchor = time.perf_counter()
 
 
-@dataclass(frozen=True)
-class EvalTimeModel:
-    """How long an evaluation takes: ``fixed:S``, ``lognormal:MEAN[:SIGMA]`` or ``library:PATH``."""
+class _Running:
+    """A task a virtual worker is on: the message, its evaluation time, the worker's wait before it."""
 
-    kind: str
-    mean: float = 0.0
-    sigma: float = 0.0
-    samples: tuple[float, ...] = ()
-    text: str = ""
+    __slots__ = ("task", "seconds", "idle")
 
-    def sample(self, rng: random.Random) -> float:
-        """One evaluation time in seconds."""
-        if self.kind == "fixed":
-            return self.mean
-        if self.kind == "lognormal":
-            return rng.lognormvariate(math.log(self.mean) - self.sigma**2 / 2, self.sigma)  # mean is MEAN
-        return rng.choice(self.samples)
-
-    def __str__(self) -> str:
-        return self.text
-
-
-def parse_eval_time(text: str) -> EvalTimeModel:
-    """Parse ``fixed:S``, ``lognormal:MEAN[:SIGMA]`` (MEAN is the mean) or ``library:PATH`` (replay).
-
-    Raises:
-        UserError: the text is malformed, a number is not positive, or the
-            library holds no successful evaluation.
-    """
-    kind, _, rest = text.partition(":")
-    try:
-        if kind == "fixed":
-            seconds = float(rest)
-            if math.isfinite(seconds) and seconds > 0:
-                return EvalTimeModel("fixed", mean=seconds, text=text)
-        elif kind == "lognormal":
-            mean_text, _, sigma_text = rest.partition(":")
-            mean, sigma = float(mean_text), float(sigma_text) if sigma_text else DEFAULT_SIGMA
-            if math.isfinite(mean) and mean > 0 and math.isfinite(sigma) and sigma > 0:
-                return EvalTimeModel("lognormal", mean=mean, sigma=sigma, text=text)
-        elif kind == "library" and rest:
-            return _library_model(rest, text)
-    except ValueError:
-        pass
-    raise UserError(
-        f"--eval-time: expected fixed:SECONDS, lognormal:MEAN[:SIGMA] or library:PATH with positive numbers, "
-        f"got '{text}'"
-    )
-
-
-def _library_model(path: str, text: str) -> EvalTimeModel:
-    from menndl.library import Library
-
-    with Library.open(path) as library:
-        seconds = [float(row["train_seconds"]) for row in library.records()
-                   if row.get("status") == "ok" and float(row.get("train_seconds", 0)) > 0]  # fmt: skip
-    if not seconds:
-        raise UserError(f"{path}: no successful evaluation with train_seconds to replay (--eval-time {text})")
-    return EvalTimeModel("library", mean=sum(seconds) / len(seconds), samples=tuple(seconds), text=text)
-
-
-def simulated_accuracy(genome: Genome, params: int) -> float:
-    """A made-up accuracy: larger models do better, with saturation, plus genome-dependent noise."""
-    noise = int.from_bytes(hashlib.sha256(genome.hash.encode()).digest()[:4], "big") / 2**32
-    return min(0.999, 0.5 + 0.35 * (1 - math.exp(-params / 20000)) + 0.15 * noise)
+    def __init__(self, task: Mapping[str, Any], seconds: float, idle: float) -> None:
+        self.task, self.seconds, self.idle = task, seconds, idle
 
 
 class SimulatedTransport(MasterTransport):
-    """``workers`` virtual workers whose evaluations take ``model`` seconds of virtual time.
+    """``workers`` virtual workers whose evaluations ``evaluator`` times and answers.
 
     Args:
-        spec: the input shape, to compute made-up results (params, flops) like a worker would.
-        max_seconds: evaluations are cut here, as the trainer's time limit cuts real training.
+        workers: how many virtual workers.
+        evaluator: gives each task's evaluation time when it is sent and its
+            result when that time is up (`TimedEvaluator`).
         latency: one-way message latency in seconds.
         startup: seconds until every worker reports ready.
+        clock: the virtual clock (shared with the master's `Search`).
     """
 
     def __init__(
         self,
         workers: int,
-        model: EvalTimeModel,
-        spec: InputSpec,
+        evaluator: TimedEvaluator,
         *,
-        seed: int = 0,
-        max_seconds: float = math.inf,
         latency: float = 0.0,
         startup: float = 0.0,
         clock: VirtualClock | None = None,
     ) -> None:
         if workers < 1:
             raise ValueError(f"workers must be >= 1, got {workers}")
-        self.workers, self.model, self.spec = workers, model, spec
-        self.max_seconds, self.latency, self.startup = max_seconds, latency, startup
+        if not (latency >= 0 and math.isfinite(latency)):
+            raise ValueError(f"latency must be finite seconds >= 0, got {latency}")
+        if not (startup >= 0 and math.isfinite(startup)):
+            raise ValueError(f"startup must be finite seconds >= 0, got {startup}")
+        self.workers, self.evaluator = workers, evaluator
+        self.latency, self.startup = latency, startup
         self.clock = clock or VirtualClock()
-        self._rng = random.Random(seed)
-        self._events: list[tuple[float, int, int, Message]] = []  # (arrival, seq, worker, message)
+        self._events: list[tuple[float, int, int, Message | _Running]] = []  # (arrival, seq, worker, what)
         self._sequence = itertools.count()
         self._free_at: dict[int, float] = {}  # when each worker's queue drains
         self._discarded: set[int] = set()
-        self._hang: frozenset[int] = frozenset()
         self.busy_seconds = 0.0  # evaluation time handed out (the drain at the end included)
         self.last_result_at = 0.0
 
     @property
     def description(self) -> str:
-        return f"simulated: {self.workers} virtual workers, evaluation time {self.model}"
+        return f"simulated: {self.workers} virtual workers, {self.evaluator}"
 
     def start(self, setup: Mapping[str, Any]) -> list[int]:
-        self._hang = frozenset(setup.get("sleep", {}).get("hang_tasks", ()))
         ready = self.clock() + self.startup
         for worker in range(1, self.workers + 1):
             self._free_at[worker] = ready
@@ -166,17 +115,16 @@ class SimulatedTransport(MasterTransport):
             return
         begins = max(self.clock() + self.latency, self._free_at[worker])
         idle = begins - self._free_at[worker] if begins > self._free_at[worker] else 0.0
-        if message["task"] in self._hang:
+        seconds = self.evaluator.duration(message)
+        if not math.isfinite(seconds):
             self._free_at[worker] = math.inf  # never answers: the master's deadline must notice
             return
-        seconds = min(self.model.sample(self._rng), self.max_seconds)
         self._free_at[worker] = begins + seconds
         self.busy_seconds += seconds
-        task = {"task": message["task"], "genome": message["genome"], "busy_seconds": seconds, "idle_seconds": idle}
-        self._push(begins + seconds + self.latency, worker, task)
+        self._push(begins + seconds + self.latency, worker, _Running(message, seconds, idle))
 
-    def _push(self, when: float, worker: int, message: Message) -> None:
-        heapq.heappush(self._events, (when, next(self._sequence), worker, message))
+    def _push(self, when: float, worker: int, what: Message | _Running) -> None:
+        heapq.heappush(self._events, (when, next(self._sequence), worker, what))
 
     def receive(self, timeout: float) -> tuple[int, Message] | None:
         now = self.clock()
@@ -185,23 +133,20 @@ class SimulatedTransport(MasterTransport):
         if not self._events or self._events[0][0] > now + timeout:
             self.clock.jump(now + timeout)
             return None
-        when, _, worker, message = heapq.heappop(self._events)
-        if message.get("type") != "ready":
-            message = self._result(message)
+        when, _, worker, what = heapq.heappop(self._events)
+        if isinstance(what, _Running):
+            message = self._result(what)
             self.last_result_at = max(self.last_result_at, when)
+        else:
+            message = what
         self.clock.jump(max(now, when))
         return worker, message
 
-    def _result(self, task: Message) -> Message:
+    def _result(self, running: _Running) -> Message:
         """What a worker would send back for this task (built here, not charged to the master)."""
-        genome = task_genome(task)
-        params = count_params(genome, self.spec)
         return {
-            "type": "result", "task": task["task"], "status": "ok",
-            "accuracy": simulated_accuracy(genome, params), "loss": 1.0, "params": params,
-            "flops": count_flops(genome, self.spec), "train_seconds": task["busy_seconds"], "epochs": 1,
-            "host": "virtual", "device": "virtual",
-            "busy_seconds": task["busy_seconds"], "idle_seconds": task["idle_seconds"],
+            "type": "result", "task": running.task["task"], **self.evaluator.evaluate(running.task),
+            "host": "virtual", "device": "virtual", "busy_seconds": running.seconds, "idle_seconds": running.idle,
         }  # fmt: skip
 
     def discard(self, worker: int) -> None:

@@ -1,4 +1,7 @@
-"""The worker loop: receive setup, load the data once, then train task after task.
+"""The worker loop: receive the setup, build the evaluator it names once, then evaluate task after task.
+
+The evaluator (`menndl.worker.evaluator.Evaluator`) is the trainer by
+default, which loads the data once and trains each candidate.
 
 A worker never exits because of a candidate: every exception while decoding
 or training becomes a result (``failed``, ``nan``, ``oom``, ``timeout``) with
@@ -16,23 +19,35 @@ import socket
 import time
 import traceback
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from menndl.transport.base import WorkerChannel
 from menndl.worker.devices import resolve_local_rank
+from menndl.worker.evaluator import Evaluator, build_evaluator
 
 WORKER_NICENESS = 5  # workers below the master on a shared core (MENNDL_WORKER_NICE overrides; 0 = off)
 
-if TYPE_CHECKING:
-    from menndl.worker.trainer import Trainer
+EvaluatorFactory = Callable[..., Evaluator]  # (setup, *, rank, local_rank, threads) -> Evaluator
 
 
-def run_worker(channel: WorkerChannel, make_trainer: Callable[..., Trainer] | None = None) -> None:
+def worker_main(channel: WorkerChannel) -> None:
+    """A worker process's entry point: leave the stop signals to the master, then serve `channel`.
+
+    ``menndl run`` runs it on every MPI rank but 0 and hands it to the local
+    transport, which runs it in each worker process it starts.
+    """
+    ignore_stop_signals()
+    run_worker(channel)
+
+
+def run_worker(channel: WorkerChannel, make_evaluator: EvaluatorFactory | None = None) -> None:
     """Serve tasks from ``channel`` until the master says stop (``None``).
 
     Args:
-        make_trainer: builds the trainer from the setup message (default
-            ``Trainer.from_setup``; tests pass one that injects faults).
+        channel: this worker's end of the transport.
+        make_evaluator: builds the evaluator from the setup message (default
+            `build_evaluator`, which picks it by ``setup["evaluator"]``; tests
+            pass one that injects faults).
     """
     setup = channel.receive()
     if setup is None:
@@ -43,23 +58,15 @@ def run_worker(channel: WorkerChannel, make_trainer: Callable[..., Trainer] | No
     os.environ["OMP_NUM_THREADS"] = str(threads)  # before torch is imported
     try:
         local_rank = resolve_local_rank(channel.local_rank)
-        trainer: Any
-        if setup.get("evaluator") == "sleep":  # benchmarks and transport tests: the real loop, no training
-            from menndl.worker.sleep import SleepEvaluator
-
-            trainer = SleepEvaluator.from_setup(setup)
-        else:
-            if make_trainer is None:
-                from menndl.worker.trainer import Trainer
-
-                make_trainer = Trainer.from_setup
-            trainer = make_trainer(setup, local_rank=local_rank, threads=threads)
+        build = build_evaluator if make_evaluator is None else make_evaluator
+        evaluator = build(setup, rank=channel.rank, local_rank=local_rank, threads=threads)
     except Exception as exc:  # the master reports it and stops using this worker
         channel.send(_fatal(channel, host, exc))
         _drain(channel)
         return
-    identity = {"rank": channel.rank, "host": host, "device": trainer.device_name, "local_rank": local_rank}
-    channel.send({"type": "ready", **identity, "threads": threads, "precision": trainer.precision, "pid": os.getpid()})
+    identity = {"rank": channel.rank, "host": host, "device": evaluator.device_name, "local_rank": local_rank}
+    channel.send({"type": "ready", **identity, "threads": threads, "precision": evaluator.precision,
+                  "pid": os.getpid()})  # fmt: skip
     waiting_since = time.monotonic()
     while True:
         task = channel.receive()
@@ -67,7 +74,7 @@ def run_worker(channel: WorkerChannel, make_trainer: Callable[..., Trainer] | No
             return
         started = time.monotonic()
         try:
-            result = trainer.evaluate(task)
+            result: dict[str, Any] = evaluator.evaluate(task)
         except Exception as exc:  # evaluate() reports candidate failures itself: this is the worker breaking
             channel.send(_fatal(channel, host, exc))
             _drain(channel)
@@ -77,8 +84,8 @@ def run_worker(channel: WorkerChannel, make_trainer: Callable[..., Trainer] | No
         usage = {"busy_seconds": finished - started, "idle_seconds": started - waiting_since}
         waiting_since = finished
         channel.send({"type": "result", "task": task["task"], **identity, **result, **usage})
-        if result["status"] != "ok" and not trainer.device_ok():
-            error = RuntimeError(f"{trainer.device_name} stopped working after task {task['task']}")
+        if result["status"] != "ok" and not evaluator.device_ok():
+            error = RuntimeError(f"{evaluator.device_name} stopped working after task {task['task']}")
             channel.send(_fatal(channel, host, error))
             _drain(channel)
             return

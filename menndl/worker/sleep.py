@@ -3,23 +3,26 @@
 Benchmarks of the scheduler (``menndl bench scheduler``) and the transport
 tests put ``{"evaluator": "sleep", "sleep": {...}}`` in the setup message; the
 worker then runs its normal loop, but each task sleeps a fixed time and
-reports made-up metrics that depend only on the genome (so selection has
-something to work with).  ``hang_tasks`` makes chosen task ids sleep far past
-any deadline, to exercise the master's timeout path; ``light`` skips
-decoding the genome (made-up sizes) for benchmarks at thousands of tasks per
-second, where the workers' own CPU would otherwise compete with the master.
+reports the synthetic metrics of `menndl.worker.simulated.synthetic_metrics`
+(the genome's real size and an accuracy made up from it, so selection has
+something to work with).  ``light`` skips decoding the genome (sizes made up
+from the task's seed) for benchmarks at thousands of tasks per second, where
+the workers' own CPU would otherwise compete with the master.
 
-For fault-injection tests: ``log`` names a file to which the worker appends
-one JSON line ``{"task", "hash", "pid"}`` per evaluation it finished (before
-sending the result), so a test can check that no finished evaluation was lost
-or run twice; ``crash_tasks`` maps task ids to a signal name (``SIGSEGV``,
-``SIGKILL``, ...) that the worker sends itself when it starts that task (only
-on the first attempt with ``crash_once``).
+For fault-injection tests: ``hang_tasks`` makes chosen task ids sleep far
+past any deadline, to exercise the master's timeout path; ``hang_on_setup``
+lists worker ranks that never report ready (they sleep while being set up);
+``log`` names a file to which the worker appends one JSON line ``{"task",
+"hash", "pid"}`` per evaluation it finished (before sending the result), so a
+test can check that no finished evaluation was lost or run twice;
+``crash_tasks`` maps task ids to a signal name (``SIGSEGV``, ``SIGKILL``, ...)
+that the worker sends itself when it starts that task (only on the first
+attempt with ``crash_once``); ``crash_on_setup`` names a signal the worker
+sends itself while being set up (a broken install).
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import signal
@@ -28,21 +31,19 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from menndl.genome import InputSpec, count_flops, count_params
+from menndl.genome import InputSpec
 from menndl.protocol import task_genome
+from menndl.worker.evaluator import Evaluator
+from menndl.worker.simulated import HANG_SECONDS, synthetic_metrics
 
-HANG_SECONDS = 3600.0
+__all__ = ["HANG_SECONDS", "SleepEvaluator"]
 
 
-class SleepEvaluator:
-    """Sleeps ``seconds`` per task; metrics from the genome alone."""
+class SleepEvaluator(Evaluator):
+    """Sleeps ``seconds`` per task; reports `synthetic_metrics`."""
 
     device_name = "sleep"
     precision = "none"
-
-    def device_ok(self) -> bool:
-        """A sleeping evaluator has no device to lose."""
-        return True
 
     def __init__(
         self, seconds: float, spec: InputSpec, hang_tasks: frozenset[int] = frozenset(), light: bool = False
@@ -53,9 +54,20 @@ class SleepEvaluator:
         self.crash_once = False
 
     @classmethod
-    def from_setup(cls, setup: Mapping[str, Any]) -> SleepEvaluator:
-        """Build from the setup message's ``sleep`` table: seconds, input_shape, num_classes, hang_tasks."""
+    def from_setup(
+        cls, setup: Mapping[str, Any], *, rank: int = 0, local_rank: int = 0, threads: int = 1
+    ) -> SleepEvaluator:
+        """Build from the setup message's ``sleep`` table (keys: see the module's docstring).
+
+        ``seconds`` (default 0.1), ``input_shape`` and ``num_classes`` (default
+        ``(1, 8, 8)`` and 10), ``light``, and the fault injections.  A worker
+        whose ``rank`` is in ``hang_on_setup`` sleeps here and never reports ready.
+        """
         table = setup.get("sleep", {})
+        if table.get("crash_on_setup"):  # fault injection: a worker that dies before "ready" (a broken install)
+            os.kill(os.getpid(), signal.Signals[str(table["crash_on_setup"])])
+        if rank in set(table.get("hang_on_setup", ())):  # fault injection: a worker that is never ready
+            time.sleep(HANG_SECONDS)
         shape = tuple(table.get("input_shape", (1, 8, 8)))
         spec = InputSpec(shape=shape, num_classes=int(table.get("num_classes", 10)))
         hang = frozenset(table.get("hang_tasks", ()))
@@ -63,8 +75,6 @@ class SleepEvaluator:
         evaluator.log = Path(table["log"]) if table.get("log") else None
         evaluator.crash_tasks = {int(task): str(name) for task, name in dict(table.get("crash_tasks", {})).items()}
         evaluator.crash_once = bool(table.get("crash_once", False))
-        if table.get("crash_on_setup"):  # fault injection: a worker that dies before "ready" (a broken install)
-            os.kill(os.getpid(), signal.Signals[str(table["crash_on_setup"])])
         return evaluator
 
     def _maybe_crash(self, task_id: int) -> None:
@@ -81,30 +91,17 @@ class SleepEvaluator:
         os.kill(os.getpid(), signal.Signals[name])
         time.sleep(5)  # a signal that does not end the process (ignored): carry on
 
-    def _log_finished(self, task_id: int, genome_hash: str) -> None:
+    def _log_finished(self, task: Mapping[str, Any]) -> None:
         if self.log is not None:
-            line = json.dumps({"task": task_id, "hash": genome_hash, "pid": os.getpid()}) + "\n"
+            line = json.dumps({"task": int(task["task"]), "hash": task_genome(task).hash, "pid": os.getpid()})
             with open(self.log, "a", encoding="utf-8") as handle:  # one short append: atomic
-                handle.write(line)
+                handle.write(line + "\n")
 
     def evaluate(self, task: Mapping[str, Any]) -> dict[str, Any]:
-        """Sleep, then report ``ok`` with the genome's real size and a pseudo-accuracy from its hash."""
+        """Sleep, then report ``ok`` with the synthetic metrics (light ones with ``light``, which logs nothing)."""
         self._maybe_crash(int(task["task"]))
         time.sleep(HANG_SECONDS if task["task"] in self.hang_tasks else self.seconds)
-        if self.light:  # a few microseconds: at 1,000+ tasks per second on 2 cores, worker CPU matters
-            noise = (int(task["seed"]) * 2654435761 % 2**32) / 2**32
-            params = 1000 + int(task["seed"]) % 99991
-            return {"status": "ok", "accuracy": noise, "loss": 1.0, "params": params, "flops": 10 * params,
-                    "train_seconds": self.seconds, "epochs": 1}  # fmt: skip
-        genome = task_genome(task)
-        self._log_finished(int(task["task"]), genome.hash)
-        digest = hashlib.sha256(genome.hash.encode()).digest()
-        return {
-            "status": "ok",
-            "accuracy": int.from_bytes(digest[:4], "big") / 2**32,
-            "loss": 1.0,
-            "params": count_params(genome, self.spec),
-            "flops": count_flops(genome, self.spec),
-            "train_seconds": self.seconds,
-            "epochs": 1,
-        }
+        result = synthetic_metrics(task, self.spec, self.seconds, light=self.light)
+        if not self.light:
+            self._log_finished(task)
+        return result

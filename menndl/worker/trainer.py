@@ -27,6 +27,7 @@ from menndl.genome import Genome, InputSpec, TrainParams, count_flops, learning_
 from menndl.genome.decode import build_model
 from menndl.job import TrainingConfig
 from menndl.protocol import task_genome
+from menndl.worker.evaluator import Evaluator
 from menndl.worker.faults import CandidateTimeout, NonFiniteLoss, hard_deadline, status_of
 from menndl.worker.measure import (
     now,
@@ -77,7 +78,7 @@ class FitProgress:
     stopped_at: tuple[float, float, float] | None = None
 
 
-class Trainer:
+class Trainer(Evaluator):
     """Holds the resident data and trains candidates one after another."""
 
     def __init__(
@@ -115,7 +116,7 @@ class Trainer:
         )
 
     @classmethod
-    def from_setup(cls, setup: Mapping[str, Any], *, local_rank: int, threads: int) -> Trainer:
+    def from_setup(cls, setup: Mapping[str, Any], *, rank: int = 0, local_rank: int, threads: int) -> Trainer:
         """Build from the master's setup message: load the data, pick the device.
 
         Raises:
