@@ -31,9 +31,9 @@ from deap import base, tools
 from menndl.genome import InputSpec, SearchSpace, count_params
 from menndl.job import parse_job
 from menndl.library import LibraryWriter
+from menndl.library.null_writer import NullWriter
 from menndl.master import Progress, Search
 from menndl.master.evolution import Evolution
-from menndl.master.scale import NullWriter
 from menndl.transport.simulated import SimulatedTransport
 from menndl.worker.simulated import SimulatedEvaluator, parse_eval_time, synthetic_accuracy
 

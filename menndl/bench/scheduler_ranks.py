@@ -66,11 +66,12 @@ def wait_for_every_rank(comm: Any) -> None:
 
 def run_master(comm: object, args: argparse.Namespace) -> dict[str, object]:
     """The real master on rank 0; returns the figures of the run."""
+    from menndl.bench.figures import search_figures
     from menndl.genome import InputSpec
     from menndl.job import parse_job
     from menndl.library import LibraryWriter
+    from menndl.library.null_writer import NullWriter
     from menndl.master import Progress, Search
-    from menndl.master.scale import NullWriter, search_figures
     from menndl.transport.mpi import MPIMasterTransport
 
     prefetch = args.prefetch

@@ -53,12 +53,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     """Run the simulation and print its figures."""
+    from menndl.bench.figures import print_figures, search_figures
     from menndl.commands.common import inspect_data
     from menndl.job import load_job
     from menndl.library import LibraryWriter
     from menndl.library.folding_writer import FoldingWriter, use_fold_process
+    from menndl.library.null_writer import NullWriter
     from menndl.master import Progress, Search
-    from menndl.master.scale import NullWriter, print_figures, search_figures
     from menndl.transport.simulated import SimulatedTransport
     from menndl.worker.simulated import SimulatedEvaluator, parse_eval_time
 
