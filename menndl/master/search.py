@@ -89,11 +89,13 @@ class SearchResult:
 
 @dataclass
 class _Tally:
-    """Results recorded so far (a resume starts from the library's)."""
+    """What the search's results came to so far (a resume starts from the library's counts)."""
 
     done: int = 0
     failed: int = 0  # not ok and not stopped early
     best: float = math.nan  # best accuracy of an ok result
+    to_rerun: int = 0  # handed out, without a row at a stop signal: a --resume runs them first
+    stragglers: bool = False  # a worker was dropped past a deadline and may still run
 
 
 class Search:
@@ -167,9 +169,6 @@ class Search:
         self._start = clock()
         self._stop_reason = ""
         self._rng_state_written = -math.inf
-        self._stragglers = False  # a worker was dropped that may still run
-        self._all_ready_reported = False
-        self._to_rerun = 0
         self._host = socket.gethostname()
         if resume is not None:
             self._restore(resume)
@@ -363,8 +362,7 @@ class Search:
             return
         if status == "joined":
             self._say(f"replacement worker {worker} joined ({len(self.scheduler.workers)} workers)")
-        if self.scheduler.all_ready and not self._all_ready_reported:
-            self._all_ready_reported = True
+        if self.scheduler.all_ready and math.isnan(self.stats.all_ready_after):
             elapsed = self.stats.all_ready_after = self._clock() - self._start
             self._say(f"all {len(self.scheduler.workers)} workers ready after {elapsed:.1f}s")
 
@@ -373,7 +371,7 @@ class Search:
         scheduler = self.scheduler
         for worker, overdue in list(scheduler.overdue()):
             replacement = self.transport.discard(worker)
-            self._stragglers = True
+            self._tally.stragglers = True
             if overdue == "replacement":
                 error = f"replacement not ready within {scheduler.startup_deadline:.0f}s"
                 self._retire(worker, {"type": "lost", "error": error, "replaced_by": replacement})
@@ -413,7 +411,7 @@ class Search:
         """
         requeued, held = self.scheduler.drain()
         if self.stop:
-            self._to_rerun = len(requeued) + sum(len(flights) for _, flights in held)
+            self._tally.to_rerun = len(requeued) + sum(len(flights) for _, flights in held)
             return
         reason = f"its worker was lost and the search ended before a retry ({self._stop_reason or 'error'})"
         for flight in requeued:
@@ -477,7 +475,7 @@ class Search:
             elapsed=self._clock() - self._start,
             stop_reason=self._stop_reason,
             abandoned=abandoned,
-            stragglers=abandoned or self._stragglers,
+            stragglers=abandoned or self._tally.stragglers,
             ranks_used=set(stats.ranks_used),
             worker_busy=dict(stats.worker_busy),
             worker_idle=dict(stats.worker_idle),
@@ -487,6 +485,6 @@ class Search:
             timeouts=stats.timeouts,
             all_ready_after=stats.all_ready_after,
             search_seconds=self.budget.search_seconds(),
-            to_rerun=self._to_rerun,
+            to_rerun=self._tally.to_rerun,
             signal_stop=self.stop.first,
         )
