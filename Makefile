@@ -21,12 +21,12 @@ $(STAMP): setup.cfg pyproject.toml
 demo: install
 	$(BIN)/menndl run jobs/digits.toml
 
-# A one-node SLURM for tests/test_slurm.py (Debian's slurm-wlm and munge), installed once when missing.
+# A one-node SLURM for tests/cluster/test_slurm.py (Debian's slurm-wlm and munge), installed once when missing.
 slurm:
 	@if command -v slurmctld >/dev/null 2>&1 || [ -x /usr/sbin/slurmctld ]; then :; \
 	elif [ "$$(id -u)" = 0 ]; then \
 		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends slurm-wlm munge; \
-	else echo "make: slurm-wlm and munge are not installed (needs root): tests/test_slurm.py will be skipped"; fi
+	else echo "make: slurm-wlm and munge are not installed (needs root): tests/cluster/test_slurm.py will be skipped"; fi
 
 test: install slurm lint
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest -q tests

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from menndl.library import Library
 
-GOLDEN = Path(__file__).parent / "golden" / "previous-release"
+GOLDEN = Path(__file__).resolve().parents[1] / "golden" / "previous-release"
 
 
 def _menndl(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:

@@ -2,8 +2,8 @@
 
 Each template runs under bash with stand-ins for ``srun``, ``scontrol``, ``sbatch`` and ``menndl``
 that log their arguments, in a fixed SLURM environment; the log must equal tests/golden/NAME.txt.
-``MENNDL_UPDATE_GOLDEN=1 pytest tests/test_slurm_templates.py`` rewrites the golden files after an
-intended change (review the diff). tests/test_slurm.py runs the same templates under a real SLURM.
+``MENNDL_UPDATE_GOLDEN=1 pytest tests/cluster/test_slurm_templates.py`` rewrites the golden files after an
+intended change (review the diff). tests/cluster/test_slurm.py runs the same templates under a real SLURM.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from conftest import REPO
 
-GOLDEN = Path(__file__).resolve().parent / "golden"
+GOLDEN = Path(__file__).resolve().parents[1] / "golden"
 TEMPLATES = ("gpu.sbatch", "cpu.sbatch", "chain.sh")
 
 STUB = """#!/bin/bash

@@ -61,7 +61,7 @@ def test_output_piped_to_a_reader_that_leaves_ends_quietly() -> None:
     import subprocess
     import sys
 
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]
     read_end, write_end = os.pipe()
     os.close(read_end)  # the reader is gone before menndl writes
     with os.fdopen(write_end, "wb") as stdout:

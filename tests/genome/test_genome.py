@@ -47,7 +47,7 @@ from menndl.genome import (
 from menndl.genome.repair import default_conv, insert_feature, remove_feature
 from menndl.genome.shapes import skip_strides
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SPACE = SearchSpace()
 SPECS = {
     "1d": InputSpec((1, 40), 3),

@@ -21,7 +21,7 @@ from menndl.library.reader import Library
 from menndl.library.recover import recover
 from menndl.library.writer import LibraryWriter
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 JOB = 'name = "j"\n'
 
 

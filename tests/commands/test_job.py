@@ -9,7 +9,7 @@ import pytest
 from menndl.errors import UserError
 from menndl.job import load_job, parse_job
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.parametrize("name", ["digits", "mnist1d"])

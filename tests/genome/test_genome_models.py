@@ -33,7 +33,7 @@ from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
 from menndl.genome.decode import build_model  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 TRAIN = TrainParams(learning_rate=0.01, batch_size=128, optimizer="adam", weight_decay=0.0)
 MNIST1D = InputSpec((1, 40), 10)
 CIFAR = InputSpec((3, 32, 32), 10)

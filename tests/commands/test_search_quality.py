@@ -14,7 +14,7 @@ import pytest
 
 from menndl.bench.quality import anytime_best, hypervolume, size_score
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _grid_hypervolume(points: list[tuple[float, float]], cells: int = 400) -> float:

@@ -46,8 +46,8 @@ def test_mpi(name: str, tmp_path: Path) -> None:
     out_file = tmp_path / "summary.json"
     env = menndl_env()
     env["PYTHONPATH"] = f"{REPO}:{REPO / 'tests'}"
-    command = [MPIEXEC, "-n", str(WORKERS + 1), sys.executable, str(REPO / "tests" / "transport_suite_mpi.py"),
-               name, str(out_file)]  # fmt: skip
+    script = REPO / "tests" / "transport" / "transport_suite_mpi.py"
+    command = [MPIEXEC, "-n", str(WORKERS + 1), sys.executable, str(script), name, str(out_file)]
     out = subprocess.run(command, env=env, capture_output=True, text=True, timeout=MPI_TIMEOUT)
     assert out_file.exists(), out.stdout + out.stderr
     check(name, json.loads(out_file.read_text()))

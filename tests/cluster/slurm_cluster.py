@@ -2,7 +2,7 @@
 
 Everything lives in one folder: the config, state, spool, logs and pid files.  ``SlurmCluster.stop``
 cancels every job and ends the daemons this object started (by the pids in their pid files).
-Run ``python tests/slurm_cluster.py FOLDER`` to start one by hand (Ctrl-C stops it).
+Run ``python tests/cluster/slurm_cluster.py FOLDER`` to start one by hand (Ctrl-C stops it).
 """
 
 from __future__ import annotations

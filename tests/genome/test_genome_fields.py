@@ -59,7 +59,7 @@ from menndl.genome.sampling import random_value
 from menndl.genome.shapes import _check_field
 from menndl.genome.space import RANK_DEFAULTS
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 BLOCKS: dict[type, str] = {
     ConvBlock: "conv",
     PoolBlock: "pool",

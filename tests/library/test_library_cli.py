@@ -17,7 +17,7 @@ from menndl.library.query import pareto_rows, parse_where
 from menndl.library.reader import Library
 from menndl.library.writer import LibraryWriter
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")

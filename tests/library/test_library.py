@@ -20,7 +20,7 @@ from menndl.library import EVALUATION_FIELDS, FORMAT_NAME, FORMAT_VERSION, MISSI
 from menndl.library.reader import Library
 from menndl.library.writer import LibraryWriter
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 JOB = 'name = "tiny"\n[search]\npopulation = 4  # ünïcödé comment\n'
 
 

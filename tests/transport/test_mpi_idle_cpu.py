@@ -19,7 +19,7 @@ MPIEXEC = shutil.which("mpiexec", path=f"{BIN}:/usr/bin:/usr/local/bin")
 def test_idle_worker_and_master_use_under_five_percent_of_a_core() -> None:
     env = menndl_env()
     env["PYTHONPATH"] = str(REPO)
-    command = [MPIEXEC, "-n", "2", sys.executable, str(REPO / "tests" / "mpi_idle_probe.py"), "3"]
+    command = [MPIEXEC, "-n", "2", sys.executable, str(REPO / "tests" / "transport" / "mpi_idle_probe.py"), "3"]
     out = subprocess.run(command, env=env, capture_output=True, text=True, timeout=150)
     assert out.returncode == 0, out.stdout + out.stderr
     figures = json.loads(out.stdout.strip().splitlines()[-1])

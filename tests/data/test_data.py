@@ -17,7 +17,7 @@ from menndl.data import Dataset, load_dataset
 from menndl.data.splits import split_indices
 from menndl.errors import UserError
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 # --------------------------------------------------------------------------
@@ -599,7 +599,7 @@ def test_master_reads_digits_without_importing_sklearn_scipy_or_pandas() -> None
         "inspect_data(load_job('jobs/digits.toml'))\n"
         "print(','.join(sorted(m for m in ('sklearn', 'scipy', 'pandas') if m in sys.modules)))\n"
     )
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=root)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "", f"the master imported {out.stdout.strip()}"
