@@ -19,11 +19,6 @@ RANKINGS: dict[str, tuple[str, float]] = {
 """``--by`` / ``seed_by`` name -> (column, sign): best first is ascending ``sign * value``."""
 
 
-def minimised(name: str, value: float) -> float:
-    """``value`` of objective ``name`` turned into a quantity to minimise (negated when larger is better)."""
-    return -DIRECTIONS[name] * value
-
-
 def study_direction(name: str) -> str:
     """Optuna's name for the direction of objective ``name``: ``"maximize"`` or ``"minimize"``."""
     return "maximize" if DIRECTIONS[name] > 0 else "minimize"

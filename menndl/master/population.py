@@ -130,7 +130,7 @@ class Population:
 
     def add(self, candidate: Candidate, metrics: dict[str, Any]) -> None:
         """Take one successful evaluation in; re-rank when due."""
-        values = tuple(float(metrics[name]) * sign for name, sign in zip(self.objectives, self._signs))
+        values = self._minimised(metrics)
         member = Member(candidate, metrics, values, UNRANKED)
         count = len(self._members)
         if count == self._store.shape[1]:  # grow the preallocated array (amortised, no copy per result)
@@ -175,11 +175,7 @@ class Population:
         self._front_values = np.empty((0, len(self.objectives)))
         self._rank_of, self._crowding_of = [], []
         self._ranked, self._since_rerank = 0, 0
-        ok = [
-            Member(candidate, metrics, tuple(float(metrics[name]) * sign for name, sign in zip(self.objectives,
-                                                                                                  self._signs)))
-            for candidate, metrics in evaluations
-        ]  # fmt: skip
+        ok = [Member(candidate, metrics, self._minimised(metrics)) for candidate, metrics in evaluations]
         if ok:
             everything = np.array([member.values for member in ok])
             first = first_front(everything)
@@ -188,6 +184,10 @@ class Population:
             self._members = ok
             self._store = np.ascontiguousarray(everything.T)
             self._rerank()
+
+    def _minimised(self, metrics: dict[str, Any]) -> tuple[float, ...]:
+        """The objectives of ``metrics``, each turned into a value to minimise."""
+        return tuple(float(metrics[name]) * sign for name, sign in zip(self.objectives, self._signs))
 
     def _rank_at(self, index: int) -> int:
         """The rank of the member stored at ``index``, computed now if nobody needed it before.

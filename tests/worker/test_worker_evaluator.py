@@ -8,14 +8,12 @@ simulated evaluators report the one synthetic formula
 from __future__ import annotations
 
 import random
-from collections import deque
-from collections.abc import Mapping
-from typing import Any
 
 import pytest
+from memory_channel import MemoryChannel
 
 from menndl.genome import InputSpec, SearchSpace, random_genome
-from menndl.transport.base import Message, WorkerChannel
+from menndl.transport.base import Message
 from menndl.worker import EVALUATORS, Evaluator, build_evaluator, run_worker
 from menndl.worker.evaluator import evaluator_class
 from menndl.worker.simulated import SimulatedEvaluator, synthetic_metrics
@@ -24,32 +22,6 @@ from menndl.worker.sleep import SleepEvaluator
 pytestmark = pytest.mark.timeout(60)
 
 SPEC = InputSpec(shape=(1, 8, 8), num_classes=10)
-
-
-class MemoryChannel(WorkerChannel):
-    """A worker's channel fed from a list of messages; what it sends is kept."""
-
-    def __init__(self, messages: list[Message | None]) -> None:
-        self.inbox: deque[Message | None] = deque(messages)
-        self.sent: list[Message] = []
-
-    def receive(self) -> Message | None:
-        return self.inbox.popleft() if self.inbox else None
-
-    def send(self, message: Mapping[str, Any]) -> None:
-        self.sent.append(dict(message))
-
-    @property
-    def rank(self) -> int:
-        return 3
-
-    @property
-    def local_rank(self) -> int:
-        return 0
-
-    @property
-    def local_size(self) -> int:
-        return 1
 
 
 def tasks(count: int) -> list[Message | None]:
@@ -73,7 +45,7 @@ def test_every_evaluator_implements_the_interface() -> None:
 def test_the_sleep_evaluator_in_the_worker_loop_reports_the_synthetic_metrics() -> None:
     work = tasks(3)
     setup = {"type": "setup", "evaluator": "sleep", "sleep": {"seconds": 0.05, "input_shape": [1, 8, 8]}}
-    channel = MemoryChannel([setup, *work, None])
+    channel = MemoryChannel(rank=3, messages=[setup, *work, None])
     run_worker(channel)
     ready, *results = channel.sent
     assert ready["type"] == "ready" and (ready["device"], ready["precision"], ready["rank"]) == ("sleep", "none", 3)
@@ -87,7 +59,7 @@ def test_the_sleep_evaluator_in_the_worker_loop_reports_the_synthetic_metrics() 
 
 def test_the_simulated_evaluator_in_the_worker_loop_answers_at_once_with_its_drawn_time() -> None:
     setup = {"type": "setup", "evaluator": "simulated", "simulated": {"eval_time": "fixed:30", "max_seconds": 20}}
-    channel = MemoryChannel([setup, *tasks(2), None])
+    channel = MemoryChannel(rank=3, messages=[setup, *tasks(2), None])
     run_worker(channel)
     results = channel.sent[1:]
     assert [r["train_seconds"] for r in results] == [20, 20]  # drawn, cut at max_seconds, not slept
@@ -95,7 +67,7 @@ def test_the_simulated_evaluator_in_the_worker_loop_answers_at_once_with_its_dra
 
 
 def test_an_evaluator_the_setup_cannot_build_is_fatal_and_the_worker_waits_for_stop() -> None:
-    channel = MemoryChannel([{"type": "setup", "evaluator": "nope"}, *tasks(1), None])
+    channel = MemoryChannel(rank=3, messages=[{"type": "setup", "evaluator": "nope"}, *tasks(1), None])
     run_worker(channel)
     assert [m["type"] for m in channel.sent] == ["fatal"]
     assert "unknown evaluator 'nope'" in channel.sent[0]["error"] and not channel.inbox

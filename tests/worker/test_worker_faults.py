@@ -11,17 +11,17 @@ from __future__ import annotations
 
 import random
 import time
-from collections import deque
 from collections.abc import Mapping
 from typing import Any
 
 import pytest
+from memory_channel import MemoryChannel
 
 from menndl.data import load_dataset
 from menndl.genome import Genome, InputSpec, SearchSpace, random_genome
 from menndl.genome.decode import build_model
 from menndl.job import TrainingConfig
-from menndl.transport.base import Message, WorkerChannel
+from menndl.transport.base import Message
 from menndl.worker.loop import run_worker
 
 torch = pytest.importorskip("torch")
@@ -82,32 +82,6 @@ FAILING_TASKS = [
     (genome_dict(2, filters=17), "timeout"),
     (genome_dict(3, filters=13), "oom"),
 ]
-
-
-class MemoryChannel(WorkerChannel):
-    """A worker's channel fed from a list of messages; what it sends is kept."""
-
-    def __init__(self, messages: list[Message | None]) -> None:
-        self.inbox: deque[Message | None] = deque(messages)
-        self.sent: list[Message] = []
-
-    def receive(self) -> Message | None:
-        return self.inbox.popleft() if self.inbox else None
-
-    def send(self, message: Mapping[str, Any]) -> None:
-        self.sent.append(dict(message))
-
-    @property
-    def rank(self) -> int:
-        return 1
-
-    @property
-    def local_rank(self) -> int:
-        return 0
-
-    @property
-    def local_size(self) -> int:
-        return 1
 
 
 @pytest.fixture(scope="module")
