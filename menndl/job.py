@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from menndl.data.keys import DataKeys
 from menndl.errors import UserError
 from menndl.genome.space import SearchSpace
 from menndl.objectives import DIRECTIONS, RANKINGS
@@ -34,18 +35,32 @@ DEVICES = ("auto", "cpu", "cuda")
 CHANNELS_LAST = ("auto", "on", "off")
 
 
+#: Values of ``data.placement``: where a worker keeps the samples it trains on (see `menndl.data.placement`).
+PLACEMENTS = ("auto", "device", "node", "stream")
+MIN_CACHE_BYTES = 2**20
+
+
 @dataclass(frozen=True)
 class DataConfig:
-    """The ``[data]`` table: which dataset and how it is split."""
+    """The ``[data]`` table: which dataset, where its arrays are, how it is split and where workers keep it."""
 
     source: str = "digits"
     validation_fraction: float = 0.2
     test_fraction: float = 0.2
     split_seed: int = 0
+    x_key: str = "x"
+    y_key: str = "y"
+    x_val_key: str = "x_val"
+    y_val_key: str = "y_val"
+    x_test_key: str = "x_test"
+    y_test_key: str = "y_test"
+    num_classes: int = 0
+    placement: str = "auto"
+    cache_bytes: int = 2**30
 
     def __post_init__(self) -> None:
         if not self.source.strip():
-            raise ValueError("data.source: expected 'digits', 'mnist1d' or a .h5/.hdf5/.npz path, got ''")
+            raise ValueError("data.source: expected 'digits', 'mnist1d' or a .h5/.hdf5/.npz/.npy path, got ''")
         if not 0.0 < self.validation_fraction < 1.0:
             raise ValueError(
                 f"data.validation_fraction: expected a number in (0, 1), got {self.validation_fraction}"
@@ -57,6 +72,48 @@ class DataConfig:
                 f"data.validation_fraction ({self.validation_fraction}) + data.test_fraction ({self.test_fraction}) "
                 "leave no training data; expected a sum below 1"
             )
+        for name in ("x_key", "y_key", "x_val_key", "y_val_key", "x_test_key", "y_test_key"):
+            if not getattr(self, name).strip():
+                raise ValueError(f"data.{name}: expected a dataset name, got ''")
+        if self.num_classes < 0 or self.num_classes == 1:
+            raise ValueError(f"data.num_classes: expected 0 (from the labels) or an integer >= 2, got {self.num_classes}")
+        if self.placement not in PLACEMENTS:
+            raise ValueError(f"data.placement: expected one of {', '.join(PLACEMENTS)}, got '{self.placement}'")
+        if self.cache_bytes < MIN_CACHE_BYTES:
+            raise ValueError(f"data.cache_bytes: expected at least {MIN_CACHE_BYTES} (1 MiB), got {self.cache_bytes}")
+
+    def keys(self) -> DataKeys:
+        """Where the arrays are in the file."""
+        return DataKeys(self.x_key, self.y_key, self.x_val_key, self.y_val_key, self.x_test_key, self.y_test_key)
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    """The ``[augment]`` table: random changes to training batches, made on the training device.
+
+    Validation and test batches are never augmented.  Spatial axes are numbered from 1 (the first axis
+    after the channels: 1 for a signal, 1 and 2 for an image, 1 to 3 for a volume).
+    """
+
+    flip_axes: tuple[int, ...] = ()
+    crop_padding: int = 0
+    noise_std: float = 0.0
+
+    def __post_init__(self) -> None:
+        for axis in self.flip_axes:
+            if not 1 <= axis <= 3:
+                raise ValueError(f"augment.flip_axes: expected spatial axes 1, 2 or 3, got {axis}")
+        if len(set(self.flip_axes)) != len(self.flip_axes):
+            raise ValueError(f"augment.flip_axes: an axis is given twice in {list(self.flip_axes)}")
+        if self.crop_padding < 0:
+            raise ValueError(f"augment.crop_padding: expected an integer >= 0, got {self.crop_padding}")
+        if not self.noise_std >= 0:
+            raise ValueError(f"augment.noise_std: expected a number >= 0, got {self.noise_std}")
+
+    @property
+    def active(self) -> bool:
+        """Whether any augmentation is on."""
+        return bool(self.flip_axes or self.crop_padding or self.noise_std)
 
 
 #: Values of ``search.strategy``: menndl's asynchronous NSGA-II (the default), random sampling from the
@@ -207,6 +264,7 @@ class Job:
     space: SearchSpace
     training: TrainingConfig
     library: LibraryConfig = field(default_factory=LibraryConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
     path: str = ""
     text: str = field(default="", repr=False)
 
@@ -249,6 +307,7 @@ _SECTIONS: dict[str, type] = {
     "space": SearchSpace,
     "training": TrainingConfig,
     "library": LibraryConfig,
+    "augment": AugmentConfig,
 }
 _TOP_LEVEL = ("name", "seed", "description", *_SECTIONS)
 

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from menndl.data.arrays import MemoryArray
 from menndl.data.splits import RawSplits
 from menndl.errors import UserError
 
@@ -33,7 +34,7 @@ def load_digits_raw() -> RawSplits:
         UserError: If scikit-learn is not installed.
     """
     x, y = _digits_arrays()
-    return RawSplits(x=x.copy(), y=y.copy())
+    return RawSplits(x=MemoryArray(x.copy(), "digits", "x"), y=y.copy())
 
 
 def load_mnist1d_raw() -> RawSplits:
@@ -51,7 +52,12 @@ def load_mnist1d_raw() -> RawSplits:
         UserError: If mnist1d is not installed.
     """
     x, y, x_test, y_test = _mnist1d_arrays()
-    return RawSplits(x=x.copy(), y=y.copy(), x_test=x_test.copy(), y_test=y_test.copy())
+    return RawSplits(
+        x=MemoryArray(x.copy(), "mnist1d", "x"),
+        y=y.copy(),
+        x_test=MemoryArray(x_test.copy(), "mnist1d", "x_test"),
+        y_test=y_test.copy(),
+    )
 
 
 #: Built-in dataset names and their loaders.

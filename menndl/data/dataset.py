@@ -1,8 +1,10 @@
-"""The :class:`Dataset` container and :func:`load_dataset`.
+"""The :class:`Dataset`: splits as rows of sample arrays that stay where they are, and :func:`load_dataset`.
 
-Every MPI rank calls :func:`load_dataset` itself; for a given source,
-fractions and split seed the result is bit-identical everywhere, which
-:meth:`Dataset.fingerprint` lets ranks verify cheaply.
+Every process opens the dataset itself (the master, each worker, ``menndl train``); for a given source,
+keys, fractions and split seed the splits are identical everywhere.  Opening reads metadata and labels
+only: the samples are read in blocks by the streaming check (`menndl.data.scan`) and by the worker's
+placement.  :meth:`Dataset.identity` lets a worker confirm cheaply that it opened the data the master
+checked.
 """
 
 from __future__ import annotations
@@ -15,127 +17,104 @@ from pathlib import Path
 
 import numpy as np
 
+from menndl.data.arrays import SampleArray
 from menndl.data.builtin import BUILTIN_DATASETS
-from menndl.data.files import FILE_SUFFIXES, read_dataset_file
-from menndl.data.splits import RawSplits, carve_splits
+from menndl.data.files import FILE_SUFFIXES, open_dataset_file
+from menndl.data.keys import DataKeys
+from menndl.data.splits import RawSplits, Split, carve_splits
 from menndl.errors import UserError
 
-_SPLIT_NAMES = ("train", "val", "test")
-_FINGERPRINT_VERSION = b"menndl.dataset.v1\0"
+SPLIT_NAMES = ("train", "val", "test")
+_IDENTITY_VERSION = b"menndl.dataset.identity.v1\0"
+#: Rows of each sample array hashed into the identity (evenly spaced, first and last included).
+IDENTITY_ROWS = 16
 
 
 @dataclass(frozen=True, eq=False)
 class Dataset:
-    """A classification dataset split into train, validation and test.
-
-    The constructor converts x arrays to C-contiguous float32 and y arrays
-    to int64, and checks that the splits are consistent; an empty test
-    split of any shape is reshaped to ``(0, *input_shape)``.
+    """A classification dataset split into train, validation and test, by row index.
 
     Attributes:
-        name: The source it was loaded from (``"digits"``, a file path, ...).
-        x_train: Samples, float32, ``(N, C, *spatial)``, 1 to 3 spatial dims.
-        y_train: Labels, int64, ``(N,)``.
-        x_val: Validation samples (at least one).
-        y_val: Validation labels.
-        x_test: Test samples; may have 0 samples when there is no test split.
-        y_test: Test labels.
-        num_classes: Number of classes: the largest label in any split + 1.
-
-    Raises:
-        ValueError: If the arrays are inconsistent (a programming error;
-            user data is checked by :func:`load_dataset`).
+        name: The source it was opened from (``"digits"``, a file path, ...).
+        train: The training split.
+        val: The validation split (at least one sample).
+        test: The test split (may be empty).
+        num_classes: The number of classes (given in the job, or the largest label in any split + 1).
+        raw: The arrays the splits are rows of (closed by `close`).
     """
 
     name: str
-    x_train: np.ndarray
-    y_train: np.ndarray
-    x_val: np.ndarray
-    y_val: np.ndarray
-    x_test: np.ndarray
-    y_test: np.ndarray
+    train: Split
+    val: Split
+    test: Split
     num_classes: int
-
-    def __post_init__(self) -> None:
-        num_classes = self.num_classes
-        if (
-            isinstance(num_classes, bool)
-            or not isinstance(num_classes, (int, np.integer))
-            or num_classes < 2
-        ):
-            raise ValueError(f"num_classes is {num_classes!r}; expected an integer >= 2")
-        object.__setattr__(self, "num_classes", int(num_classes))
-        x_train = np.ascontiguousarray(self.x_train, dtype=np.float32)
-        if not 3 <= x_train.ndim <= 5 or x_train.shape[0] == 0:
-            raise ValueError(
-                f"x_train has shape {x_train.shape}; expected (N>0, C, *spatial) "
-                "with 1 to 3 spatial dims"
-            )
-        sample_shape = x_train.shape[1:]
-        for split in _SPLIT_NAMES:
-            x = np.ascontiguousarray(getattr(self, f"x_{split}"), dtype=np.float32)
-            y = np.asarray(getattr(self, f"y_{split}"))
-            if y.size == 0:
-                y = y.reshape(0)
-            if y.dtype.kind not in "iu" and y.size:
-                raise ValueError(f"y_{split} has dtype {y.dtype}; expected integer labels")
-            y = np.ascontiguousarray(y, dtype=np.int64)
-            if x.size == 0 and split == "test":
-                x = x.reshape((0, *sample_shape))
-            if x.shape[1:] != sample_shape:
-                raise ValueError(
-                    f"x_{split} samples have shape {x.shape[1:]}; x_train's have {sample_shape}"
-                )
-            if y.ndim != 1 or len(y) != len(x):
-                raise ValueError(
-                    f"y_{split} has shape {y.shape}; expected ({len(x)},) to match x_{split}"
-                )
-            if split == "val" and len(x) == 0:
-                raise ValueError("x_val has no samples")
-            if y.size and (y.min() < 0 or y.max() >= self.num_classes):
-                raise ValueError(
-                    f"y_{split} has labels outside 0..{self.num_classes - 1}"
-                )
-            object.__setattr__(self, f"x_{split}", x)
-            object.__setattr__(self, f"y_{split}", y)
+    raw: RawSplits
 
     @property
     def input_shape(self) -> tuple[int, ...]:
         """Shape of one sample, ``(C, *spatial)``."""
-        return tuple(int(d) for d in self.x_train.shape[1:])
+        return tuple(int(d) for d in self.train.x.shape[1:])
 
-    def fingerprint(self) -> str:
-        """SHA-256 hex digest of the content, independent of the name.
+    @property
+    def splits(self) -> dict[str, Split]:
+        """The splits by name (``train``, ``val``, ``test``)."""
+        return {"train": self.train, "val": self.val, "test": self.test}
 
-        Covers num_classes and the shapes, dtypes and bytes of all six
-        arrays, so ranks can check that they loaded identical data.
+    @property
+    def sample_bytes(self) -> int:
+        """Bytes of one sample in memory (its kept dtype, see `SampleArray.memory_dtype`)."""
+        x = self.train.x
+        return int(np.prod(x.shape[1:], dtype=np.int64)) * x.memory_dtype.itemsize
+
+    def split_bytes(self, *names: str) -> int:
+        """Bytes in memory of the samples of the named splits."""
+        return sum(len(self.splits[name]) for name in names) * self.sample_bytes
+
+    def identity(self) -> str:
+        """SHA-256 hex digest of what a worker can check without reading the data.
+
+        Covers num_classes, the shapes and dtypes of the sample arrays, every label, every split's rows,
+        and `IDENTITY_ROWS` evenly spaced samples of each array: another file, another split or another
+        shard at a sampled place gives another identity.
 
         Returns:
             A 64-character lowercase hex string.
         """
-        digest = hashlib.sha256(_FINGERPRINT_VERSION)
+        digest = hashlib.sha256(_IDENTITY_VERSION)
         digest.update(f"num_classes={self.num_classes}\0".encode())
-        for split in _SPLIT_NAMES:
-            for prefix in ("x", "y"):
-                array = getattr(self, f"{prefix}_{split}")
-                header = f"{prefix}_{split}:{array.dtype.str}:{array.shape}\0"
-                digest.update(header.encode())
-                if array.size:
-                    digest.update(memoryview(np.ascontiguousarray(array)).cast("B"))  # type: ignore[arg-type]  # no copy
+        for array in self.raw.arrays():
+            digest.update(f"{array.key}:{array.dtype.str}:{array.shape}\0".encode())
+            if len(array):
+                for row in np.unique(np.linspace(0, len(array) - 1, IDENTITY_ROWS).round().astype(np.int64)):
+                    digest.update(np.ascontiguousarray(array.read(int(row), int(row) + 1)).tobytes())
+        for name, split in self.splits.items():
+            digest.update(f"{name}:{len(split)}\0".encode())
+            digest.update(np.ascontiguousarray(split.rows, dtype=np.int64).tobytes())
+            digest.update(np.ascontiguousarray(split.y, dtype=np.int64).tobytes())
         return digest.hexdigest()
 
     def summary(self) -> str:
         """One line describing the dataset.
 
         Returns:
-            E.g. ``"digits: 1150 train / 288 val / 359 test, input (1, 8, 8),
-            10 classes"``.
+            E.g. ``"digits: 1150 train / 288 val / 359 test, input (1, 8, 8), 10 classes"``.
         """
+        x = self.train.x
+        size = _human_bytes(sum(len(a) * a.row_bytes for a in self.raw.arrays()))
         return (
-            f"{self.name}: {len(self.x_train)} train / {len(self.x_val)} val / "
-            f"{len(self.x_test)} test, input {self.input_shape}, "
-            f"{self.num_classes} classes"
+            f"{self.name}: {len(self.train)} train / {len(self.val)} val / {len(self.test)} test, "
+            f"input {self.input_shape} {x.dtype}, {self.num_classes} classes, {size}"
         )
+
+    def close(self) -> None:
+        """Close the files behind the splits."""
+        self.raw.close()
+
+    def __enter__(self) -> Dataset:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def load_dataset(
@@ -145,59 +124,71 @@ def load_dataset(
     validation_fraction: float = 0.2,
     test_fraction: float = 0.2,
     split_seed: int = 0,
+    keys: DataKeys | None = None,
+    num_classes: int = 0,
 ) -> Dataset:
-    """Load a built-in dataset or a dataset file and split it.
+    """Open a built-in dataset or a dataset file and choose its splits (the samples are not read).
 
     Args:
-        source: ``"digits"``, ``"mnist1d"``, or a path ending in ``.h5``,
-            ``.hdf5`` or ``.npz``.
-        base_dir: Folder that relative paths are resolved against (the job
-            file's folder); None resolves them against the working directory.
-        validation_fraction: Fraction held out for validation when the data
-            has no validation split, taken from what is left after the test
-            split; in (0, 1).
-        test_fraction: Fraction of ``x`` held out for testing when the data
-            has no test split; in [0, 1).  0 gives an empty test split.
+        source: ``"digits"``, ``"mnist1d"``, or a path ending in ``.h5``, ``.hdf5``, ``.npz`` or ``.npy``.
+        base_dir: Folder that relative paths are resolved against (the job file's folder); None resolves
+            them against the working directory.
+        validation_fraction: Fraction held out for validation when the data has no validation split,
+            taken from what is left after the test split; in (0, 1).
+        test_fraction: Fraction of ``x`` held out for testing when the data has no test split; in [0, 1).
+            0 gives an empty test split.
         split_seed: Non-negative seed for the carved splits.
+        keys: Where the arrays are in the file (`DataKeys` defaults when None).
+        num_classes: The number of classes; a label outside ``0..num_classes-1`` is an error.  0 infers
+            it from the largest label.
 
     Returns:
-        The dataset, identical for identical arguments on every process.
+        The dataset, identical for identical arguments on every process; close it when done.
 
     Raises:
-        UserError: If the source is not recognised, a fraction or the seed
-            is out of range, or the data is missing or malformed.
+        UserError: If the source is not recognised, a fraction or the seed is out of range, or the data
+            is missing or malformed.
     """
     _check_fraction("validation_fraction", validation_fraction, allow_zero=False)
     _check_fraction("test_fraction", test_fraction, allow_zero=True)
-    if (
-        isinstance(split_seed, bool)
-        or not isinstance(split_seed, (int, np.integer))
-        or split_seed < 0
-    ):
+    if isinstance(split_seed, bool) or not isinstance(split_seed, (int, np.integer)) or split_seed < 0:
         raise UserError(f"split_seed: expected a non-negative integer, got {split_seed!r}")
-    display, raw = _read_source(source, base_dir)
-    x_train, y_train, x_val, y_val, x_test, y_test = carve_splits(
-        raw,
-        validation_fraction=float(validation_fraction),
-        test_fraction=float(test_fraction),
-        seed=int(split_seed),
-        source=display,
-    )
-    num_classes = 1 + max(int(y.max()) for y in (y_train, y_val, y_test) if y.size)
-    return Dataset(
-        name=display,
-        x_train=x_train,
-        y_train=y_train,
-        x_val=x_val,
-        y_val=y_val,
-        x_test=x_test,
-        y_test=y_test,
-        num_classes=num_classes,
-    )
+    display, raw = _open_source(source, base_dir, keys)
+    try:
+        train, val, test = carve_splits(
+            raw,
+            validation_fraction=float(validation_fraction),
+            test_fraction=float(test_fraction),
+            seed=int(split_seed),
+            source=display,
+        )
+        largest = max(int(split.y.max()) for split in (train, val, test) if len(split))
+        if num_classes:
+            _check_label_range(raw, keys or DataKeys(), display, num_classes)
+        classes = num_classes or largest + 1
+        if classes < 2:
+            raise UserError(f"{display}: the labels hold {classes} class; at least 2 are needed")
+    except BaseException:
+        raw.close()
+        raise
+    return Dataset(name=display, train=train, val=val, test=test, num_classes=classes, raw=raw)
 
 
-def _read_source(source: str, base_dir: Path | None) -> tuple[str, RawSplits]:
-    """Resolve ``source`` and read its raw arrays; returns (display name, raw)."""
+def _check_label_range(raw: RawSplits, keys: DataKeys, display: str, num_classes: int) -> None:
+    """Raise UserError naming the first label outside ``0..num_classes-1`` and its sample index."""
+    for (_, y_key), labels in zip(keys.pairs(), (raw.y, raw.y_val, raw.y_test)):
+        if labels is None:
+            continue
+        bad = np.flatnonzero(labels >= num_classes)
+        if bad.size:
+            raise UserError(
+                f"{display}: dataset '{y_key}', sample {bad[0]}: label {labels[bad[0]]} is outside "
+                f"0..{num_classes - 1} (data.num_classes = {num_classes}; {bad.size} such labels)"
+            )
+
+
+def _open_source(source: str, base_dir: Path | None, keys: DataKeys | None) -> tuple[str, RawSplits]:
+    """Resolve ``source`` and open its arrays; returns (display name, raw)."""
     accepted = (
         f"expected one of {', '.join(repr(n) for n in BUILTIN_DATASETS)} "
         f"or a path ending in {', '.join(FILE_SUFFIXES)}"
@@ -212,7 +203,7 @@ def _read_source(source: str, base_dir: Path | None) -> tuple[str, RawSplits]:
         raise UserError(f"dataset source {display!r} is not recognised; {accepted}")
     if not path.is_absolute() and base_dir is not None:
         path = Path(base_dir) / path
-    return display, read_dataset_file(path, display)
+    return display, open_dataset_file(path, display, keys)
 
 
 def _check_fraction(name: str, value: float, *, allow_zero: bool) -> None:
@@ -227,3 +218,14 @@ def _check_fraction(name: str, value: float, *, allow_zero: bool) -> None:
     )
     if not ok:
         raise UserError(f"{name}: expected a number in {low}, 1), got {value!r}")
+
+
+def _human_bytes(count: int) -> str:
+    """``1.5 GiB`` and the like."""
+    for unit, size in (("TiB", 2**40), ("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if count >= size:
+            return f"{count / size:.1f} {unit}"
+    return f"{count} B"
+
+
+__all__ = ["SPLIT_NAMES", "DataKeys", "Dataset", "SampleArray", "Split", "load_dataset"]

@@ -1,10 +1,12 @@
-"""Reading and checking user datasets stored as HDF5 or ``.npz`` files.
+"""Opening user datasets: HDF5 files, ``.npz`` archives and ``.npy`` files, checked from their metadata.
 
-A file holds ``x`` (samples, ``(N, C, *spatial)`` with 1 to 3 spatial
-dimensions) and ``y`` (integer class labels, ``(N,)``), plus optionally
-``x_val``/``y_val`` and ``x_test``/``y_test``.  Other keys are ignored.
-Every mistake in the file becomes a one-line :class:`UserError` that names
-the file and the key at fault.
+A dataset has samples (``(N, C, *spatial)`` with 1 to 3 spatial dimensions) and integer class labels
+(``(N,)``), and optionally given validation and test splits.  Their names are `DataKeys`: HDF5 dataset
+paths (``"x"``, ``"images/train"``, ...), or for ``.npy`` the stems of files beside the samples file
+(``images.npy`` with ``y_key = "labels"`` reads ``labels.npy``).  Samples stay on disk (`SampleArray`);
+labels are small and read whole.  NaN, infinities and values too large for float32 are found later by
+the streaming check (`menndl.data.scan`), never by loading the samples.  Every mistake is a one-line
+:class:`UserError` naming the file and the key at fault.
 """
 
 from __future__ import annotations
@@ -15,50 +17,55 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from menndl.data.arrays import H5Array, MemoryArray, NpyArray, SampleArray, one_line
+from menndl.data.keys import DataKeys
 from menndl.data.splits import RawSplits
 from menndl.errors import UserError
 
 #: File suffixes (lower case) accepted as dataset files.
-FILE_SUFFIXES = (".h5", ".hdf5", ".npz")
+FILE_SUFFIXES = (".h5", ".hdf5", ".npz", ".npy")
 
-_KEYS = ("x", "y", "x_val", "y_val", "x_test", "y_test")
-_SPLITS = (("x", "y"), ("x_val", "y_val"), ("x_test", "y_test"))
 _LAYOUT = "(samples, channels, *spatial) with 1 to 3 spatial dimensions"
 #: Largest accepted class label (keeps num_classes sane and int64-safe).
 _MAX_LABEL = 2**31 - 1
 
 
-def read_dataset_file(path: Path, display: str) -> RawSplits:
-    """Read and check a dataset file.
+def open_dataset_file(path: Path, display: str, keys: DataKeys | None = None) -> RawSplits:
+    """Open and check a dataset file without reading its samples.
 
     Args:
-        path: Resolved path of a ``.h5``, ``.hdf5`` or ``.npz`` file.
+        path: Resolved path of a ``.h5``, ``.hdf5``, ``.npz`` or ``.npy`` file.
         display: How the file is named in error messages (as the user wrote it).
+        keys: Where the arrays are (the defaults ``x``, ``y``, ``x_val``, ... when None).
 
     Returns:
-        The checked arrays: x as C-contiguous float32, y as int64.
+        The samples as `SampleArray` objects (open: close them with `RawSplits.close`) and the checked
+        labels as int64 arrays.
 
     Raises:
-        UserError: If the file is missing, unreadable, malformed, or its
-            arrays break any of the rules in this module's docstring.
+        UserError: If the file is missing, unreadable, malformed, or its arrays break any of the rules in
+            this module's docstring.
     """
+    keys = keys or DataKeys()
     _check_path(path, display)
-    if path.suffix.lower() == ".npz":
-        arrays, found = _read_npz(path, display)
+    suffix = path.suffix.lower()
+    if suffix == ".npz":
+        samples, labels, found = _open_npz(path, display, keys)
+    elif suffix == ".npy":
+        samples, labels, found = _open_npy(path, display, keys)
     else:
-        arrays, found = _read_hdf5(path, display)
-    return check_arrays(arrays, found, display)
+        samples, labels, found = _open_hdf5(path, display, keys)
+    try:
+        return check_arrays(samples, labels, found, display, keys)
+    except BaseException:
+        for array in samples.values():
+            array.close()
+        raise
 
 
 def _fail(display: str, message: str) -> UserError:
     """Build a one-line UserError prefixed with the file name."""
     return UserError(" ".join(f"{display}: {message}".split()))
-
-
-def _reason(exc: BaseException) -> str:
-    """One-line description of a library exception."""
-    text = " ".join(str(exc).split())
-    return text or type(exc).__name__
 
 
 def _check_path(path: Path, display: str) -> None:
@@ -67,7 +74,7 @@ def _check_path(path: Path, display: str) -> None:
         exists = path.exists()
         is_dir = path.is_dir()
     except OSError as exc:
-        raise _fail(display, f"cannot access the file ({_reason(exc)})") from exc
+        raise _fail(display, f"cannot access the file ({one_line(exc)})") from exc
     if not exists:
         where = "" if str(path) == display else f" (looked for {path})"
         raise _fail(display, f"no such file{where}; expected a dataset file")
@@ -77,51 +84,121 @@ def _check_path(path: Path, display: str) -> None:
         raise _fail(display, "cannot be read (permission denied)")
 
 
-def _read_hdf5(path: Path, display: str) -> tuple[dict[str, np.ndarray], list[str]]:
-    """Read the known keys from the root group of an HDF5 file."""
+def _open_hdf5(
+    path: Path, display: str, keys: DataKeys
+) -> tuple[dict[str, SampleArray], dict[str, np.ndarray], list[str]]:
+    """Open the samples and read the labels named by ``keys`` in an HDF5 file."""
     try:
         if not h5py.is_hdf5(path):
             hint = " (it is a .npz archive: rename it to .npz)" if _sniff(path) == "zip" else ""
             raise _fail(
                 display,
-                f"is not an HDF5 file{hint}; expected an HDF5 file with datasets 'x' and 'y'",
+                f"is not an HDF5 file{hint}; expected an HDF5 file with datasets '{keys.x}' and '{keys.y}'",
             )
-        arrays: dict[str, np.ndarray] = {}
-        with h5py.File(path, "r") as handle:
-            found = sorted(handle.keys())
-            for key in _KEYS:
-                if key in handle:
-                    arrays[key] = _read_hdf5_key(handle, key, display)
-    except (UserError, MemoryError):
+        handle = h5py.File(path, "r")
+    except UserError:
         raise
     except Exception as exc:  # h5py raises OSError, KeyError, RuntimeError, ...
-        raise _fail(display, f"cannot be read as HDF5 ({_reason(exc)})") from exc
-    return arrays, found
+        raise _fail(display, f"cannot be read as HDF5 ({one_line(exc)})") from exc
+    samples: dict[str, SampleArray] = {}
+    labels: dict[str, np.ndarray] = {}
+    try:
+        found = sorted(handle.keys())
+        for x_key, y_key in keys.pairs():
+            if _h5_has(handle, x_key):
+                samples[x_key] = H5Array(handle, _h5_dataset(handle, x_key, path, display), path, display, x_key)
+            if _h5_has(handle, y_key):
+                labels[y_key] = _h5_labels(_h5_dataset(handle, y_key, path, display), y_key, display)
+    except BaseException:
+        handle.close()
+        raise
+    if not samples:
+        handle.close()
+    return samples, labels, found
 
 
-def _read_hdf5_key(handle: h5py.File, key: str, display: str) -> np.ndarray:
-    """Read one dataset of an open HDF5 file into memory."""
-    obj = handle[key]
+def _h5_has(handle: h5py.File, key: str) -> bool:
+    """Whether ``key`` names something in the file (a dangling external link counts: it fails on open)."""
+    try:
+        return key in handle or handle.get(key, getlink=True) is not None
+    except Exception:
+        return False
+
+
+def _h5_dataset(handle: h5py.File, key: str, path: Path, display: str) -> h5py.Dataset:
+    """The dataset ``key``, its links resolved and a virtual dataset's shard files checked."""
+    try:
+        obj = handle[key]
+    except Exception as exc:
+        link = handle.get(key, getlink=True)
+        if isinstance(link, h5py.ExternalLink):
+            raise _fail(
+                display,
+                f"'{key}' links to '{link.path}' in file {link.filename}, which cannot be opened ({one_line(exc)})",
+            ) from None
+        raise _fail(display, f"'{key}' cannot be opened ({one_line(exc)})") from None
     if not isinstance(obj, h5py.Dataset):
         raise _fail(display, f"'{key}' is an HDF5 group, expected a dataset (array)")
     if obj.shape is None:
         raise _fail(display, f"dataset '{key}' is a null (empty) dataset, expected an array")
+    if obj.is_virtual:
+        for source in obj.virtual_sources():
+            shard = Path(source.file_name)
+            if source.file_name != "." and not shard.is_absolute():
+                shard = path.parent / shard
+            if source.file_name != "." and not shard.exists():
+                raise _fail(
+                    display,
+                    f"virtual dataset '{key}' maps rows to shard file {source.file_name}, which does not exist "
+                    "(HDF5 would read its rows as zeros)",
+                )
+    return obj
+
+
+def _h5_labels(dataset: h5py.Dataset, key: str, display: str) -> np.ndarray:
+    """Read a labels dataset whole (labels are small)."""
+    if dataset.ndim != 1:
+        raise _fail(display, f"'{key}' has shape {dataset.shape}, expected 1-D integer class labels (samples,)")
     try:
-        return np.asarray(obj[()])
-    except MemoryError:
-        raise
+        return np.asarray(dataset[()])
     except Exception as exc:
-        raise _fail(display, f"dataset '{key}' cannot be read ({_reason(exc)})") from exc
+        raise _fail(display, f"dataset '{key}' cannot be read ({one_line(exc)})") from exc
 
 
-def _read_npz(path: Path, display: str) -> tuple[dict[str, np.ndarray], list[str]]:
-    """Read the known keys of an ``.npz`` archive (never unpickling)."""
+def _open_npy(
+    path: Path, display: str, keys: DataKeys
+) -> tuple[dict[str, SampleArray], dict[str, np.ndarray], list[str]]:
+    """Map ``path`` as the samples and the ``<key>.npy`` files beside it as labels and splits."""
+    if _sniff(path) != "npy":
+        raise _fail(display, "is not a .npy file (written by numpy.save)")
+    folder = path.parent
+    found = sorted(p.stem for p in folder.glob("*.npy"))
+    samples: dict[str, SampleArray] = {keys.x: NpyArray(path, display)}
+    labels: dict[str, np.ndarray] = {}
+    for x_key, y_key in keys.pairs():
+        if x_key != keys.x and (folder / f"{x_key}.npy").exists():
+            samples[x_key] = NpyArray(folder / f"{x_key}.npy", _beside(display, x_key))
+        label_path = folder / f"{y_key}.npy"
+        if label_path.exists():
+            labels[y_key] = np.asarray(NpyArray(label_path, _beside(display, y_key)).array)
+    return samples, labels, found
+
+
+def _beside(display: str, key: str) -> str:
+    """How the file ``<key>.npy`` beside ``display`` is named in messages."""
+    return str(Path(display).with_name(f"{key}.npy"))
+
+
+def _open_npz(
+    path: Path, display: str, keys: DataKeys
+) -> tuple[dict[str, SampleArray], dict[str, np.ndarray], list[str]]:
+    """Read the arrays of an ``.npz`` archive (a small-data format: zip members are read whole, never unpickled)."""
     kind = _sniff(path)
     if kind == "npy":
         raise _fail(
             display,
             "holds a single .npy array, expected an .npz archive with arrays 'x' and 'y' "
-            "(written by numpy.savez)",
+            "(written by numpy.savez); name a .npy file of samples with the suffix .npy",
         )
     if kind != "zip":
         what = {"empty": "it is empty", "hdf5": "it is an HDF5 file: rename it to .h5"}
@@ -132,40 +209,35 @@ def _read_npz(path: Path, display: str) -> tuple[dict[str, np.ndarray], list[str
         )
     try:
         loaded = np.load(path, allow_pickle=False)
-    except MemoryError:
-        raise
     except Exception as exc:  # ValueError, OSError, EOFError, zipfile.BadZipFile
         raise _fail(
             display,
-            f"is not a valid .npz archive (truncated or corrupt: {_reason(exc)}); expected "
+            f"is not a valid .npz archive (truncated or corrupt: {one_line(exc)}); expected "
             "a file written by numpy.savez with arrays 'x' and 'y'",
         ) from exc
-    if not isinstance(loaded, np.lib.npyio.NpzFile):
-        raise _fail(
-            display,
-            "holds a single .npy array, expected an .npz archive with arrays 'x' and 'y' "
-            "(written by numpy.savez)",
-        )
-    arrays: dict[str, np.ndarray] = {}
+    samples: dict[str, SampleArray] = {}
+    labels: dict[str, np.ndarray] = {}
     with loaded:
         found = sorted(loaded.files)
-        for key in _KEYS:
-            if key not in loaded.files:
-                continue
-            try:
-                arrays[key] = loaded[key]
-            except MemoryError:
-                raise
-            except ValueError as exc:
-                if "pickle" in str(exc):
-                    raise _fail(
-                        display,
-                        f"array '{key}' holds Python objects, expected a numeric array",
-                    ) from exc
-                raise _fail(display, f"array '{key}' cannot be read ({_reason(exc)})") from exc
-            except Exception as exc:  # zlib.error, EOFError, BadZipFile, OSError
-                raise _fail(display, f"array '{key}' cannot be read ({_reason(exc)})") from exc
-    return arrays, found
+        for x_key, y_key in keys.pairs():
+            for key in (x_key, y_key):
+                if key not in loaded.files:
+                    continue
+                try:
+                    array = loaded[key]
+                except ValueError as exc:
+                    if "pickle" in str(exc):
+                        raise _fail(
+                            display, f"array '{key}' holds Python objects, expected a numeric array"
+                        ) from exc
+                    raise _fail(display, f"array '{key}' cannot be read ({one_line(exc)})") from exc
+                except Exception as exc:  # zlib.error, EOFError, BadZipFile, OSError
+                    raise _fail(display, f"array '{key}' cannot be read ({one_line(exc)})") from exc
+                if key == x_key:
+                    samples[key] = MemoryArray(array, display, key)
+                else:
+                    labels[key] = array
+    return samples, labels, found
 
 
 def _sniff(path: Path) -> str:
@@ -191,136 +263,124 @@ def _sniff(path: Path) -> str:
 
 
 def check_arrays(
-    arrays: dict[str, np.ndarray], found: list[str], display: str
+    samples: dict[str, SampleArray],
+    labels: dict[str, np.ndarray],
+    found: list[str],
+    display: str,
+    keys: DataKeys | None = None,
 ) -> RawSplits:
-    """Check the arrays read from a dataset file and convert their dtypes.
+    """Check the arrays of a dataset file from their metadata and labels.
 
     Args:
-        arrays: The known keys present in the file, as read.
+        samples: The sample arrays present, by key.
+        labels: The label arrays present, by key, as read.
         found: All keys in the file, for the "missing key" message.
         display: How the file is named in error messages.
+        keys: The key names (defaults when None).
 
     Returns:
-        The checked arrays: x as C-contiguous float32, y as int64.
+        The samples and their labels (int64) per split.
 
     Raises:
         UserError: If any rule in this module's docstring is broken.
     """
+    keys = keys or DataKeys()
     listing = ", ".join(f"'{k}'" for k in found) if found else "none"
-    for key in ("x", "y"):
-        if key not in arrays:
+    for key, present in ((keys.x, keys.x in samples), (keys.y, keys.y in labels)):
+        if not present:
             raise _fail(
                 display,
-                f"missing '{key}' (keys found: {listing}); expected 'x' (samples) and "
-                "'y' (labels), optionally 'x_val'/'y_val' and 'x_test'/'y_test'",
+                f"missing '{key}' (keys found: {listing}); expected '{keys.x}' (samples) and "
+                f"'{keys.y}' (labels), optionally '{keys.x_val}'/'{keys.y_val}' and '{keys.x_test}'/'{keys.y_test}'",
             )
-    for x_key, y_key in _SPLITS[1:]:
-        if (x_key in arrays) != (y_key in arrays):
-            have, lack = (x_key, y_key) if x_key in arrays else (y_key, x_key)
+    for x_key, y_key in keys.pairs()[1:]:
+        if (x_key in samples) != (y_key in labels):
+            have, lack = (x_key, y_key) if x_key in samples else (y_key, x_key)
             raise _fail(display, f"'{have}' is present but '{lack}' is missing; give both or neither")
 
-    out: dict[str, np.ndarray] = {}
-    for x_key, y_key in _SPLITS:
-        if x_key not in arrays:
+    out: dict[str, object] = {}
+    for (x_key, y_key), (x_name, y_name) in zip(keys.pairs(), (("x", "y"), ("x_val", "y_val"), ("x_test", "y_test"))):
+        if x_key not in samples:
             continue
-        x = _check_samples(arrays[x_key], x_key, display)
-        y = _check_labels(arrays[y_key], y_key, display)
+        x = _check_samples(samples[x_key], x_key, display, test=x_name == "x_test")
+        y = _check_labels(labels[y_key], y_key, display)
         if len(y) != len(x):
-            raise _fail(
-                display, f"'{y_key}' has {len(y)} samples but '{x_key}' has {len(x)}"
-            )
-        if x_key != "x" and x.shape[1:] != out["x"].shape[1:]:
-            raise _fail(
-                display,
-                f"'{x_key}' samples have shape {x.shape[1:]} but 'x' samples have shape "
-                f"{out['x'].shape[1:]}; all splits need the same sample shape",
-            )
-        out[x_key], out[y_key] = x, y
+            raise _fail(display, f"'{y_key}' has {len(y)} samples but '{x_key}' has {len(x)}")
+        if x_name != "x":
+            first = samples[keys.x]
+            if x.shape[1:] != first.shape[1:]:
+                raise _fail(
+                    display,
+                    f"'{x_key}' samples have shape {x.shape[1:]} but '{keys.x}' samples have shape "
+                    f"{first.shape[1:]}; all splits need the same sample shape",
+                )
+        out[x_name], out[y_name] = x, y
 
-    train_classes = np.unique(out["y"])
+    train_classes = np.unique(out["y"])  # type: ignore[call-overload]
     if len(train_classes) < 2:
         raise _fail(
             display,
-            f"'y' has only one class ({int(train_classes[0])}); at least 2 distinct "
+            f"'{keys.y}' has only one class ({int(train_classes[0])}); at least 2 distinct "
             "classes are needed to train a classifier",
         )
-    return RawSplits(**out)
+    return RawSplits(**out)  # type: ignore[arg-type]
 
 
-def _check_samples(arr: np.ndarray, key: str, display: str) -> np.ndarray:
-    """Check one samples array and return it as C-contiguous float32."""
-    arr = np.asarray(arr)
+def _check_samples(arr: SampleArray, key: str, display: str, *, test: bool) -> SampleArray:
+    """Check one samples array from its metadata."""
     if arr.dtype.kind not in "iuf":
         raise _fail(
             display,
-            f"'{key}' has dtype {_dtype_name(arr.dtype)}, expected real numbers "
-            "(integer or floating point)",
+            f"'{key}' has dtype {_dtype_name(arr.dtype)}, expected real numbers (integer or floating point)",
         )
-    if not 3 <= arr.ndim <= 5:
-        hint = "; add a channel axis, e.g. x[:, None]" if arr.ndim == 2 else ""
+    ndim = len(arr.shape)
+    if not 3 <= ndim <= 5:
+        hint = "; add a channel axis, e.g. x[:, None]" if ndim == 2 else ""
         raise _fail(
             display,
-            f"'{key}' has shape {arr.shape} ({arr.ndim} dimensions), expected {_LAYOUT}, "
-            f"i.e. 3 to 5 dimensions{hint}",
+            f"'{key}' has shape {arr.shape} ({ndim} dimensions), expected {_LAYOUT}, i.e. 3 to 5 dimensions{hint}",
         )
     if any(size == 0 for size in arr.shape[1:]):
         raise _fail(display, f"'{key}' has shape {arr.shape}: samples must not be empty")
-    if arr.shape[0] == 0 and key != "x_test":
+    if arr.shape[0] == 0 and not test:
         raise _fail(display, f"'{key}' has no samples (shape {arr.shape})")
-    if arr.dtype.kind == "f":
-        bad = int(np.count_nonzero(~np.isfinite(arr)))
-        if bad:
-            raise _fail(display, f"'{key}' contains {bad} NaN or infinite values")
-    with np.errstate(over="ignore"):
-        out = np.ascontiguousarray(arr, dtype=np.float32)
-    overflow = int(np.count_nonzero(~np.isfinite(out)))
-    if overflow:
-        raise _fail(
-            display,
-            f"'{key}' contains {overflow} values too large for float32 "
-            "(magnitude above 3.4e38)",
-        )
-    return out
+    return arr
 
 
 def _check_labels(arr: np.ndarray, key: str, display: str) -> np.ndarray:
-    """Check one labels array and return it as int64."""
+    """Check one labels array and return it as int64; a label out of range is named with its sample index."""
     arr = np.asarray(arr)
     if arr.dtype.kind not in "iuf":
-        raise _fail(
-            display,
-            f"'{key}' has dtype {_dtype_name(arr.dtype)}, expected integer class labels",
-        )
+        raise _fail(display, f"'{key}' has dtype {_dtype_name(arr.dtype)}, expected integer class labels")
     if arr.ndim != 1:
-        raise _fail(
-            display,
-            f"'{key}' has shape {arr.shape}, expected 1-D integer class labels (samples,)",
-        )
+        raise _fail(display, f"'{key}' has shape {arr.shape}, expected 1-D integer class labels (samples,)")
     if arr.size == 0:
         return np.zeros(0, dtype=np.int64)
     if arr.dtype.kind == "f":
-        bad = int(np.count_nonzero(~np.isfinite(arr)))
-        if bad:
-            raise _fail(display, f"'{key}' contains {bad} NaN or infinite labels")
-        fractional = arr != np.floor(arr)
-        if fractional.any():
-            example = arr[fractional][0]
+        bad = np.flatnonzero(~np.isfinite(arr))
+        if bad.size:
+            raise _fail(display, f"'{key}' contains {bad.size} NaN or infinite labels (first at sample {bad[0]})")
+        fractional = np.flatnonzero(arr != np.floor(arr))
+        if fractional.size:
+            example = arr[fractional[0]]
             raise _fail(
                 display,
-                f"'{key}' contains {int(np.count_nonzero(fractional))} non-integer labels "
-                f"(e.g. {_number(example)}), expected integer class labels",
+                f"'{key}' contains {fractional.size} non-integer labels (e.g. {_number(example)} at sample "
+                f"{fractional[0]}), expected integer class labels",
             )
-    low, high = arr.min(), arr.max()
-    if low < 0:
+    negative = np.flatnonzero(arr < 0)
+    if negative.size:
         raise _fail(
             display,
-            f"'{key}' contains negative labels (minimum {_number(low)}), expected class "
-            "indices 0, 1, 2, ...",
+            f"'{key}' contains negative labels ({_number(arr[negative[0]])} at sample {negative[0]}), expected "
+            "class indices 0, 1, 2, ...",
         )
-    if high > _MAX_LABEL:
+    huge = np.flatnonzero(arr > _MAX_LABEL)
+    if huge.size:
         raise _fail(
             display,
-            f"'{key}' contains label {_number(high)}, expected class indices below {_MAX_LABEL + 1}",
+            f"'{key}' contains label {_number(arr[huge[0]])} at sample {huge[0]}, expected class indices below "
+            f"{_MAX_LABEL + 1}",
         )
     return np.ascontiguousarray(arr, dtype=np.int64)
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from menndl.data.arrays import SampleArray
 from menndl.errors import UserError
 
 #: Seed-sequence suffixes that keep the test and validation carves independent.
@@ -25,7 +26,7 @@ class RawSplits:
     """Checked arrays before any split is carved.
 
     Attributes:
-        x: Samples, float32, ``(N, C, *spatial)``.
+        x: Samples, ``(N, C, *spatial)``, on disk or in memory.
         y: Labels, int64, ``(N,)``.
         x_val: Given validation samples, or None to carve them from ``x``.
         y_val: Given validation labels (None exactly when ``x_val`` is).
@@ -33,12 +34,47 @@ class RawSplits:
         y_test: Given test labels (None exactly when ``x_test`` is).
     """
 
-    x: np.ndarray
+    x: SampleArray
     y: np.ndarray
-    x_val: np.ndarray | None = None
+    x_val: SampleArray | None = None
     y_val: np.ndarray | None = None
-    x_test: np.ndarray | None = None
+    x_test: SampleArray | None = None
     y_test: np.ndarray | None = None
+
+    def arrays(self) -> list[SampleArray]:
+        """The distinct sample arrays."""
+        out: list[SampleArray] = []
+        for array in (self.x, self.x_val, self.x_test):
+            if array is not None and all(array is not seen for seen in out):
+                out.append(array)
+        return out
+
+    def close(self) -> None:
+        """Close the files behind the sample arrays."""
+        for array in self.arrays():
+            array.close()
+
+
+@dataclass(frozen=True, eq=False)
+class Split:
+    """A split as rows of a sample array: nothing is copied.
+
+    Attributes:
+        x: The array the samples are rows of.
+        rows: Sorted unique int64 row indices into ``x``.
+        y: The int64 labels of those rows.
+    """
+
+    x: SampleArray
+    rows: np.ndarray
+    y: np.ndarray
+
+    def __len__(self) -> int:
+        return int(len(self.rows))
+
+    def read(self) -> np.ndarray:
+        """The samples in memory (for small data and tests: the placements read them in blocks)."""
+        return self.x.take(self.rows)
 
 
 def held_out_count(n: int, fraction: float) -> int:
@@ -147,56 +183,46 @@ def carve_splits(
     test_fraction: float,
     seed: int,
     source: str,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Produce train, validation and test arrays from checked raw arrays.
+) -> tuple[Split, Split, Split]:
+    """Choose the rows of the train, validation and test splits from the labels alone.
 
-    Given ``x_val``/``x_test`` are used as-is.  A missing test split is
-    carved from ``x`` first (when ``test_fraction > 0``; otherwise the test
-    split is empty), then a missing validation split is carved from what is
-    left.
+    Given ``x_val``/``x_test`` are used whole.  A missing test split is carved from ``x`` first (when
+    ``test_fraction > 0``; otherwise the test split is empty), then a missing validation split is carved
+    from what is left.
 
     Args:
         raw: Checked arrays.
-        validation_fraction: Fraction of the remaining samples to hold out
-            for validation when ``raw.x_val`` is None.
-        test_fraction: Fraction of ``x`` to hold out for testing when
-            ``raw.x_test`` is None.
+        validation_fraction: Fraction of the remaining samples to hold out for validation when
+            ``raw.x_val`` is None.
+        test_fraction: Fraction of ``x`` to hold out for testing when ``raw.x_test`` is None.
         seed: The user's split seed.
         source: Dataset name or file, used in error messages.
 
     Returns:
-        ``(x_train, y_train, x_val, y_val, x_test, y_test)``.
+        ``(train, val, test)``.
 
     Raises:
-        UserError: If a split would leave the training split empty or with
-            fewer than two classes.
+        UserError: If a split would leave the training split empty or with fewer than two classes.
     """
-    x, y = raw.x, raw.y
+    rows, y = np.arange(len(raw.y), dtype=np.int64), raw.y
     carved = []
     if raw.x_test is not None and raw.y_test is not None:
-        x_test, y_test = raw.x_test, raw.y_test
+        test = Split(raw.x_test, np.arange(len(raw.y_test), dtype=np.int64), raw.y_test)
     elif test_fraction > 0:
-        keep, held = split_indices(
-            y, test_fraction, [seed, _TEST_STREAM], source=source, purpose="test"
-        )
-        x_test, y_test = x[held], y[held]
-        x, y = x[keep], y[keep]
+        keep, held = split_indices(y, test_fraction, [seed, _TEST_STREAM], source=source, purpose="test")
+        test = Split(raw.x, rows[held], y[held])
+        rows, y = rows[keep], y[keep]
         carved.append("test")
     else:
-        x_test = np.zeros((0, *x.shape[1:]), dtype=np.float32)
-        y_test = np.zeros(0, dtype=np.int64)
+        test = Split(raw.x, np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64))
     if raw.x_val is not None and raw.y_val is not None:
-        x_val, y_val = raw.x_val, raw.y_val
+        val = Split(raw.x_val, np.arange(len(raw.y_val), dtype=np.int64), raw.y_val)
     else:
         keep, held = split_indices(
-            y,
-            validation_fraction,
-            [seed, _VALIDATION_STREAM],
-            source=source,
-            purpose="validation",
+            y, validation_fraction, [seed, _VALIDATION_STREAM], source=source, purpose="validation"
         )
-        x_val, y_val = x[held], y[held]
-        x, y = x[keep], y[keep]
+        val = Split(raw.x, rows[held], y[held])
+        rows, y = rows[keep], y[keep]
         carved.append("validation")
     if carved and len(np.unique(y)) < 2:
         raise UserError(
@@ -204,4 +230,4 @@ def carve_splits(
             f"the training split has only one class; provide more samples per class "
             f"or give 'x_val'/'y_val' and 'x_test'/'y_test' explicitly"
         )
-    return x, y, x_val, y_val, x_test, y_test
+    return Split(raw.x, rows, y), val, test

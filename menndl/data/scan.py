@@ -1,0 +1,207 @@
+"""One streaming pass over a dataset's samples: the checks, the fingerprint and the standardisation.
+
+`scan_dataset` reads every sample array in blocks of whole chunks (a reader thread keeps the next block
+coming while this one is checked), with memory bounded by a few blocks whatever the file's size.  It finds
+the first NaN or infinite value (and float64 values too large for float32) and names its sample; hashes
+every byte into the fingerprint recorded in the library; and accumulates the per-channel mean and standard
+deviation of the training split, which every placement applies per batch on the training device.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import numpy as np
+
+from menndl.data.arrays import READ_BYTES, SampleArray, row_blocks
+from menndl.data.dataset import Dataset
+from menndl.errors import UserError
+
+_FINGERPRINT_VERSION = b"menndl.dataset.v2\0"
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+#: Smallest standard deviation used (a constant channel is divided by this, not by zero).
+MIN_STD = 1e-6
+
+
+@dataclass(frozen=True)
+class ChannelStats:
+    """Per-channel mean and standard deviation of the training split.
+
+    Attributes:
+        mean: One float per channel.
+        std: One float per channel, at least `MIN_STD`.
+    """
+
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+    def as_dict(self) -> dict[str, list[float]]:
+        """``{"mean": [...], "std": [...]}`` (for the setup message and the library)."""
+        return {"mean": list(self.mean), "std": list(self.std)}
+
+
+@dataclass(frozen=True)
+class DataScan:
+    """What the streaming pass found.
+
+    Attributes:
+        fingerprint: SHA-256 hex digest of every sample and label, the splits and the class count.
+        stats: The training split's per-channel statistics.
+        seconds: Wall time of the pass.
+        bytes_read: Sample bytes read.
+    """
+
+    fingerprint: str
+    stats: ChannelStats
+    seconds: float
+    bytes_read: int
+
+
+def scan_dataset(
+    data: Dataset,
+    *,
+    block_bytes: int = READ_BYTES,
+    progress: Callable[[int, int], None] | None = None,
+) -> DataScan:
+    """Check, fingerprint and measure the dataset in one pass over its samples.
+
+    Args:
+        data: The opened dataset.
+        block_bytes: Bytes per read.
+        progress: Called with ``(bytes read, bytes in all)`` after each block.
+
+    Returns:
+        The fingerprint and statistics.
+
+    Raises:
+        UserError: A sample holds NaN or infinity or a value too large for float32 (one line naming the
+            file, the dataset and the sample), or samples cannot be read (`DataReadError`).
+    """
+    started = time.perf_counter()
+    digest = hashlib.sha256(_FINGERPRINT_VERSION)
+    digest.update(f"num_classes={data.num_classes}\0".encode())
+    arrays = data.raw.arrays()
+    total = sum(len(a) * a.row_bytes for a in arrays)
+    channels = data.input_shape[0]
+    moments = _Moments(channels)
+    done = 0
+    for array in arrays:
+        digest.update(f"{array.key}:{array.dtype.str}:{array.shape}\0".encode())
+        block = array.block_rows(block_bytes)
+        train_rows = data.train.rows if data.train.x is array else np.zeros(0, dtype=np.int64)
+        in_block = {start // block: (first, last) for first, last, start, _ in row_blocks(train_rows, block)}
+        for start, rows in _blocks(array, block):
+            digest.update(memoryview(np.ascontiguousarray(rows)).cast("B"))
+            _check_values(array, start, rows)
+            if start // block in in_block:
+                first, last = in_block[start // block]
+                moments.add(rows[train_rows[first:last] - start])
+            done += len(rows) * array.row_bytes
+            if progress is not None:
+                progress(done, total)
+    for name, split in data.splits.items():
+        digest.update(f"{name}:{split.x.key}:{len(split)}\0".encode())
+        digest.update(np.ascontiguousarray(split.rows, dtype=np.int64).tobytes())
+        digest.update(np.ascontiguousarray(split.y, dtype=np.int64).tobytes())
+    return DataScan(digest.hexdigest(), moments.stats(), time.perf_counter() - started, done)
+
+
+def _blocks(array: SampleArray, block: int, depth: int = 2) -> Iterator[tuple[int, np.ndarray]]:
+    """``(start, rows)`` of each block in order, read ``depth`` blocks ahead by a thread."""
+    starts = list(range(0, len(array), block))
+    if len(starts) <= 1:
+        for start in starts:
+            yield start, array.read(start, min(len(array), start + block))
+        return
+    ready: queue.Queue[tuple[int, np.ndarray] | BaseException | None] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def read_ahead() -> None:
+        try:
+            for start in starts:
+                if stop.is_set():
+                    return
+                ready.put((start, array.read(start, min(len(array), start + block))))
+            ready.put(None)
+        except BaseException as exc:  # handed to the consumer, raised there
+            ready.put(exc)
+
+    reader = threading.Thread(target=read_ahead, name="menndl-scan-reader", daemon=True)
+    reader.start()
+    try:
+        while (item := ready.get()) is not None:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        while reader.is_alive():  # unblock a reader waiting on a full queue
+            try:
+                ready.get(timeout=0.1)
+            except queue.Empty:
+                pass
+        reader.join()
+
+
+def _check_values(array: SampleArray, start: int, rows: np.ndarray) -> None:
+    """Raise UserError naming the first sample of the block with a NaN, infinity or a float32 overflow."""
+    if rows.dtype.kind != "f":
+        return
+    finite = np.isfinite(rows)
+    if not finite.all():
+        per_row = finite.reshape(len(rows), -1).all(axis=1)
+        bad = int(np.flatnonzero(~per_row)[0])
+        count = int(np.count_nonzero(~finite))
+        raise UserError(
+            f"{array.display}: dataset '{array.key}', sample {start + bad}: NaN or infinite value "
+            f"({count} in samples {start}..{start + len(rows) - 1}); expected finite numbers"
+        )
+    if rows.dtype.itemsize > 4 and rows.size and float(np.abs(rows).max()) > _FLOAT32_MAX:
+        per_row = (np.abs(rows) > _FLOAT32_MAX).reshape(len(rows), -1).any(axis=1)
+        bad = int(np.flatnonzero(per_row)[0])
+        raise UserError(
+            f"{array.display}: dataset '{array.key}', sample {start + bad}: a value too large for float32 "
+            "(magnitude above 3.4e38)"
+        )
+
+
+class _Moments:
+    """Per-channel count, mean and sum of squared deviations, merged block by block (Chan et al.)."""
+
+    def __init__(self, channels: int) -> None:
+        self.count = 0
+        self.mean = np.zeros(channels, dtype=np.float64)
+        self.m2 = np.zeros(channels, dtype=np.float64)
+
+    def add(self, rows: np.ndarray) -> None:
+        """Merge the samples ``rows`` (``(n, C, *spatial)``)."""
+        if len(rows) == 0:
+            return
+        values = rows.reshape(len(rows), rows.shape[1], -1)
+        n = values.shape[0] * values.shape[2]
+        for c in range(values.shape[1]):
+            channel = values[:, c]
+            if channel.dtype != np.float32:
+                channel = channel.astype(np.float32)
+            mean = float(channel.mean(dtype=np.float64))
+            deviation = (channel - np.float32(mean)).ravel()
+            m2 = float(np.dot(deviation, deviation))
+            total = self.count + n
+            delta = mean - self.mean[c]
+            self.m2[c] += m2 + delta * delta * self.count * n / total
+            self.mean[c] += delta * n / total
+        self.count += n
+
+    def stats(self) -> ChannelStats:
+        """The mean and the (population) standard deviation, at least `MIN_STD`."""
+        if self.count == 0:
+            raise UserError("the training split has no samples")
+        std = np.sqrt(self.m2 / self.count)
+        return ChannelStats(
+            tuple(float(m) for m in self.mean), tuple(float(max(MIN_STD, s)) for s in std)
+        )
