@@ -51,14 +51,12 @@ def synthetic_data(samples: int, seed: int = 0) -> Dataset:
     def images(n: int) -> np.ndarray:
         return rng.standard_normal((n, *SHAPE), dtype=np.float32)
 
-    return Dataset(
-        name="synthetic",
-        x_train=images(samples),
-        y_train=rng.integers(0, CLASSES, samples),
-        x_val=images(validation),
-        y_val=rng.integers(0, CLASSES, validation),
-        x_test=np.zeros((0, *SHAPE), np.float32),
-        y_test=np.zeros((0,), np.int64),
+    return Dataset.from_arrays(
+        "synthetic",
+        images(samples),
+        rng.integers(0, CLASSES, samples),
+        images(validation),
+        rng.integers(0, CLASSES, validation),
         num_classes=CLASSES,
     )
 

@@ -50,6 +50,33 @@ def launcher_size(environ: Mapping[str, str] | None = None) -> int:
     return 1
 
 
+_LOCAL_SIZE_VARIABLES = (
+    "MPI_LOCALNRANKS",  # MPICH / Hydra
+    "OMPI_COMM_WORLD_LOCAL_SIZE",  # Open MPI
+    "PMIX_LOCAL_SIZE",
+    "MV2_COMM_WORLD_LOCAL_SIZE",  # MVAPICH2
+    "PALS_LOCAL_SIZE",  # HPE Cray PALS
+)
+
+
+def ranks_per_node(environ: Mapping[str, str] | None = None) -> int:
+    """Ranks of this job on this node, as the launcher says (the whole job when it does not say).
+
+    Used to size data placements before any worker starts; an over-estimate only makes the choice safer.
+    """
+    environ = os.environ if environ is None else environ
+    for name in _LOCAL_SIZE_VARIABLES:
+        if environ.get(name, "").isdigit():
+            return int(environ[name])
+    per_node = environ.get("SLURM_NTASKS_PER_NODE", "").split("(")[0].split(",")[0]
+    if per_node.isdigit():
+        return int(per_node)
+    tasks, nodes = environ.get("SLURM_NTASKS", ""), environ.get("SLURM_NNODES", "")
+    if tasks.isdigit() and nodes.isdigit() and int(nodes) > 0:
+        return -(-int(tasks) // int(nodes))
+    return launcher_size(environ)
+
+
 def detect_launch() -> Launch:
     """Join MPI when a launcher started several ranks; otherwise local mode.
 

@@ -41,13 +41,20 @@ from menndl.job import Job
 
 
 def setup_message(job: Job, fingerprint: str) -> dict[str, Any]:
-    """What every worker needs once: where the data is and how to train."""
+    """What every worker needs once: where the data is, how to train and how to augment.
+
+    ``menndl run`` adds ``data_facts`` (`menndl.commands.common.DataReport.facts`): the data's identity,
+    its per-channel statistics and the placement the master chose.
+    """
     data = dataclasses.asdict(job.data)
     data["base_dir"] = str(job.base_dir)
+    augment = {key: list(value) if isinstance(value, tuple) else value
+               for key, value in dataclasses.asdict(job.augment).items()}  # fmt: skip
     return {
         "type": "setup",
         "data": data,
         "training": dataclasses.asdict(job.training),
+        "augment": augment,
         "fingerprint": fingerprint,
     }
 

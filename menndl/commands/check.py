@@ -24,7 +24,9 @@ def main(args: argparse.Namespace) -> int:
     """``menndl check``: validate the job and its data, describe the search, run nothing."""
     job = load_job(args.job)
     check_strategy(job)
-    spec, fingerprint, summary = inspect_data(job)
+    transport_workers = _workers_per_node(job)
+    report = inspect_data(job, workers_per_node=transport_workers)
+    spec, fingerprint, summary = report.spec, report.fingerprint, report.summary
     search, training = job.search, job.training
     budget = " or ".join(
         part
@@ -36,6 +38,19 @@ def main(args: argparse.Namespace) -> int:
     )
     print(f"{job.path}: ok")
     print(f"  data:     {summary} (fingerprint {fingerprint[:12]})")
+    mean = ", ".join(f"{m:.4g}" for m in report.stats.mean)
+    std = ", ".join(f"{s:.4g}" for s in report.stats.std)
+    print(f"  checked:  every sample in {report.seconds:.1f}s; per-channel mean [{mean}], std [{std}]")
+    print(
+        f"  place:    {report.placement.name} ({report.placement.reason}; {transport_workers} workers per node "
+        f"assumed; data.cache_bytes {job.data.cache_bytes / 2**20:.0f} MiB)"
+    )
+    if job.augment.active:
+        augment = job.augment
+        parts = [f"flips along axes {list(augment.flip_axes)}" if augment.flip_axes else "",
+                 f"crops with padding {augment.crop_padding}" if augment.crop_padding else "",
+                 f"noise std {augment.noise_std:g}" if augment.noise_std else ""]  # fmt: skip
+        print(f"  augment:  {', '.join(p for p in parts if p)} (training batches, on the device)")
     print(
         f"  search:   {budget}; population {search.population}; objectives {', '.join(search.objectives)}; "
         f"strategy {search.strategy}"
@@ -53,6 +68,16 @@ def main(args: argparse.Namespace) -> int:
     print(f"  space:    {_space_sample(job, spec)}")
     print(f"  blocks:   {_space_choices(job, spec)}")
     return 0
+
+
+def _workers_per_node(job: Job) -> int:
+    """Workers per node a run would have here: the launcher's count under MPI, else the local default."""
+    from menndl.commands.run import default_local_workers
+    from menndl.launch import launcher_size, ranks_per_node
+
+    if launcher_size() > 1:
+        return max(1, ranks_per_node() - 1)
+    return default_local_workers(job.training.device)
 
 
 def _space_choices(job: Job, spec: InputSpec) -> str:

@@ -2,28 +2,111 @@
 
 from __future__ import annotations
 
-from menndl.data import Dataset, load_dataset
+import sys
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from menndl.data import Dataset, open_configured
+from menndl.data.augment_check import check_augment
+from menndl.data.placement import PlacementChoice, choose_placement
+from menndl.data.scan import ChannelStats, scan_dataset
 from menndl.errors import UserError
 from menndl.genome import InputSpec
 from menndl.job import Job
 
+#: Seconds between progress lines of a long data check.
+CHECK_PROGRESS_SECONDS = 10.0
+
 
 def load_job_data(job: Job) -> Dataset:
-    """The job's dataset, split as its ``[data]`` table says (raises UserError for bad data)."""
-    return load_dataset(
-        job.data.source,
-        base_dir=job.base_dir,
-        validation_fraction=job.data.validation_fraction,
-        test_fraction=job.data.test_fraction,
-        split_seed=job.data.split_seed,
-    )
+    """The job's dataset, opened and split as its ``[data]`` table says (raises UserError for bad data)."""
+    import dataclasses
+
+    return open_configured(dataclasses.asdict(job.data), job.base_dir)
 
 
-def inspect_data(job: Job) -> tuple[InputSpec, str, str]:
-    """Load and check the job's dataset on the master: (input spec, fingerprint, one-line summary)."""
-    data = load_job_data(job)
-    # The master keeps only the shapes; every worker loads its own copy and checks the fingerprint.
-    return InputSpec(shape=tuple(data.input_shape), num_classes=data.num_classes), data.fingerprint(), data.summary()
+@dataclass(frozen=True)
+class DataReport:
+    """What the master's check of the job's data found; the workers get `facts`.
+
+    Attributes:
+        spec: The input shape and class count.
+        fingerprint: The content fingerprint (recorded in the library).
+        identity: What a worker checks cheaply (`menndl.data.Dataset.identity`).
+        stats: The training split's per-channel mean and standard deviation.
+        placement: Where workers keep the data.
+        summary: One line describing the data.
+        seconds: How long the check took.
+        search_bytes: Bytes of the training and validation samples in memory.
+    """
+
+    spec: InputSpec
+    fingerprint: str
+    identity: str
+    stats: ChannelStats
+    placement: PlacementChoice
+    summary: str
+    seconds: float
+    search_bytes: int
+
+    def facts(self) -> dict[str, Any]:
+        """The setup message's ``data_facts``: what every worker needs to open and use the data as checked."""
+        return {
+            "fingerprint": self.fingerprint,
+            "identity": self.identity,
+            "placement": self.placement.name,
+            **self.stats.as_dict(),
+        }
+
+
+def inspect_data(job: Job, *, workers_per_node: int = 1, quiet: bool = False) -> DataReport:
+    """Open and check the job's dataset on the master in one streaming pass, and choose its placement.
+
+    Memory stays bounded (a few blocks) whatever the file's size; a check of more than
+    `CHECK_PROGRESS_SECONDS` reports its progress on stderr unless ``quiet``.
+
+    Args:
+        job: The job.
+        workers_per_node: Worker processes per node (to size the placement).
+        quiet: No progress lines.
+
+    Returns:
+        The report.
+
+    Raises:
+        UserError: the data is missing, malformed, holds NaN or infinity, a label out of range, an unreadable
+            chunk, or cannot be placed as asked.
+    """
+    started = time.perf_counter()
+    last = [started]
+
+    def progress(done: int, total: int) -> None:
+        now = time.perf_counter()
+        if not quiet and now - last[0] >= CHECK_PROGRESS_SECONDS:
+            last[0] = now
+            print(f"menndl: checking data: {done / 2**30:.1f} of {total / 2**30:.1f} GiB in {now - started:.0f}s",
+                  file=sys.stderr, flush=True)  # fmt: skip
+
+    with load_job_data(job) as data:
+        spec = InputSpec(shape=tuple(data.input_shape), num_classes=data.num_classes)
+        try:
+            check_augment(job.augment, spec.spatial_rank)
+        except ValueError as exc:
+            raise UserError(f"{job.path}: {exc}") from None
+        scan = scan_dataset(data, progress=progress)
+        search_bytes = data.split_bytes("train", "val")
+        placement = choose_placement(job.data.placement, search_bytes=search_bytes, workers_per_node=workers_per_node)
+        return DataReport(
+            spec=spec,
+            fingerprint=scan.fingerprint,
+            identity=data.identity(),
+            stats=scan.stats,
+            placement=placement,
+            summary=data.summary(),
+            seconds=time.perf_counter() - started,
+            search_bytes=search_bytes,
+        )
 
 
 def check_strategy(job: Job) -> None:

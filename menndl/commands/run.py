@@ -16,11 +16,10 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from menndl import __version__
-from menndl.commands.common import check_strategy, inspect_data
+from menndl.commands.common import DataReport, check_strategy, inspect_data
 from menndl.errors import StorageError, UserError
-from menndl.genome import InputSpec
 from menndl.job import Job, load_job
-from menndl.launch import visible_gpus
+from menndl.launch import ranks_per_node, visible_gpus
 from menndl.master.search import NO_WORKERS, SearchResult
 from menndl.transport.base import MasterTransport
 from menndl.worker.loop import usable_cores, worker_main
@@ -128,7 +127,14 @@ def _run_master(args: argparse.Namespace, transport: MasterTransport | None) -> 
         check_library_folder(library)
     else:
         check_library_path(library)
-    spec, fingerprint, summary = inspect_data(job)
+    if transport is None:
+        transport = LocalTransport(args.workers or default_local_workers(job.training.device), worker_main)
+    if isinstance(transport, LocalTransport) and transport.worker_count_hint is not None:
+        per_node = transport.worker_count_hint  # local mode: every worker is on this node
+    else:
+        per_node = max(1, ranks_per_node() - 1)  # rank 0 is the master
+    report = inspect_data(job, workers_per_node=per_node)
+    spec, fingerprint, summary = report.spec, report.fingerprint, report.summary
     if resume is not None and resume.fingerprint and resume.fingerprint != fingerprint:
         raise UserError(
             f"--resume: library {library} was searched on other data (dataset fingerprint "
@@ -141,10 +147,10 @@ def _run_master(args: argparse.Namespace, transport: MasterTransport | None) -> 
         options = job.library
         seeds = seed_genomes(options.seed_from, options.seed_top, options.seed_by, job.space, spec, job.base_dir)
 
-    if transport is None:
-        transport = LocalTransport(args.workers or default_local_workers(job.training.device), worker_main)
     progress = Progress()
     progress.message(f"[0@{socket.gethostname()}] menndl {__version__}: job {job.path} ({job.name}), {summary}")
+    progress.message(f"[0@{socket.gethostname()}] data checked in {report.seconds:.1f}s; placement "
+                     f"{report.placement.name} ({report.placement.reason})")  # fmt: skip
     progress.message(f"[0@{socket.gethostname()}] {transport.description}; library {library}")
     policy: dict[str, Any] = {
         "flush_every": job.library.flush_records,
@@ -161,10 +167,11 @@ def _run_master(args: argparse.Namespace, transport: MasterTransport | None) -> 
             f"{len(resume.pending)} re-queued, next id {resume.next_id}"
         )
     else:
-        writer = writer_class(library, job_text=job.text, attrs=_library_attrs(job, spec, fingerprint), **policy)
+        writer = writer_class(library, job_text=job.text, attrs=_library_attrs(job, report), **policy)
     if seeds:
         progress.message(f"[0@{socket.gethostname()}] seeding the search with {len(seeds)} earlier architectures")
-    worker_setup = getattr(args, "worker_setup", None)  # fault tests and benchmarks: {"evaluator": "sleep", ...}
+    # fault tests and benchmarks add {"evaluator": "sleep", ...}
+    worker_setup = {"data_facts": report.facts(), **(getattr(args, "worker_setup", None) or {})}
     search = Search(job, spec, fingerprint, transport, writer, progress, resume=resume, seeds=seeds,
                     worker_setup=worker_setup)  # fmt: skip
     try:
@@ -181,7 +188,22 @@ def _run_master(args: argparse.Namespace, transport: MasterTransport | None) -> 
         else:
             print("menndl: error: every worker was lost; see the messages above", file=sys.stderr)
         return 1, result.stragglers
+    if result.data_lost:
+        rerun = f", {result.to_rerun} to run again" if result.to_rerun else ""
+        print(
+            f"menndl: error: {result.data_lost}; stopped with {result.evaluations} evaluations kept in {library}"
+            f"{rerun}; when the data is back, continue with: {resume_command(args, library)}",
+            file=sys.stderr,
+        )
+        return 1, result.stragglers
     second_signal = result.abandoned and result.stop_reason.endswith("received twice")
+    if result.evaluations and result.failed == result.evaluations and not result.signal_stop:
+        print(
+            f"menndl: error: none of the {result.evaluations} evaluations trained (every one failed or was lost); "
+            f"their errors are in {library} (menndl library {library} top --all)",
+            file=sys.stderr,
+        )
+        return 1, result.stragglers
     return (130 if second_signal else 0), result.stragglers
 
 
@@ -212,16 +234,21 @@ def stop_line(result: SearchResult, args: argparse.Namespace, library: Path) -> 
     )
 
 
-def _library_attrs(job: Job, spec: InputSpec, fingerprint: str) -> dict[str, str | int | float]:
+def _library_attrs(job: Job, report: DataReport) -> dict[str, str | int | float]:
+    """The library's root attributes: the job, the data as checked (fingerprint, statistics, placement)."""
     return {
         "menndl_version": __version__,
         "job_path": str(job.path),
         "job_name": job.name,
         "seed": job.seed,
-        "dataset_fingerprint": fingerprint,
-        "input_shape": json.dumps(list(spec.shape)),
-        "num_classes": spec.num_classes,
+        "dataset_fingerprint": report.fingerprint,
+        "dataset_identity": report.identity,
+        "input_shape": json.dumps(list(report.spec.shape)),
+        "num_classes": report.spec.num_classes,
         "objectives": ",".join(job.search.objectives),
+        "data_placement": report.placement.name,
+        "data_stats": json.dumps(report.stats.as_dict()),
+        "data_check_seconds": round(report.seconds, 3),
     }
 
 

@@ -75,7 +75,8 @@ def main(args: argparse.Namespace) -> int:
         if args.population < 2:
             raise UserError(f"--population: expected an integer >= 2, got {args.population}")
         job = dataclasses.replace(job, search=dataclasses.replace(job.search, population=args.population))
-    spec, fingerprint, _ = inspect_data(job)
+    report = inspect_data(job, quiet=True)
+    spec, fingerprint = report.spec, report.fingerprint
     flush_every = job.library.flush_records if args.flush_every is None else args.flush_every
     evaluator = SimulatedEvaluator(model, spec, seed=job.seed, max_seconds=job.training.max_seconds)
     transport = SimulatedTransport(args.workers, evaluator, latency=args.latency)

@@ -73,6 +73,7 @@ def main(args: argparse.Namespace) -> int:
         spec = spec_of(lib)
         job = parse_job(lib.job_text, path=str(lib.attrs.get("job_path", "job.toml")))
         fingerprint = str(lib.attrs.get("dataset_fingerprint", ""))
+        lib_attrs = dict(lib.attrs)
     if not row["genome"]:
         raise UserError(f"library {args.library}: evaluation {args.id} has no genome")
     epochs = args.epochs if args.epochs is not None else 4 * job.training.epochs
@@ -90,12 +91,21 @@ def main(args: argparse.Namespace) -> int:
     if not output.parent.is_dir():
         raise UserError(f"-o: folder {output.parent} does not exist")
     data = load_job_data(job)
-    if fingerprint and data.fingerprint() != fingerprint:
-        raise UserError(f"the data of job {job.path} changed since the search (dataset fingerprint differs)")
+    stats, placement = _data_as_searched(data, job, lib_attrs, fingerprint)
     genome = stored_genome(args.library, row, spec)
     device = choose_device(args.device, 0)
-    # The job's precision and memory format, as in the search; --device replaces its training.device.
-    trainer = Trainer(data, dataclasses.replace(job.training, device=args.device), device, retrain=True)
+    # The job's precision, memory format and augmentation, and the search's statistics; --device replaces
+    # its training.device.
+    trainer = Trainer(
+        data,
+        dataclasses.replace(job.training, device=args.device),
+        device,
+        retrain=True,
+        stats=stats,
+        placement=placement,
+        cache_bytes=job.data.cache_bytes,
+        augment=job.augment,
+    )
 
     torch.manual_seed(seed)  # the initial weights, then the batches
     try:
@@ -120,20 +130,22 @@ def main(args: argparse.Namespace) -> int:
         )
     save_weights(state, output)
     resident = trainer.data
+    trainer.close()
+    data.close()
     result = {
         "id": args.id,
         "epochs": progress.epochs,
         "seed": seed,
         "params": sum(p.numel() for p in model.parameters()),
-        "train_samples": len(resident.x_train),
-        "test_samples": len(resident.x_val),
+        "train_samples": resident.n_train,
+        "test_samples": resident.n_held,
         "test_accuracy": None if math.isnan(test_accuracy) else test_accuracy,
         "search_validation_accuracy": row["accuracy"],
         "seconds": round(progress.train_seconds, 2),
         "precision": trainer.precision,
         "weights": str(output),
-        "input_mean": resident.mean.flatten().tolist(),
-        "input_std": resident.std.flatten().tolist(),
+        "input_mean": list(trainer.stats.mean),
+        "input_std": list(trainer.stats.std),
     }
     if args.json:
         print(json.dumps(result))
@@ -149,6 +161,39 @@ def main(args: argparse.Namespace) -> int:
             f"mean {result['input_mean']}, std {result['input_std']})"
         )
     return 0
+
+
+def _data_as_searched(
+    data: Any, job: Any, attrs: dict[str, Any], fingerprint: str
+) -> tuple[Any, str]:
+    """The search's per-channel statistics and a placement for one process, after checking the data is the same.
+
+    A library that recorded the data's identity and statistics is checked cheaply (no pass over the data);
+    an older one by the full fingerprint, which also gives the statistics.
+
+    Raises:
+        UserError: the data differs from the search's.
+    """
+    import json
+
+    from menndl.data.placement import choose_placement
+    from menndl.data.scan import ChannelStats, scan_dataset
+
+    identity, recorded = str(attrs.get("dataset_identity", "")), str(attrs.get("data_stats", ""))
+    if identity and recorded:
+        if data.identity() != identity:
+            raise UserError(f"the data of job {job.path} changed since the search (dataset identity differs)")
+        table = json.loads(recorded)
+        stats = ChannelStats(tuple(table["mean"]), tuple(table["std"]))
+    else:
+        scan = scan_dataset(data)
+        if fingerprint and scan.fingerprint != fingerprint:
+            raise UserError(f"the data of job {job.path} changed since the search (dataset fingerprint differs)")
+        stats = scan.stats
+    needed = data.split_bytes("train", "val", "test")
+    choice = choose_placement("auto" if job.data.placement == "node" else job.data.placement,
+                              search_bytes=needed, workers_per_node=1)  # fmt: skip
+    return stats, "device" if choice.name == "node" else choice.name
 
 
 def save_weights(state: dict[str, Any], output: Path) -> None:

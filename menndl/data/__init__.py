@@ -6,6 +6,6 @@ mnist1d are imported when a built-in dataset is first loaded.
 
 from __future__ import annotations
 
-from menndl.data.dataset import Dataset, load_dataset
+from menndl.data.dataset import Dataset, load_dataset, open_configured
 
-__all__ = ["Dataset", "load_dataset"]
+__all__ = ["Dataset", "load_dataset", "open_configured"]

@@ -243,3 +243,32 @@ class H5Array(SampleArray):
                 self.handle.close()
         except Exception:
             pass
+
+
+class JoinedArray(SampleArray):
+    """Two arrays of the same sample shape, one after the other (a given validation split beside ``x``)."""
+
+    def __init__(self, first: SampleArray, second: SampleArray) -> None:
+        """Join ``first`` and ``second`` (neither is read)."""
+        self.first, self.second = first, second
+        self.display, self.key = first.display, f"{first.key}+{second.key}"
+        self.shape = (len(first) + len(second), *first.shape[1:])
+        self.dtype = first.memory_dtype if first.memory_dtype == second.memory_dtype else np.dtype(np.float32)
+
+    def read(self, start: int, stop: int) -> np.ndarray:
+        """Rows ``start:stop`` across both arrays (each names its own file in errors)."""
+        cut = len(self.first)
+        parts = []
+        if start < cut:
+            parts.append(self.first.read(start, min(stop, cut)))
+        if stop > cut:
+            parts.append(self.second.read(max(start, cut) - cut, stop - cut))
+        out = np.concatenate(parts) if len(parts) > 1 else parts[0]
+        return out.astype(self.memory_dtype, copy=False)
+
+    def _read(self, start: int, stop: int) -> np.ndarray:  # pragma: no cover - read() is overridden
+        return self.read(start, stop)
+
+    def exists(self) -> bool:
+        """Whether both files are still there."""
+        return self.first.exists() and self.second.exists()

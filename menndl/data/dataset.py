@@ -12,8 +12,10 @@ from __future__ import annotations
 import hashlib
 import math
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -109,6 +111,46 @@ class Dataset:
     def close(self) -> None:
         """Close the files behind the splits."""
         self.raw.close()
+
+    @classmethod
+    def from_arrays(
+        cls,
+        name: str,
+        x_train: np.ndarray,
+        y_train: np.ndarray,
+        x_val: np.ndarray,
+        y_val: np.ndarray,
+        x_test: np.ndarray | None = None,
+        y_test: np.ndarray | None = None,
+        num_classes: int = 0,
+    ) -> Dataset:
+        """A dataset of arrays in memory, split as given (benchmarks and tests).
+
+        Args:
+            name: What it is called.
+            x_train: Training samples ``(N, C, *spatial)``.
+            y_train: Their integer labels.
+            x_val: Validation samples (at least one).
+            y_val: Their labels.
+            x_test: Test samples (none when None).
+            y_test: Their labels.
+            num_classes: The class count (0: the largest label + 1).
+
+        Raises:
+            UserError: the arrays are inconsistent.
+        """
+        from menndl.data.arrays import MemoryArray
+        from menndl.data.files import check_arrays
+
+        arrays = {"x": x_train, "x_val": x_val}
+        labels = {"y": np.asarray(y_train), "y_val": np.asarray(y_val)}
+        if x_test is not None and y_test is not None:
+            arrays["x_test"], labels["y_test"] = x_test, np.asarray(y_test)
+        samples = {key: MemoryArray(np.asarray(value), name, key) for key, value in arrays.items()}
+        raw = check_arrays(samples, labels, sorted([*arrays, *labels]), name)
+        train, val, test = carve_splits(raw, validation_fraction=0.5, test_fraction=0.0, seed=0, source=name)
+        largest = max(int(split.y.max()) for split in (train, val, test) if len(split))
+        return cls(name=name, train=train, val=val, test=test, num_classes=num_classes or largest + 1, raw=raw)
 
     def __enter__(self) -> Dataset:
         return self
@@ -228,4 +270,33 @@ def _human_bytes(count: int) -> str:
     return f"{count} B"
 
 
-__all__ = ["SPLIT_NAMES", "DataKeys", "Dataset", "SampleArray", "Split", "load_dataset"]
+
+
+def open_configured(options: Mapping[str, Any], base_dir: Path | str | None) -> Dataset:
+    """Open the dataset a job's ``[data]`` table describes (a `menndl.job.DataConfig` as a dict).
+
+    Args:
+        options: The table's fields (``source``, the fractions, ``split_seed``, the ``*_key`` names,
+            ``num_classes``; others are ignored).
+        base_dir: Folder that relative paths are resolved against.
+
+    Returns:
+        The opened dataset.
+
+    Raises:
+        UserError: as `load_dataset`.
+    """
+    defaults = DataKeys()
+    keys = DataKeys(**{name: str(options.get(f"{name}_key", getattr(defaults, name))) for name in _KEY_NAMES})
+    return load_dataset(
+        str(options["source"]),
+        base_dir=None if base_dir is None else Path(base_dir),
+        validation_fraction=float(options.get("validation_fraction", 0.2)),
+        test_fraction=float(options.get("test_fraction", 0.2)),
+        split_seed=int(options.get("split_seed", 0)),
+        keys=keys,
+        num_classes=int(options.get("num_classes", 0)),
+    )
+
+
+_KEY_NAMES = ("x", "y", "x_val", "y_val", "x_test", "y_test")

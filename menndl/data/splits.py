@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from menndl.data.arrays import SampleArray
+from menndl.data.arrays import JoinedArray, SampleArray
 from menndl.errors import UserError
 
 #: Seed-sequence suffixes that keep the test and validation carves independent.
@@ -231,3 +231,18 @@ def carve_splits(
             f"or give 'x_val'/'y_val' and 'x_test'/'y_test' explicitly"
         )
     return Split(raw.x, rows, y), val, test
+
+
+def joined_split(first: Split, second: Split) -> Split:
+    """Two splits as one (``menndl train`` trains on the training and validation splits together).
+
+    Rows of the same array are merged in row order; rows of two arrays are joined through `JoinedArray`.
+    """
+    if first.x is second.x:
+        rows = np.concatenate([first.rows, second.rows])
+        labels = np.concatenate([first.y, second.y])
+        order = np.argsort(rows, kind="stable")
+        return Split(first.x, rows[order], labels[order])
+    joined = JoinedArray(first.x, second.x)
+    rows = np.concatenate([first.rows, len(first.x) + second.rows])
+    return Split(joined, rows, np.concatenate([first.y, second.y]))

@@ -79,6 +79,7 @@ class SearchResult:
     search_seconds: float = math.nan  # seconds of search over every run of this library (what search.time_limit counts)
     to_rerun: int = 0  # candidates handed out but without a row: a --resume runs them first
     signal_stop: str = ""  # the signal that stopped the search ("" when it ended otherwise)
+    data_lost: str = ""  # why a worker could no longer read the data: the search stopped, its tasks left to --resume
 
     @property
     def utilization(self) -> float:
@@ -168,6 +169,7 @@ class Search:
         self._tally = _Tally()
         self._start = clock()
         self._stop_reason = ""
+        self._data_lost = ""
         self._rng_state_written = -math.inf
         self._host = socket.gethostname()
         if resume is not None:
@@ -349,10 +351,25 @@ class Search:
             self.stats.add_worker_times(worker, float(message.get("busy_seconds", 0.0)),
                                         float(message.get("idle_seconds", 0.0)))  # fmt: skip
             self._record(flight, worker, message)
+        elif kind == "fatal" and message.get("data_unavailable"):
+            self._on_data_lost(worker, message)
         elif kind in ("fatal", "lost"):
             self._retire(worker, message)
         else:
             self._say(f"ignoring unexpected message {kind!r} from worker {worker}")
+
+    def _on_data_lost(self, worker: int, message: Mapping[str, Any]) -> None:
+        """A worker can no longer read the data (the file is gone): stop the search, keep its tasks for --resume.
+
+        Nothing is recorded for the tasks of such workers: the candidates were not at fault, and a resumed
+        search runs them first once the data is back.  Workers still running finish their evaluations.
+        """
+        error = str(message.get("error", "the data is unavailable"))
+        if not self._data_lost:
+            self._data_lost = error.removeprefix("DataUnavailable: ")
+            self._stop_reason = self._stop_reason or "data unavailable"
+        self.progress.message(f"[{worker}@{message.get('host', '?')}] worker stopped: {error}")
+        self.scheduler.retire(worker, ran=False)  # its tasks go back to the re-run queue, none recorded
 
     def _on_ready(self, worker: int) -> None:
         """A worker loaded its data: the clock of the task waiting for it starts now (a replacement joins)."""
@@ -410,7 +427,7 @@ class Search:
         library (journaled), and a ``--resume`` runs them first.
         """
         requeued, held = self.scheduler.drain()
-        if self.stop:
+        if self.stop or self._data_lost:
             self._tally.to_rerun = len(requeued) + sum(len(flights) for _, flights in held)
             return
         reason = f"its worker was lost and the search ended before a retry ({self._stop_reason or 'error'})"
@@ -487,4 +504,5 @@ class Search:
             search_seconds=self.budget.search_seconds(),
             to_rerun=self._tally.to_rerun,
             signal_stop=self.stop.first,
+            data_lost=self._data_lost,
         )

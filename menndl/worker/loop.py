@@ -21,6 +21,7 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
+from menndl.data.arrays import DataUnavailable
 from menndl.transport.base import WorkerChannel
 from menndl.worker.devices import resolve_local_rank
 from menndl.worker.evaluator import Evaluator, build_evaluator
@@ -99,6 +100,7 @@ def _fatal(channel: WorkerChannel, host: str, exc: BaseException) -> dict[str, o
         "host": host,
         "error": f"{type(exc).__name__}: {exc}",
         "traceback": "".join(traceback.format_exception(exc)),
+        "data_unavailable": isinstance(exc, DataUnavailable),  # the master stops the search, keeping its tasks
     }
 
 

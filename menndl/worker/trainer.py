@@ -1,7 +1,8 @@
 """Train one candidate within its budget and measure it (the only torch-heavy module).
 
-The dataset is loaded once per worker and kept resident (`DeviceData`);
-batches are drawn by index, with no DataLoader.  `Trainer.fit` is the one
+The worker opens the dataset once and keeps it where its `Placement` says (resident, one shared copy per
+node, or streamed from the file); batches arrive on the device as stored and are converted, standardised
+with the checked per-channel statistics and augmented there, with no DataLoader.  `Trainer.fit` is the one
 training loop: the search's `Trainer.evaluate` runs it within a candidate's
 budget, ``menndl train`` runs it to retrain a chosen architecture.
 `Trainer.evaluate` never raises: whatever goes wrong with a candidate becomes
@@ -11,6 +12,7 @@ next task runs.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 import traceback
@@ -22,10 +24,14 @@ from typing import Any
 import torch
 from torch import nn
 
-from menndl.data import Dataset, load_dataset
+from menndl.data import Dataset, open_configured
+from menndl.data.arrays import DataUnavailable
+from menndl.data.order import epoch_order
+from menndl.data.scan import ChannelStats, scan_dataset
+from menndl.data.splits import joined_split
 from menndl.genome import Genome, InputSpec, TrainParams, count_flops, learning_rate_factor
 from menndl.genome.decode import build_model
-from menndl.job import TrainingConfig
+from menndl.job import AugmentConfig, TrainingConfig
 from menndl.protocol import task_genome
 from menndl.worker.evaluator import Evaluator
 from menndl.worker.faults import CandidateTimeout, NonFiniteLoss, hard_deadline, status_of
@@ -43,9 +49,10 @@ from menndl.worker.numerics import (
     make_optimizer,
     use_channels_last,
 )
-from menndl.worker.resident import DeviceData
+from menndl.worker.augment import Augmenter
+from menndl.worker.placements import Placement, open_placement
 
-__all__ = ["DeviceData", "FitProgress", "Trainer", "choose_device", "choose_precision", "make_optimizer"]
+__all__ = ["FitProgress", "Trainer", "choose_device", "choose_precision", "make_optimizer"]
 
 EVAL_BATCH = 1024
 LOSS_CHECK_EVERY = 25  # training steps between checks that the loss is finite (one device sync each)
@@ -90,11 +97,16 @@ class Trainer(Evaluator):
         build: ModelBuilder = build_model,
         overrun_limit: float | None = None,
         retrain: bool = False,
+        stats: ChannelStats | None = None,
+        placement: str = "device",
+        cache_bytes: int = 2**30,
+        node_key: str = "",
+        augment: AugmentConfig | None = None,
     ) -> None:
-        """Place the data on ``device`` and fix the numerics for every candidate.
+        """Place the data for ``device`` and fix the numerics for every candidate.
 
         Args:
-            data: The dataset.
+            data: The opened dataset.
             training: The job's ``[training]`` table (budget, precision, memory format).
             device: The training device.
             build: turns a genome into a module (``build_model``); tests pass a
@@ -102,14 +114,30 @@ class Trainer(Evaluator):
             overrun_limit: seconds after which a candidate is abandoned as
                 ``timeout`` (default ``OVERRUN_FACTOR * max_seconds + OVERRUN_GRACE``).
             retrain: train on the training and validation splits and validate
-                on the test split (``menndl train``), see `DeviceData.from_dataset`.
+                on the test split (``menndl train``).
+            stats: The training split's per-channel statistics from the master's check (recorded in the
+                library); computed here by a streaming pass when None.
+            placement: ``device``, ``node`` or ``stream`` (resolved by the master, see `menndl.data.placement`).
+            cache_bytes: ``data.cache_bytes``: what a streaming placement may hold.
+            node_key: Names the node's shared copy (``node``).
+            augment: The job's ``[augment]`` table (none by default).
         """
         self.training = training
         self.device = device
         self.precision = choose_precision(training.precision, device)
         self.spec = InputSpec(shape=tuple(data.input_shape), num_classes=data.num_classes)
-        self.data = DeviceData.from_dataset(data, device, retrain=retrain)
-        self.channels_last = use_channels_last(training.channels_last, device, self.precision, data.x_train.ndim)
+        stats = scan_dataset(data).stats if stats is None else stats
+        shape = (1, -1, *([1] * (len(data.input_shape) - 1)))
+        self.mean = torch.tensor(stats.mean, dtype=torch.float32).reshape(shape).to(device)
+        self.std = torch.tensor(stats.std, dtype=torch.float32).reshape(shape).to(device)
+        self.stats = stats
+        fit_split, held_split = (joined_split(data.train, data.val), data.test) if retrain else (data.train, data.val)
+        order = epoch_order(len(fit_split), data.sample_bytes, cache_bytes)
+        self.data: Placement = open_placement(
+            placement, fit_split, held_split, device, order, cache_bytes=cache_bytes, node_key=node_key
+        )
+        self.augment = Augmenter(augment or AugmentConfig(), len(data.input_shape) - 1)
+        self.channels_last = use_channels_last(training.channels_last, device, self.precision, len(data.input_shape) + 1)
         self.build = build
         self.overrun_limit = (
             OVERRUN_FACTOR * training.max_seconds + OVERRUN_GRACE if overrun_limit is None else overrun_limit
@@ -117,23 +145,36 @@ class Trainer(Evaluator):
 
     @classmethod
     def from_setup(cls, setup: Mapping[str, Any], *, rank: int = 0, local_rank: int, threads: int) -> Trainer:
-        """Build from the master's setup message: load the data, pick the device.
+        """Build from the master's setup message: open the data, check it is the master's, pick the device.
 
         Raises:
-            RuntimeError: the data this worker loaded differs from the master's,
+            RuntimeError: the data this worker opened differs from the master's,
                 or CUDA was asked for and there is none.
         """
         torch.set_num_threads(threads)
         options = dict(setup["data"])
-        options["base_dir"] = Path(options["base_dir"])
-        data = load_dataset(options.pop("source"), **options)
-        if data.fingerprint() != setup["fingerprint"]:
+        facts = dict(setup.get("data_facts") or {})
+        data = open_configured(options, options.get("base_dir"))
+        if facts.get("identity") and data.identity() != facts["identity"]:
+            data.close()
             raise RuntimeError(
-                f"dataset fingerprint {data.fingerprint()[:12]} differs from the master's "
-                f"{setup['fingerprint'][:12]}: the data file differs between nodes"
+                f"dataset {data.name} differs from the one the master checked (identity "
+                f"{data.identity()[:12]}, the master's {str(facts['identity'])[:12]}): the data file differs "
+                "between nodes"
             )
+        stats = ChannelStats(tuple(facts["mean"]), tuple(facts["std"])) if "mean" in facts else None
         training = TrainingConfig(**setup["training"])
-        return cls(data, training, choose_device(training.device, local_rank))
+        augment = AugmentConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in setup.get("augment", {}).items()})
+        return cls(
+            data,
+            training,
+            choose_device(training.device, local_rank),
+            stats=stats,
+            placement=str(facts.get("placement", "device")),
+            cache_bytes=int(options.get("cache_bytes", 2**30)),
+            node_key=str(facts.get("fingerprint", ""))[:32],
+            augment=augment,
+        )
 
     @property
     def device_name(self) -> str:
@@ -191,6 +232,8 @@ class Trainer(Evaluator):
                 result = self._metrics(status, progress, accuracy, loss, latency, model, genome)
                 if task.get("return_weights"):
                     result["weights"] = weights_as_arrays(model)
+        except DataUnavailable:
+            raise  # not the candidate's fault: the worker reports it and the master stops the search cleanly
         except Exception as exc:  # every candidate failure is data
             result = {
                 "status": status_of(exc),
@@ -310,13 +353,13 @@ class Trainer(Evaluator):
         scaler = torch.amp.GradScaler(self.device.type) if self.precision == "fp16" else None
         loss_fn = nn.CrossEntropyLoss()
         data, channels_last = self.data, self.channels_last
-        x, y = data.x_train, data.y_train
-        n, batch = len(x), max(2, min(hyper.batch_size, len(x)))  # batch norm needs two samples
+        n, batch = data.n_train, max(2, min(hyper.batch_size, data.n_train))  # batch norm needs two samples
         planned_steps = max(1, epochs * len(range(0, n - 1, batch)))
         base_rates = [group["lr"] for group in optimizer.param_groups]
         scheduled = hyper.schedule != "constant"
         pending = sorted(float(f) for f in checkpoints)
         stop_below = {} if stop_below is None else stop_below
+        order_seed = torch.initial_seed()  # the candidate's seed (torch.manual_seed): the same order everywhere
         start = time.perf_counter()
         soft_end = start + max_seconds
         checking = 0.0  # seconds spent validating at checkpoints
@@ -324,43 +367,42 @@ class Trainer(Evaluator):
         amp = autocast_context(self.device, self.precision)  # one context, entered once per step
         model.train()
         for epoch in range(epochs):
-            order = torch.randperm(n, device=data.index_device)
             total = torch.zeros((), device=self.device)
             steps_this_epoch = 0
             out_of_time = False
-            for first in range(0, n - 1, batch):
-                index = order[first : first + batch]
-                size = index.shape[0]  # >= 2: batch >= 2 and first <= n - 2 (batch norm needs two samples)
-                xb, yb = data.batch(x, y, index)
-                if channels_last:
-                    xb = xb.contiguous(memory_format=torch.channels_last)
-                with amp:
-                    loss = loss_fn(model(xb), yb)
-                optimizer.zero_grad(set_to_none=True)
-                if scheduled:  # progress through the budget, by steps or by time, whichever is further
-                    done = max((step + 0.5) / planned_steps, (time.perf_counter() - start) / max_seconds)
-                    factor = learning_rate_factor(hyper.schedule, min(1.0, done))
-                    for group, rate in zip(optimizer.param_groups, base_rates):
-                        group["lr"] = rate * factor
-                if scaler is None:
-                    loss.backward()
-                    optimizer.step()
-                else:
-                    scaler.scale(loss).backward()
-                    scaler.step(optimizer)
-                    scaler.update()
-                total += loss.detach()
-                steps_this_epoch += 1
-                progress.samples += size
-                step += 1
-                if step % LOSS_CHECK_EVERY == 0 and not math.isfinite(float(loss.detach())):
-                    raise NonFiniteLoss(f"non-finite training loss in epoch {epoch + 1}, step {step}")
-                clock = time.perf_counter()
-                if clock > soft_end:
-                    out_of_time = first + batch < n - 1  # not when this was the epoch's last batch anyway
-                    if clock > hard_end:
-                        raise CandidateTimeout(f"one training step ran past the hard limit (epoch {epoch + 1})")
-                    break
+            with contextlib.closing(data.epoch(order_seed, epoch, batch)) as batches:
+                for first, (xb, yb) in zip(range(0, n - 1, batch), batches):
+                    size = xb.shape[0]  # >= 2: batch >= 2 and first <= n - 2 (batch norm needs two samples)
+                    xb = self.augment(self.standardise(xb))
+                    if channels_last:
+                        xb = xb.contiguous(memory_format=torch.channels_last)
+                    with amp:
+                        loss = loss_fn(model(xb), yb)
+                    optimizer.zero_grad(set_to_none=True)
+                    if scheduled:  # progress through the budget, by steps or by time, whichever is further
+                        done = max((step + 0.5) / planned_steps, (time.perf_counter() - start) / max_seconds)
+                        factor = learning_rate_factor(hyper.schedule, min(1.0, done))
+                        for group, rate in zip(optimizer.param_groups, base_rates):
+                            group["lr"] = rate * factor
+                    if scaler is None:
+                        loss.backward()
+                        optimizer.step()
+                    else:
+                        scaler.scale(loss).backward()
+                        scaler.step(optimizer)
+                        scaler.update()
+                    total += loss.detach()
+                    steps_this_epoch += 1
+                    progress.samples += size
+                    step += 1
+                    if step % LOSS_CHECK_EVERY == 0 and not math.isfinite(float(loss.detach())):
+                        raise NonFiniteLoss(f"non-finite training loss in epoch {epoch + 1}, step {step}")
+                    clock = time.perf_counter()
+                    if clock > soft_end:
+                        out_of_time = first + batch < n - 1  # not when this was the epoch's last batch anyway
+                        if clock > hard_end:
+                            raise CandidateTimeout(f"one training step ran past the hard limit (epoch {epoch + 1})")
+                        break
             if steps_this_epoch == 0:
                 raise ValueError(f"no training step in epoch {epoch + 1}: {n} training samples, batch {batch}")
             mean_loss = float(total) / steps_this_epoch
@@ -409,21 +451,30 @@ class Trainer(Evaluator):
             ``(accuracy, loss, seconds per sample)``; NaNs when the held-out split is empty.
         """
         model.eval()
-        x, y = self.data.x_val, self.data.y_val
-        if len(x) == 0:
+        held = self.data.n_held
+        if held == 0:
             return math.nan, math.nan, math.nan
         correct = torch.zeros((), device=self.device)
         loss = torch.zeros((), device=self.device)
         start = now(self.device)
-        for first in range(0, len(x), EVAL_BATCH):
-            xb, target = self.data.rows(x, y, first, first + EVAL_BATCH)
-            if self.channels_last:
-                xb = xb.contiguous(memory_format=torch.channels_last)
-            with autocast_context(self.device, self.precision):
-                logits = model(xb).float()
-            loss += nn.functional.cross_entropy(logits, target, reduction="sum")
-            correct += (logits.argmax(dim=1) == target).sum()
-            if time.perf_counter() > hard_end:
-                raise CandidateTimeout("validation ran past the hard limit")
-        accuracy, mean_loss = float(correct) / len(x), float(loss) / len(x)
-        return accuracy, mean_loss, (now(self.device) - start) / len(x)
+        with contextlib.closing(self.data.held_out(EVAL_BATCH)) as batches:
+            for xb, target in batches:
+                xb = self.standardise(xb)
+                if self.channels_last:
+                    xb = xb.contiguous(memory_format=torch.channels_last)
+                with autocast_context(self.device, self.precision):
+                    logits = model(xb).float()
+                loss += nn.functional.cross_entropy(logits, target, reduction="sum")
+                correct += (logits.argmax(dim=1) == target).sum()
+                if time.perf_counter() > hard_end:
+                    raise CandidateTimeout("validation ran past the hard limit")
+        accuracy, mean_loss = float(correct) / held, float(loss) / held
+        return accuracy, mean_loss, (now(self.device) - start) / held
+
+    def standardise(self, x: torch.Tensor) -> torch.Tensor:
+        """A batch as stored, on the device, converted to float32 and standardised per channel."""
+        return (x.float() - self.mean) / self.std
+
+    def close(self) -> None:
+        """Release the placement (its memory, files and shared segment)."""
+        self.data.close()
