@@ -1,7 +1,7 @@
 """The order training samples are visited in: shuffled blocks, shuffled again within a window of blocks.
 
-Every placement visits the training split in the same order for the same seed and epoch, so the three
-placements train a candidate identically.  The order is built for the placement that reads from the file:
+Every placement visits the training split in the same order for the same draws, so the three placements
+train a candidate identically.  The order is built for the placement that reads from the file:
 the split's positions are cut into blocks of consecutive positions (consecutive rows of the file, read in
 one go), the blocks are shuffled, and the positions of each window of ``window`` blocks (what the reader
 holds at once) are shuffled together.  When one window holds the whole split it is a plain permutation.
@@ -9,6 +9,7 @@ holds at once) are shuffled together.  When one window holds the whole split it 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -54,29 +55,37 @@ class EpochOrder:
         """The split positions of block ``block``."""
         return np.arange(block * self.block_size, min(self.size, (block + 1) * self.block_size), dtype=np.int64)
 
-    def windows(self, seed: int, epoch: int) -> list[Window]:
-        """The epoch's windows in the order they are visited.
+    def windows(self, permute: Callable[[int], np.ndarray]) -> list[Window]:
+        """An epoch's windows in the order they are visited.
 
         Args:
-            seed: The candidate's seed.
-            epoch: The epoch number (0 first).
+            permute: ``permute(k)`` is a random permutation of ``range(k)``: the trainer passes torch's
+                ``randperm`` on its global generator (seeded with the candidate's seed), so an epoch of one
+                window is exactly ``randperm(size)``, as a plain resident loop would draw it.
 
         Returns:
             Windows whose orders together are a permutation of ``range(size)``.
         """
-        rng = np.random.default_rng([int(seed) % 2**63, int(epoch)])
-        blocks = rng.permutation(self.blocks)
+        if self.blocks <= self.window_blocks:  # one window: a plain permutation, no block shuffle drawn
+            return [Window(np.arange(self.blocks, dtype=np.int64), np.asarray(permute(self.size), dtype=np.int64))]
+        blocks = np.asarray(permute(self.blocks), dtype=np.int64)
         out = []
         for first in range(0, len(blocks), self.window_blocks):
             chosen = blocks[first : first + self.window_blocks]
             positions = np.concatenate([self.block_positions(int(b)) for b in chosen])
-            out.append(Window(chosen, rng.permutation(positions)))
+            out.append(Window(chosen, positions[np.asarray(permute(len(positions)), dtype=np.int64)]))
         return out
 
-    def permutation(self, seed: int, epoch: int) -> np.ndarray:
-        """The whole epoch's order, the windows' orders one after another."""
-        windows = self.windows(seed, epoch)
-        return np.concatenate([w.order for w in windows]) if windows else np.zeros(0, dtype=np.int64)
+
+def seeded_permute(seed: int, epoch: int) -> Callable[[int], np.ndarray]:
+    """A ``permute`` for `EpochOrder.windows` from numpy, for code without torch (tests, benchmarks)."""
+    rng = np.random.default_rng([int(seed) % 2**63, int(epoch)])
+    return rng.permutation
+
+
+def permutation(windows: list[Window]) -> np.ndarray:
+    """The whole epoch's order: the windows' orders one after another."""
+    return np.concatenate([w.order for w in windows]) if windows else np.zeros(0, dtype=np.int64)
 
 
 def epoch_order(size: int, sample_bytes: int, cache_bytes: int, read_bytes: int = 32 * 2**20) -> EpochOrder:

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -83,6 +84,11 @@ class FitProgress:
     train_loss: float = math.nan
     checkpoints: list[list[float]] = field(default_factory=list)
     stopped_at: tuple[float, float, float] | None = None
+
+
+def _randperm(size: int) -> np.ndarray:
+    """A permutation of ``range(size)`` from torch's global generator (CPU, so every placement draws alike)."""
+    return torch.randperm(size).numpy()
 
 
 class Trainer(Evaluator):
@@ -359,7 +365,6 @@ class Trainer(Evaluator):
         scheduled = hyper.schedule != "constant"
         pending = sorted(float(f) for f in checkpoints)
         stop_below = {} if stop_below is None else stop_below
-        order_seed = torch.initial_seed()  # the candidate's seed (torch.manual_seed): the same order everywhere
         start = time.perf_counter()
         soft_end = start + max_seconds
         checking = 0.0  # seconds spent validating at checkpoints
@@ -370,7 +375,8 @@ class Trainer(Evaluator):
             total = torch.zeros((), device=self.device)
             steps_this_epoch = 0
             out_of_time = False
-            with contextlib.closing(data.epoch(order_seed, epoch, batch)) as batches:
+            windows = data.order.windows(_randperm)  # drawn here, on the global generator: every placement alike
+            with contextlib.closing(data.epoch(windows, batch)) as batches:
                 for first, (xb, yb) in zip(range(0, n - 1, batch), batches):
                     size = xb.shape[0]  # >= 2: batch >= 2 and first <= n - 2 (batch norm needs two samples)
                     xb = self.augment(self.standardise(xb))

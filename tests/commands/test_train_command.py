@@ -92,8 +92,8 @@ def test_weights_load_safely_and_reproduce_the_printed_test_accuracy(library: Pa
     mean = torch.tensor(result["input_mean"]).reshape(1, -1, 1, 1)
     std = torch.tensor(result["input_std"]).reshape(1, -1, 1, 1)
     with torch.no_grad():
-        predicted = model((torch.from_numpy(data.x_test) - mean) / std).argmax(dim=1).numpy()
-    assert float(np.mean(predicted == data.y_test)) == pytest.approx(result["test_accuracy"], abs=1e-12)
+        predicted = model((torch.from_numpy(data.test.read()) - mean) / std).argmax(dim=1).numpy()
+    assert float(np.mean(predicted == data.test.y)) == pytest.approx(result["test_accuracy"], abs=1e-12)
     assert result["params"] == sum(t.numel() for t in model.parameters())
 
 

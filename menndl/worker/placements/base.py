@@ -2,19 +2,19 @@
 
 A placement hands out samples as stored in memory (`SampleArray.memory_dtype`: uint8 stays uint8), not
 standardised: the trainer converts, standardises and augments each batch on the device.  Training batches
-follow `EpochOrder` for the candidate's seed and epoch, the same in every placement, so a candidate trains
+follow the `EpochOrder` windows the trainer draws at each epoch's start, the same in every placement, so a candidate trains
 identically whichever placement holds its data.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 import torch
 
-from menndl.data.order import EpochOrder
+from menndl.data.order import EpochOrder, Window, permutation
 from menndl.data.splits import Split
 
 Batch = tuple[torch.Tensor, torch.Tensor]
@@ -46,18 +46,23 @@ class Placement(ABC):
         """Samples in the held-out split."""
         return len(self.held)
 
-    def batch_positions(self, seed: int, epoch: int, batch: int) -> Iterator[np.ndarray]:
-        """The epoch's training batches as split positions: consecutive slices of the epoch's permutation.
+    @staticmethod
+    def batch_positions(windows: Sequence[Window], batch: int) -> Iterator[np.ndarray]:
+        """The epoch's training batches as split positions: consecutive slices of the windows' orders joined.
 
         A final slice of fewer than two samples is dropped (batch norm needs two).
         """
-        permutation = self.order.permutation(seed, epoch)
-        for first in range(0, len(permutation) - 1, batch):
-            yield permutation[first : first + batch]
+        order = permutation(list(windows))
+        for first in range(0, len(order) - 1, batch):
+            yield order[first : first + batch]
 
     @abstractmethod
-    def epoch(self, seed: int, epoch: int, batch: int) -> Iterator[Batch]:
+    def epoch(self, windows: Sequence[Window], batch: int) -> Iterator[Batch]:
         """The epoch's training batches ``(x, y)`` on the device, in `batch_positions` order.
+
+        Args:
+            windows: ``self.order.windows(permute)``, drawn by the trainer at the epoch's start.
+            batch: Samples per batch.
 
         The iterator may be closed early (the time budget); it then releases what it holds.
         """

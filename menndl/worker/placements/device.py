@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 import torch
 
-from menndl.data.order import EpochOrder
+from menndl.data.order import EpochOrder, Window, permutation
 from menndl.data.splits import Split
 from menndl.worker.placements.base import Batch, Placement, labels_on
 
@@ -42,9 +42,9 @@ class DevicePlacement(Placement):
             split.x.take(split.rows, out=host.numpy())
         return host if self.home.type == "cpu" else host.to(self.home)
 
-    def epoch(self, seed: int, epoch: int, batch: int) -> Iterator[Batch]:
+    def epoch(self, windows: Sequence[Window], batch: int) -> Iterator[Batch]:
         """Training batches drawn by index where the data lives, copied to the device when that is elsewhere."""
-        order = torch.from_numpy(self.order.permutation(seed, epoch)).to(self.home)
+        order = torch.from_numpy(permutation(list(windows))).to(self.home)
         for first in range(0, len(order) - 1, batch):
             index = order[first : first + batch]
             yield self._to_device(self.x_train[index], self.y_train[index])
