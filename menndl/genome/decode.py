@@ -122,6 +122,20 @@ class GenomeNet(nn.Module):
         return self.head(self.reduce(x))
 
 
+class Standardised(nn.Module):
+    """A network that takes samples as stored: subtracts the search's per-channel mean, divides by its std."""
+
+    def __init__(self, network: nn.Module, mean: list[float], std: list[float], spatial_rank: int) -> None:
+        super().__init__()
+        shape = (1, len(mean)) + (1,) * spatial_rank
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).reshape(shape))
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).reshape(shape))
+        self.network = network
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.network((x.float() - self.mean) / self.std)
+
+
 def build_model_from_dict(genome: dict[str, Any], input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
     """Build the network of a genome dict (``Genome.to_dict()`` output, format 2).
 

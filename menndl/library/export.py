@@ -1,5 +1,8 @@
 """Export a library architecture as TorchScript, ONNX, a state dict or a self-contained Python file.
 
+TorchScript, ONNX and Python exports take samples as stored in the data file: the search's per-channel
+standardisation (recorded in the library) is part of them.  A state dict holds the network's weights only.
+
 Torch is imported inside the functions (the CLI builds its parser without torch).  Weights
 come from ``--weights`` (a file written by ``menndl train``), else from the library when it kept
 them, else the model is freshly initialised (with the candidate's training seed) and the caller
@@ -85,6 +88,28 @@ def build(lib: Library, eval_id: int, weights: str | Path | None = None) -> tupl
     return model.eval(), genome.to_dict(), origin
 
 
+def input_stats(lib: Library) -> dict[str, list[float]] | None:
+    """The per-channel ``mean`` and ``std`` the search standardised its inputs with (None for older libraries)."""
+    text = lib.attrs.get("data_stats")
+    if not text:
+        return None
+    try:
+        table = json.loads(str(text))
+        return {"mean": [float(v) for v in table["mean"]], "std": [float(v) for v in table["std"]]}
+    except (ValueError, KeyError, TypeError):
+        raise UserError(f"library {lib.path}: data_stats {str(text)[:60]!r} is not a mean/std table") from None
+
+
+def standardised(lib: Library, model: Any) -> Any:
+    """``model`` behind the search's input standardisation, so the export takes samples as stored."""
+    from menndl.genome.decode import Standardised
+
+    stats = input_stats(lib)
+    if stats is None:
+        return model
+    return Standardised(model, stats["mean"], stats["std"], len(spec_of(lib).shape) - 1).eval()
+
+
 def example_input(lib: Library, batch: int = 2) -> Any:
     """A random input batch of the library's input shape."""
     import torch
@@ -96,7 +121,8 @@ def export(lib: Library, eval_id: int, fmt: str, output: str | Path, weights: st
     """Write ``eval_id`` in format ``fmt`` to ``output``; returns where the weights came from."""
     import torch
 
-    model, genome_dict, origin = build(lib, eval_id, weights)
+    network, genome_dict, origin = build(lib, eval_id, weights)
+    model = standardised(lib, network)  # exported models take samples as stored in the data file
     out = Path(output)
     if not out.parent.is_dir():
         raise UserError(f"-o: folder {out.parent} does not exist")
@@ -120,10 +146,10 @@ def export(lib: Library, eval_id: int, fmt: str, output: str | Path, weights: st
             verbose=False,
             external_data=False,
         )
-    elif fmt == "state-dict":
-        torch.save({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, out)
+    elif fmt == "state-dict":  # the network's own weights, loadable by `menndl.genome.decode.build_model`
+        torch.save({k: v.detach().cpu().contiguous() for k, v in network.state_dict().items()}, out)
     elif fmt == "python":
-        out.write_text(python_source(lib, eval_id, genome_dict, model))
+        out.write_text(python_source(lib, eval_id, genome_dict, network))
     else:
         raise UserError(f"--format: expected one of {', '.join(FORMATS)}, got {fmt!r}")
     return origin
@@ -154,6 +180,7 @@ def python_source(lib: Library, eval_id: int, genome_dict: dict[str, Any], model
 GENOME = {pprint.pformat(genome_dict, width=100)}
 INPUT_SHAPE = {tuple(spec.shape)!r}
 NUM_CLASSES = {spec.num_classes}
+INPUT_STATS = {input_stats(lib)!r}  # the search's per-channel standardisation (None: inputs taken as they are)
 _WEIGHTS_B64 = (
 {chr(10).join(f'    "{line}"' for line in lines)}
 )
@@ -170,6 +197,8 @@ def build(load_weights: bool = True):
     if load_weights:
         state = _torch.load(_io.BytesIO(_b64.b64decode("".join(_WEIGHTS_B64))), weights_only=True)
         model.load_state_dict(state)
+    if INPUT_STATS is not None:  # takes samples as stored, standardised as in the search
+        model = Standardised(model, INPUT_STATS["mean"], INPUT_STATS["std"], len(INPUT_SHAPE) - 1)
     return model.eval()
 '''
     return inspect.getsource(decode).rstrip() + "\n" + tail

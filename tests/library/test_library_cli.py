@@ -92,18 +92,22 @@ def test_bad_input_is_one_line_exit_2(searched: Path, tmp_path: Path, args: list
 
 
 def test_export_round_trip(searched: Path, tmp_path: Path) -> None:
-    """TorchScript and ONNX (checked with onnxruntime) give the decoded model's outputs."""
+    """TorchScript and ONNX (checked with onnxruntime) give the decoded model's outputs on standardised inputs."""
     import onnxruntime
     import torch
 
-    from menndl.library.export import build, example_input, export
+    from menndl.library.export import build, example_input, export, input_stats
 
     with Library.open(searched) as lib:
         eval_id = lib.weight_ids()[0] if lib.weight_ids() else int(lib.column("id")[0])
         model, _, origin = build(lib, eval_id)
         x = example_input(lib, batch=5)
+        stats = input_stats(lib)
+        assert stats is not None  # the search recorded its standardisation: exports take samples as stored
+        mean = torch.tensor(stats["mean"]).reshape(1, -1, 1, 1)
+        std = torch.tensor(stats["std"]).reshape(1, -1, 1, 1)
         with torch.no_grad():
-            want = model(x).numpy()
+            want = model((x - mean) / std).numpy()
         for fmt in ("torchscript", "onnx", "state-dict"):
             export(lib, eval_id, fmt, tmp_path / f"m.{fmt}")
     scripted = torch.jit.load(str(tmp_path / "m.torchscript"))
@@ -119,12 +123,13 @@ def test_export_round_trip(searched: Path, tmp_path: Path) -> None:
 def test_python_export_runs_without_menndl(searched: Path, tmp_path: Path) -> None:
     import torch
 
-    from menndl.library.export import build, example_input, export
+    from menndl.library.export import build, example_input, export, standardised
 
     with Library.open(searched) as lib:
         eval_id = int(lib.column("id")[0])
         export(lib, eval_id, "python", tmp_path / "model.py")
-        model, _, _ = build(lib, eval_id)
+        network, _, _ = build(lib, eval_id)
+        model = standardised(lib, network)  # the export takes samples as stored, like the search's data file
         x = example_input(lib)
     np.save(tmp_path / "x.npy", x.numpy())
     code = (
@@ -152,8 +157,9 @@ def test_train_then_export_with_the_trained_weights(searched: Path, tmp_path: Pa
     )
     assert done.returncode == 0 and "weights from" in done.stderr
     loaded = torch.jit.load(str(out)).state_dict()
-    for name, tensor in state.items():
-        assert torch.equal(loaded[name], tensor)
+    for name, tensor in state.items():  # the network sits behind the search's standardisation
+        assert torch.equal(loaded[f"network.{name}"], tensor)
+    assert {"mean", "std"} <= set(loaded)
 
 
 def test_plot_writes_pngs(searched: Path, tmp_path: Path) -> None:
