@@ -200,8 +200,11 @@ class NpyArray(SampleArray):
         except Exception as exc:
             raise UserError(f"{display}: cannot be read as a .npy array ({one_line(exc)})") from None
         self.shape, self.dtype = tuple(int(d) for d in self.array.shape), self.array.dtype
+        self._closed = False
 
     def _read(self, start: int, stop: int) -> np.ndarray:
+        if self._closed:
+            raise ValueError("the file was closed")
         return np.array(self.array[start:stop], order="C")  # a copy (never a view of the map), C order
 
     def exists(self) -> bool:
@@ -211,6 +214,7 @@ class NpyArray(SampleArray):
     def close(self) -> None:
         """Drop the memory map."""
         mapping = getattr(self.array, "_mmap", None)
+        self._closed = True
         self.array = np.empty((0, *self.shape[1:]), dtype=self.dtype)
         if mapping is not None:
             mapping.close()
