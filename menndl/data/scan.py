@@ -14,7 +14,7 @@ import hashlib
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
 
 import numpy as np
@@ -100,7 +100,7 @@ def scan_dataset(
         in_block = {start // block: (first, last) for first, last, start, _ in row_blocks(train_rows, block)}
         with contextlib.closing(_blocks(array, block)) as blocks:  # the reader thread ends, even on an error
             for start, rows in blocks:
-                digest.update(memoryview(np.ascontiguousarray(rows)).cast("B"))
+                digest.update(np.ascontiguousarray(rows).data.cast("B"))
                 _check_values(array, start, rows)
                 if start // block in in_block:
                     first, last = in_block[start // block]
@@ -115,7 +115,7 @@ def scan_dataset(
     return DataScan(digest.hexdigest(), moments.stats(), time.perf_counter() - started, done)
 
 
-def _blocks(array: SampleArray, block: int, depth: int = 2) -> Iterator[tuple[int, np.ndarray]]:
+def _blocks(array: SampleArray, block: int, depth: int = 2) -> Generator[tuple[int, np.ndarray], None, None]:
     """``(start, rows)`` of each block in order, read ``depth`` blocks ahead by a thread."""
     starts = list(range(0, len(array), block))
     if len(starts) <= 1:
