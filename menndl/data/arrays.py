@@ -70,8 +70,9 @@ class SampleArray(ABC):
 
     @property
     def memory_dtype(self) -> np.dtype:
-        """The dtype rows have once read: the stored one when it is in `KEPT_DTYPES`, else float32."""
-        return self.dtype if self.dtype.name in KEPT_DTYPES else np.dtype(np.float32)
+        """The dtype rows have once read: the stored one (in native byte order) when it is in `KEPT_DTYPES`,
+        else float32."""
+        return self.dtype.newbyteorder("=") if self.dtype.name in KEPT_DTYPES else np.dtype(np.float32)
 
     @property
     def chunk_rows(self) -> int:
@@ -112,7 +113,10 @@ class SampleArray(ABC):
             if not self.exists():
                 raise DataUnavailable(f"{self.where(start, stop)}: the file is gone ({one_line(exc)})") from None
             raise DataReadError(f"{self.where(start, stop)}: cannot be read ({one_line(exc)})") from None
-        return rows if rows.dtype == self.memory_dtype else rows.astype(self.memory_dtype)
+        if rows.dtype == self.memory_dtype:
+            return rows
+        with np.errstate(over="ignore", invalid="ignore"):  # float64 beyond float32 becomes inf: the scan names it
+            return rows.astype(self.memory_dtype)
 
     def take(self, rows: np.ndarray, out: np.ndarray | None = None, *, target_bytes: int = READ_BYTES) -> np.ndarray:
         """The given rows (sorted, unique) in memory, read block by block: never more than one block extra.
@@ -196,9 +200,12 @@ class NpyArray(SampleArray):
         except Exception as exc:
             raise UserError(f"{display}: cannot be read as a .npy array ({one_line(exc)})") from None
         self.shape, self.dtype = tuple(int(d) for d in self.array.shape), self.array.dtype
+        self._closed = False
 
     def _read(self, start: int, stop: int) -> np.ndarray:
-        return np.array(self.array[start:stop])
+        if self._closed:
+            raise ValueError("the file was closed")
+        return np.array(self.array[start:stop], order="C")  # a copy (never a view of the map), C order
 
     def exists(self) -> bool:
         """Whether the file is still there."""
@@ -207,6 +214,7 @@ class NpyArray(SampleArray):
     def close(self) -> None:
         """Drop the memory map."""
         mapping = getattr(self.array, "_mmap", None)
+        self._closed = True
         self.array = np.empty((0, *self.shape[1:]), dtype=self.dtype)
         if mapping is not None:
             mapping.close()

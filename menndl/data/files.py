@@ -180,7 +180,9 @@ def _open_npy(
             samples[x_key] = NpyArray(folder / f"{x_key}.npy", _beside(display, x_key))
         label_path = folder / f"{y_key}.npy"
         if label_path.exists():
-            labels[y_key] = np.asarray(NpyArray(label_path, _beside(display, y_key)).array)
+            mapped = NpyArray(label_path, _beside(display, y_key))
+            labels[y_key] = np.array(mapped.array)  # read whole (labels are small); the map is closed
+            mapped.close()
     return samples, labels, found
 
 

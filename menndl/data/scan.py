@@ -9,11 +9,12 @@ deviation of the training split, which every placement applies per batch on the 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
 
 import numpy as np
@@ -26,6 +27,8 @@ _FINGERPRINT_VERSION = b"menndl.dataset.v2\0"
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
 #: Smallest standard deviation used (a constant channel is divided by this, not by zero).
 MIN_STD = 1e-6
+#: Sample values merged into the statistics at a time (bounds the scan's float64 temporaries: 8 MiB).
+_MOMENT_VALUES = 2**20
 
 
 @dataclass(frozen=True)
@@ -95,15 +98,16 @@ def scan_dataset(
         block = array.block_rows(block_bytes)
         train_rows = data.train.rows if data.train.x is array else np.zeros(0, dtype=np.int64)
         in_block = {start // block: (first, last) for first, last, start, _ in row_blocks(train_rows, block)}
-        for start, rows in _blocks(array, block):
-            digest.update(memoryview(np.ascontiguousarray(rows)).cast("B"))
-            _check_values(array, start, rows)
-            if start // block in in_block:
-                first, last = in_block[start // block]
-                moments.add(rows[train_rows[first:last] - start])
-            done += len(rows) * array.row_bytes
-            if progress is not None:
-                progress(done, total)
+        with contextlib.closing(_blocks(array, block)) as blocks:  # the reader thread ends, even on an error
+            for start, rows in blocks:
+                digest.update(np.ascontiguousarray(rows).data.cast("B"))
+                _check_values(array, start, rows)
+                if start // block in in_block:
+                    first, last = in_block[start // block]
+                    moments.add(rows, train_rows[first:last] - start)
+                done += len(rows) * array.row_bytes
+                if progress is not None:
+                    progress(done, total)
     for name, split in data.splits.items():
         digest.update(f"{name}:{split.x.key}:{len(split)}\0".encode())
         digest.update(np.ascontiguousarray(split.rows, dtype=np.int64).tobytes())
@@ -111,7 +115,7 @@ def scan_dataset(
     return DataScan(digest.hexdigest(), moments.stats(), time.perf_counter() - started, done)
 
 
-def _blocks(array: SampleArray, block: int, depth: int = 2) -> Iterator[tuple[int, np.ndarray]]:
+def _blocks(array: SampleArray, block: int, depth: int = 2) -> Generator[tuple[int, np.ndarray], None, None]:
     """``(start, rows)`` of each block in order, read ``depth`` blocks ahead by a thread."""
     starts = list(range(0, len(array), block))
     if len(starts) <= 1:
@@ -149,25 +153,31 @@ def _blocks(array: SampleArray, block: int, depth: int = 2) -> Iterator[tuple[in
 
 
 def _check_values(array: SampleArray, start: int, rows: np.ndarray) -> None:
-    """Raise UserError naming the first sample of the block with a NaN, infinity or a float32 overflow."""
+    """Raise UserError naming the first sample of the block with a NaN, infinity or a float32 overflow.
+
+    Samples stored as float64 are read as float32, so a value too large for float32 reads as infinity:
+    the first such sample is read again as stored to tell an overflow from a real infinity.
+    """
     if rows.dtype.kind != "f":
         return
     finite = np.isfinite(rows)
-    if not finite.all():
-        per_row = finite.reshape(len(rows), -1).all(axis=1)
-        bad = int(np.flatnonzero(~per_row)[0])
-        count = int(np.count_nonzero(~finite))
-        raise UserError(
-            f"{array.display}: dataset '{array.key}', sample {start + bad}: NaN or infinite value "
-            f"({count} in samples {start}..{start + len(rows) - 1}); expected finite numbers"
-        )
-    if rows.dtype.itemsize > 4 and rows.size and float(np.abs(rows).max()) > _FLOAT32_MAX:
-        per_row = (np.abs(rows) > _FLOAT32_MAX).reshape(len(rows), -1).any(axis=1)
-        bad = int(np.flatnonzero(per_row)[0])
-        raise UserError(
-            f"{array.display}: dataset '{array.key}', sample {start + bad}: a value too large for float32 "
-            "(magnitude above 3.4e38)"
-        )
+    if finite.all():
+        return
+    per_row = finite.reshape(len(rows), -1).all(axis=1)
+    bad = int(np.flatnonzero(~per_row)[0])
+    count = int(np.count_nonzero(~finite))
+    del finite
+    if array.dtype.kind == "f" and array.dtype.itemsize > rows.dtype.itemsize:
+        stored = np.asarray(array._read(start + bad, start + bad + 1))
+        if np.isfinite(stored).all():
+            raise UserError(
+                f"{array.display}: dataset '{array.key}', sample {start + bad}: a value too large for float32 "
+                f"(magnitude above 3.4e38, e.g. {float(np.abs(stored).max()):g}); expected numbers float32 can hold"
+            )
+    raise UserError(
+        f"{array.display}: dataset '{array.key}', sample {start + bad}: NaN or infinite value "
+        f"({count} in samples {start}..{start + len(rows) - 1}); expected finite numbers"
+    )
 
 
 class _Moments:
@@ -178,19 +188,28 @@ class _Moments:
         self.mean = np.zeros(channels, dtype=np.float64)
         self.m2 = np.zeros(channels, dtype=np.float64)
 
-    def add(self, rows: np.ndarray) -> None:
-        """Merge the samples ``rows`` (``(n, C, *spatial)``)."""
-        if len(rows) == 0:
+    def add(self, rows: np.ndarray, index: np.ndarray) -> None:
+        """Merge the samples ``rows[index]`` (``rows`` is ``(n, C, *spatial)``).
+
+        The rows are taken a few MiB at a time and each channel's squared deviations are summed in float64,
+        so the temporaries stay small whatever the block size and the sum stays exact enough.
+        """
+        if len(index) == 0:
             return
+        per_row = max(1, int(np.prod(rows.shape[1:], dtype=np.int64)))
+        step = max(1, _MOMENT_VALUES // per_row)
+        for at in range(0, len(index), step):
+            self._merge(rows[index[at : at + step]])
+
+    def _merge(self, rows: np.ndarray) -> None:
+        """Merge a few samples (Chan et al.'s pairwise update, per channel)."""
         values = rows.reshape(len(rows), rows.shape[1], -1)
         n = values.shape[0] * values.shape[2]
         for c in range(values.shape[1]):
-            channel = values[:, c]
-            if channel.dtype != np.float32:
-                channel = channel.astype(np.float32)
-            mean = float(channel.mean(dtype=np.float64))
-            deviation = (channel - np.float32(mean)).ravel()
-            m2 = float(np.dot(deviation, deviation))
+            channel = values[:, c].astype(np.float64)
+            mean = float(channel.mean())
+            channel -= mean
+            m2 = float(np.einsum("ij,ij->", channel, channel))
             total = self.count + n
             delta = mean - self.mean[c]
             self.m2[c] += m2 + delta * delta * self.count * n / total

@@ -1,7 +1,8 @@
-"""Tests for menndl.data: built-in datasets, user files, splits and errors."""
+"""Tests for menndl.data: built-in datasets, user files, splits and errors (the row-index API)."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import random
 import subprocess
@@ -14,6 +15,7 @@ import numpy as np
 import pytest
 
 from menndl.data import Dataset, load_dataset
+from menndl.data.scan import scan_dataset
 from menndl.data.splits import split_indices
 from menndl.errors import UserError
 
@@ -62,12 +64,32 @@ def rows(x: np.ndarray) -> set[bytes]:
     return {sample.tobytes() for sample in np.ascontiguousarray(x)}
 
 
+def materialise(ds: Dataset) -> dict[str, np.ndarray]:
+    """``x_train``, ``y_train``, ... of a (small) dataset, read into memory."""
+    out = {}
+    for name, split in ds.splits.items():
+        out[f"x_{name}"], out[f"y_{name}"] = split.read(), split.y
+    return out
+
+
+def fingerprint(source: str, **kwargs: object) -> str:
+    """The scan's fingerprint of a dataset opened with ``kwargs``."""
+    with load_dataset(source, **kwargs) as ds:
+        return scan_dataset(ds).fingerprint
+
+
+def open_and_scan(source: str, **kwargs: object) -> None:
+    """Open and scan the dataset: what the master does before a search (metadata, labels, then values)."""
+    with load_dataset(source, **kwargs) as ds:
+        scan_dataset(ds)
+
+
 def assert_user_error(
     source: str, must_contain: list[str], **kwargs: object
 ) -> str:
-    """Load ``source``, expect a one-line UserError containing every string."""
+    """Open and scan ``source``, expect a one-line UserError containing every string."""
     with pytest.raises(UserError) as info:
-        load_dataset(source, **kwargs)
+        open_and_scan(source, **kwargs)
     message = str(info.value)
     assert "\n" not in message, message
     for text in must_contain:
@@ -90,27 +112,29 @@ def mnist1d() -> Dataset:
 
 
 def check_layout(ds: Dataset) -> None:
-    for split in ("train", "val", "test"):
-        x = getattr(ds, f"x_{split}")
-        y = getattr(ds, f"y_{split}")
-        assert x.dtype == np.float32 and x.flags.c_contiguous
-        assert y.dtype == np.int64 and y.ndim == 1 and len(y) == len(x)
+    for name, split in ds.splits.items():
+        x, y = split.read(), split.y
+        assert x.dtype == split.x.memory_dtype and x.flags.c_contiguous, name
+        assert y.dtype == np.int64 and y.ndim == 1 and len(y) == len(x) == len(split.rows), name
+        assert split.rows.dtype == np.int64 and np.all(np.diff(split.rows) > 0), name
         assert x.shape[1:] == ds.input_shape
 
 
 def test_digits_shapes_and_classes(digits: Dataset) -> None:
     check_layout(digits)
+    data = materialise(digits)
     assert digits.name == "digits"
     assert digits.input_shape == (1, 8, 8)
     assert digits.num_classes == 10
-    sizes = (len(digits.x_train), len(digits.x_val), len(digits.x_test))
+    sizes = (len(digits.train), len(digits.val), len(digits.test))
     assert sum(sizes) == 1797
     assert sizes == (1150, 288, 359)  # test 0.2 * 1797, then val 0.2 * 1438, rounded
-    for y in (digits.y_train, digits.y_val, digits.y_test):
+    for y in (digits.train.y, digits.val.y, digits.test.y):
         assert np.unique(y).tolist() == list(range(10))  # stratified: every class everywhere
-    assert 0.0 <= digits.x_train.min() and digits.x_train.max() <= 1.0
+    assert data["x_train"].dtype == np.float32
+    assert 0.0 <= data["x_train"].min() and data["x_train"].max() <= 1.0
     assert digits.summary() == (
-        "digits: 1150 train / 288 val / 359 test, input (1, 8, 8), 10 classes"
+        "digits: 1150 train / 288 val / 359 test, input (1, 8, 8) float32, 10 classes, 449.2 KiB"
     )
 
 
@@ -119,32 +143,41 @@ def test_digits_splits_partition_the_data(digits: Dataset) -> None:
 
     bunch = load_digits()
     original = (bunch.images / 16.0).astype(np.float32)[:, None]
-    train, val, test = rows(digits.x_train), rows(digits.x_val), rows(digits.x_test)
+    data = materialise(digits)
+    train, val, test = rows(data["x_train"]), rows(data["x_val"]), rows(data["x_test"])
     assert not train & val and not train & test and not val & test
     assert train | val | test == rows(original)
+    # The splits are rows of the one array: disjoint, covering it, and each split's rows are its samples.
+    every = np.concatenate([digits.train.rows, digits.val.rows, digits.test.rows])
+    assert sorted(every.tolist()) == list(range(1797))
+    for split in digits.splits.values():
+        assert split.x is digits.train.x
+        np.testing.assert_array_equal(split.read(), original[split.rows])
     # Labels travel with their samples.
     label_of = {s.tobytes(): int(t) for s, t in zip(original, bunch.target)}
-    for x, y in ((digits.x_train, digits.y_train), (digits.x_test, digits.y_test)):
+    for x, y in ((data["x_train"], data["y_train"]), (data["x_test"], data["y_test"])):
         assert [label_of[s.tobytes()] for s in x] == y.tolist()
 
 
 def test_digits_test_fraction_zero_gives_empty_test() -> None:
     ds = load_dataset("digits", test_fraction=0.0, validation_fraction=0.25)
     check_layout(ds)
-    assert ds.x_test.shape == (0, 1, 8, 8) and ds.y_test.shape == (0,)
-    assert len(ds.x_val) == round(0.25 * 1797)
-    assert ds.summary().endswith("/ 0 test, input (1, 8, 8), 10 classes")
+    assert ds.test.read().shape == (0, 1, 8, 8) and ds.test.y.shape == (0,)
+    assert len(ds.val) == round(0.25 * 1797)
+    assert "/ 0 test, input (1, 8, 8) float32, 10 classes" in ds.summary()
 
 
 def test_mnist1d_shapes_and_classes(mnist1d: Dataset) -> None:
     check_layout(mnist1d)
+    data = materialise(mnist1d)
     assert mnist1d.input_shape == (1, 40)
     assert mnist1d.num_classes == 10
-    assert len(mnist1d.x_train) + len(mnist1d.x_val) == 4000
-    assert len(mnist1d.x_val) == 800
-    assert mnist1d.x_test.shape == (1000, 1, 40)  # its own test set, not carved
-    assert not rows(mnist1d.x_train) & rows(mnist1d.x_val)
-    for y in (mnist1d.y_train, mnist1d.y_val, mnist1d.y_test):
+    assert len(mnist1d.train) + len(mnist1d.val) == 4000
+    assert len(mnist1d.val) == 800
+    assert data["x_test"].shape == (1000, 1, 40)  # its own test set, not carved
+    assert mnist1d.test.x is not mnist1d.train.x and mnist1d.test.x.key == "x_test"
+    assert not rows(data["x_train"]) & rows(data["x_val"])
+    for y in (mnist1d.train.y, mnist1d.val.y, mnist1d.test.y):
         assert np.unique(y).tolist() == list(range(10))
 
 
@@ -166,20 +199,30 @@ def test_mnist1d_leaves_global_random_state_alone() -> None:
 def test_builtin_is_deterministic(name: str, digits: Dataset, mnist1d: Dataset) -> None:
     first = {"digits": digits, "mnist1d": mnist1d}[name]
     second = load_dataset(name)
+    a, b = materialise(first), materialise(second)
     for field in ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test"):
-        assert np.array_equal(getattr(first, field), getattr(second, field))
-    assert first.fingerprint() == second.fingerprint()
-    assert len(first.fingerprint()) == 64
+        assert np.array_equal(a[field], b[field])
+    for split in ("train", "val", "test"):
+        assert np.array_equal(first.splits[split].rows, second.splits[split].rows)
+    print_first = scan_dataset(first).fingerprint
+    assert print_first == scan_dataset(second).fingerprint
+    assert len(print_first) == 64
+    assert first.identity() == second.identity() and len(first.identity()) == 64
     other_seed = load_dataset(name, split_seed=1)
-    assert other_seed.fingerprint() != first.fingerprint()
+    assert scan_dataset(other_seed).fingerprint != print_first
+    assert other_seed.identity() != first.identity()
 
 
 def test_loaded_arrays_are_independent_copies(digits: Dataset) -> None:
     fresh = load_dataset("digits")
-    before = digits.fingerprint()
-    fresh.x_train[0] = 99.0
-    assert digits.fingerprint() == before
-    assert load_dataset("digits").fingerprint() == before
+    before = scan_dataset(digits).fingerprint
+    read = fresh.train.read()
+    read[0] = 99.0  # a materialised split is a copy
+    assert scan_dataset(fresh).fingerprint == before
+    fresh.train.x.array[0] = 99.0  # type: ignore[attr-defined]  # the loaded array itself: not the cache
+    assert scan_dataset(fresh).fingerprint != before
+    assert scan_dataset(digits).fingerprint == before
+    assert fingerprint("digits") == before
 
 
 def test_fingerprint_is_identical_in_another_process(
@@ -187,8 +230,9 @@ def test_fingerprint_is_identical_in_another_process(
 ) -> None:
     code = (
         "from menndl.data import load_dataset\n"
-        "print(load_dataset('digits').fingerprint())\n"
-        "print(load_dataset('mnist1d').fingerprint())\n"
+        "from menndl.data.scan import scan_dataset\n"
+        "print(scan_dataset(load_dataset('digits')).fingerprint)\n"
+        "print(scan_dataset(load_dataset('mnist1d')).fingerprint)\n"
     )
     out = subprocess.run(
         [sys.executable, "-c", code],
@@ -198,26 +242,18 @@ def test_fingerprint_is_identical_in_another_process(
         check=True,
         timeout=60,
     )
-    assert out.stdout.split() == [digits.fingerprint(), mnist1d.fingerprint()]
+    assert out.stdout.split() == [scan_dataset(digits).fingerprint, scan_dataset(mnist1d).fingerprint]
 
 
 def test_fingerprint_ignores_name(digits: Dataset) -> None:
-    renamed = Dataset(
-        name="other",
-        x_train=digits.x_train,
-        y_train=digits.y_train,
-        x_val=digits.x_val,
-        y_val=digits.y_val,
-        x_test=digits.x_test,
-        y_test=digits.y_test,
-        num_classes=digits.num_classes,
-    )
-    assert renamed.fingerprint() == digits.fingerprint()
+    renamed = dataclasses.replace(digits, name="other")
+    assert scan_dataset(renamed).fingerprint == scan_dataset(digits).fingerprint
+    assert renamed.identity() == digits.identity()
 
 
 def test_import_is_light() -> None:
     code = (
-        "import sys, menndl.data\n"
+        "import sys, menndl.data, menndl.data.scan\n"
         "heavy = [m for m in ('torch', 'sklearn', 'mnist1d') if m in sys.modules]\n"
         "print(','.join(heavy) or 'none')\n"
     )
@@ -236,7 +272,8 @@ def test_loading_builtins_does_not_import_torch() -> None:
     code = (
         "import sys\n"
         "from menndl.data import load_dataset\n"
-        "load_dataset('digits')\n"
+        "from menndl.data.scan import scan_dataset\n"
+        "scan_dataset(load_dataset('digits'))\n"
         "print('torch' in sys.modules)\n"
     )
     out = subprocess.run(
@@ -259,14 +296,18 @@ def test_loading_builtins_does_not_import_torch() -> None:
 def test_user_file_layouts(tmp_path: Path, fmt: str, sample_shape: tuple[int, ...]) -> None:
     x, y = make_xy(100, sample_shape, classes=4)
     path = WRITERS[fmt](tmp_path / f"data.{fmt}", x=x, y=y)
-    ds = load_dataset(str(path))
-    check_layout(ds)
-    assert ds.input_shape == sample_shape
-    assert ds.num_classes == 4
-    assert (len(ds.x_train), len(ds.x_val), len(ds.x_test)) == (64, 16, 20)
-    combined = np.concatenate([ds.x_train, ds.x_val, ds.x_test])
-    assert rows(combined) == rows(x.astype(np.float32))
-    assert len(rows(ds.x_train) | rows(ds.x_val) | rows(ds.x_test)) == 100
+    with load_dataset(str(path)) as ds:
+        check_layout(ds)
+        data = materialise(ds)
+        assert ds.input_shape == sample_shape
+        assert ds.num_classes == 4
+        assert (len(ds.train), len(ds.val), len(ds.test)) == (64, 16, 20)
+        combined = np.concatenate([data["x_train"], data["x_val"], data["x_test"]])
+        assert rows(combined) == rows(x.astype(np.float32))
+        assert len(rows(data["x_train"]) | rows(data["x_val"]) | rows(data["x_test"])) == 100
+        for split in ds.splits.values():
+            np.testing.assert_array_equal(split.read(), x[split.rows].astype(np.float32))
+            np.testing.assert_array_equal(split.y, y[split.rows])
 
 
 def test_hdf5_suffix_variants_and_extra_keys(tmp_path: Path) -> None:
@@ -274,8 +315,8 @@ def test_hdf5_suffix_variants_and_extra_keys(tmp_path: Path) -> None:
     path = write_h5(tmp_path / "DATA.HDF5", x=x, y=y, notes=np.arange(3), X=np.ones(2))
     with h5py.File(path, "a") as handle:
         handle.create_group("extra")["x"] = np.zeros(3)
-    ds = load_dataset(str(path), test_fraction=0.0)
-    assert len(ds.x_train) + len(ds.x_val) == 40
+    with load_dataset(str(path), test_fraction=0.0) as ds:
+        assert len(ds.train) + len(ds.val) == 40
 
 
 def test_given_val_and_test_used_as_is(tmp_path: Path) -> None:
@@ -287,71 +328,86 @@ def test_given_val_and_test_used_as_is(tmp_path: Path) -> None:
             tmp_path / f"given.{fmt}",
             x=x, y=y, x_val=x_val, y_val=y_val, x_test=x_test, y_test=y_test,
         )
-        ds = load_dataset(str(path))
-        np.testing.assert_array_equal(ds.x_train, x.astype(np.float32))
-        np.testing.assert_array_equal(ds.y_train, y)
-        np.testing.assert_array_equal(ds.x_val, x_val.astype(np.float32))
-        np.testing.assert_array_equal(ds.y_val, y_val)
-        np.testing.assert_array_equal(ds.x_test, x_test.astype(np.float32))
-        np.testing.assert_array_equal(ds.y_test, y_test)
+        with load_dataset(str(path)) as ds:
+            data = materialise(ds)
+            np.testing.assert_array_equal(data["x_train"], x.astype(np.float32))
+            np.testing.assert_array_equal(data["y_train"], y)
+            np.testing.assert_array_equal(data["x_val"], x_val.astype(np.float32))
+            np.testing.assert_array_equal(data["y_val"], y_val)
+            np.testing.assert_array_equal(data["x_test"], x_test.astype(np.float32))
+            np.testing.assert_array_equal(data["y_test"], y_test)
+            assert (ds.val.x.key, ds.test.x.key) == ("x_val", "x_test")
+            np.testing.assert_array_equal(ds.val.rows, np.arange(7))
 
 
 def test_given_test_only_carves_validation(tmp_path: Path) -> None:
     x, y = make_xy(50)
     x_test, y_test = make_xy(10, seed=5)
     path = write_npz(tmp_path / "d.npz", x=x, y=y, x_test=x_test, y_test=y_test)
-    ds = load_dataset(str(path), validation_fraction=0.3)
-    assert (len(ds.x_train), len(ds.x_val), len(ds.x_test)) == (35, 15, 10)
-    np.testing.assert_array_equal(ds.x_test, x_test.astype(np.float32))
+    with load_dataset(str(path), validation_fraction=0.3) as ds:
+        assert (len(ds.train), len(ds.val), len(ds.test)) == (35, 15, 10)
+        np.testing.assert_array_equal(ds.test.read(), x_test.astype(np.float32))
 
 
 def test_given_val_only_carves_test(tmp_path: Path) -> None:
     x, y = make_xy(50)
     x_val, y_val = make_xy(10, seed=5)
     path = write_h5(tmp_path / "d.h5", x=x, y=y, x_val=x_val, y_val=y_val)
-    ds = load_dataset(str(path), test_fraction=0.1)
-    assert (len(ds.x_train), len(ds.x_val), len(ds.x_test)) == (45, 10, 5)
-    np.testing.assert_array_equal(ds.x_val, x_val.astype(np.float32))
-    no_test = load_dataset(str(path), test_fraction=0.0)
-    assert no_test.x_test.shape == (0, 1, 8)
-    np.testing.assert_array_equal(no_test.x_train, x.astype(np.float32))
+    with load_dataset(str(path), test_fraction=0.1) as ds:
+        assert (len(ds.train), len(ds.val), len(ds.test)) == (45, 10, 5)
+        np.testing.assert_array_equal(ds.val.read(), x_val.astype(np.float32))
+    with load_dataset(str(path), test_fraction=0.0) as no_test:
+        assert no_test.test.read().shape == (0, 1, 8)
+        np.testing.assert_array_equal(no_test.train.read(), x.astype(np.float32))
 
 
 def test_conversions(tmp_path: Path) -> None:
+    """uint8 samples stay uint8 in memory (converted per batch on the device); float labels become int64."""
     x = np.arange(30 * 1 * 5, dtype=np.uint8).reshape(30, 1, 5)
     y = (np.arange(30) % 3).astype(np.float32)  # integral float labels
     path = write_h5(tmp_path / "ints.h5", x=x, y=y)
-    ds = load_dataset(str(path), test_fraction=0.0)
-    check_layout(ds)
-    assert ds.num_classes == 3
-    combined = np.sort(np.concatenate([ds.x_train, ds.x_val]).ravel())
-    np.testing.assert_array_equal(combined, np.arange(150, dtype=np.float32))
+    with load_dataset(str(path), test_fraction=0.0) as ds:
+        check_layout(ds)
+        assert ds.num_classes == 3
+        data = materialise(ds)
+        assert data["x_train"].dtype == np.uint8 and ds.sample_bytes == 5
+        combined = np.sort(np.concatenate([data["x_train"], data["x_val"]]).ravel())
+        np.testing.assert_array_equal(combined, np.arange(150, dtype=np.uint8))
+    wide = write_h5(tmp_path / "wide.h5", x=x.astype(np.int64), y=y)
+    with load_dataset(str(wide), test_fraction=0.0) as ds:  # dtypes not kept are read as float32
+        assert ds.train.read().dtype == np.float32 and ds.sample_bytes == 20
 
 
 def test_num_classes_counts_labels_in_every_split(tmp_path: Path) -> None:
     x, y = make_xy(20, classes=2)
     x_val, _ = make_xy(4, seed=1)
     path = write_npz(tmp_path / "d.npz", x=x, y=y, x_val=x_val, y_val=np.array([0, 1, 4, 1]))
-    ds = load_dataset(str(path), test_fraction=0.0)
-    assert ds.num_classes == 5
+    with load_dataset(str(path), test_fraction=0.0) as ds:
+        assert ds.num_classes == 5
+    with load_dataset(str(path), test_fraction=0.0, num_classes=7) as ds:
+        assert ds.num_classes == 7
+    message = assert_user_error(str(path), ["d.npz", "'y_val'", "sample 2", "label 4"], test_fraction=0.0,
+                                num_classes=3)  # fmt: skip
+    assert "0..2" in message
 
 
 def test_relative_paths(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     (tmp_path / "data").mkdir()
     x, y = make_xy(30)
     write_npz(tmp_path / "data" / "rel.npz", x=x, y=y)
-    ds = load_dataset("data/rel.npz", base_dir=tmp_path)
-    assert ds.name == "data/rel.npz"
+    with load_dataset("data/rel.npz", base_dir=tmp_path) as ds:
+        assert ds.name == "data/rel.npz"
+        expected = scan_dataset(ds).fingerprint
     monkeypatch.chdir(tmp_path)
-    assert load_dataset("data/rel.npz").fingerprint() == ds.fingerprint()
+    assert fingerprint("data/rel.npz") == expected
     assert_user_error("data/rel.npz", ["data/rel.npz", "no such file"], base_dir=tmp_path / "data")
 
 
 def test_user_file_is_deterministic(tmp_path: Path) -> None:
     x, y = make_xy(80, classes=5)
     path = str(write_h5(tmp_path / "d.h5", x=x, y=y))
-    assert load_dataset(path).fingerprint() == load_dataset(path).fingerprint()
-    assert load_dataset(path).fingerprint() != load_dataset(path, split_seed=3).fingerprint()
+    assert fingerprint(path) == fingerprint(path)
+    assert fingerprint(path) != fingerprint(path, split_seed=3)
 
 
 # --------------------------------------------------------------------------
@@ -434,9 +490,10 @@ ARRAY_CASES: list[tuple[str, dict[str, object], list[str]]] = [
     ("empty x_val", with_(x_val=np.zeros((0, 1, 8)), y_val=np.zeros(0, dtype=int)), ["'x_val'"]),
     ("x_val shape differs", with_(x_val=X[:, :, :7], y_val=Y), ["'x_val'", "(1, 7)", "(1, 8)"]),
     ("x_test shape differs", with_(x_test=X[:, None], y_test=Y), ["'x_test'", "(1, 1, 8)"]),
-    ("x NaN", with_(x=NAN_X), ["'x'", "3 NaN or infinite"]),
-    ("x_test NaN", with_(x_test=NAN_X, y_test=Y), ["'x_test'", "3 NaN or infinite"]),
-    ("x overflows float32", with_(x=np.full((20, 1, 2), 1e300)), ["'x'", "float32"]),
+    # Found by the streaming scan (not by opening): the first bad sample is named, and the count in its block.
+    ("x NaN", with_(x=NAN_X), ["'x'", "sample 0", "NaN or infinite", "3 in samples 0..19"]),
+    ("x_test NaN", with_(x_test=NAN_X, y_test=Y), ["'x_test'", "sample 0", "NaN or infinite"]),
+    ("x overflows float32", with_(x=np.full((20, 1, 2), 1e300)), ["'x'", "sample 0", "too large for float32"]),
     ("negative labels", with_(y=Y - 1), ["'y'", "negative", "-1"]),
     ("negative test labels", with_(x_test=X, y_test=-Y), ["'y_test'", "negative"]),
     ("huge label", with_(y=np.where(Y == 0, 2**40, Y)), ["'y'", str(2**40)]),
@@ -591,12 +648,14 @@ def test_digits_read_without_sklearn_equal_sklearns_byte_for_byte(monkeypatch: p
 
 
 def test_master_reads_digits_without_importing_sklearn_scipy_or_pandas() -> None:
-    """The master needs two arrays' shapes and fingerprint, not 1,300 modules."""
+    """The master needs two arrays' shapes, the scan and the fingerprint, not 1,300 modules."""
     code = (
         "import sys\n"
-        "from menndl.commands.common import inspect_data\n"
+        "from menndl.data import load_dataset\n"
+        "from menndl.data.scan import scan_dataset\n"
         "from menndl.job import load_job\n"
-        "inspect_data(load_job('jobs/digits.toml'))\n"
+        "job = load_job('jobs/digits.toml')\n"
+        "scan_dataset(load_dataset(job.data.source, keys=job.data.keys()))\n"
         "print(','.join(sorted(m for m in ('sklearn', 'scipy', 'pandas') if m in sys.modules)))\n"
     )
     root = Path(__file__).resolve().parents[2]

@@ -281,12 +281,108 @@ def _write_npz_objects(path: Path) -> None:
         np.savez(handle, x=np.array([object()] * 40, dtype=object), y=Y)
 
 
-def _data_case(name: str, filename: str, content: bytes | str | Writer, fragment: str, i: int) -> Case:
+def _data_case(name: str, filename: str, content: bytes | str | Writer, fragment: str, i: int,
+               settings: str = "") -> Case:  # fmt: skip
     resume = i % 3 == 2
     argv = ("run", "{d}/job.toml", "--library", "{keep}", "--resume") if resume else (
         ("check", "{d}/job.toml") if i % 3 == 1 else ("run", "{d}/job.toml", "--library", "{d}/new.h5"))
-    files = {"job.toml": GOOD_JOB.format(source=filename), filename: content}
+    job = GOOD_JOB.format(source=filename).replace("[search]", f"{settings}[search]")
+    files = {"job.toml": job, filename: content}
     return Case("data", name, argv, files, fragment or filename)
+
+
+def _write_npy_without_labels(path: Path) -> None:
+    np.save(path, X)
+
+
+def _write_shards(missing: int | None) -> Writer:
+    """A file whose virtual 'x' and 'y' join three shard files beside it; shard ``missing`` is then removed."""
+    def write(path: Path) -> None:
+        x_layout = h5py.VirtualLayout(shape=X.shape, dtype=X.dtype)
+        y_layout = h5py.VirtualLayout(shape=Y.shape, dtype=Y.dtype)
+        for i, (start, stop) in enumerate(((0, 10), (10, 25), (25, 40))):
+            shard = path.with_name(f"shard{i}.h5")
+            with h5py.File(shard, "w") as f:
+                f["x"], f["y"] = X[start:stop], Y[start:stop]
+            x_layout[start:stop] = h5py.VirtualSource(shard.name, "x", shape=(stop - start, *X.shape[1:]))
+            y_layout[start:stop] = h5py.VirtualSource(shard.name, "y", shape=(stop - start,))
+        with h5py.File(path, "w") as f:
+            f.create_virtual_dataset("x", x_layout)
+            f.create_virtual_dataset("y", y_layout)
+        if missing is not None:
+            path.with_name(f"shard{missing}.h5").unlink()
+    return write
+
+
+def _write_external_link(target: str) -> Writer:
+    def write(path: Path) -> None:
+        with h5py.File(path, "w") as f:
+            f["x"] = h5py.ExternalLink(target, "/samples")
+            f["y"] = Y
+    return write
+
+
+def _write_nan_in_last_chunk(path: Path) -> None:
+    x = X.copy()
+    x[37, 0, 2, 1] = np.nan
+    with h5py.File(path, "w") as f:
+        f.create_dataset("x", data=x, chunks=(8, 1, 4, 4), compression="gzip")
+        f["y"] = Y
+
+
+def _write_nested(path: Path) -> None:
+    with h5py.File(path, "w") as f:
+        f["images/train"], f["labels/train"] = X, Y
+
+
+#: Cases of the data layer's newer inputs: (name, file, writer, fragment, ``[data]`` settings).
+NEW_FORMAT_CASES: list[tuple[str, str, Writer, str, str]] = [
+    ("npy-without-labels", "images.npy", _write_npy_without_labels, "missing 'y'", ""),
+    ("npy-labels-key-missing", "images.npy", _write_npy_without_labels, "'labels'", 'y_key = "labels"\n'),
+    ("virtual-shard-missing", "joined.h5", _write_shards(1), "shard1.h5", ""),
+    ("external-link-dangling", "index.h5", _write_external_link("gone.h5"), "gone.h5", ""),
+    ("nan-in-last-chunk", "chunked.h5", _write_nan_in_last_chunk, "sample 37", ""),
+    ("label-above-num-classes", "data.h5", _write_h5(_arrays()), "sample 2", "num_classes = 2\n"),
+    ("custom-key-missing", "nested.h5", _write_nested, "'images/val'",
+     'x_key = "images/train"\ny_key = "labels/train"\nx_val_key = "images/val"\ny_val_key = "labels/train"\n'),
+    ("custom-key-absent", "nested.h5", _write_nested, "missing 'imgs'", 'x_key = "imgs"\n'),
+]
+
+
+def write_files(case: Case, folder: Path) -> None:
+    """Write the case's files into ``folder``."""
+    for name, content in case.files.items():
+        path = folder / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if callable(content):
+            content(path)
+        elif isinstance(content, bytes):
+            path.write_bytes(content)
+        else:
+            path.write_text(content)
+
+
+def open_and_scan(job_path: Path) -> None:
+    """What the master does with a job's data before a search: open it (metadata, labels), then scan it.
+
+    Raises:
+        UserError: the job or its data is at fault (one line).
+    """
+    from menndl.data import load_dataset
+    from menndl.data.scan import scan_dataset
+    from menndl.job import load_job
+
+    data = load_job(job_path).data
+    with load_dataset(
+        data.source,
+        base_dir=job_path.parent,
+        validation_fraction=data.validation_fraction,
+        test_fraction=data.test_fraction,
+        split_seed=data.split_seed,
+        keys=data.keys(),
+        num_classes=data.num_classes,
+    ) as opened:
+        scan_dataset(opened)
 
 
 def data_cases() -> list[Case]:
@@ -311,6 +407,9 @@ def data_cases() -> list[Case]:
     ]
     for name, filename, content, fragment in others:
         cases.append(_data_case(name, filename, content, fragment, i))
+        i += 1
+    for name, filename, content, fragment, settings in NEW_FORMAT_CASES:
+        cases.append(_data_case(name, filename, content, fragment, i, settings))
         i += 1
     cases.append(Case("data", "missing-file", ("check", "{d}/job.toml"),
                       {"job.toml": GOOD_JOB.format(source="nowhere.h5")}, "nowhere.h5"))  # fmt: skip

@@ -3,8 +3,10 @@
 Hypothesis with a fixed seed and bounded example counts (a few seconds each). Job texts are built
 from the real tables and keys with values of every TOML type (and some random keys), and also by
 mutating a valid job's text; datasets are arrays of random shapes, dtypes and values under random
-keys in HDF5 or .npz files, and byte-level damage to valid files. Each goes through the real
-command-line entry (``menndl check``).
+keys in HDF5, .npz or .npy files, and byte-level damage to valid files. Job files go through the real
+command-line entry (``menndl check``); dataset files through what the master does with them, opening and
+then scanning them (`corpus.open_and_scan`): accepted, or one line naming the file. The corpus' data cases
+run the same way here, independent of the commands.
 """
 
 from __future__ import annotations
@@ -17,10 +19,12 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+from corpus import CASES, Case, open_and_scan, write_files
 from hypothesis import HealthCheck, given, seed, settings
 from hypothesis import strategies as st
 
 from menndl.cli import main
+from menndl.errors import UserError
 from menndl.job import _SECTIONS
 
 pytestmark = pytest.mark.timeout(120)
@@ -177,7 +181,7 @@ def arrays(draw) -> np.ndarray:
 
 @st.composite
 def dataset_files(draw) -> tuple[str, dict[str, np.ndarray]]:
-    suffix = draw(st.sampled_from([".h5", ".npz"]))
+    suffix = draw(st.sampled_from([".h5", ".npz", ".npy"]))
     keys = draw(st.lists(st.sampled_from(KEYS_DATA), max_size=5, unique=True))
     if draw(st.booleans()):  # mostly well-formed x and y, so that the later checks are reached
         n = draw(st.integers(0, 12))
@@ -189,9 +193,13 @@ def dataset_files(draw) -> tuple[str, dict[str, np.ndarray]]:
 
 
 def write(path: Path, arrays_by_key: dict[str, np.ndarray]) -> None:
+    """The arrays as an .npz archive, an HDF5 file, or ``<key>.npy`` files beside each other (``x.npy`` named)."""
     if path.suffix == ".npz":
         with open(path, "wb") as handle:
             np.savez(handle, **arrays_by_key)
+    elif path.suffix == ".npy":
+        for key, value in arrays_by_key.items():
+            np.save(path.with_name(f"{key}.npy"), value, allow_pickle=False)
     else:
         with h5py.File(path, "w") as f:
             for key, value in arrays_by_key.items():
@@ -204,42 +212,73 @@ def job_for(folder: Path, source: str) -> Path:
     return job
 
 
+def check_data(job: Path, source: str) -> None:
+    """Open and scan the job's data: accepted, or a one-line UserError naming the file; never another error."""
+    try:
+        open_and_scan(job)
+    except UserError as exc:
+        message = str(exc)
+        named = source in message or (source.endswith(".npy") and ".npy:" in message)  # or a file beside it
+        assert "\n" not in message and named, message
+
+
 @seed(20261129)
 @FUZZ
 @given(case=dataset_files())
-def test_fuzzed_dataset_files(case, tmp_path_factory: pytest.TempPathFactory,
-                              capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+def test_fuzzed_dataset_files(case, tmp_path_factory: pytest.TempPathFactory) -> None:
     suffix, content = case
     folder = tmp_path_factory.mktemp("data")
-    write(folder / f"data{suffix}", content)
-    check(["check", str(job_for(folder, f"data{suffix}"))], capsys)
+    source = "x.npy" if suffix == ".npy" else f"data{suffix}"
+    write(folder / source, content)
+    if not (folder / source).exists():  # no 'x' among the .npy files: the file named is missing
+        (folder / source).write_bytes(b"")
+    check_data(job_for(folder, source), source)
 
 
 def valid_file(suffix: str) -> bytes:
     x = np.random.default_rng(0).normal(size=(30, 1, 4, 4)).astype(np.float32)
     y = np.arange(30) % 3
-    if suffix == ".npz":
-        buffer = io.BytesIO()
-        np.savez(buffer, x=x, y=y)
-        return buffer.getvalue()
     buffer = io.BytesIO()
-    with h5py.File(buffer, "w") as f:
-        f["x"], f["y"] = x, y
+    if suffix == ".npz":
+        np.savez(buffer, x=x, y=y)
+    elif suffix == ".npy":
+        np.save(buffer, x)
+    else:
+        with h5py.File(buffer, "w") as f:
+            f.create_dataset("x", data=x, chunks=(5, 1, 4, 4), compression="gzip")
+            f["y"] = y
     return buffer.getvalue()
 
 
-VALID = {suffix: valid_file(suffix) for suffix in (".h5", ".npz")}
+VALID = {suffix: valid_file(suffix) for suffix in (".h5", ".npz", ".npy")}
 
 
 @seed(20261129)
 @FUZZ
-@given(suffix=st.sampled_from([".h5", ".npz"]), damage=st.lists(st.tuples(st.floats(0, 1), st.integers(0, 255)),
-                                                                 min_size=1, max_size=8), cut=st.floats(0.05, 1.0))
-def test_damaged_dataset_files(suffix: str, damage, cut: float, tmp_path_factory: pytest.TempPathFactory,
-                               capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+@given(suffix=st.sampled_from([".h5", ".npz", ".npy"]),
+       damage=st.lists(st.tuples(st.floats(0, 1), st.integers(0, 255)), min_size=1, max_size=8),
+       cut=st.floats(0.05, 1.0))
+def test_damaged_dataset_files(suffix: str, damage, cut: float, tmp_path_factory: pytest.TempPathFactory) -> None:
     data = bytearray(VALID[suffix])
     for where, byte in damage:
         data[min(int(where * len(data)), len(data) - 1)] = byte
     folder = tmp_path_factory.mktemp("damaged")
-    (folder / f"data{suffix}").write_bytes(bytes(data[: max(1, int(cut * len(data)))]))
-    check(["check", str(job_for(folder, f"data{suffix}"))], capsys)
+    source = "x.npy" if suffix == ".npy" else f"data{suffix}"
+    (folder / source).write_bytes(bytes(data[: max(1, int(cut * len(data)))]))
+    if suffix == ".npy":
+        np.save(folder / "y.npy", np.arange(30) % 3)
+    check_data(job_for(folder, source), source)
+
+
+DATA_CASES = [case for case in CASES if case.kind == "data"]
+
+
+@pytest.mark.parametrize("case", DATA_CASES, ids=[case.id for case in DATA_CASES])
+def test_data_corpus_through_the_data_layer(case: Case, tmp_path: Path) -> None:
+    """Every bad data file of the corpus: one line naming what is at fault, from opening or from the scan."""
+    write_files(case, tmp_path)
+    with pytest.raises(UserError) as info:
+        open_and_scan(tmp_path / "job.toml")
+    message = str(info.value)
+    assert "\n" not in message, message
+    assert case.fragment in message, f"{case.fragment!r} not named in: {message}"
