@@ -162,7 +162,7 @@ def open_shared_copy(
                 os.close(writer_fd)
         arrays, mapping = _map(path, parts)
     except BaseException:
-        os.close(users_fd)
+        _remove_if_unused(path, users_fd)  # leave no lock files behind when no one else uses the copy
         raise
     return SharedCopy(path, arrays, wrote, users_fd, mapping)
 
