@@ -421,3 +421,31 @@ def test_segment_names() -> None:
     assert sanitize_key("a" * 65) != "a" * 65
     with pytest.raises(ValueError):
         sanitize_key("")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
+def test_identical_batches_on_a_gpu(tmp_path: Path) -> None:
+    """Pinned staging and asynchronous copies give the batches the device placement draws on the GPU."""
+    gpu = torch.device("cuda")
+    with load_dataset(str(_h5(tmp_path / "gpu.h5", "uint8", "gzip"))) as ds:
+        order, key = EpochOrder(len(ds.train), 40, 2), _key()
+        placements = {
+            name: open_placement(name, ds.train, ds.val, gpu, order, cache_bytes=4 * 40 * ds.sample_bytes, node_key=key)
+            for name in ("device", "node", "stream")
+        }
+        try:
+            for batch in (32, 1000):
+                expected = [(x.cpu().numpy(), y.cpu().numpy()) for x, y in placements["device"].epoch(2, 1, batch)]
+                for name in ("node", "stream"):
+                    got = []
+                    for x, y in placements[name].epoch(2, 1, batch):
+                        assert x.device.type == "cuda" and y.device.type == "cuda"
+                        got.append((x.cpu().numpy(), y.cpu().numpy()))
+                    _assert_same(expected, got)
+                held = [(x.cpu().numpy(), y.cpu().numpy()) for x, y in placements["device"].held_out(batch)]
+                for name in ("node", "stream"):
+                    got = [(x.cpu().numpy(), y.cpu().numpy()) for x, y in placements[name].held_out(batch)]
+                    _assert_same(held, got)
+        finally:
+            for placement in placements.values():
+                placement.close()

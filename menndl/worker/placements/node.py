@@ -59,30 +59,25 @@ class NodePlacement(Placement):
         self.x_train, self.x_held = self.copy.arrays
         self.y_train = np.ascontiguousarray(train.y, dtype=np.int64)
         self.y_held = np.ascontiguousarray(held.y, dtype=np.int64)
-        self._staging: dict[int, tuple[Staging, Staging]] = {}
+        self._staging: dict[str, tuple[int, Staging]] = {}
 
     @property
     def wrote(self) -> bool:
         """Whether this worker wrote the node's copy."""
         return self.copy.wrote
 
-    def _stagings(self, batch: int) -> tuple[Staging, Staging]:
-        """Staging for training and held-out batches of ``batch`` samples (kept: pinned buffers are costly)."""
-        if batch not in self._staging:
-            for old in self._staging.values():
-                for staging in old:
-                    staging.close()
-            self._staging = {
-                batch: (
-                    Staging(self.device, self.x_train.shape[1:], self.x_train.dtype, batch),
-                    Staging(self.device, self.x_held.shape[1:], self.x_held.dtype, batch),
-                )
-            }
-        return self._staging[batch]
+    def _staging_for(self, kind: str, batch: int) -> Staging:
+        """Staging for ``train`` or ``held`` batches of ``batch`` samples (kept across epochs: pinned buffers are
+        costly; a new batch size replaces it, an iterator still running keeps the one it has)."""
+        kept = self._staging.get(kind)
+        if kept is None or kept[0] != batch:
+            x = self.x_train if kind == "train" else self.x_held
+            kept = self._staging[kind] = (batch, Staging(self.device, x.shape[1:], x.dtype, batch))
+        return kept[1]
 
     def epoch(self, seed: int, epoch: int, batch: int) -> Iterator[Batch]:
         """Training batches gathered from the shared copy in `batch_positions` order."""
-        staging, _ = self._stagings(batch)
+        staging = self._staging_for("train", batch)
         for positions in self.batch_positions(seed, epoch, batch):
             x, y = staging.host(len(positions))
             np.take(self.x_train, positions, axis=0, out=x)
@@ -91,7 +86,7 @@ class NodePlacement(Placement):
 
     def held_out(self, batch: int) -> Iterator[Batch]:
         """Held-out rows in order, copied out of the shared copy."""
-        _, staging = self._stagings(batch)
+        staging = self._staging_for("held", batch)
         for first in range(0, self.n_held, batch):
             stop = min(self.n_held, first + batch)
             x, y = staging.host(stop - first)
@@ -101,9 +96,8 @@ class NodePlacement(Placement):
 
     def close(self) -> None:
         """Unmap the copy (removing it when this is the node's last worker) and drop the staging buffers."""
-        for pair in self._staging.values():
-            for staging in pair:
-                staging.close()
+        for _, staging in self._staging.values():
+            staging.close()
         self._staging = {}
         empty = np.zeros((0, *self.x_train.shape[1:]), dtype=self.x_train.dtype)
         self.x_train = self.x_held = empty

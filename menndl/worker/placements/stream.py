@@ -151,6 +151,8 @@ class StreamPlacement(Placement):
         permutation = np.concatenate([w.order for w in windows])
         labels = np.ascontiguousarray(self.train.y, dtype=np.int64)[permutation]
         cuts = [(first, min(len(permutation), first + batch)) for first in range(0, len(permutation) - 1, batch)]
+        if not cuts:
+            return
         pieces = [_Piece(len(w.order), self._window_load(w)) for w in windows]
         yield from self._batches(self.train, pieces, cuts, labels, batch)
 
