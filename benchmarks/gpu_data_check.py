@@ -127,7 +127,8 @@ def main() -> int:
         for name, p in placements.items():
             if p["status"] == "ok":
                 say(f"  {name:<7} {p['samples_per_second']:>10.0f} samples/s  "
-                    f"peak RSS {p['peak_rss_bytes'] / 2**20:>8.0f} MiB  shared {p['shared_bytes'] / 2**20:>7.0f} MiB  GPU {p['gpu_peak_bytes'] / 2**20:>7.0f} MiB  "
+                    f"peak RSS {p['peak_rss_bytes'] / 2**20:>8.0f} MiB  shared {p['shared_bytes'] / 2**20:>7.0f} MiB  "
+                    f"GPU {p['gpu_peak_bytes'] / 2**20:>7.0f} MiB  "
                     f"data on {p['home'] or '?'}  loss {p['loss_first']:.3f}>{p['loss_last']:.3f}")  # fmt: skip
             else:
                 say(f"  {name:<7} {p['status']}: {p['error']}")
