@@ -123,7 +123,9 @@ def blocks(spec: Spec, nan_at: int | None = None) -> Iterator[tuple[int, np.ndar
         else:
             values = windows[rng.integers(0, bank_elements, size=stop - start)]  # one copy, one row per sample
         values = values.reshape(stop - start, *spec.shape)
-        values += patterns[labels[start:stop]]
+        step = max(1, (16 * 2**20) // (4 * spec.elements))  # the class patterns added 16 MiB at a time
+        for first in range(0, stop - start, step):
+            values[first : first + step] += patterns[labels[start + first : min(stop, start + first + step)]]
         if nan_at is not None and start <= nan_at < stop:
             values[nan_at - start].flat[spec.elements // 2] = np.nan
         if spec.dtype == "uint8":
