@@ -6,4 +6,4 @@ are always ratios or rates measured side by side in one run.
 """
 
 # The benchmarks ``menndl bench`` offers; a module menndl/bench/<name>.py each.
-BENCHMARKS: tuple[str, ...] = ("scheduler", "worker", "library")
+BENCHMARKS: tuple[str, ...] = ("scheduler", "worker", "library", "data")
