@@ -76,7 +76,9 @@ class DataConfig:
             if not getattr(self, name).strip():
                 raise ValueError(f"data.{name}: expected a dataset name, got ''")
         if self.num_classes < 0 or self.num_classes == 1:
-            raise ValueError(f"data.num_classes: expected 0 (from the labels) or an integer >= 2, got {self.num_classes}")
+            raise ValueError(
+                f"data.num_classes: expected 0 (from the labels) or an integer >= 2, got {self.num_classes}"
+            )
         if self.placement not in PLACEMENTS:
             raise ValueError(f"data.placement: expected one of {', '.join(PLACEMENTS)}, got '{self.placement}'")
         if self.cache_bytes < MIN_CACHE_BYTES:

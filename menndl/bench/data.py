@@ -151,7 +151,8 @@ def measure_placement(config: dict[str, Any]) -> dict[str, Any]:
         epoch = 0
         while True:
             produced = 0
-            iterator = placement.epoch(config["seed"], epoch, batch)
+            windows = placement.order.windows(lambda size: torch.randperm(size).numpy())  # as the trainer draws them
+            iterator = placement.epoch(windows, batch)
             try:
                 for item in iterator:
                     produced += 1

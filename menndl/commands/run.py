@@ -17,6 +17,7 @@ from typing import Any, NoReturn
 
 from menndl import __version__
 from menndl.commands.common import DataReport, check_strategy, inspect_data
+from menndl.data.shared_copy import clean_stale_segments
 from menndl.errors import StorageError, UserError
 from menndl.job import Job, load_job
 from menndl.launch import ranks_per_node, visible_gpus
@@ -149,6 +150,8 @@ def _run_master(args: argparse.Namespace, transport: MasterTransport | None) -> 
 
     progress = Progress()
     progress.message(f"[0@{socket.gethostname()}] menndl {__version__}: job {job.path} ({job.name}), {summary}")
+    for segment in clean_stale_segments():  # left by workers of a search that was killed
+        progress.message(f"[0@{socket.gethostname()}] removed shared data copy {segment} that no process held")
     progress.message(f"[0@{socket.gethostname()}] data checked in {report.seconds:.1f}s; placement "
                      f"{report.placement.name} ({report.placement.reason})")  # fmt: skip
     progress.message(f"[0@{socket.gethostname()}] {transport.description}; library {library}")
@@ -178,6 +181,7 @@ def _run_master(args: argparse.Namespace, transport: MasterTransport | None) -> 
         result = search.run()
     except StorageError as exc:  # the disk filled up (or went read-only) mid-run: stop cleanly, keep what is there
         _exit_after_storage_error(exc, writer, library, args)
+    clean_stale_segments()  # a node's last worker removes its shared copy; one killed first leaves it to this
     _report(result)
     if result.signal_stop:
         print(stop_line(result, args, library), flush=True)

@@ -146,7 +146,7 @@ class Dataset:
         labels = {"y": np.asarray(y_train), "y_val": np.asarray(y_val)}
         if x_test is not None and y_test is not None:
             arrays["x_test"], labels["y_test"] = x_test, np.asarray(y_test)
-        samples = {key: MemoryArray(np.asarray(value), name, key) for key, value in arrays.items()}
+        samples: dict[str, SampleArray] = {key: MemoryArray(np.asarray(v), name, key) for key, v in arrays.items()}
         raw = check_arrays(samples, labels, sorted([*arrays, *labels]), name)
         train, val, test = carve_splits(raw, validation_fraction=0.5, test_fraction=0.0, seed=0, source=name)
         largest = max(int(split.y.max()) for split in (train, val, test) if len(split))

@@ -133,7 +133,8 @@ class Standardised(nn.Module):
         self.network = network
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.network((x.float() - self.mean) / self.std)
+        mean, std = self.get_buffer("mean"), self.get_buffer("std")
+        return self.network((x.float() - mean) / std)
 
 
 def build_model_from_dict(genome: dict[str, Any], input_shape: tuple[int, ...], num_classes: int) -> nn.Module:

@@ -71,6 +71,9 @@ class Evaluator(ABC):
         """Whether the device still works after a failed candidate (False ends the worker)."""
         return True
 
+    def close(self) -> None:
+        """Release what the evaluator holds (data, files, a node's shared copy); the worker calls it last."""
+
 
 def evaluator_class(name: str) -> type[Evaluator]:
     """The implementation ``setup["evaluator"]`` names (imported now).

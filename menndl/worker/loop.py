@@ -68,6 +68,14 @@ def run_worker(channel: WorkerChannel, make_evaluator: EvaluatorFactory | None =
     identity = {"rank": channel.rank, "host": host, "device": evaluator.device_name, "local_rank": local_rank}
     channel.send({"type": "ready", **identity, "threads": threads, "precision": evaluator.precision,
                   "pid": os.getpid()})  # fmt: skip
+    try:
+        _serve(channel, evaluator, host, identity)
+    finally:
+        evaluator.close()  # the last worker of a node removes its shared copy
+
+
+def _serve(channel: WorkerChannel, evaluator: Evaluator, host: str, identity: dict[str, Any]) -> None:
+    """Evaluate tasks until the stop message (or until the worker cannot go on)."""
     waiting_since = time.monotonic()
     while True:
         task = channel.receive()

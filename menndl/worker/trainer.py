@@ -18,7 +18,6 @@ import time
 import traceback
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -34,6 +33,7 @@ from menndl.genome import Genome, InputSpec, TrainParams, count_flops, learning_
 from menndl.genome.decode import build_model
 from menndl.job import AugmentConfig, TrainingConfig
 from menndl.protocol import task_genome
+from menndl.worker.augment import Augmenter
 from menndl.worker.evaluator import Evaluator
 from menndl.worker.faults import CandidateTimeout, NonFiniteLoss, hard_deadline, status_of
 from menndl.worker.measure import (
@@ -50,7 +50,6 @@ from menndl.worker.numerics import (
     make_optimizer,
     use_channels_last,
 )
-from menndl.worker.augment import Augmenter
 from menndl.worker.placements import Placement, open_placement
 
 __all__ = ["FitProgress", "Trainer", "choose_device", "choose_precision", "make_optimizer"]
@@ -137,13 +136,15 @@ class Trainer(Evaluator):
         self.mean = torch.tensor(stats.mean, dtype=torch.float32).reshape(shape).to(device)
         self.std = torch.tensor(stats.std, dtype=torch.float32).reshape(shape).to(device)
         self.stats = stats
+        self.dataset = data
         fit_split, held_split = (joined_split(data.train, data.val), data.test) if retrain else (data.train, data.val)
         order = epoch_order(len(fit_split), data.sample_bytes, cache_bytes)
         self.data: Placement = open_placement(
             placement, fit_split, held_split, device, order, cache_bytes=cache_bytes, node_key=node_key
         )
         self.augment = Augmenter(augment or AugmentConfig(), len(data.input_shape) - 1)
-        self.channels_last = use_channels_last(training.channels_last, device, self.precision, len(data.input_shape) + 1)
+        ndim = len(data.input_shape) + 1  # of a batch
+        self.channels_last = use_channels_last(training.channels_last, device, self.precision, ndim)
         self.build = build
         self.overrun_limit = (
             OVERRUN_FACTOR * training.max_seconds + OVERRUN_GRACE if overrun_limit is None else overrun_limit
@@ -170,7 +171,8 @@ class Trainer(Evaluator):
             )
         stats = ChannelStats(tuple(facts["mean"]), tuple(facts["std"])) if "mean" in facts else None
         training = TrainingConfig(**setup["training"])
-        augment = AugmentConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in setup.get("augment", {}).items()})
+        table: dict[str, Any] = setup.get("augment", {})
+        augment = AugmentConfig(**{key: tuple(v) if isinstance(v, list) else v for key, v in table.items()})  # type: ignore[arg-type]
         return cls(
             data,
             training,
@@ -212,6 +214,7 @@ class Trainer(Evaluator):
         progress = FitProgress()
         model: nn.Module | None = None
         started = time.perf_counter()
+        self.check_data()
         try:
             reset_peak_memory(self.device)
             with hard_deadline(self.overrun_limit):
@@ -477,10 +480,21 @@ class Trainer(Evaluator):
         accuracy, mean_loss = float(correct) / held, float(loss) / held
         return accuracy, mean_loss, (now(self.device) - start) / held
 
+    def check_data(self) -> None:
+        """Raise `DataUnavailable` when a file of the dataset is gone (checked before every candidate).
+
+        Whatever the placement, a search whose data file disappeared stops cleanly rather than training on,
+        so that a resumed search on the restored file gives the same results.
+        """
+        for array in self.dataset.raw.arrays():
+            if not array.exists():
+                raise DataUnavailable(f"{array.display}: the data file is gone (dataset '{array.key}')")
+
     def standardise(self, x: torch.Tensor) -> torch.Tensor:
         """A batch as stored, on the device, converted to float32 and standardised per channel."""
         return (x.float() - self.mean) / self.std
 
     def close(self) -> None:
-        """Release the placement (its memory, files and shared segment)."""
+        """Release the placement (its memory, files and shared segment) and the dataset's files."""
         self.data.close()
+        self.dataset.close()

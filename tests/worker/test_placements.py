@@ -23,7 +23,7 @@ import torch
 
 from menndl.data.arrays import DataReadError, DataUnavailable, MemoryArray
 from menndl.data.dataset import Dataset, load_dataset
-from menndl.data.order import EpochOrder, epoch_order
+from menndl.data.order import EpochOrder, epoch_order, seeded_permute
 from menndl.data.shared_copy import (
     TEMP_SUFFIX,
     USERS_SUFFIX,
@@ -43,6 +43,11 @@ from menndl.worker.placements.stream import StreamPlacement
 REPO = Path(__file__).resolve().parents[2]
 CPU = torch.device("cpu")
 N, SHAPE, CLASSES = 600, (2, 5, 5), 5
+
+
+def _epoch(placement: Placement, seed: int, epoch: int, batch: int) -> Iterator[Batch]:
+    """The placement's training batches for windows drawn from a numpy generator (the trainer draws them from torch)."""
+    return placement.epoch(placement.order.windows(seeded_permute(seed, epoch)), batch)
 
 
 def _h5(path: Path, dtype: str, layout: str) -> Path:
@@ -99,16 +104,16 @@ def test_the_three_placements_give_identical_batches(tmp_path: Path, source: str
         # Blocks of 40 samples, windows of 3 blocks: several windows, a batch spanning two or more of them.
         cache_bytes = 2 * 3 * 40 * sample_bytes
         order = epoch_order(len(ds.train), sample_bytes, cache_bytes, read_bytes=40 * sample_bytes)
-        assert (order.block_size, order.window_blocks) == (40, 3) and len(order.windows(0, 0)) > 2
+        assert (order.block_size, order.window_blocks) == (40, 3) and len(order.windows(seeded_permute(0, 0))) > 2
         placements = _open_all(ds, order, cache_bytes)
         try:
             for seed in (0, 11):
                 for epoch in (0, 3):
                     for batch in (32, 150, 7 * len(ds.train)):  # 32 divides no split here; one batch of all
-                        expected = _batches(placements["device"].epoch(seed, epoch, batch))
+                        expected = _batches(_epoch(placements["device"], seed, epoch, batch))
                         assert sum(len(y) for _, y in expected) >= len(ds.train) - 1
                         for name in ("node", "stream"):
-                            _assert_same(expected, _batches(placements[name].epoch(seed, epoch, batch)))
+                            _assert_same(expected, _batches(_epoch(placements[name], seed, epoch, batch)))
             for batch in (13, 10_000):
                 expected = _batches(placements["device"].held_out(batch))
                 assert sum(len(y) for _, y in expected) == len(ds.val)
@@ -127,9 +132,9 @@ def test_batches_larger_than_a_window_and_single_block_windows() -> None:
     placements = _open_all(ds, order, cache_bytes=2 * 7 * ds.sample_bytes)
     try:
         for batch in (2, 50, len(ds.train) - 1):
-            expected = _batches(placements["device"].epoch(5, 1, batch))
+            expected = _batches(_epoch(placements["device"], 5, 1, batch))
             for name in ("node", "stream"):
-                _assert_same(expected, _batches(placements[name].epoch(5, 1, batch)))
+                _assert_same(expected, _batches(_epoch(placements[name], 5, 1, batch)))
     finally:
         for placement in placements.values():
             placement.close()
@@ -156,7 +161,7 @@ def test_stream_reads_each_training_row_once_per_epoch_in_small_reads() -> None:
     held = Split(array, np.setdiff1d(np.arange(1000), rows), np.zeros(300, dtype=np.int64))
     order = EpochOrder(700, 50, 2)
     placement = StreamPlacement(train, held, CPU, order, cache_bytes=2 * 2 * 50 * 12)
-    list(placement.epoch(1, 0, 64))
+    list(_epoch(placement, 1, 0, 64))
     assert array.reads and max(stop - start for start, stop in array.reads) < 200  # never the whole split
     read = np.zeros(1000, dtype=np.int64)
     for start, stop in array.reads:
@@ -173,7 +178,7 @@ def test_closing_the_epoch_early_stops_the_reader_thread() -> None:
     try:
         placement = StreamPlacement(ds.train, ds.val, CPU, EpochOrder(len(ds.train), 10, 2), cache_bytes=1)
         before = threading.active_count()
-        batches = placement.epoch(0, 0, 16)
+        batches = _epoch(placement, 0, 0, 16)
         next(batches)
         assert threading.active_count() == before + 1  # the reader waits for a buffer
         started = time.monotonic()
@@ -184,7 +189,7 @@ def test_closing_the_epoch_early_stops_the_reader_thread() -> None:
         next(held)
         held.close()
         assert threading.active_count() == before
-        unstarted = placement.epoch(0, 1, 16)  # never iterated: no thread at all
+        unstarted = _epoch(placement, 0, 1, 16)  # never iterated: no thread at all
         assert threading.active_count() == before
         unstarted.close()
     finally:
@@ -214,7 +219,7 @@ def test_a_corrupted_chunk_raises_data_read_error_naming_file_and_samples(tmp_pa
         placement = StreamPlacement(ds.train, ds.val, CPU, order, cache_bytes=2 * 2 * 40 * ds.sample_bytes)
         before = threading.active_count()
         with pytest.raises(DataReadError) as caught:
-            list(placement.epoch(0, 0, 32))
+            list(_epoch(placement, 0, 0, 32))
         message = str(caught.value)
         assert str(path) in message and "dataset 'x'" in message and "cannot be read" in message
         low, high = (int(v) for v in re.search(r"samples (\d+)\.\.(\d+)", message).groups())
@@ -258,7 +263,7 @@ def test_a_file_gone_mid_epoch_is_data_unavailable_in_the_training_loop() -> Non
     placement = StreamPlacement(train, held, CPU, EpochOrder(500, 20, 2), cache_bytes=2 * 2 * 20 * 16)
     before = threading.active_count()
     with pytest.raises(DataUnavailable, match=r"vanishing\.h5: dataset 'x', samples \d+\.\.\d+: the file is gone"):
-        list(placement.epoch(0, 0, 16))
+        list(_epoch(placement, 0, 0, 16))
     assert threading.active_count() == before
 
 
@@ -270,7 +275,7 @@ from pathlib import Path
 import torch
 from menndl.data import arrays
 from menndl.data.dataset import load_dataset
-from menndl.data.order import EpochOrder
+from menndl.data.order import EpochOrder, seeded_permute
 from menndl.worker.placements.node import NodePlacement
 
 source, key, release, delay = sys.argv[1:5]
@@ -282,7 +287,7 @@ arrays.H5Array._read = slow
 ds = load_dataset(source)
 placement = NodePlacement(ds.train, ds.val, torch.device("cpu"), EpochOrder(len(ds.train), 37, 3), node_key=key)
 digest = hashlib.sha256()
-for x, y in placement.epoch(3, 1, 50):
+for x, y in placement.epoch(placement.order.windows(seeded_permute(3, 1)), 50):
     digest.update(x.numpy().tobytes())
     digest.update(y.numpy().tobytes())
 report = {"wrote": placement.wrote, "inode": os.stat(placement.copy.path).st_ino, "digest": digest.hexdigest()}
@@ -316,7 +321,7 @@ def _expected_digest(source: Path) -> str:
     with load_dataset(str(source)) as ds:
         placement = open_placement("device", ds.train, ds.val, CPU, EpochOrder(len(ds.train), 37, 3), cache_bytes=0)
         digest = hashlib.sha256()
-        for x, y in placement.epoch(3, 1, 50):
+        for x, y in placement.epoch(placement.order.windows(seeded_permute(3, 1)), 50):
             digest.update(x.numpy().tobytes())
             digest.update(y.numpy().tobytes())
         return digest.hexdigest()
@@ -435,10 +440,10 @@ def test_identical_batches_on_a_gpu(tmp_path: Path) -> None:
         }
         try:
             for batch in (32, 1000):
-                expected = [(x.cpu().numpy(), y.cpu().numpy()) for x, y in placements["device"].epoch(2, 1, batch)]
+                expected = [(x.cpu().numpy(), y.cpu().numpy()) for x, y in _epoch(placements["device"], 2, 1, batch)]
                 for name in ("node", "stream"):
                     got = []
-                    for x, y in placements[name].epoch(2, 1, batch):
+                    for x, y in _epoch(placements[name], 2, 1, batch):
                         assert x.device.type == "cuda" and y.device.type == "cuda"
                         got.append((x.cpu().numpy(), y.cpu().numpy()))
                     _assert_same(expected, got)

@@ -2,14 +2,14 @@
 
 A placement hands out samples as stored in memory (`SampleArray.memory_dtype`: uint8 stays uint8), not
 standardised: the trainer converts, standardises and augments each batch on the device.  Training batches
-follow the `EpochOrder` windows the trainer draws at each epoch's start, the same in every placement, so a candidate trains
-identically whichever placement holds its data.
+follow the `EpochOrder` windows the trainer draws at each epoch's start, the same in every placement, so a
+candidate trains identically whichever placement holds its data.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -18,6 +18,7 @@ from menndl.data.order import EpochOrder, Window, permutation
 from menndl.data.splits import Split
 
 Batch = tuple[torch.Tensor, torch.Tensor]
+Batches = Generator[Batch, None, None]
 
 
 class Placement(ABC):
@@ -57,7 +58,7 @@ class Placement(ABC):
             yield order[first : first + batch]
 
     @abstractmethod
-    def epoch(self, windows: Sequence[Window], batch: int) -> Iterator[Batch]:
+    def epoch(self, windows: Sequence[Window], batch: int) -> Generator[Batch, None, None]:
         """The epoch's training batches ``(x, y)`` on the device, in `batch_positions` order.
 
         Args:
@@ -68,7 +69,7 @@ class Placement(ABC):
         """
 
     @abstractmethod
-    def held_out(self, batch: int) -> Iterator[Batch]:
+    def held_out(self, batch: int) -> Generator[Batch, None, None]:
         """The held-out split in order, ``batch`` samples at a time, on the device."""
 
     def close(self) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Sequence
 
 import numpy as np
 import torch
@@ -42,14 +42,14 @@ class DevicePlacement(Placement):
             split.x.take(split.rows, out=host.numpy())
         return host if self.home.type == "cpu" else host.to(self.home)
 
-    def epoch(self, windows: Sequence[Window], batch: int) -> Iterator[Batch]:
+    def epoch(self, windows: Sequence[Window], batch: int) -> Generator[Batch, None, None]:
         """Training batches drawn by index where the data lives, copied to the device when that is elsewhere."""
         order = torch.from_numpy(permutation(list(windows))).to(self.home)
         for first in range(0, len(order) - 1, batch):
             index = order[first : first + batch]
             yield self._to_device(self.x_train[index], self.y_train[index])
 
-    def held_out(self, batch: int) -> Iterator[Batch]:
+    def held_out(self, batch: int) -> Generator[Batch, None, None]:
         """Held-out rows in order."""
         for first in range(0, self.n_held, batch):
             yield self._to_device(self.x_held[first : first + batch], self.y_held[first : first + batch])

@@ -8,12 +8,12 @@ copy of the data.  The last worker to close removes the segment.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Generator, Sequence
 
 import numpy as np
 import torch
 
-from menndl.data.order import EpochOrder
+from menndl.data.order import EpochOrder, Window
 from menndl.data.shared_copy import Part, SharedCopy, clean_stale_segments, open_shared_copy
 from menndl.data.splits import Split
 from menndl.worker.placements.base import Batch, Placement
@@ -75,16 +75,16 @@ class NodePlacement(Placement):
             kept = self._staging[kind] = (batch, Staging(self.device, x.shape[1:], x.dtype, batch))
         return kept[1]
 
-    def epoch(self, seed: int, epoch: int, batch: int) -> Iterator[Batch]:
+    def epoch(self, windows: Sequence[Window], batch: int) -> Generator[Batch, None, None]:
         """Training batches gathered from the shared copy in `batch_positions` order."""
         staging = self._staging_for("train", batch)
-        for positions in self.batch_positions(seed, epoch, batch):
+        for positions in self.batch_positions(windows, batch):
             x, y = staging.host(len(positions))
             np.take(self.x_train, positions, axis=0, out=x)
             np.take(self.y_train, positions, out=y)
             yield staging.send()
 
-    def held_out(self, batch: int) -> Iterator[Batch]:
+    def held_out(self, batch: int) -> Generator[Batch, None, None]:
         """Held-out rows in order, copied out of the shared copy."""
         staging = self._staging_for("held", batch)
         for first in range(0, self.n_held, batch):

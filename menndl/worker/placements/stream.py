@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -142,10 +142,9 @@ class StreamPlacement(Placement):
                     "while training)"
                 )
 
-    def epoch(self, seed: int, epoch: int, batch: int) -> Iterator[Batch]:
+    def epoch(self, windows: Sequence[Window], batch: int) -> Generator[Batch, None, None]:
         """Training batches in `batch_positions` order, read window by window by a thread."""
         self._check_present()
-        windows = self.order.windows(seed, epoch)
         if not windows:
             return
         permutation = np.concatenate([w.order for w in windows])
@@ -156,7 +155,7 @@ class StreamPlacement(Placement):
         pieces = [_Piece(len(w.order), self._window_load(w)) for w in windows]
         yield from self._batches(self.train, pieces, cuts, labels, batch)
 
-    def held_out(self, batch: int) -> Iterator[Batch]:
+    def held_out(self, batch: int) -> Generator[Batch, None, None]:
         """The held-out rows in order, read a piece of about ``cache_bytes / 2`` at a time by a thread."""
         if not self.n_held:
             return
