@@ -15,7 +15,7 @@ def test_check_describes_a_valid_job_and_writes_nothing(tmp_path: Path) -> None:
     assert out.returncode == 0, out.stderr
     lines = out.stdout.splitlines()
     assert lines[0].endswith("digits.toml: ok")
-    assert "input (1, 8, 8), 10 classes" in out.stdout and "120 evaluations or 240 s" in out.stdout
+    assert "input (1, 8, 8) float32, 10 classes" in out.stdout and "120 evaluations or 240 s" in out.stdout
     assert "random architectures have" in out.stdout
     assert "kernels [1, 3, 5], strides [1, 2], dilations [1, 2]" in out.stdout  # 2-D rank defaults filled in
     assert list(tmp_path.iterdir()) == []  # no library, no results folder
