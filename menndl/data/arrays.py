@@ -21,6 +21,9 @@ from menndl.errors import UserError
 #: Bytes one read aims at: large enough for a parallel file system, small enough to bound memory.
 READ_BYTES = 32 * 2**20
 
+#: `SampleArray.take` reads a block's chunks one by one when its rows fill less than this share of it.
+SPARSE_SHARE = 0.25
+
 #: Sample dtypes kept as they are in memory and on the device (converted to float32 per batch); others
 #: are converted to float32 when read.
 KEPT_DTYPES = ("uint8", "int8", "int16", "float16", "float32")
@@ -131,9 +134,17 @@ class SampleArray(ABC):
         """
         if out is None:
             out = np.empty((len(rows), *self.shape[1:]), dtype=self.memory_dtype)
+        chunk = max(1, self.chunk_rows)
         for first, last, start, stop in row_blocks(rows, self.block_rows(target_bytes)):
+            wanted = rows[first:last]
+            if SPARSE_SHARE * (stop - start) > len(wanted) * chunk:
+                # Sparse rows (a validation split carved from a big file): read only the chunks they are in.
+                for sub_first, sub_last, sub_start, sub_stop in row_blocks(wanted, chunk):
+                    piece = self.read(sub_start, sub_stop)
+                    out[first + sub_first : first + sub_last] = piece[wanted[sub_first:sub_last] - sub_start]
+                continue
             block = self.read(start, stop)
-            out[first:last] = block[rows[first:last] - start]
+            out[first:last] = block[wanted - start]
         return out
 
     def exists(self) -> bool:

@@ -54,7 +54,8 @@ from menndl.worker.placements import Placement, open_placement
 
 __all__ = ["FitProgress", "Trainer", "choose_device", "choose_precision", "make_optimizer"]
 
-EVAL_BATCH = 1024
+EVAL_BATCH = 1024  # samples per validation batch, at most ...
+EVAL_INPUT_BYTES = 8 * 2**20  # ... and at most this many input bytes (large samples: the activations scale with it)
 LOSS_CHECK_EVERY = 25  # training steps between checks that the loss is finite (one device sync each)
 OVERRUN_FACTOR = 1.5  # a candidate still running at 1.5 x max_seconds + OVERRUN_GRACE is abandoned: timeout
 OVERRUN_GRACE = 10.0  # seconds; the master's own deadline (2 x max_seconds + 60 s) comes later
@@ -137,6 +138,7 @@ class Trainer(Evaluator):
         self.std = torch.tensor(stats.std, dtype=torch.float32).reshape(shape).to(device)
         self.stats = stats
         self.dataset = data
+        self.sample_bytes = int(np.prod(data.input_shape)) * 4  # float32 on the device
         fit_split, held_split = (joined_split(data.train, data.val), data.test) if retrain else (data.train, data.val)
         order = epoch_order(len(fit_split), data.sample_bytes, cache_bytes)
         self.data: Placement = open_placement(
@@ -450,7 +452,8 @@ class Trainer(Evaluator):
         """Accuracy, mean cross-entropy and inference seconds per sample on the held-out split.
 
         The held-out split is the validation split (the test split for a trainer built with ``retrain``). The model
-        runs in the trainer's precision and memory format, in eval mode, in batches of ``EVAL_BATCH``.
+        runs in the trainer's precision and memory format, in eval mode, in batches of ``EVAL_BATCH`` samples or
+        ``EVAL_INPUT_BYTES`` of input, whichever is fewer.
 
         Args:
             model: The trained network.
@@ -466,7 +469,8 @@ class Trainer(Evaluator):
         correct = torch.zeros((), device=self.device)
         loss = torch.zeros((), device=self.device)
         start = now(self.device)
-        with contextlib.closing(self.data.held_out(EVAL_BATCH)) as batches:
+        batch = max(2, min(EVAL_BATCH, EVAL_INPUT_BYTES // max(1, self.sample_bytes)))
+        with contextlib.closing(self.data.held_out(batch)) as batches:
             for xb, target in batches:
                 xb = self.standardise(xb)
                 if self.channels_last:
