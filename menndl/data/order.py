@@ -14,6 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from menndl.data.arrays import READ_BYTES
+
 
 @dataclass(frozen=True)
 class Window:
@@ -88,7 +90,7 @@ def permutation(windows: list[Window]) -> np.ndarray:
     return np.concatenate([w.order for w in windows]) if windows else np.zeros(0, dtype=np.int64)
 
 
-def epoch_order(size: int, sample_bytes: int, cache_bytes: int, read_bytes: int = 32 * 2**20) -> EpochOrder:
+def epoch_order(size: int, sample_bytes: int, cache_bytes: int, read_bytes: int = READ_BYTES) -> EpochOrder:
     """The grouping every placement uses for a training split.
 
     Args:

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Generator, Sequence
 
-import numpy as np
 import torch
 
 from menndl.data.order import EpochOrder, Window, permutation
 from menndl.data.splits import Split
 from menndl.worker.placements.base import Batch, Placement, labels_on
+from menndl.worker.placements.staging import torch_dtype
 
 DEVICE_MEMORY_SHARE = 0.5  # the data may take at most this share of the GPU's free memory
 
@@ -37,7 +37,7 @@ class DevicePlacement(Placement):
     def _resident(self, split: Split, pin: bool) -> torch.Tensor:
         """The split's samples read block by block into one (pinned) host tensor, then moved home."""
         shape = (len(split), *split.x.shape[1:])
-        host = torch.empty(shape, dtype=_torch_dtype(split.x.memory_dtype), pin_memory=pin)
+        host = torch.empty(shape, dtype=torch_dtype(split.x.memory_dtype), pin_memory=pin)
         if len(split):
             split.x.take(split.rows, out=host.numpy())
         return host if self.home.type == "cpu" else host.to(self.home)
@@ -73,8 +73,3 @@ def fits_on(device: torch.device, nbytes: int) -> bool:
         return True
     free, _total = torch.cuda.mem_get_info(device)
     return nbytes <= DEVICE_MEMORY_SHARE * free
-
-
-def _torch_dtype(dtype: np.dtype) -> torch.dtype:
-    """The torch dtype of a kept numpy sample dtype."""
-    return torch.from_numpy(np.zeros(0, dtype=dtype)).dtype

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from menndl.data.arrays import DataUnavailable
-from menndl.data.order import EpochOrder, Window
+from menndl.data.order import EpochOrder, Window, permutation
 from menndl.data.splits import Split
 from menndl.worker.placements.base import Batch, Placement
 from menndl.worker.placements.staging import Staging
@@ -147,9 +147,9 @@ class StreamPlacement(Placement):
         self._check_present()
         if not windows:
             return
-        permutation = np.concatenate([w.order for w in windows])
-        labels = np.ascontiguousarray(self.train.y, dtype=np.int64)[permutation]
-        cuts = [(first, min(len(permutation), first + batch)) for first in range(0, len(permutation) - 1, batch)]
+        order = permutation(list(windows))
+        labels = np.ascontiguousarray(self.train.y, dtype=np.int64)[order]
+        cuts = [(first, min(len(order), first + batch)) for first in range(0, len(order) - 1, batch)]
         if not cuts:
             return
         pieces = [_Piece(len(w.order), self._window_load(w)) for w in windows]
