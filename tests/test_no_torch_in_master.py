@@ -12,7 +12,13 @@ TORCH_MODULES = {  # the modules that are meant to load torch when imported (wor
     "menndl.worker.numerics",
     "menndl.worker.measure",
     "menndl.worker.faults",
-    "menndl.worker.resident",
+    "menndl.worker.augment",
+    "menndl.worker.placements",
+    "menndl.worker.placements.base",
+    "menndl.worker.placements.device",
+    "menndl.worker.placements.node",
+    "menndl.worker.placements.staging",
+    "menndl.worker.placements.stream",
     "menndl.bench.worker",
 }
 PACKAGE = Path(__file__).resolve().parent.parent / "menndl"

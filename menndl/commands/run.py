@@ -21,6 +21,7 @@ from menndl.data.shared_copy import clean_stale_segments
 from menndl.errors import StorageError, UserError
 from menndl.job import Job, load_job
 from menndl.launch import ranks_per_node, visible_gpus
+from menndl.master.resume import ResumeState
 from menndl.master.search import NO_WORKERS, SearchResult
 from menndl.transport.base import MasterTransport
 from menndl.worker.loop import usable_cores, worker_main
@@ -136,7 +137,8 @@ def _run_master(args: argparse.Namespace, transport: MasterTransport | None) -> 
         per_node = max(1, ranks_per_node() - 1)  # rank 0 is the master
     report = inspect_data(job, workers_per_node=per_node)
     spec, fingerprint, summary = report.spec, report.fingerprint, report.summary
-    if resume is not None and resume.fingerprint and resume.fingerprint != fingerprint:
+    if resume is not None and resume.fingerprint and resume.fingerprint != fingerprint \
+            and not _previous_release_matches(resume, job):
         raise UserError(
             f"--resume: library {library} was searched on other data (dataset fingerprint "
             f"{resume.fingerprint[:12]}, this job's data {fingerprint[:12]}); resume with the same job and data"
@@ -155,6 +157,8 @@ def _run_master(args: argparse.Namespace, transport: MasterTransport | None) -> 
     progress.message(f"[0@{socket.gethostname()}] data checked in {report.seconds:.1f}s; placement "
                      f"{report.placement.name} ({report.placement.reason})")  # fmt: skip
     progress.message(f"[0@{socket.gethostname()}] {transport.description}; library {library}")
+    if transport.fault_note:
+        progress.message(f"[0@{socket.gethostname()}] {transport.fault_note}")
     policy: dict[str, Any] = {
         "flush_every": job.library.flush_records,
         "flush_seconds": job.library.flush_seconds,
@@ -236,6 +240,17 @@ def stop_line(result: SearchResult, args: argparse.Namespace, library: Path) -> 
         f"menndl: stopped by {result.signal_stop} after {result.search_seconds:.0f}s of search: "
         f"{result.evaluations} evaluations in {library}{rerun}; continue with: {resume_command(args, library)}"
     )
+
+
+def _previous_release_matches(resume: ResumeState, job: Job) -> bool:
+    """Whether a library of the release before streaming data recorded this job's data (by that release's digest)."""
+    if not resume.previous_release:
+        return False
+    from menndl.commands.common import load_job_data
+    from menndl.data.previous_fingerprint import previous_release_fingerprint
+
+    with load_job_data(job) as data:
+        return previous_release_fingerprint(data) == resume.fingerprint
 
 
 def _library_attrs(job: Job, report: DataReport) -> dict[str, str | int | float]:

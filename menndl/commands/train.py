@@ -177,6 +177,7 @@ def _data_as_searched(
     import json
 
     from menndl.data.placement import choose_placement
+    from menndl.data.previous_fingerprint import previous_release_fingerprint
     from menndl.data.scan import ChannelStats, scan_dataset
 
     identity, recorded = str(attrs.get("dataset_identity", "")), str(attrs.get("data_stats", ""))
@@ -187,7 +188,7 @@ def _data_as_searched(
         stats = ChannelStats(tuple(table["mean"]), tuple(table["std"]))
     else:
         scan = scan_dataset(data)
-        if fingerprint and scan.fingerprint != fingerprint:
+        if fingerprint and fingerprint not in (scan.fingerprint, previous_release_fingerprint(data)):
             raise UserError(f"the data of job {job.path} changed since the search (dataset fingerprint differs)")
         stats = scan.stats
     needed = data.split_bytes("train", "val", "test")

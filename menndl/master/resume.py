@@ -30,6 +30,7 @@ class ResumeState:
     pending: list[Candidate] = field(default_factory=list)
     fingerprint: str = ""
     search_seconds: float = 0.0  # search time of the earlier runs (search.time_limit counts on from it)
+    previous_release: bool = False  # written before streaming data: its fingerprint is `previous_release_fingerprint`
 
 
 def load_resume(path: str | Path) -> ResumeState:
@@ -53,6 +54,7 @@ def load_resume(path: str | Path) -> ResumeState:
         records = lib.records()
         state = lib.search_state()
         fingerprint = str(lib.attrs.get("dataset_fingerprint", ""))
+        previous_release = "dataset_identity" not in lib.attrs
     for record in records:  # every stored genome is checked before the search parses them again
         stored_genome(p, record)
     candidates = [
@@ -65,7 +67,8 @@ def load_resume(path: str | Path) -> ResumeState:
         )
         for task in state.pending
     ]
-    return ResumeState(records, state.next_id, state.rng_state, candidates, fingerprint, state.search_seconds or 0.0)
+    return ResumeState(records, state.next_id, state.rng_state, candidates, fingerprint, state.search_seconds or 0.0,
+                       previous_release)  # fmt: skip
 
 
 

@@ -183,6 +183,11 @@ class Scheduler:
         """The transport is starting ``worker`` in place of a lost one: it joins when it reports ready."""
         self.joining[worker] = self._clock()
 
+    def running(self, worker: int) -> Flight | None:
+        """The task at the head of ``worker``'s queue (the one it runs, if it is ready), or None."""
+        queue = self._queues.get(worker)
+        return queue[0] if queue else None
+
     def retire(self, worker: int, ran: bool) -> list[Flight]:
         """Stop using ``worker``; its tasks go to the re-run queue, except those out of tries (returned).
 

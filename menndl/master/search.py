@@ -405,11 +405,14 @@ class Search:
         """
         scheduler = self.scheduler
         ran = worker in scheduler.ready and message.get("type") != "fatal"  # else the head task never ran
+        running = scheduler.running(worker) if ran else None
         exhausted = scheduler.retire(worker, ran)
         replacement = message.get("replaced_by")
         if replacement is not None:
             scheduler.expect_replacement(int(replacement))
         started = f"; replacement worker {replacement} starting" if replacement is not None else ""
+        if running is not None and running not in exhausted:
+            started += f"; its task {running.candidate.id} runs again"
         self.progress.message(f"[{worker}@{message.get('host', '?')}] worker lost: "
                               f"{message.get('error', 'no reason given')}{started}")  # fmt: skip
         for flight in exhausted:

@@ -69,6 +69,11 @@ class MasterTransport(ABC):
         return None
 
     @property
+    def fault_note(self) -> str | None:
+        """One line for the start of a run: what a worker that dies costs with this transport, and why."""
+        return None
+
+    @property
     @abstractmethod
     def description(self) -> str:
         """One line for logs, e.g. ``local: 2 worker processes``."""

@@ -76,3 +76,26 @@ def test_libraries_of_the_previous_release_merge(tmp_path: Path) -> None:
         assert sorted(r["id"] for r in records) == list(range(21))
         parents = [json.loads(r["parents"]) if isinstance(r["parents"], str) else list(r["parents"]) for r in records]
         assert all(p < r["id"] for r, ps in zip(records, parents) for p in ps)  # parents renumbered, kept
+
+
+def test_the_previous_release_fingerprint_is_recomputed_from_the_data(tmp_path: Path) -> None:
+    from menndl.data.dataset import open_configured
+    from menndl.data.previous_fingerprint import previous_release_fingerprint
+    from menndl.data.scan import scan_dataset
+
+    with Library.open(GOLDEN / "previous-release.h5") as library:
+        recorded = str(library.attrs["dataset_fingerprint"])
+        assert "dataset_identity" not in library.attrs
+    with open_configured({"source": "digits"}, None) as digits:
+        assert previous_release_fingerprint(digits) == recorded
+        assert scan_dataset(digits).fingerprint != recorded  # this release's digest differs: both must be known
+    with open_configured({"source": "digits", "split_seed": 1}, None) as other_split:
+        assert previous_release_fingerprint(other_split) != recorded
+
+
+def test_a_model_of_the_previous_release_trains_from_its_library(tmp_path: Path) -> None:
+    folder = _copy(tmp_path)
+    run = _menndl("train", "previous-release.h5", "0", "--epochs", "1", "--device", "cpu", "-o", "w.pt", "--json",
+                  cwd=folder)  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    assert json.loads(run.stdout)["id"] == 0 and (folder / "w.pt").stat().st_size > 0

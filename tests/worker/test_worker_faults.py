@@ -182,6 +182,9 @@ def test_a_worker_whose_device_broke_reports_fatal_after_the_result() -> None:
         def device_ok(self) -> bool:
             return False
 
+        def close(self) -> None:
+            pass
+
     channel = MemoryChannel([{"type": "setup"}, {"type": "task", "task": 7, "genome": {}, "seed": 0},
                              {"type": "task", "task": 8, "genome": {}, "seed": 0}, None])  # fmt: skip
     run_worker(channel, make_evaluator=lambda setup, **_: BrokenDevice())
