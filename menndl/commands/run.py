@@ -74,21 +74,25 @@ def main(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGUSR2, signal.SIG_IGN)
     launch = detect_launch()
     if launch.is_mpi and launch.rank != 0:
-        from menndl.transport.mpi import MPIWorkerChannel
+        from menndl.transport.mpi import MPIWorkerChannel, end_rank
 
-        worker_main(MPIWorkerChannel(launch.comm))
-        return 0
+        channel = MPIWorkerChannel(launch.comm)
+        worker_main(channel)
+        return end_rank(0, channel.rank_death)
     if not launch.is_mpi:
         return _run_master(args, None)[0]
 
-    from menndl.transport.mpi import MPIMasterTransport
+    from menndl.transport.mpi import MPIMasterTransport, end_rank
 
     transport = MPIMasterTransport(launch.comm)
     try:
         status, stragglers = _run_master(args, transport)
-    except BaseException:
+    except BaseException as exc:
         transport.close()  # releases the worker ranks waiting for their setup
-        raise
+        if not transport.rank_death.survives:
+            raise
+        status = _report_error(exc)  # then end without MPI_Finalize, which may wait for a dead rank
+        return end_rank(status, transport.rank_death)
     if stragglers:  # a rank may still be training or hung: end the whole MPI job
         sys.stdout.flush()
         # Said here, not left to the MPI library: MPICH's own "MPI_Abort" line can be lost when the
@@ -97,7 +101,23 @@ def main(args: argparse.Namespace) -> int:
               "abandoned cannot finalize (the library is closed and complete)", file=sys.stderr, flush=True)
         time.sleep(ABORT_OUTPUT_GRACE)  # the launcher forwards what was printed before the abort tears it down
         launch.comm.Abort(status or 1)
-    return status
+    return end_rank(status, transport.rank_death)
+
+
+def _report_error(exc: BaseException) -> int:
+    """Say what ended the master as the command line would (one line for a user error) and return the status."""
+    if isinstance(exc, UserError):
+        print(f"menndl: error: {exc}", file=sys.stderr)
+        return exc.exit_status
+    if isinstance(exc, KeyboardInterrupt):
+        print("menndl: interrupted", file=sys.stderr)
+        return 130
+    if isinstance(exc, SystemExit):
+        return exc.code if isinstance(exc.code, int) else 1
+    import traceback
+
+    traceback.print_exception(exc)
+    return 1
 
 
 def _run_master(args: argparse.Namespace, transport: MasterTransport | None) -> tuple[int, bool]:

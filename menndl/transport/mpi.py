@@ -4,25 +4,51 @@ Static launch only (``mpiexec``/``srun``), never ``MPI_Comm_spawn``.  Idle
 ranks poll with ``Iprobe`` and sleep with exponential backoff instead of
 blocking in ``recv``: MPICH spins inside a blocking receive, and a spinning
 idle rank steals the CPU from the rank that trains.
+
+Where the MPI stack has ULFM (`menndl.transport.rank_death`), a rank that
+dies is reported to the master as a ``lost`` worker, like a dead process in
+local mode: every call that may meet a dead rank (probe, receive, send, the
+test of a send) is guarded, and no collective is ever used.
 """
 
 from __future__ import annotations
 
+import os
+import sys
 import time
+from collections import deque
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, NoReturn
 
 from menndl.transport.base import MasterTransport, Message, WorkerChannel
+from menndl.transport.rank_death import RankDeathSupport, acknowledge_failed_ranks, is_rank_failure, rank_death_support
 
 TAG_TASK = 1
 TAG_RESULT = 2
 TAG_HELLO = 3  # worker -> master at start: the worker's node name
+TAG_BYE = 4  # worker -> master under ULFM: the stop message arrived (the master may leave without MPI_Finalize)
 MIN_SLEEP = 0.0005
 MASTER_MAX_SLEEP = 0.005  # a result is seen at most 5 ms late: well inside one queued task
 WORKER_MAX_SLEEP = 0.01  # an idle worker: 100 probes a second, well under 1% of a core
 CLOSE_TIMEOUT = 10.0
 HELLO_WAIT = 600.0  # seconds start() waits for every worker's hello; a later one gets its setup when it says hello
 QUICK_WAITS = 4  # yields before the first timed sleep
+
+
+def end_rank(status: int, support: RankDeathSupport) -> int:
+    """End this rank with ``status``: under ULFM at once, without ``MPI_Finalize``; elsewhere return ``status``.
+
+    Open MPI 5's ``MPI_Finalize`` ends with a fence over every process of the job (PMIx), and with
+    a dead rank among them that fence can wait for ever: measured here, 1 run in about 8 of the
+    three-dead-ranks test hung there after the library was complete. Under ULFM an exit without
+    finalize is not a failure: ``mpirun`` returns the ranks' own status (0 when all exit 0, 3 when
+    rank 0 exits 3). Call it only when this rank has nothing left to write.
+    """
+    if not support.survives:
+        return status
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)
 
 
 class Backoff:
@@ -79,7 +105,11 @@ class MPIMasterTransport(MasterTransport):
 
         self._mpi = MPI
         self._comm = comm
-        self._pending: list[Any] = []
+        comm.Set_errhandler(MPI.ERRORS_RETURN)  # a dead rank raises here instead of ending the job (where ULFM lets it)
+        self.rank_death: RankDeathSupport = rank_death_support(MPI.Get_library_version())
+        self._dead: set[int] = set()
+        self._lost: deque[tuple[int, Message]] = deque()  # what a rank's death produced, for `receive` to hand on
+        self._pending: list[tuple[int, Any]] = []  # (worker, isend request) not yet complete
         self._workers = list(range(1, comm.Get_size()))
         self._backoff = Backoff(high=MASTER_MAX_SLEEP)
         self._discarded: set[int] = set()
@@ -95,6 +125,39 @@ class MPIMasterTransport(MasterTransport):
     @property
     def worker_count_hint(self) -> int | None:
         return len(self._workers)
+
+    @property
+    def fault_note(self) -> str | None:
+        return self.rank_death.line
+
+    def _on_error(self, error: Exception) -> None:
+        """An MPI call failed: if a rank died (and this stack survives that), note the dead; else re-raise.
+
+        Each dead rank is reported once, as ``(rank, {"type": "lost", ...})`` from `receive`, after any
+        result it had finished sending (a rank that dies with its result on the wire either delivered
+        it whole or not at all).
+        """
+        if not (self.rank_death.survives and is_rank_failure(error, self._mpi)):
+            raise error
+        if error.Get_error_class() == getattr(self._mpi, "ERR_REVOKED", None):  # type: ignore[attr-defined]
+            raise RuntimeError("the MPI communicator was revoked (by a program other than menndl): the search "
+                               "cannot go on; --resume continues it") from error  # fmt: skip
+        for rank in sorted(acknowledge_failed_ranks(self._comm, self._mpi) - self._dead):
+            self._dead.add(rank)
+            self._lost.extend(self._delivered_by(rank))
+            self._lost.append((rank, {"type": "lost", "host": self._hosts.get(rank, "?"),
+                                      "error": f"rank {rank} died (MPI_ERR_PROC_FAILED)"}))  # fmt: skip
+        self._pending = [(worker, request) for worker, request in self._pending if worker not in self._dead]
+
+    def _delivered_by(self, rank: int) -> list[tuple[int, Message]]:
+        """The results a dead rank had sent whole before it died."""
+        delivered = []
+        try:
+            while self._comm.Iprobe(source=rank, tag=TAG_RESULT):
+                delivered.append((rank, self._comm.recv(source=rank, tag=TAG_RESULT)))
+        except self._mpi.Exception:
+            pass  # the rest died with it
+        return delivered
 
     def start(self, setup: Mapping[str, Any]) -> list[int]:
         """Send every worker its setup with its node layout, once every worker said hello.
@@ -112,8 +175,13 @@ class MPIMasterTransport(MasterTransport):
     def _await_hellos(self, deadline: float) -> None:
         """Read hellos (sleeping between looks) until every worker has said hello or ``deadline`` passed."""
         backoff = Backoff(high=MASTER_MAX_SLEEP)
-        while len(self._hosts) < len(self._workers) and time.monotonic() < deadline:
-            if not self._read_hellos():
+        while len(self._hosts.keys() | self._dead) < len(self._workers) and time.monotonic() < deadline:
+            try:
+                found = self._read_hellos()
+            except self._mpi.Exception as error:
+                self._on_error(error)
+                continue
+            if not found:
                 backoff.sleep(deadline)
 
     def _read_hellos(self) -> bool:
@@ -130,15 +198,20 @@ class MPIMasterTransport(MasterTransport):
         """Send the setup, with its node layout, to every worker heard from and not yet set up."""
         layouts = node_layouts(self._hosts)
         for worker in sorted(self._hosts):
-            if worker not in self._set_up:
+            if worker not in self._set_up and worker not in self._dead:
                 self._set_up.add(worker)
                 self.send(worker, {**self._setup, "node_layout": list(layouts[worker])})
 
     def send(self, worker: int, message: Mapping[str, Any] | None) -> None:
+        if worker in self._dead:
+            return  # its death is reported (or about to be) by `receive`
         payload = None if message is None else dict(message)
-        request = self._comm.isend(payload, dest=worker, tag=TAG_TASK)
-        if not request.Test():  # one turn of MPI progress: it also moves the sends queued before this one
-            self._pending.append(request)
+        try:
+            request = self._comm.isend(payload, dest=worker, tag=TAG_TASK)
+            if not request.Test():  # one turn of MPI progress: it also moves the sends queued before this one
+                self._pending.append((worker, request))
+        except self._mpi.Exception as error:
+            self._on_error(error)
 
     def _progress_sends(self) -> None:
         """Test the sends not yet complete: that is what moves them.
@@ -148,20 +221,32 @@ class MPIMasterTransport(MasterTransport):
         not do: untested, the first tasks of a start-up (sent right behind the
         setups) would wait for the master's first blocking ``recv``.
         """
-        if self._pending:
-            self._pending = [request for request in self._pending if not request.Test()]
+        still = []
+        for worker, request in self._pending:
+            try:
+                if not request.Test():
+                    still.append((worker, request))
+            except self._mpi.Exception as error:
+                self._on_error(error)
+        self._pending = [(worker, request) for worker, request in still if worker not in self._dead]
 
     def receive(self, timeout: float) -> tuple[int, Message] | None:
         status = self._mpi.Status()
         deadline = time.monotonic() + timeout
         while True:
-            if len(self._set_up) < len(self._workers) and self._read_hellos():  # a late worker: set it up
-                self._send_setups()
-            self._progress_sends()
-            if self._comm.Iprobe(source=self._mpi.ANY_SOURCE, tag=TAG_RESULT, status=status):
-                self._backoff.reset()
-                source = status.Get_source()
-                return source, self._comm.recv(source=source, tag=TAG_RESULT)
+            if self._lost:
+                return self._lost.popleft()
+            try:
+                if len(self._set_up | self._dead) < len(self._workers) and self._read_hellos():  # a late worker
+                    self._send_setups()
+                self._progress_sends()
+                if self._comm.Iprobe(source=self._mpi.ANY_SOURCE, tag=TAG_RESULT, status=status):
+                    self._backoff.reset()
+                    source = status.Get_source()
+                    return source, self._comm.recv(source=source, tag=TAG_RESULT)
+            except self._mpi.Exception as error:
+                self._on_error(error)
+                continue
             if time.monotonic() >= deadline:
                 return None
             self._backoff.sleep(deadline)
@@ -174,7 +259,8 @@ class MPIMasterTransport(MasterTransport):
 
         Ranks cannot be stopped from here: a rank still training reads the
         message after its task.  Sends to a dead rank never complete, so the
-        wait for them is bounded by CLOSE_TIMEOUT.
+        wait for them is bounded by CLOSE_TIMEOUT (under ULFM a rank known
+        dead is sent nothing).
         """
         if self._closed:
             return
@@ -185,9 +271,34 @@ class MPIMasterTransport(MasterTransport):
             if worker not in self._discarded:
                 self.send(worker, None)
         backoff = Backoff(high=MASTER_MAX_SLEEP)
-        while not self._mpi.Request.Testall(self._pending) and time.monotonic() < deadline:
+        self._progress_sends()
+        while self._pending and time.monotonic() < deadline:
             backoff.sleep(deadline)
+            self._progress_sends()
         self._pending.clear()
+        if self.rank_death.survives:
+            self._await_byes(deadline)
+
+    def _await_byes(self, deadline: float) -> None:
+        """Wait (until ``deadline``) for each live worker to confirm the stop message.
+
+        Under ULFM the master ends without ``MPI_Finalize`` (`end_rank`), and a message still on its way
+        from a rank that has exited is dropped: a worker would see the master gone instead of its stop.
+        """
+        waiting = {w for w in self._workers if w not in self._discarded and w not in self._dead}
+        backoff = Backoff(high=MASTER_MAX_SLEEP)
+        while waiting and time.monotonic() < deadline:
+            try:
+                status = self._mpi.Status()
+                if self._comm.Iprobe(source=self._mpi.ANY_SOURCE, tag=TAG_BYE, status=status):
+                    self._comm.recv(source=status.Get_source(), tag=TAG_BYE)
+                    waiting.discard(status.Get_source())
+                    continue
+            except self._mpi.Exception as error:
+                self._on_error(error)
+                waiting -= self._dead
+                continue
+            backoff.sleep(deadline)
 
 
 class MPIWorkerChannel(WorkerChannel):
@@ -200,6 +311,8 @@ class MPIWorkerChannel(WorkerChannel):
         self._comm = comm
         self._node: tuple[int, int] | None = None
         self._backoff = Backoff(high=WORKER_MAX_SLEEP)
+        comm.Set_errhandler(MPI.ERRORS_RETURN)
+        self.rank_death: RankDeathSupport = rank_death_support(MPI.Get_library_version())
         self._hello = comm.isend({"host": MPI.Get_processor_name()}, dest=0, tag=TAG_HELLO)
 
     @property
@@ -220,19 +333,47 @@ class MPIWorkerChannel(WorkerChannel):
             raise RuntimeError("the node layout comes with the setup message: receive it first")
         return self._node
 
+    def _master_died(self, error: Exception) -> NoReturn:
+        """Rank 0 is gone (under ULFM a worker sees it instead of being killed): stop this rank, status 1."""
+        if not is_rank_failure(error, self._mpi):
+            raise error
+        print(f"menndl: worker rank {self.rank}: the master (rank 0) died; this rank stops (the library "
+              "keeps every result it received: --resume continues)", file=sys.stderr, flush=True)  # fmt: skip
+        end_rank(1, self.rank_death)
+        raise SystemExit(1)
+
     def receive(self) -> Message | None:
-        while not self._comm.Iprobe(source=0, tag=TAG_TASK):
-            self._backoff.sleep()
-        self._backoff.reset()
-        message = self._comm.recv(source=0, tag=TAG_TASK)
+        try:
+            while not self._comm.Iprobe(source=0, tag=TAG_TASK):
+                self._backoff.sleep()
+            self._backoff.reset()
+            message = self._comm.recv(source=0, tag=TAG_TASK)
+        except self._mpi.Exception as error:
+            self._master_died(error)
+        if message is None and self.rank_death.survives:
+            self._say_bye()
         if self._node is None and message is not None and "node_layout" in message:
             index, count = message["node_layout"]
             self._node = (int(index), int(count))
             self._hello.wait()
         return message
 
+    def _say_bye(self) -> None:
+        """Confirm the stop message to the master (under ULFM, before either leaves without MPI_Finalize)."""
+        try:
+            request = self._comm.isend(None, dest=0, tag=TAG_BYE)
+            backoff = Backoff(high=WORKER_MAX_SLEEP)
+            deadline = time.monotonic() + CLOSE_TIMEOUT
+            while not request.Test() and time.monotonic() < deadline:
+                backoff.sleep()
+        except self._mpi.Exception:
+            pass  # the master has gone already: nothing is lost, the search had ended
+
     def send(self, message: Mapping[str, Any]) -> None:
-        request = self._comm.isend(dict(message), dest=0, tag=TAG_RESULT)
-        backoff = Backoff(high=WORKER_MAX_SLEEP)
-        while not request.Test():
-            backoff.sleep()
+        try:
+            request = self._comm.isend(dict(message), dest=0, tag=TAG_RESULT)
+            backoff = Backoff(high=WORKER_MAX_SLEEP)
+            while not request.Test():
+                backoff.sleep()
+        except self._mpi.Exception as error:
+            self._master_died(error)

@@ -87,6 +87,7 @@ def test_killed_rank_aborts_the_job_and_resume_completes(who: str, tmp_path: Pat
     os.kill(victim, signal.SIGKILL)
     status, stdout, stderr = finish(proc, timeout=60)
     assert status != 0 and "BAD TERMINATION" in stdout + stderr  # MPICH ends every rank
+    assert "a rank that dies ends the MPI job; --resume continues (MPICH" in stderr  # said at start
     stopped = read_ledger(library, log, may_be_missing=range(EVALUATIONS))  # the library opens
     assert 0 < stopped.rows < EVALUATIONS and stopped.twice == 0
     time.sleep(0.2)

