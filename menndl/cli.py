@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 from menndl import __version__
 from menndl.commands import COMMANDS
-from menndl.errors import OneLineParser, UserError
+from menndl.errors import OneLineParser, UserError, report_stop
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -37,12 +37,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.handler(args))
-    except UserError as exc:
-        print(f"menndl: error: {exc}", file=sys.stderr)
-        return exc.exit_status
-    except KeyboardInterrupt:
-        print("menndl: interrupted", file=sys.stderr)
-        return 130
+    except (UserError, KeyboardInterrupt) as exc:
+        return report_stop(exc)
     except BrokenPipeError:  # the output was piped to a reader that left (`menndl library LIB top | head`)
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error when Python flushes
         return 141  # 128 + SIGPIPE, like a shell tool

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import NoReturn
 
 
@@ -35,3 +36,12 @@ class StorageError(UserError):
     """
 
     exit_status = 1
+
+
+def report_stop(exc: UserError | KeyboardInterrupt) -> int:
+    """Say on stderr, in one line, why the command stopped, and return its exit status (130 for Ctrl-C)."""
+    if isinstance(exc, KeyboardInterrupt):
+        print("menndl: interrupted", file=sys.stderr)
+        return 130
+    print(f"menndl: error: {exc}", file=sys.stderr)
+    return exc.exit_status

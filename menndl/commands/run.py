@@ -18,7 +18,7 @@ from typing import Any, NoReturn
 from menndl import __version__
 from menndl.commands.common import DataReport, check_strategy, inspect_data
 from menndl.data.shared_copy import clean_stale_segments
-from menndl.errors import StorageError, UserError
+from menndl.errors import StorageError, UserError, report_stop
 from menndl.job import Job, load_job
 from menndl.launch import ranks_per_node, visible_gpus
 from menndl.master.resume import ResumeState
@@ -106,12 +106,8 @@ def main(args: argparse.Namespace) -> int:
 
 def _report_error(exc: BaseException) -> int:
     """Say what ended the master as the command line would (one line for a user error) and return the status."""
-    if isinstance(exc, UserError):
-        print(f"menndl: error: {exc}", file=sys.stderr)
-        return exc.exit_status
-    if isinstance(exc, KeyboardInterrupt):
-        print("menndl: interrupted", file=sys.stderr)
-        return 130
+    if isinstance(exc, (UserError, KeyboardInterrupt)):
+        return report_stop(exc)
     if isinstance(exc, SystemExit):
         return exc.code if isinstance(exc.code, int) else 1
     import traceback

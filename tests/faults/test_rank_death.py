@@ -76,6 +76,15 @@ def rerun_tasks(stderr: str, rank: int) -> list[int]:
     return [int(lines[0].split("its task ")[1].split()[0])] if "its task " in lines[0] else []
 
 
+def start_sleep_search(tmp_path: Path, ranks: int, budget: int, seconds: float, *extra: str):
+    """A sleep search on ``ranks`` ULFM ranks, once 15 results are in: (proc, rank -> pid, job, library, log)."""
+    job, library, log = write_job(tmp_path, budget), tmp_path / "lib.h5", tmp_path / "finished.jsonl"
+    proc = mpirun(ranks, sleep_command(job, library, *extra, seconds=seconds, log=log))
+    pids = rank_pids(str(library), ranks)
+    wait_for(lambda: log.exists() and log.read_text().count("\n") >= 15, timeout=60)
+    return proc, pids, job, library, log
+
+
 def test_three_ranks_killed_at_random_moments_cost_one_evaluation_each(tmp_path: Path) -> None:
     """A real digits search (real training) on 8 ranks; 3 workers kill -9'd while it runs: budget met on the other 4."""
     budget, seed = 40, random.randrange(1_000_000)
@@ -114,10 +123,7 @@ def test_three_ranks_killed_at_random_moments_cost_one_evaluation_each(tmp_path:
 def test_two_ranks_killed_at_the_same_moment(tmp_path: Path) -> None:
     """Two of four workers die together (as a node's would): each running task runs again exactly once."""
     budget = 60
-    job, library, log = write_job(tmp_path, budget), tmp_path / "lib.h5", tmp_path / "finished.jsonl"
-    proc = mpirun(5, sleep_command(job, library, seconds=0.2, log=log))
-    ranks = rank_pids(str(library), 5)
-    wait_for(lambda: log.exists() and log.read_text().count("\n") >= 15, timeout=60)
+    proc, ranks, _, library, log = start_sleep_search(tmp_path, 5, budget, 0.2)
     for victim in (2, 3):
         os.kill(ranks[victim], signal.SIGKILL)
     status, stdout, stderr = finish(proc, timeout=120)
@@ -137,10 +143,7 @@ def test_two_ranks_killed_at_the_same_moment(tmp_path: Path) -> None:
 def test_killed_master_ends_the_job_and_resume_completes(tmp_path: Path) -> None:
     """Under ULFM nothing kills the workers for the runtime: they see the master die and stop; --resume finishes."""
     budget = 60
-    job, library, log = write_job(tmp_path, budget), tmp_path / "lib.h5", tmp_path / "finished.jsonl"
-    proc = mpirun(3, sleep_command(job, library, seconds=0.1, log=log))
-    ranks = rank_pids(str(library), 3)
-    wait_for(lambda: log.exists() and log.read_text().count("\n") >= 15, timeout=60)
+    proc, ranks, job, library, log = start_sleep_search(tmp_path, 3, budget, 0.1)
     os.kill(ranks[0], signal.SIGKILL)
     status, _, stderr = finish(proc, timeout=90)
     assert status != 0 and "the master (rank 0) died" in stderr, stderr[-3000:]
