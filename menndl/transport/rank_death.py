@@ -20,6 +20,9 @@ from typing import Any
 #: Open MPI sets this in every rank's environment under ``mpirun --with-ft ulfm`` (or ``--mca mpi_ft_enable 1``).
 OMPI_FT_VARIABLE = "OMPI_MCA_mpi_ft_enable"
 _TRUE = ("1", "true", "yes", "on", "enabled")
+#: Slurm's PMIx plugin names a step's namespace so: ranks that ``srun --mpi=pmix`` started directly, with no
+#: PRRTE daemon to watch them (``mpirun`` names its namespaces ``prterun-...``).
+SLURM_PMIX_NAMESPACE = "slurm.pmix."
 
 
 @dataclass(frozen=True)
@@ -58,6 +61,10 @@ def rank_death_support(version: str, environ: Mapping[str, str] | None = None) -
     environ = os.environ if environ is None else environ
     name = library_name(version)
     if version.startswith("Open MPI"):
+        if environ.get("PMIX_NAMESPACE", "").startswith(SLURM_PMIX_NAMESPACE):
+            return RankDeathSupport(False, f"{name} started by srun --mpi=pmix: Slurm's PMIx server does not "
+                                           "report a dead rank and ends the step; run mpirun --with-ft ulfm "
+                                           "inside the allocation to survive one")  # fmt: skip
         if environ.get(OMPI_FT_VARIABLE, "").strip().lower() in _TRUE:
             return RankDeathSupport(True, f"{name} with ULFM, launched with --with-ft ulfm")
         return RankDeathSupport(False, f"{name} launched without --with-ft ulfm: add it to mpirun to survive a "

@@ -18,7 +18,11 @@ test can check that no finished evaluation was lost or run twice;
 ``crash_tasks`` maps task ids to a signal name (``SIGSEGV``, ``SIGKILL``, ...)
 that the worker sends itself when it starts that task (only on the first
 attempt with ``crash_once``); ``crash_on_setup`` names a signal the worker
-sends itself while being set up (a broken install).
+sends itself while being set up (a broken install); ``die_after_result``
+maps task ids to a delay in seconds: once that task's result is made, a timer
+kills the worker with SIGKILL after the delay, while the worker loop sends the
+result (a rank that dies with its result on the wire; first attempt only when
+there is a ``log``).
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import threading
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -52,6 +57,7 @@ class SleepEvaluator(Evaluator):
         self.log: Path | None = None
         self.crash_tasks: dict[int, str] = {}
         self.crash_once = False
+        self.die_after_result: dict[int, float] = {}
 
     @classmethod
     def from_setup(
@@ -75,6 +81,8 @@ class SleepEvaluator(Evaluator):
         evaluator.log = Path(table["log"]) if table.get("log") else None
         evaluator.crash_tasks = {int(task): str(name) for task, name in dict(table.get("crash_tasks", {})).items()}
         evaluator.crash_once = bool(table.get("crash_once", False))
+        evaluator.die_after_result = {int(task): float(delay)
+                                      for task, delay in dict(table.get("die_after_result", {})).items()}
         return evaluator
 
     def _maybe_crash(self, task_id: int) -> None:
@@ -82,14 +90,20 @@ class SleepEvaluator(Evaluator):
         name = self.crash_tasks.get(task_id)
         if name is None:
             return
-        if self.crash_once and self.log is not None:
-            marker = self.log.with_name(f"{self.log.name}.crashed-{task_id}")
-            try:
-                marker.touch(exist_ok=False)
-            except FileExistsError:
-                return
+        if self.crash_once and not self._first_attempt(task_id, "crashed"):
+            return
         os.kill(os.getpid(), signal.Signals[name])
         time.sleep(5)  # a signal that does not end the process (ignored): carry on
+
+    def _first_attempt(self, task_id: int, what: str) -> bool:
+        """True the first time this is asked for ``task_id`` (a marker file beside the log; always without one)."""
+        if self.log is None:
+            return True
+        try:
+            self.log.with_name(f"{self.log.name}.{what}-{task_id}").touch(exist_ok=False)
+        except FileExistsError:
+            return False
+        return True
 
     def _log_finished(self, task: Mapping[str, Any]) -> None:
         if self.log is not None:
@@ -104,4 +118,9 @@ class SleepEvaluator(Evaluator):
         result = synthetic_metrics(task, self.spec, self.seconds, light=self.light)
         if not self.light:
             self._log_finished(task)
+        delay = self.die_after_result.get(int(task["task"]))
+        if delay is not None and self._first_attempt(int(task["task"]), "died"):  # die while the loop sends it
+            timer = threading.Timer(delay, os.kill, (os.getpid(), signal.SIGKILL))
+            timer.daemon = True
+            timer.start()
         return result

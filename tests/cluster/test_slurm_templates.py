@@ -31,6 +31,12 @@ BODIES = {
     "srun": 'if [[ "$*" == *" run "* ]]; then\n'
             '  echo "$STUB_AFTER_EVALUATIONS" > "$STUB_DIR/evaluations"\n'
             '  echo "$STUB_AFTER_STATE" > "$STUB_DIR/state"\nfi',
+    # The mpirun on PATH: Open MPI 5 where the scenario says so (auto then takes it), MPICH's Hydra otherwise.
+    "mpirun": 'if [[ "$1" == --version ]]; then\n'
+              '  [[ -n "${STUB_OPEN_MPI:-}" ]] && echo "mpirun (Open MPI) 5.0.11" || echo "HYDRA build details:"\n'
+              'elif [[ "$*" == *" run "* ]]; then\n'
+              '  echo "$STUB_AFTER_EVALUATIONS" > "$STUB_DIR/evaluations"\n'
+              '  echo "$STUB_AFTER_STATE" > "$STUB_DIR/state"\nfi',
     "scontrol": "",
     "sbatch": 'n=$(( $(cat "$STUB_DIR/jobs" 2>/dev/null || echo 100) + 1 ))\n'
               'echo $n > "$STUB_DIR/jobs"; echo "$n;cluster"',
@@ -49,6 +55,25 @@ SCENARIOS = {
         template="cpu.sbatch", args=["job.toml", "lib.h5"], library=False, state="2", evaluations="0",
         after=("40", "0"),
         env={"SLURM_JOB_NUM_NODES": "2", "SLURM_NTASKS_PER_NODE": "8(x2)", "SLURM_NTASKS": "16"},
+    ),
+    # The same with Open MPI 5 as the venv's MPI: auto launches mpirun --with-ft ulfm, one log per rank.
+    "cpu-ulfm": dict(
+        template="cpu.sbatch", args=["job.toml", "lib.h5"], library=False, state="2", evaluations="0",
+        after=("40", "0"),
+        env={"SLURM_JOB_NUM_NODES": "2", "SLURM_NTASKS_PER_NODE": "8(x2)", "SLURM_NTASKS": "16",
+             "STUB_OPEN_MPI": "1"},
+    ),
+    # A GPU job told to use srun although mpirun is Open MPI 5.
+    "gpu-srun-chosen": dict(
+        template="gpu.sbatch", args=["job.toml", "lib.h5"], library=False, state="2", evaluations="0",
+        after=("8", "0"),
+        env={"SLURM_JOB_NUM_NODES": "2", "SLURM_GPUS_PER_NODE": "4", "SLURM_NTASKS_PER_NODE": "5(x2)",
+             "SLURM_NTASKS": "10", "STUB_OPEN_MPI": "1", "MENNDL_LAUNCHER": "srun"},
+    ),
+    # A misspelt launcher: one line, exit 2, no step started.
+    "cpu-bad-launcher": dict(
+        template="cpu.sbatch", args=["job.toml", "lib.h5"], library=False, state="2", evaluations="0",
+        after=("0", "2"), env={"SLURM_JOB_NUM_NODES": "1", "SLURM_NTASKS": "4", "MENNDL_LAUNCHER": "mpiexec"},
     ),
     # A finished library: the job exits at once without starting a step.
     "cpu-finished-already": dict(
@@ -95,7 +120,8 @@ def _run(name: str, tmp_path: Path) -> str:
                          capture_output=True, text=True, timeout=60)  # fmt: skip
     log = (tmp_path / "log").read_text() if (tmp_path / "log").exists() else ""
     header = "\n".join(_sbatch_lines(scenario["template"]))
-    return f"{header}\n--- commands\n{log}--- exit status {out.returncode}\n"
+    said = "".join(line.split("]: ", 1)[1] + "\n" for line in out.stdout.splitlines() if "]: " in line)
+    return f"{header}\n--- commands\n{log}--- said\n{said}--- exit status {out.returncode}\n"
 
 
 @pytest.mark.parametrize("template", TEMPLATES)

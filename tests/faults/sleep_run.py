@@ -1,6 +1,7 @@
 """``menndl run`` with the sleep evaluator: the real CLI, master, transports and worker loop, no training.
 
-    python tests/faults/sleep_run.py --seconds 0.2 --log FINISHED.jsonl [--crash 3:SIGSEGV ...] -- run JOB ...
+    python tests/faults/sleep_run.py --seconds 0.2 --log FINISHED.jsonl [--crash 3:SIGSEGV ...]
+        [--die-after-result 20:0.001 ...] -- run JOB ...
 
 Everything after ``--`` is a normal ``menndl`` command line (``run`` only). Works under ``mpiexec`` too:
 each rank runs this script, rank 0 as the master, the others as workers. Exit statuses are those of
@@ -28,11 +29,14 @@ def main(argv: Sequence[str]) -> int:
     options.add_argument("--crash-once", action="store_true")
     options.add_argument("--hang", type=int, action="append", default=[], metavar="TASK")
     options.add_argument("--crash-on-setup", default="", metavar="SIGNAL")
+    options.add_argument("--die-after-result", action="append", default=[], metavar="TASK:SECONDS")
     mine = options.parse_args(argv[:split])
     args = build_parser().parse_args(argv[split + 1 :])
     crash = {int(item.split(":")[0]): item.split(":")[1] for item in mine.crash}
     table = {"seconds": mine.seconds, "log": mine.log, "crash_tasks": crash, "crash_once": mine.crash_once,
-             "hang_tasks": mine.hang, "crash_on_setup": mine.crash_on_setup}  # fmt: skip
+             "hang_tasks": mine.hang, "crash_on_setup": mine.crash_on_setup,
+             "die_after_result": {int(item.split(":")[0]): float(item.split(":")[1])
+                                  for item in mine.die_after_result}}  # fmt: skip
     args.worker_setup = {"evaluator": "sleep", "sleep": table}
     try:
         return int(args.handler(args))

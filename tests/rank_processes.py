@@ -1,0 +1,52 @@
+"""Finding the processes of a running MPI job's ranks, and reading what its master said about dead ones.
+
+Shared by the rank-death tests under ``mpirun`` (tests/faults) and under SLURM (tests/cluster). Ranks are told
+apart by the ``OMPI_COMM_WORLD_RANK`` of their environment, which Open MPI sets in each rank.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+
+def rank_pids(marker: str, count: int, timeout: float = 60.0) -> dict[int, int]:
+    """rank -> pid of the ``count`` ranks whose command line holds ``marker``; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        ranks = {}
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                command = (entry / "cmdline").read_bytes().split(b"\0")
+                if not any(marker.encode() in part for part in command) or Path(command[0].decode()).name in (
+                        "mpirun", "prterun", "bash", "srun"):  # fmt: skip
+                    continue
+                environ = (entry / "environ").read_bytes().split(b"\0")
+            except (OSError, UnicodeDecodeError):
+                continue
+            for item in environ:
+                if item.startswith(b"OMPI_COMM_WORLD_RANK="):
+                    ranks[int(item.split(b"=")[1])] = int(entry.name)
+        if len(ranks) >= count:
+            return ranks
+        if time.monotonic() > deadline:
+            raise AssertionError(f"only ranks {sorted(ranks)} of {count} running after {timeout}s")
+        time.sleep(0.05)
+
+
+def journal_rows(library: Path) -> int:
+    """Results the master has recorded so far (one journal ``row`` line each)."""
+    try:
+        text = (library.parent / (library.name + ".journal")).read_bytes()
+    except OSError:
+        return 0
+    return text.count(b'{"type": "row"') + text.count(b'{"type":"row"')
+
+
+def rerun_tasks(output: str, rank: int) -> list[int]:
+    """The task the master said it runs again after ``rank`` died (none when it held no running task)."""
+    lines = [line for line in output.splitlines() if f"worker lost: rank {rank} died" in line]
+    assert len(lines) == 1, output[-3000:]
+    return [int(lines[0].split("its task ")[1].split()[0])] if "its task " in lines[0] else []
