@@ -46,7 +46,8 @@ def test_open_mpi_started_directly_by_srun_does_not_survive_even_with_ft_on() ->
     environ = {OMPI_FT_VARIABLE: "1", "PMIX_NAMESPACE": "slurm.pmix.39406413.0"}
     support = rank_death_support(OPEN_MPI, environ)
     assert not support.survives
-    assert "started by srun --mpi=pmix" in support.line and "mpirun --with-ft ulfm inside the allocation" in support.line
+    assert "started by srun --mpi=pmix" in support.line
+    assert "mpirun --with-ft ulfm inside the allocation" in support.line
     assert rank_death_support(OPEN_MPI, {**environ, "PMIX_NAMESPACE": "prterun-vm-12937@1"}).survives
 
 
