@@ -7,6 +7,7 @@ apart by the ``OMPI_COMM_WORLD_RANK`` of their environment, which Open MPI sets 
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 
@@ -50,3 +51,18 @@ def rerun_tasks(output: str, rank: int) -> list[int]:
     lines = [line for line in output.splitlines() if f"worker lost: rank {rank} died" in line]
     assert len(lines) == 1, output[-3000:]
     return [int(lines[0].split("its task ")[1].split()[0])] if "its task " in lines[0] else []
+
+
+def assert_only_dead_ranks_tasks_reran(records: Mapping[int, Mapping], output: str, victims: list[int],
+                                       context: str) -> None:  # fmt: skip
+    """Each task a dead rank held ran again on another rank (``lost`` only when that re-run's rank died too),
+    and every other evaluation is ``ok``: ``records`` maps id -> library row, ``output`` is the master's."""
+    rerun = {task: victim for victim in victims for task in rerun_tasks(output, victim)}
+    for task, victim in rerun.items():
+        row = records[task]
+        if row["status"] == "lost":  # its second run was on a rank that died too: out of re-runs, as in local mode
+            assert "died (MPI_ERR_PROC_FAILED)" in row["error"], (task, context)
+        else:
+            assert row["status"] == "ok" and int(row["worker_rank"]) != victim, (task, context)  # by another rank
+    unexplained = {i for i, row in records.items() if row["status"] != "ok"} - set(rerun)
+    assert not unexplained, context  # every other evaluation trained: none lost, none timed out

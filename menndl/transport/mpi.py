@@ -116,7 +116,7 @@ class MPIMasterTransport(MasterTransport):
         self._closed = False
         self._hosts: dict[int, str] = {}  # worker -> node name, from its hello
         self._setup: dict[str, Any] = {}
-        self._set_up: set[int] = set()  # workers sent their setup
+        self._awaiting_setup: set[int] = set(self._workers)  # workers neither sent their setup nor dead
 
     @property
     def description(self) -> str:
@@ -144,6 +144,7 @@ class MPIMasterTransport(MasterTransport):
                                "cannot go on; --resume continues it") from error  # fmt: skip
         for rank in sorted(acknowledge_failed_ranks(self._comm, self._mpi) - self._dead):
             self._dead.add(rank)
+            self._awaiting_setup.discard(rank)
             self._lost.extend(self._delivered_by(rank))
             self._lost.append((rank, {"type": "lost", "host": self._hosts.get(rank, "?"),
                                       "error": f"rank {rank} died (MPI_ERR_PROC_FAILED)"}))  # fmt: skip
@@ -198,8 +199,8 @@ class MPIMasterTransport(MasterTransport):
         """Send the setup, with its node layout, to every worker heard from and not yet set up."""
         layouts = node_layouts(self._hosts)
         for worker in sorted(self._hosts):
-            if worker not in self._set_up and worker not in self._dead:
-                self._set_up.add(worker)
+            if worker in self._awaiting_setup:
+                self._awaiting_setup.discard(worker)
                 self.send(worker, {**self._setup, "node_layout": list(layouts[worker])})
 
     def send(self, worker: int, message: Mapping[str, Any] | None) -> None:
@@ -221,6 +222,8 @@ class MPIMasterTransport(MasterTransport):
         not do: untested, the first tasks of a start-up (sent right behind the
         setups) would wait for the master's first blocking ``recv``.
         """
+        if not self._pending:
+            return
         still = []
         for worker, request in self._pending:
             try:
@@ -237,7 +240,7 @@ class MPIMasterTransport(MasterTransport):
             if self._lost:
                 return self._lost.popleft()
             try:
-                if len(self._set_up | self._dead) < len(self._workers) and self._read_hellos():  # a late worker
+                if self._awaiting_setup and self._read_hellos():  # a late worker: set it up
                     self._send_setups()
                 self._progress_sends()
                 if self._comm.Iprobe(source=self._mpi.ANY_SOURCE, tag=TAG_RESULT, status=status):

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 from conftest import BIN, REPO, TINY_JOB, menndl_env
-from rank_processes import journal_rows, rank_pids, rerun_tasks
+from rank_processes import assert_only_dead_ranks_tasks_reran, journal_rows, rank_pids
 from slurm_cluster import SlurmCluster, slurm_installed
 
 from menndl.library import Library
@@ -181,12 +181,4 @@ def test_three_ranks_killed_in_a_slurm_job_under_open_mpi_cost_one_evaluation_ea
     assert "stopped: evaluation budget reached" in master and "requeue" not in log, context
     records = {int(r["id"]): r for r in _records(tmp_path)}
     assert sorted(records) == list(range(budget)), context  # every candidate once: nothing lost
-    rerun = {task: victim for victim in victims for task in rerun_tasks(master, victim)}
-    for task, victim in rerun.items():
-        row = records[task]
-        if row["status"] == "lost":  # its second run was on a rank that died too: out of re-runs, as in local mode
-            assert "died (MPI_ERR_PROC_FAILED)" in row["error"], (task, context)
-        else:
-            assert row["status"] == "ok" and int(row["worker_rank"]) != victim, (task, context)
-    unexplained = {i for i, row in records.items() if row["status"] != "ok"} - set(rerun)
-    assert not unexplained, context
+    assert_only_dead_ranks_tasks_reran(records, master, victims, context)

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from harness import BIN, SLEEP_JOB, finish, sleep_command, start, wait_for, write_job
 from ledger import assert_clean, read_ledger
-from rank_processes import journal_rows, rank_pids, rerun_tasks
+from rank_processes import assert_only_dead_ranks_tasks_reran, journal_rows, rank_pids, rerun_tasks
 
 from menndl.library import Library
 
@@ -73,15 +73,7 @@ def test_three_ranks_killed_at_random_moments_cost_one_evaluation_each(tmp_path:
     assert_clean(ledger, budget=budget)
     with Library.open(library) as lib:
         by_id = {int(r["id"]): r for r in lib.records()}
-    rerun = {task: victim for victim in victims for task in rerun_tasks(stderr, victim)}
-    for task, victim in rerun.items():
-        row = by_id[task]
-        if row["status"] == "lost":  # its second run was on a rank that died too: out of re-runs, as in local mode
-            assert "died (MPI_ERR_PROC_FAILED)" in row["error"], (task, context)
-        else:
-            assert row["status"] == "ok" and int(row["worker_rank"]) != victim, (task, context)  # by another rank
-    unexplained = {i for i, row in by_id.items() if row["status"] != "ok"} - set(rerun)
-    assert not unexplained, (ledger.statuses, context)  # every other evaluation trained: none lost, none timed out
+    assert_only_dead_ranks_tasks_reran(by_id, stderr, victims, f"{ledger.statuses} {context}")
 
 
 def test_two_ranks_killed_at_the_same_moment(tmp_path: Path) -> None:
