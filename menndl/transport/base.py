@@ -25,7 +25,9 @@ class MasterTransport(ABC):
 
     @abstractmethod
     def start(self, setup: Mapping[str, Any]) -> list[int]:
-        """Start (or attach to) the workers and send each the setup message.
+        """Start (or attach to) the workers; each gets the setup message before any other.
+
+        A transport may send a worker's setup with its first message (`send`) instead of at once.
 
         Returns:
             The ids of the workers, used as addresses for `send`.
