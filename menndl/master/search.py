@@ -205,6 +205,7 @@ class Search:
         self.budget.start()
         stats = self.stats
         abandoned = True  # unless the loop ends normally
+        loop_ended = False  # an exception ended it (the MPI runtime ending the job among them)
         try:
             with StopSignals(self.stop.names.append), master_collector() as collector:
                 setup = {**setup_message(self.job, self.fingerprint), **self._worker_setup}
@@ -234,9 +235,10 @@ class Search:
                     stats.end_turn(started, began)
             abandoned = self._working()
             self._stop_reason = self._stop_reason or self._spent_reason()
+            loop_ended = True
         finally:
             try:
-                self._record_unfinished()
+                self._record_unfinished(failed=not loop_ended)
                 self.front_writer.write(force=True)
                 self.writer.set_session(self._stop_reason or "error", self.budget.search_seconds())
                 self.writer.close()
@@ -422,15 +424,17 @@ class Search:
         if not scheduler.workers and not scheduler.joining and not self._stop_reason:
             self._stop_reason = NO_WORKERS
 
-    def _record_unfinished(self) -> None:
+    def _record_unfinished(self, failed: bool = False) -> None:
         """At the end, give every candidate that ran without a result its row (nothing vanishes).
 
         A candidate that never ran anywhere (its only worker failed at setup) gets no row.
-        After a stop signal nothing gets a row here: the tasks stay in flight in the
-        library (journaled), and a ``--resume`` runs them first.
+        After a stop signal, a lost data source or an exception that ended the loop (``failed``:
+        the MPI runtime ending the job when a node is lost, for one) nothing gets a row here: no
+        candidate is to blame, the tasks stay in flight in the library (journaled), and a
+        ``--resume`` runs them first, as after a killed master.
         """
         requeued, held = self.scheduler.drain()
-        if self.stop or self._data_lost:
+        if self.stop or self._data_lost or failed:
             self._tally.to_rerun = len(requeued) + sum(len(flights) for _, flights in held)
             return
         reason = f"its worker was lost and the search ended before a retry ({self._stop_reason or 'error'})"

@@ -91,3 +91,46 @@ def test_seed_from_an_earlier_library_repaired_for_the_new_problem(tmp_path: Pat
         records = sorted(lib.records(), key=lambda r: r["id"])
     assert [r["operator"] for r in records[:3]] == ["seed"] * 3
     assert [r["hash"] for r in records[:3]] == [g.hash for g in seeds]
+
+
+class _RuntimeEnds(ScriptedTransport):
+    """Workers that answer at once until ``after`` results, then hold their tasks; the next poll raises."""
+
+    def __init__(self, workers: int, after: int) -> None:
+        super().__init__(workers)
+        self.after, self.results = after, 0
+
+    def receive(self, timeout: float):
+        if self.results >= self.after and not any(m.get("type") == "ready" for _, m in self.outbox):
+            raise RuntimeError("the MPI runtime ended the job")  # e.g. PRRTE after losing a node's daemon
+        event = super().receive(timeout)
+        if event is not None and event[1].get("type") == "result":
+            self.results += 1
+        return event
+
+    def send(self, worker: int, message) -> None:
+        if self.results < self.after:
+            super().send(worker, message)
+        elif message is not None:
+            self.tasks_seen.append((worker, message["task"]))  # handed out, never answered
+
+
+def test_an_exception_in_the_loop_leaves_the_running_tasks_to_resume_not_lost_rows(tmp_path: Path) -> None:
+    """No candidate is to blame when the runtime ends the job: no ``lost`` row; --resume runs them first."""
+    path = tmp_path / "lib.h5"
+    transport = _RuntimeEnds(3, after=5)
+    with pytest.raises(RuntimeError, match="runtime ended"):
+        _search(path, 12, transport)
+    unanswered = sorted({task for _, task in transport.tasks_seen} - set(range(5)))
+    assert unanswered  # tasks were in flight when it ended
+    with Library.open(path) as lib:
+        assert sorted(lib.column("id").tolist()) == list(range(5))  # only the answered ones have rows
+        assert set(lib.column("status").tolist()) == {"ok"}
+    resumed = ScriptedTransport(2)
+    result = _search(path, 12, resumed, resume=True)
+    ids = [task for _, task in resumed.tasks_seen]
+    assert sorted(ids[: len(unanswered)]) == unanswered  # the unanswered tasks run first
+    assert result.evaluations == 12
+    with Library.open(path) as lib:
+        assert sorted(lib.column("id").tolist()) == list(range(12))
+        assert set(lib.column("status").tolist()) == {"ok"}
