@@ -6,15 +6,22 @@ apart by the ``OMPI_COMM_WORLD_RANK`` of their environment, which Open MPI sets 
 
 from __future__ import annotations
 
+import subprocess
 import time
 from collections.abc import Mapping
 from pathlib import Path
 
 
-def rank_pids(marker: str, count: int, timeout: float = 60.0) -> dict[int, int]:
-    """rank -> pid of the ``count`` ranks whose command line holds ``marker``; fail after ``timeout`` seconds."""
+def rank_pids(marker: str, count: int, timeout: float = 60.0, launcher: subprocess.Popen | None = None
+              ) -> dict[int, int]:  # fmt: skip
+    """rank -> pid of the ``count`` ranks whose command line holds ``marker``; fail after ``timeout`` seconds,
+    or as soon as ``launcher`` (the mpirun that starts them) has ended, with what it printed."""
     deadline = time.monotonic() + timeout
     while True:
+        if launcher is not None and launcher.poll() is not None:
+            out, err = launcher.communicate()
+            raise AssertionError(f"the launcher ended (status {launcher.returncode}) before {count} ranks ran:\n"
+                                 f"{(out + err)[-3000:]}")  # fmt: skip
         ranks = {}
         for entry in Path("/proc").iterdir():
             if not entry.name.isdigit():
@@ -33,7 +40,8 @@ def rank_pids(marker: str, count: int, timeout: float = 60.0) -> dict[int, int]:
         if len(ranks) >= count:
             return ranks
         if time.monotonic() > deadline:
-            raise AssertionError(f"only ranks {sorted(ranks)} of {count} running after {timeout}s")
+            raise AssertionError(f"only ranks {sorted(ranks)} of {count} running after {timeout}s" +
+                                 (_launcher_state(launcher) if launcher is not None else ""))  # fmt: skip
         time.sleep(0.05)
 
 
@@ -66,3 +74,10 @@ def assert_only_dead_ranks_tasks_reran(records: Mapping[int, Mapping], output: s
             assert row["status"] == "ok" and int(row["worker_rank"]) != victim, (task, context)  # by another rank
     unexplained = {i for i, row in records.items() if row["status"] != "ok"} - set(rerun)
     assert not unexplained, context  # every other evaluation trained: none lost, none timed out
+
+
+def _launcher_state(launcher: subprocess.Popen) -> str:
+    """What the still-running launcher's processes are (for a failure message)."""
+    listing = subprocess.run(["ps", "-eo", "pid,ppid,stat,etime,args", "--forest"], capture_output=True, text=True,
+                             timeout=10).stdout  # fmt: skip
+    return f"; the launcher (pid {launcher.pid}) still runs:\n{listing[-3000:]}"

@@ -59,7 +59,7 @@ def start_on_three_hosts(tmp_path: Path, budget: int, rank_logs: bool = False):
     command = ["--prtemca", "plm_ssh_agent", str(FAKE_SSH), "--host", hosts, "--map-by", "slot", "-n", "8",
                *program]  # fmt: skip
     proc = mpirun(command)
-    ranks = rank_pids(str(library), 8)
+    ranks = rank_pids(str(library), 8, launcher=proc)
     assert all(_node_name(ranks[rank]) == LOST_HOST for rank in LOST_RANKS), ranks
     wait_for(lambda: journal_rows(library) >= 12 or proc.poll() is not None, timeout=180, step=0.02)
     return proc, ranks, job, library
