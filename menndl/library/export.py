@@ -1,7 +1,10 @@
-"""Export a library architecture as TorchScript, ONNX, a state dict or a self-contained Python file.
+"""Export a library architecture as torch.export (``.pt2``), ONNX, a state dict, a self-contained Python file
+or (deprecated) TorchScript.
 
-TorchScript, ONNX and Python exports take samples as stored in the data file: the search's per-channel
-standardisation (recorded in the library) is part of them.  A state dict holds the network's weights only.
+``pt2``, ONNX, Python and TorchScript exports take samples as stored in the data file: the search's per-channel
+standardisation (recorded in the library) is part of them, and their batch size is free.  A state dict holds
+the network's weights only.  ``pt2`` is an ExportedProgram (`torch.export.save`): ``torch.export.load(PATH)
+.module()`` runs it with torch alone; ONNX comes from the same graph (the dynamo exporter).
 
 Torch is imported inside the functions (the CLI builds its parser without torch).  Weights
 come from ``--weights`` (a file written by ``menndl train``), else from the library when it kept
@@ -13,13 +16,15 @@ from __future__ import annotations
 
 import inspect
 import json
+import warnings
 from pathlib import Path
 from typing import Any
 
 from menndl.errors import UserError
 from menndl.library.reader import Library
 
-FORMATS = ("torchscript", "onnx", "state-dict", "python")
+FORMATS = ("pt2", "onnx", "state-dict", "python", "torchscript")
+DEPRECATED = {"torchscript": "TorchScript is deprecated in torch 2.13 (torch.jit); --format pt2 is its successor"}
 
 
 def spec_of(lib: Library) -> Any:
@@ -127,21 +132,22 @@ def export(lib: Library, eval_id: int, fmt: str, output: str | Path, weights: st
     if not out.parent.is_dir():
         raise UserError(f"-o: folder {out.parent} does not exist")
     x = example_input(lib)
-    if fmt == "torchscript":
+    if fmt == "pt2":
+        torch.export.save(exported_program(model, x), str(out))
+    elif fmt == "torchscript":
         # Traced, not scripted: a decoded network is static (its skips and layers are fixed by the genome),
         # and tracing keeps the decoder free of TorchScript's typing rules. The batch size stays free.
-        with torch.no_grad():
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # said once, in one line, by the CLI (DEPRECATED)
             traced = torch.jit.trace(model, x, check_trace=False)
         torch.jit.save(traced, str(out))
     elif fmt == "onnx":
-        batch = torch.export.Dim("batch", min=1)
         torch.onnx.export(
-            model,
+            exported_program(model, x),
             (x,),
             str(out),
             input_names=["input"],
             output_names=["logits"],
-            dynamic_shapes=({0: batch},),
             dynamo=True,
             verbose=False,
             external_data=False,
@@ -153,6 +159,15 @@ def export(lib: Library, eval_id: int, fmt: str, output: str | Path, weights: st
     else:
         raise UserError(f"--format: expected one of {', '.join(FORMATS)}, got {fmt!r}")
     return origin
+
+
+def exported_program(model: Any, example: Any) -> Any:
+    """``model`` captured by `torch.export.export` with a free batch dimension (named ``batch``, from 1 up)."""
+    import torch
+
+    batch = torch.export.Dim("batch", min=1)
+    with torch.no_grad():
+        return torch.export.export(model, (example,), dynamic_shapes=({0: batch},))
 
 
 def python_source(lib: Library, eval_id: int, genome_dict: dict[str, Any], model: Any) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -204,3 +205,79 @@ def test_where_grammar_and_pareto_rows() -> None:
         if not dominated and first == i:
             brute.add(i)
     assert {tuple(values[i]) for i in got} == {tuple(values[i]) for i in brute}
+
+
+LOAD_WITHOUT_MENNDL = """
+import sys
+try:
+    import menndl  # noqa: F401
+except ImportError:
+    pass
+else:
+    raise SystemExit("menndl is importable here: not a test of loading without it")
+import json, numpy, onnxruntime, torch
+program = torch.export.load(sys.argv[1]).module()
+session = onnxruntime.InferenceSession(sys.argv[2], providers=["CPUExecutionProvider"])
+outputs = []
+for path in sys.argv[3:]:
+    x = numpy.load(path)
+    with torch.no_grad():
+        pt2 = program(torch.from_numpy(x)).numpy()
+    onnx = session.run(None, {session.get_inputs()[0].name: x})[0]
+    outputs.append({"pt2": pt2.tolist(), "onnx": onnx.tolist()})
+print(json.dumps(outputs))
+"""
+
+
+def _without_menndl() -> tuple[list[str], dict[str, str]]:
+    """An interpreter that has torch, numpy and onnxruntime but cannot import menndl (as in a fresh venv).
+
+    ``-S`` skips site processing, so the editable install's ``.pth`` hook is not run; the venv's
+    site-packages is put on the path for the third-party packages alone.
+    """
+    import onnxruntime
+    import torch
+
+    paths = sorted({str(Path(module.__file__).parents[1]) for module in (torch, onnxruntime, np)})
+    env = {"PATH": os.environ.get("PATH", ""), "PYTHONPATH": os.pathsep.join(paths)}
+    return [sys.executable, "-S", "-c", LOAD_WITHOUT_MENNDL], env
+
+
+def test_pt2_and_onnx_of_every_front_member_match_the_model_and_load_without_menndl(
+    searched: Path, tmp_path: Path
+) -> None:
+    """torch.export and ONNX exports of the Pareto front, at batch 1 and 7, run where menndl is not installed."""
+    import torch
+
+    from menndl.library.export import build, example_input, export, standardised
+
+    command, env = _without_menndl()
+    with Library.open(searched) as lib:
+        front = [int(i) for i in lib.pareto_ids()]
+        kept = set(lib.weight_ids())
+        assert front and kept & set(front)  # trained weights for at least one member
+        for eval_id in front:
+            network, _, _ = build(lib, eval_id)
+            model = standardised(lib, network)
+            export(lib, eval_id, "pt2", tmp_path / "m.pt2")
+            export(lib, eval_id, "onnx", tmp_path / "m.onnx")
+            inputs = [example_input(lib, batch=batch) for batch in (1, 7)]  # the batch dimension is free
+            for batch, x in zip((1, 7), inputs):
+                np.save(tmp_path / f"x{batch}.npy", x.numpy())
+            done = subprocess.run([*command, str(tmp_path / "m.pt2"), str(tmp_path / "m.onnx"),
+                                   str(tmp_path / "x1.npy"), str(tmp_path / "x7.npy")], env=env, cwd=tmp_path,
+                                  capture_output=True, text=True, timeout=120)  # fmt: skip
+            assert done.returncode == 0, done.stderr[-2000:]
+            for x, got in zip(inputs, json.loads(done.stdout)):
+                with torch.no_grad():
+                    want = model(x).numpy()
+                np.testing.assert_allclose(np.array(got["pt2"]), want, rtol=0, atol=1e-5)
+                np.testing.assert_allclose(np.array(got["onnx"]), want, rtol=0, atol=1e-5)
+
+
+def test_torchscript_export_says_once_that_it_is_deprecated(searched: Path, tmp_path: Path) -> None:
+    done = run_menndl(["export", str(searched), "0", "--format", "torchscript", "-o", str(tmp_path / "m.ts")],
+                      timeout=120)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    notes = [line for line in done.stderr.splitlines() if "deprecated" in line]
+    assert notes == ["menndl: note: TorchScript is deprecated in torch 2.13 (torch.jit); --format pt2 is its successor"]
