@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 MPI ?= mpich
 STAMP := $(VENV)/.install-stamp
 
-.PHONY: install slurm demo test lint clean
+.PHONY: install slurm browser demo test lint clean
 
 install: $(STAMP)
 
@@ -33,7 +33,14 @@ slurm:
 		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends slurm-wlm munge; \
 	else echo "make: slurm-wlm and munge are not installed (needs root): tests/cluster/test_slurm.py will be skipped"; fi
 
-test: install slurm lint
+# Debian's headless Chromium for tests/commands/test_report.py (the report opened from file:// without network).
+browser:
+	@if command -v chromium >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ]; then \
+		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium; \
+	else echo "make: chromium is not installed (needs root): the report's browser tests will be skipped"; fi
+
+test: install slurm browser lint
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest -q tests
 
 lint: install

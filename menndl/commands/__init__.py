@@ -14,6 +14,7 @@ COMMANDS: tuple[str, ...] = (
     "export",
     "train",
     "plot",
+    "report",
     "simulate",
     "bench",
 )
