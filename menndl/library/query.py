@@ -100,23 +100,43 @@ def ranked(
         take *= 4
 
 
+PARETO_CHUNK = 4096  # rows screened together against the front found so far
+
+
 def pareto_rows(values: np.ndarray, directions: Sequence[float]) -> np.ndarray:
-    """Indices of the non-dominated rows of ``values`` (n x k), each column maximised if its direction > 0."""
+    """Indices of the non-dominated rows of ``values`` (n x k), each column maximised if its direction > 0.
+
+    Of rows with equal values only the first (in sort order) is kept.  Rows are taken in lexicographic
+    order of their costs, so a row can only be dominated by rows before it: each chunk is first screened
+    against the front so far in one vectorised step, and only the few rows left are compared one by one.
+    """
     if len(values) == 0:
         return np.empty(0, dtype=np.int64)
     cost = -values * np.asarray(directions, dtype=np.float64)  # minimise every column
     order = np.lexsort(cost.T[::-1])
     front: list[int] = []
-    for i in order:
-        row = cost[i]
-        if front:
-            kept = cost[front]
-            if np.any(np.all(kept <= row, axis=1) & np.any(kept < row, axis=1)):
+    front_cost = np.empty((0, cost.shape[1]))
+    for start in range(0, len(order), PARETO_CHUNK):
+        rows = order[start : start + PARETO_CHUNK]
+        chunk = cost[rows]
+        if len(front_cost):
+            keep = ~_covered(front_cost, chunk)
+            rows, chunk = rows[keep], chunk[keep]
+        for i, row in zip(rows.tolist(), chunk):
+            if len(front_cost) and np.any(np.all(front_cost <= row, axis=1)):  # dominated by, or equal to, one
                 continue
-            if np.any(np.all(kept == row, axis=1)):
-                continue
-        front.append(int(i))
+            front.append(i)
+            front_cost = np.vstack([front_cost, row])
     return np.asarray(front, dtype=np.int64)
+
+
+def _covered(front_cost: np.ndarray, chunk: np.ndarray, block: int = 2048) -> np.ndarray:
+    """For each row of ``chunk``: whether some row of ``front_cost`` is no worse in every column."""
+    covered = np.zeros(len(chunk), dtype=bool)
+    for first in range(0, len(front_cost), block):
+        part = front_cost[first : first + block]
+        covered |= np.any(np.all(part[:, None, :] <= chunk[None, :, :], axis=2), axis=0)
+    return covered
 
 
 def pareto_front(lib: Library, objectives: Sequence[str] | None = None) -> np.ndarray:

@@ -18,9 +18,10 @@ from typing import Any
 
 import numpy as np
 
-from menndl.library.query import DIRECTIONS, lineage, pareto_front
+from menndl.library.query import DIRECTIONS, pareto_front
 from menndl.library.reader import Library
 from menndl.library.status import search_status
+from menndl.library.stored import stored_parents
 
 MAX_POINTS = 20_000  # rows beyond the front shown at most (sampled evenly over the ids)
 GENEALOGY_TOP = 5  # the most accurate architectures whose ancestry is drawn
@@ -35,8 +36,10 @@ def report_html(lib: Library, max_points: int = MAX_POINTS, seed: int = 0) -> st
     import plotly.io as pio
     import plotly.offline
 
+    names = _objectives(lib)
+    front = pareto_front(lib, names) if len(_ok_rows(lib)) else np.empty(0, dtype=np.int64)  # row positions
     figures = [
-        ("Pareto front", _front_figure(lib, max_points, seed)),
+        ("Pareto front", _front_figure(lib, names, front, max_points, seed)),
         ("Best validation accuracy over time", _progress_figure(lib)),
         ("Worker utilization over time", _utilization_figure(lib)),
         (f"Genealogy of the {GENEALOGY_TOP} most accurate architectures", _genealogy_figure(lib)),
@@ -51,11 +54,11 @@ def report_html(lib: Library, max_points: int = MAX_POINTS, seed: int = 0) -> st
             else "<p class='empty'>nothing to show yet</p>"
         )
         parts.append(f"<section><h2>{html.escape(title)}</h2>{body}</section>")
-    tables = _layer_tables(lib)
+    tables = _layer_tables(lib, front)
     return _PAGE.format(
         title=html.escape(f"menndl report: {lib.path.name}"),
         plotly=plotly.offline.get_plotlyjs(),
-        summary=_summary_html(lib),
+        summary=_summary_html(lib, front),
         figures="\n".join(parts),
         failures=_failures_html(lib),
         job=html.escape(str(lib.attrs.get("job", ""))),
@@ -90,13 +93,11 @@ def _hover(lib: Library, rows: np.ndarray, names: list[str]) -> list[str]:
     ]
 
 
-def _front_figure(lib: Library, max_points: int, seed: int) -> Any:
+def _front_figure(lib: Library, names: list[str], front: np.ndarray, max_points: int, seed: int) -> Any:
     import plotly.graph_objects as go
 
-    names = _objectives(lib)
-    if len(_ok_rows(lib)) == 0 or len(names) < 2:
+    if len(front) == 0 or len(names) < 2:
         return None
-    front = pareto_front(lib, names)
     rest = _shown_rows(lib, front, max_points, seed)
     ids = lib.column("id")
     groups = [("evaluations" + (f" (a sample of {len(rest)})" if len(rest) == max_points else ""), rest, "#9aa5b1", 5),
@@ -184,24 +185,19 @@ def _genealogy_figure(lib: Library) -> Any:
     ok = ok[np.isfinite(accuracy[ok])]
     if len(ok) == 0:
         return None
-    ids, finished = lib.column("id"), lib.column("finished_at")
+    ids = lib.column("id")
     top = ok[np.argsort(-accuracy[ok], kind="stable")[:GENEALOGY_TOP]]
-    nodes: dict[int, dict[str, Any]] = {}
+    nodes = ancestry(lib, top, GENEALOGY_DEPTH)
     edges: set[tuple[int, int]] = set()
-    for row in top:
-        for depth, member in lineage(lib, int(ids[row])):
-            if depth > GENEALOGY_DEPTH:
-                break
-            nodes.setdefault(int(member["id"]), member)
     for eval_id, member in nodes.items():
-        for parent in json.loads(member["parents"] or "[]"):
+        for parent in stored_parents(lib.path, member):
             if int(parent) in nodes:
                 edges.add((int(parent), eval_id))
     figure = go.Figure()
 
     def place(member: dict[str, Any]) -> tuple[str, float]:
         value = float(member["accuracy"]) if math.isfinite(float(member["accuracy"])) else 0.0
-        return _times([float(member["finished_at"])])[0], value
+        return _times(np.array([float(member["finished_at"])]))[0], value
 
     xs: list[Any] = []
     ys: list[Any] = []
@@ -223,8 +219,35 @@ def _genealogy_figure(lib: Library) -> Any:
                    f"<br>params {int(m['params'])}" for m in members], hoverinfo="text"))  # fmt: skip
     figure.update_layout(xaxis_title="finished (UTC)", yaxis_title="validation accuracy", margin={"t": 30},
                          clickmode="event")  # fmt: skip
-    del finished
     return figure
+
+
+def ancestry(lib: Library, rows: np.ndarray, depth: int) -> dict[int, dict[str, Any]]:
+    """id -> row of the evaluations at ``rows`` and their ancestors up to ``depth`` generations back.
+
+    One read of the library per generation (`Library.rows` of that generation's rows), so a deep or
+    wide family in a million-row library costs a few reads, not one per member.
+    """
+    ids = lib.column("id")
+    order = np.argsort(ids, kind="stable")
+    sorted_ids = ids[order]
+    found: dict[int, dict[str, Any]] = {}
+    generation = np.asarray(rows, dtype=np.int64)
+    for _ in range(depth + 1):
+        if len(generation) == 0:
+            break
+        members = lib.rows(generation.tolist())
+        wanted: set[int] = set()
+        for member in members:
+            found[int(member["id"])] = member
+            wanted.update(int(p) for p in stored_parents(lib.path, member))
+        wanted -= found.keys()
+        if not wanted:
+            break
+        targets = np.fromiter(sorted(wanted), dtype=np.int64)
+        at = np.minimum(np.searchsorted(sorted_ids, targets), len(sorted_ids) - 1)
+        generation = order[at[sorted_ids[at] == targets]]  # parents not in this library are left out
+    return found
 
 
 def _operator_figure(lib: Library) -> Any:
@@ -242,10 +265,10 @@ def _operator_figure(lib: Library) -> Any:
     return figure
 
 
-def _summary_html(lib: Library) -> str:
+def _summary_html(lib: Library, front: np.ndarray) -> str:
     state = search_status(lib)
     status = lib.column("status").astype(str)
-    words, counts = np.unique(status, return_counts=True) if len(status) else ([], [])
+    words, counts = np.unique(status, return_counts=True)
     ok = status == "ok"
     accuracy = lib.column("accuracy")
     best = float(np.nanmax(accuracy[ok])) if ok.any() and np.isfinite(accuracy[ok]).any() else math.nan
@@ -256,7 +279,7 @@ def _summary_html(lib: Library) -> str:
         ("evaluations", f"{len(lib)} (" + ", ".join(f"{w} {c}" for w, c in zip(words, counts)) + ")"),
         ("best validation accuracy", _fmt(best)),
         ("objectives", ", ".join(_objectives(lib))),
-        ("Pareto front", str(len(lib.pareto_ids()))),
+        ("Pareto front", f"{len(front)} architectures"),
         ("created", str(lib.attrs.get("created_at", ""))),
     ]
     rows = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>" for k, v in cells)
@@ -283,7 +306,7 @@ def _failures_html(lib: Library) -> str:
     return f"<table class='failures'><tr><th>status</th><th>count</th><th>error</th><th>ids</th></tr>{rows}</table>"
 
 
-def _layer_tables(lib: Library) -> dict[str, str]:
+def _layer_tables(lib: Library, front: np.ndarray) -> dict[str, str]:
     """id -> the layer table of the front's members, then the most accurate, up to `LAYER_TABLES`."""
     from menndl.genome.layer_table import format_layer_table
     from menndl.library.export import spec_of
@@ -296,7 +319,6 @@ def _layer_tables(lib: Library) -> dict[str, str]:
     accuracy = lib.column("accuracy")
     ok = _ok_rows(lib)
     ok = ok[np.isfinite(accuracy[ok])]
-    front = pareto_front(lib, _objectives(lib)) if len(ok) else np.empty(0, dtype=np.int64)
     chosen = list(dict.fromkeys([*front.tolist(), *ok[np.argsort(-accuracy[ok], kind="stable")].tolist()]))
     tables: dict[str, str] = {}
     for row in lib.rows(chosen[:LAYER_TABLES]):
