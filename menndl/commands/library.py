@@ -10,6 +10,7 @@ import argparse
 import json
 import math
 import sys
+from datetime import datetime, timezone
 from typing import Any
 
 from menndl.errors import OneLineParser, UserError
@@ -91,7 +92,12 @@ def _top(lib: Any, action: argparse.Namespace) -> int:
     return _print_rows(lib.rows(rows.tolist()), action.json, lib.path)
 
 
-def _fmt(value: Any) -> str:
+TIME_FIELDS = ("submitted_at", "finished_at")  # unix seconds, shown as ISO 8601 dates (UTC)
+
+
+def _fmt(value: Any, key: str = "") -> str:
+    if key in TIME_FIELDS and isinstance(value, float) and math.isfinite(value):
+        return datetime.fromtimestamp(value, tz=timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
     if isinstance(value, float):
         return "-" if math.isnan(value) else f"{value:.4g}"
     if isinstance(value, int):
@@ -140,7 +146,7 @@ def _show(lib: Any, eval_id: int, as_json: bool) -> int:
         return 0
     for key, value in row.items():
         if key not in ("genome", "error"):
-            print(f"{key:>14}: {_fmt(value)}")
+            print(f"{key:>14}: {_fmt(value, key)}")
     if row["error"]:
         print(f"{'error':>14}: {row['error'].strip()}")
     print(f"{'weights':>14}: {'kept in the library' if eval_id in lib.weight_ids() else 'not kept'}")

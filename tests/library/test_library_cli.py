@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from datetime import datetime, timezone
 from pathlib import Path
 
 import h5py
@@ -54,6 +55,8 @@ def test_top_pareto_show_stats_lineage(searched: Path) -> None:
     assert shown["id"] == best and isinstance(shown["genome"], dict)
     table = run_menndl(["library", lib, "show", str(best)], timeout=60)
     assert "total" in table.stdout and "classifier" in table.stdout
+    finished = datetime.fromtimestamp(shown["finished_at"], tz=timezone.utc).isoformat(timespec="seconds")
+    assert f"finished_at: {finished.replace('+00:00', 'Z')}" in table.stdout  # a date, not 1.797e+09
     stats = _json(["library", lib, "stats", "--json"])
     assert stats["evaluations"] == 6 and sum(stats["status"].values()) == 6
     # keep_weights = 2: at most 2 kept (the workers send weights once WORKER's side is merged)
