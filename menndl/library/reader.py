@@ -268,7 +268,10 @@ class Library:
         if name in self._cache or len(positions) > 4096:
             return self._column(name)[positions]
         out = np.empty(len(positions), dtype=object)
-        out[:] = [row[name] for row in self._rows_of([name], positions.tolist())]
+        wanted = positions.tolist()
+        step = 256  # `_rows_of` reads a whole column beyond that many rows
+        out[:] = [row[name] for first in range(0, len(wanted), step)
+                  for row in self._rows_of([name], wanted[first : first + step])]  # fmt: skip
         return out
 
     def records(self) -> list[dict[str, Any]]:

@@ -236,7 +236,7 @@ def ancestry(lib: Library, rows: np.ndarray, depth: int) -> dict[int, dict[str, 
     for _ in range(depth + 1):
         if len(generation) == 0:
             break
-        members = lib.rows(generation.tolist())
+        members = _members(lib, generation)
         wanted: set[int] = set()
         for member in members:
             found[int(member["id"])] = member
@@ -248,6 +248,14 @@ def ancestry(lib: Library, rows: np.ndarray, depth: int) -> dict[int, dict[str, 
         at = np.minimum(np.searchsorted(sorted_ids, targets), len(sorted_ids) - 1)
         generation = order[at[sorted_ids[at] == targets]]  # parents not in this library are left out
     return found
+
+
+def _members(lib: Library, rows: np.ndarray) -> list[dict[str, Any]]:
+    """The fields the genealogy shows of the rows at ``rows``: only those rows of the string columns are read."""
+    fields = {name: lib.column(name)[rows].tolist() for name in ("id", "accuracy", "finished_at", "params")}
+    for name in ("parents", "operator", "status"):
+        fields[name] = lib.column_at(name, rows).tolist()
+    return [dict(zip(fields, values)) for values in zip(*fields.values())]
 
 
 def _operator_figure(lib: Library) -> Any:
@@ -286,16 +294,21 @@ def _summary_html(lib: Library, front: np.ndarray) -> str:
     return f"<table class='summary'>{rows}</table>"
 
 
+FAILURE_SAMPLE = 4096  # failed rows whose error text is read for the kinds of failure
+
+
 def _failures_html(lib: Library) -> str:
-    """Each kind of failure: its status, how many, and the last line of the first error of that kind."""
-    status, errors = lib.column("status").astype(str), lib.column("error").astype(str)
+    """Each kind of failure: its status, how many, and the last line of its error (from the first failures)."""
+    status = lib.column("status").astype(str)
     bad = np.flatnonzero(status != "ok")
     if len(bad) == 0:
         return "<p>no failures</p>"
+    sample = bad[:FAILURE_SAMPLE]
+    errors = lib.column_at("error", sample).astype(str)  # those rows' errors only, not the whole column
     kinds: dict[tuple[str, str], list[int]] = {}
     ids = lib.column("id")
-    for row in bad[:100_000]:
-        lines = [line for line in errors[row].strip().splitlines() if line.strip()]
+    for row, error in zip(sample.tolist(), errors.tolist()):
+        lines = [line for line in error.strip().splitlines() if line.strip()]
         kinds.setdefault((status[row], lines[-1][:200] if lines else ""), []).append(int(ids[row]))
     items = sorted(kinds.items(), key=lambda item: -len(item[1]))[:30]
     rows = "".join(
@@ -303,7 +316,11 @@ def _failures_html(lib: Library) -> str:
         f"<td>{html.escape(', '.join(map(str, found[:8])))}{' ...' if len(found) > 8 else ''}</td></tr>"
         for (word, text), found in items
     )
-    return f"<table class='failures'><tr><th>status</th><th>count</th><th>error</th><th>ids</th></tr>{rows}</table>"
+    words, counts = np.unique(status[bad], return_counts=True)
+    totals = ", ".join(f"{w} {c}" for w, c in zip(words.tolist(), counts.tolist()))
+    note = f" (kinds among the first {len(sample)} of {len(bad)})" if len(sample) < len(bad) else ""
+    return (f"<p>{html.escape(totals)}{note}</p><table class='failures'><tr><th>status</th><th>count</th>"
+            f"<th>error</th><th>ids</th></tr>{rows}</table>")  # fmt: skip
 
 
 def _layer_tables(lib: Library, front: np.ndarray) -> dict[str, str]:
@@ -320,10 +337,12 @@ def _layer_tables(lib: Library, front: np.ndarray) -> dict[str, str]:
     ok = _ok_rows(lib)
     ok = ok[np.isfinite(accuracy[ok])]
     chosen = list(dict.fromkeys([*front.tolist(), *ok[np.argsort(-accuracy[ok], kind="stable")].tolist()]))
+    positions = np.asarray(chosen[:LAYER_TABLES], dtype=np.int64)
     tables: dict[str, str] = {}
-    for row in lib.rows(chosen[:LAYER_TABLES]):
-        if row["genome"]:
-            tables[str(int(row["id"]))] = format_layer_table(stored_genome(lib.path, row, spec), spec)
+    for eval_id, text in zip(lib.column("id")[positions].tolist(), lib.column_at("genome", positions).tolist()):
+        if text:
+            row = {"id": eval_id, "genome": text}
+            tables[str(int(eval_id))] = format_layer_table(stored_genome(lib.path, row, spec), spec)
     return tables
 
 
