@@ -13,7 +13,7 @@ from conftest import BIN, TINY_JOB, menndl_env, run_menndl
 
 from menndl.library import Library
 
-pytestmark = [pytest.mark.mpi, pytest.mark.timeout(300)]
+pytestmark = [pytest.mark.mpiexec, pytest.mark.timeout(300)]
 
 MPIEXEC = shutil.which("mpiexec", path=f"{BIN}:/usr/bin:/usr/local/bin")
 

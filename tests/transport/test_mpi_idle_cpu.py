@@ -10,7 +10,7 @@ import sys
 import pytest
 from conftest import BIN, REPO, menndl_env
 
-pytestmark = [pytest.mark.mpi, pytest.mark.timeout(180)]
+pytestmark = [pytest.mark.mpiexec, pytest.mark.timeout(180)]
 
 MPIEXEC = shutil.which("mpiexec", path=f"{BIN}:/usr/bin:/usr/local/bin")
 

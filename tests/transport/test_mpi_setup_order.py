@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from conftest import BIN, REPO, menndl_env
 
-pytestmark = [pytest.mark.mpi, pytest.mark.timeout(120)]
+pytestmark = [pytest.mark.mpiexec, pytest.mark.timeout(120)]
 
 MPIEXEC = shutil.which("mpiexec", path=f"{BIN}:/usr/bin:/usr/local/bin")
 
