@@ -1,5 +1,5 @@
 # Two entry points on a fresh Debian/Ubuntu machine with Python 3.11:
-#   make demo   install everything into .venv, then run the default search (digits)
+#   make demo   install everything into .venv, then run the demo search (MNIST-1D, 120 evaluations)
 #   make test   install everything into .venv, then run the whole test suite
 PYTHON ?= python3
 VENV ?= .venv
@@ -24,7 +24,7 @@ $(STAMP): setup.cfg pyproject.toml
 	touch $(STAMP)
 
 demo: install
-	$(BIN)/menndl run jobs/digits.toml
+	$(BIN)/menndl run jobs/mnist1d.toml --evaluations 120
 
 # A one-node SLURM for tests/cluster/test_slurm.py (Debian's slurm-wlm and munge), installed once when missing.
 slurm:
