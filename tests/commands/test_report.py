@@ -86,3 +86,28 @@ def test_bad_input_is_one_line(tmp_path: Path) -> None:
     assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
     done = run_menndl(["report", str(tmp_path / "none.h5"), "-o", str(tmp_path / "no" / "r.html")], timeout=60)
     assert done.returncode == 2 and "does not exist" in done.stderr, done.stderr
+
+
+def test_report_of_a_live_library_shows_what_its_journal_holds(tmp_path: Path) -> None:
+    """A writer still open (a search running): the report reads the journal, and says the search is not closed."""
+    from menndl.library import LibraryWriter
+
+    path = tmp_path / "live.h5"
+    writer = LibraryWriter(path, job_text='name = "live"\n', attrs={"objectives": "accuracy,params"}, flush_every=1000)
+    for i in range(12):
+        failed = i % 5 == 4
+        writer.append({"id": i, "parents": json.dumps([i - 1] if i else []), "operator": "mutate" if i else "random",
+                       "status": "failed" if failed else "ok", "error": "Traceback\nValueError: bad block" * failed,
+                       "accuracy": float("nan") if failed else 0.5 + i / 40, "params": 100 * (12 - i) + 50 * (i % 3),
+                       "train_seconds": 1.0 + i, "worker_rank": 1 + i % 2, "submitted_at": 1.8e9 + i,
+                       "finished_at": 1.8e9 + i + 0.9})  # fmt: skip
+    writer.commit()  # in the journal, not yet in the HDF5 file (flush_every 1000)
+    try:
+        out = tmp_path / "report.html"
+        done = run_menndl(["report", str(path), "-o", str(out)], timeout=120)
+        assert done.returncode == 0, done.stderr
+        text = out.read_text()
+        assert "interrupted" in text and "12 (failed 2, ok 10)" in text
+        assert "ValueError: bad block" in text  # the failures table, from the journal's rows
+    finally:
+        writer.close()
