@@ -3,8 +3,8 @@
 What it shows: the Pareto front over the library's objectives (a scatter for two, every pair for more), with
 each point's id and metrics on hover and its layer table on click; the best accuracy over time; worker
 utilization over time; the genealogy of the most accurate architectures; counts by operator and by status,
-with the first line of each kind of failure; the job.  Points beyond the front are sampled down to
-``max_points`` (the front is always whole), so a library of a million rows renders as fast as a small one.
+with the last line of each kind of failure's error; the job.  Points beyond the front are sampled down to
+``max_points`` (the front is always whole), so the page stays small however many rows the library has.
 Reads a live library like every other query (its journal), never the file being written.
 """
 
@@ -23,7 +23,7 @@ from menndl.library.reader import Library
 from menndl.library.status import search_status
 from menndl.library.stored import stored_parents
 
-MAX_POINTS = 20_000  # rows beyond the front shown at most (sampled evenly over the ids)
+MAX_POINTS = 20_000  # rows beyond the front shown at most (a seeded random sample of them)
 GENEALOGY_TOP = 5  # the most accurate architectures whose ancestry is drawn
 GENEALOGY_DEPTH = 6  # generations back
 TIMELINE_BINS = 300  # points of the utilization curve

@@ -111,3 +111,15 @@ def test_report_of_a_live_library_shows_what_its_journal_holds(tmp_path: Path) -
         assert "ValueError: bad block" in text  # the failures table, from the journal's rows
     finally:
         writer.close()
+
+
+def test_utilization_curve_counts_the_tasks_held_at_each_time() -> None:
+    import numpy as np
+
+    from menndl.library.report import utilization_curve
+
+    # 2 workers: one task over [0, 10], one over [5, 10], one that never finished (left out)
+    times, share = utilization_curve(np.array([0.0, 5.0, 2.0]), np.array([10.0, 10.0, np.nan]), 2, bins=5)
+    assert times.tolist() == [0.0, 2.5, 5.0, 7.5, 10.0]
+    assert share.tolist() == [0.5, 0.5, 1.0, 1.0, 0.0]  # at 10 both have finished
+    assert utilization_curve(np.array([]), np.array([]), 2)[0].size == 0
