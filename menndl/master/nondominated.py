@@ -7,7 +7,11 @@ each front keeps a 2-D "staircase" of its rows' last two objectives, so the
 question "does front f hold a dominator of this row?" is one bisection, and
 the row's front is found by binary search over the fronts (dominance by front
 f implies dominance by every earlier front).
-Four or more objectives fall back to block-wise numpy comparisons (quadratic).
+Four or more objectives use dominator bitsets: per objective, the set of rows
+no worse in it is a prefix of that objective's sort order (one cumulative OR),
+a row's dominators are the AND of its sets, and fronts are peeled off by
+clearing the bits of each front found (quadratic in bits, n^2 / 8 bytes per
+objective, about 8x fewer operations than comparing rows blockwise).
 """
 
 from __future__ import annotations
@@ -16,8 +20,6 @@ from bisect import bisect_right
 
 import numpy as np
 
-BLOCK = 256  # rows per block in the quadratic fallback
-
 
 def front_ranks(values: np.ndarray) -> np.ndarray:
     """Front index (0 = non-dominated) of every row of ``values`` (rows x objectives, minimised)."""
@@ -25,7 +27,7 @@ def front_ranks(values: np.ndarray) -> np.ndarray:
     if len(values) == 0:
         return np.zeros(0, dtype=np.int64)
     if values.shape[1] > 3:
-        return _ranks_blockwise(values)
+        return _ranks_bitsets(values)
     order, rows, distinct, group = _sorted_distinct(values)
     ranks = np.empty(len(values), dtype=np.int64)
     ranks[order] = _ranks_staircase(rows[distinct])[group]
@@ -39,7 +41,7 @@ def first_front(values: np.ndarray) -> np.ndarray:
     if len(values) == 0:
         return np.zeros(0, dtype=bool)
     if values.shape[1] > 3:
-        return _ranks_blockwise(values) == 0
+        return _ranks_bitsets(values, first_only=True) == 0
     order, rows, distinct, group = _sorted_distinct(values)
     rows = rows[distinct]
     xs, ys = rows[:, 1].tolist(), rows[:, 2].tolist()
@@ -111,39 +113,43 @@ def _ranks_staircase(rows: np.ndarray) -> np.ndarray:
     return np.asarray(ranks, dtype=np.int64)
 
 
-def _ranks_blockwise(values: np.ndarray) -> np.ndarray:
-    """Fronts by comparing each block of rows with every earlier row (any number of objectives)."""
-    order = np.lexsort(values.T[::-1])
-    rows = values[order]
-    ranks = np.zeros(len(rows), dtype=np.int64)
-    for start in range(0, len(rows), BLOCK):
-        end = min(len(rows), start + BLOCK)
-        base = np.zeros(end - start, dtype=np.int64)
-        if start:
-            dominated = dominators(rows[:start], rows[start:end])
-            base = np.where(dominated, ranks[None, :start] + 1, 0).max(axis=1)
-        inside = dominators(rows[start:end], rows[start:end])
-        current = base
-        while True:  # longest dominance chain inside the block; converges within the block size
-            following = np.maximum(base, np.where(inside, current[None, :] + 1, 0).max(axis=1))
-            if np.array_equal(following, current):
-                break
-            current = following
-        ranks[start:end] = current
-    out = np.empty_like(ranks)
-    out[order] = ranks
-    return out
+def _ranks_bitsets(values: np.ndarray, first_only: bool = False) -> np.ndarray:
+    """Fronts of any number of objectives from dominator bitsets (see the module's docstring).
 
-
-def dominators(candidates: np.ndarray, targets: np.ndarray) -> np.ndarray:
-    """Boolean matrix (targets x candidates): does candidate j dominate target i?"""
-    less_equal = np.ones((len(targets), len(candidates)), dtype=bool)
-    equal = np.ones_like(less_equal)
-    for j in range(targets.shape[1]):
-        a, b = candidates[None, :, j], targets[:, None, j]
-        less_equal &= a <= b
-        equal &= a == b
-    return less_equal & ~equal
+    With ``first_only`` only the first front is found: every other row gets rank 1.
+    """
+    unique, group = np.unique(values, axis=0, return_inverse=True)  # equal rows share one front
+    group = group.reshape(-1)
+    count, words = len(unique), (len(unique) + 63) >> 6
+    rows = np.arange(count)
+    bits = np.left_shift(np.uint64(1), (rows & 63).astype(np.uint64))
+    dominators = np.full((count, words), np.uint64(2**64 - 1))
+    prefix = np.empty((count, words), dtype=np.uint64)
+    position = np.empty(count, dtype=np.int64)
+    for column in unique.T:
+        order = np.argsort(column, kind="stable")
+        prefix.fill(0)
+        prefix[rows, order >> 6] = bits[order]
+        np.bitwise_or.accumulate(prefix, axis=0, out=prefix)  # prefix[s]: rows at sorted positions <= s
+        ordered = column[order]
+        position[order] = np.searchsorted(ordered, ordered, side="right") - 1  # a tie shares its group's prefix
+        dominators &= np.take(prefix, position, axis=0)  # one gather (an indexed &= is ten times slower)
+    dominators[rows, rows >> 6] &= ~bits  # distinct rows no worse in every objective are dominators
+    ranks = np.zeros(count, dtype=np.int64)
+    alive, rank = rows, 0
+    while len(alive):
+        empty = ~dominators.any(axis=1)
+        front = alive[empty]
+        ranks[front] = rank
+        if first_only:
+            ranks[alive[~empty]] = 1
+            break
+        alive, dominators = alive[~empty], dominators[~empty]
+        cleared = np.zeros(words, dtype=np.uint64)
+        np.bitwise_or.at(cleared, front >> 6, bits[front])
+        dominators &= ~cleared
+        rank += 1
+    return ranks[group]
 
 
 def dominated_by_any(columns: np.ndarray, point: np.ndarray | tuple[float, ...]) -> np.ndarray:

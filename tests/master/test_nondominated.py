@@ -42,7 +42,7 @@ def deap_fronts(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 @settings(max_examples=60, deadline=None)
 @given(
-    objectives=st.integers(1, 4),
+    objectives=st.integers(1, 6),
     rows=st.integers(1, 60),
     levels=st.integers(2, 6),
     seed=st.integers(0, 2**31),
@@ -55,7 +55,7 @@ def test_fronts_equal_deap_with_ties(objectives: int, rows: int, levels: int, se
 
 
 @settings(max_examples=40, deadline=None)
-@given(objectives=st.integers(1, 4), rows=st.integers(0, 400), levels=st.integers(2, 1000), seed=st.integers(0, 2**31))
+@given(objectives=st.integers(1, 6), rows=st.integers(0, 400), levels=st.integers(2, 1000), seed=st.integers(0, 2**31))
 def test_first_front_is_front_zero(objectives: int, rows: int, levels: int, seed: int) -> None:
     values = np.random.default_rng(seed).integers(0, levels, (rows, objectives)).astype(float)
     assert np.array_equal(first_front(values), front_ranks(values) == 0)
