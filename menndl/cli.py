@@ -19,9 +19,7 @@ from menndl.errors import OneLineParser, UserError, report_stop
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser for every subcommand."""
-    parser = OneLineParser(
-        prog="menndl", description="MENNDL-style neural architecture search for HPC clusters."
-    )
+    parser = OneLineParser(prog="menndl", description="MENNDL-style neural architecture search for HPC clusters.")
     parser.add_argument("--version", action="version", version=f"menndl {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMANDS:

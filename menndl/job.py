@@ -21,7 +21,7 @@ from typing import Any
 from menndl.data.keys import DataKeys
 from menndl.errors import UserError
 from menndl.genome.space import SearchSpace
-from menndl.objectives import DIRECTIONS, RANKINGS
+from menndl.objectives import DIRECTIONS, RANKINGS, measurements_needed
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -62,9 +62,7 @@ class DataConfig:
         if not self.source.strip():
             raise ValueError("data.source: expected 'digits', 'mnist1d' or a .h5/.hdf5/.npz/.npy path, got ''")
         if not 0.0 < self.validation_fraction < 1.0:
-            raise ValueError(
-                f"data.validation_fraction: expected a number in (0, 1), got {self.validation_fraction}"
-            )
+            raise ValueError(f"data.validation_fraction: expected a number in (0, 1), got {self.validation_fraction}")
         if not 0.0 <= self.test_fraction < 1.0:
             raise ValueError(f"data.test_fraction: expected a number in [0, 1), got {self.test_fraction}")
         if self.validation_fraction + self.test_fraction >= 1.0:
@@ -122,6 +120,11 @@ class AugmentConfig:
 #: same space with selection off (a baseline), Optuna's NSGAIISampler over the same genome encoding (a baseline).
 STRATEGIES: tuple[str, ...] = ("nsga2", "random", "optuna")
 
+#: Values of ``search.selection``: who survives a re-ranking of the population (NSGA-II's crowding distance,
+#: NSGA-III's reference points, SPEA2's strength and density; the last two from DEAP).
+SELECTIONS: tuple[str, ...] = ("nsga2", "nsga3", "spea2")
+SPEA2_MAX_POPULATION = 500  # DEAP's selSPEA2 is quadratic in pure Python: 1 s per re-ranking at 600 members
+
 
 @dataclass(frozen=True)
 class SearchConfig:
@@ -141,10 +144,21 @@ class SearchConfig:
     stop_grace: float = 600.0  # seconds a stop signal waits for running evaluations before leaving them to --resume
     strategy: str = "nsga2"  # who proposes children: menndl's NSGA-II, plain random sampling, or Optuna's NSGA-II
     spread_start: bool = True  # nsga2: the random start spans model sizes evenly in log(parameters)
+    selection: str = "nsga2"  # who survives a re-ranking: one of SELECTIONS
+    reference_points: tuple[tuple[float, ...], ...] = ()  # nsga3: one point per row, one value per objective
+    reference_divisions: int | None = None  # nsga3: Das-Dennis points with this many divisions (default by objectives)
+    max_latency: float | None = None  # measured limit: inference seconds per sample at batch 1 (`latency`)
+    max_memory: int | None = None  # measured limit: peak inference bytes at measure.batch_size (`memory`)
+    max_energy: float | None = None  # measured limit: joules per inference sample (`energy`)
 
     def __post_init__(self) -> None:
         if self.strategy not in STRATEGIES:
             raise ValueError(f"search.strategy: expected one of {', '.join(STRATEGIES)}, got {self.strategy!r}")
+        self._check_selection()
+        for name in ("max_latency", "max_memory", "max_energy"):
+            value = getattr(self, name)
+            if value is not None and not value > 0:
+                raise ValueError(f"search.{name}: expected a number > 0, got {value}")
         if self.prefetch < 0:
             raise ValueError(f"search.prefetch: expected an integer >= 0, got {self.prefetch}")
         for name in ("max_params", "max_flops", "rerank_interval"):
@@ -174,6 +188,34 @@ class SearchConfig:
             raise ValueError(
                 f"search.crossover_probability: expected a number in [0, 1], got {self.crossover_probability}"
             )
+
+    def _check_selection(self) -> None:
+        if self.selection not in SELECTIONS:
+            raise ValueError(f"search.selection: expected one of {', '.join(SELECTIONS)}, got {self.selection!r}")
+        if self.selection != "nsga2" and self.aging:
+            raise ValueError(f'search.selection: "{self.selection}" cuts the worst members; aging cuts the oldest')
+        if self.selection != "nsga2" and self.strategy != "nsga2":
+            raise ValueError(f'search.selection: "{self.selection}" applies to strategy "nsga2", not "{self.strategy}"')
+        if self.selection == "spea2" and self.population > SPEA2_MAX_POPULATION:
+            raise ValueError(
+                f"search.selection: spea2 (DEAP's selSPEA2, quadratic in pure Python) takes a population of at most "
+                f"{SPEA2_MAX_POPULATION}, got {self.population}; use nsga3 for larger ones"
+            )
+        if self.selection != "nsga3" and (self.reference_points or self.reference_divisions is not None):
+            key = "reference_points" if self.reference_points else "reference_divisions"
+            raise ValueError(f'search.{key}: only used with selection = "nsga3", got selection "{self.selection}"')
+        if self.reference_points and self.reference_divisions is not None:
+            raise ValueError("search.reference_points: set reference_points or reference_divisions, not both")
+        if self.reference_divisions is not None and self.reference_divisions < 1:
+            raise ValueError(f"search.reference_divisions: expected an integer >= 1, got {self.reference_divisions}")
+        for i, point in enumerate(self.reference_points):
+            if len(point) != len(self.objectives):
+                raise ValueError(
+                    f"search.reference_points[{i}]: expected {len(self.objectives)} values, one per objective "
+                    f"({', '.join(self.objectives)}), got {len(point)}"
+                )
+            if any(value < 0 for value in point):
+                raise ValueError(f"search.reference_points[{i}]: expected values >= 0, got {list(point)}")
 
 
 @dataclass(frozen=True)
@@ -225,6 +267,44 @@ class TrainingConfig:
             raise ValueError(f"training.device: expected one of {', '.join(DEVICES)}, got '{self.device}'")
 
 
+MEASURE_PRECISIONS = ("training", "fp32", "bf16", "fp16")
+MEASUREMENT_KINDS = ("latency", "memory", "energy")
+
+
+@dataclass(frozen=True)
+class MeasureConfig:
+    """The ``[measure]`` table: how a worker measures latency, memory and energy (`menndl.worker.hardware_cost`).
+
+    Measured only when an objective or a ``search.max_*`` limit needs it, or ``record`` names it.
+    """
+
+    batch_size: int = 64  # the deployed batch size: batch_latency, memory and energy are measured at it
+    seconds: float = 0.2  # timed seconds per batch size (torch.utils.benchmark's min_run_time)
+    warmup: int = 3  # untimed calls before the timing
+    precision: str = "training"  # deployed numerics: the candidate's training precision, or fp32, bf16, fp16
+    energy_seconds: float = 1.0  # inference seconds an energy reading spans at least (counters update slowly)
+    record: tuple[str, ...] = ()  # measurements to record even when no objective or limit needs them
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1:
+            raise ValueError(f"measure.batch_size: expected an integer >= 1, got {self.batch_size}")
+        if not 0 < self.seconds <= 60:
+            raise ValueError(f"measure.seconds: expected seconds in (0, 60], got {self.seconds}")
+        if self.warmup < 0:
+            raise ValueError(f"measure.warmup: expected an integer >= 0, got {self.warmup}")
+        if self.precision not in MEASURE_PRECISIONS:
+            raise ValueError(
+                f"measure.precision: expected one of {', '.join(MEASURE_PRECISIONS)}, got '{self.precision}'"
+            )
+        if not 0 < self.energy_seconds <= 600:
+            raise ValueError(f"measure.energy_seconds: expected seconds in (0, 600], got {self.energy_seconds}")
+        for kind in self.record:
+            if kind not in MEASUREMENT_KINDS:
+                raise ValueError(
+                    f"measure.record: unknown measurement '{kind}' (expected some of: latency, memory, energy)"
+                )
+
+
 FOLD_SETTINGS = ("auto", "inline", "process")  # library.fold: a helper process, the master itself, or by size
 
 
@@ -267,8 +347,17 @@ class Job:
     training: TrainingConfig
     library: LibraryConfig = field(default_factory=LibraryConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
+    measure: MeasureConfig = field(default_factory=MeasureConfig)
     path: str = ""
     text: str = field(default="", repr=False)
+
+    @property
+    def measurements(self) -> list[str]:
+        """What workers measure besides training: ``latency``, ``memory``, ``energy`` (objectives, limits, record)."""
+        search = self.search
+        limits = {"max_latency": search.max_latency, "max_memory": search.max_memory, "max_energy": search.max_energy}
+        needed = set(measurements_needed(search.objectives, limits)) | set(self.measure.record)
+        return [kind for kind in MEASUREMENT_KINDS if kind in needed]
 
     @property
     def base_dir(self) -> Path:
@@ -310,6 +399,7 @@ _SECTIONS: dict[str, type] = {
     "training": TrainingConfig,
     "library": LibraryConfig,
     "augment": AugmentConfig,
+    "measure": MeasureConfig,
 }
 _TOP_LEVEL = ("name", "seed", "description", *_SECTIONS)
 

@@ -14,13 +14,17 @@ exception while decoding or training, with its traceback in ``error``);
 the worker freed it and goes on); ``timeout`` (the candidate overran its
 budget far enough for the worker to abandon it); ``stopped-early`` (below the
 master's early-stopping threshold at a checkpoint; ``accuracy`` is the
-partial one).  The master adds ``lost`` for candidates whose worker vanished.
+partial one); ``over-limit`` (a measured ``latency``, ``memory`` or ``energy``
+above its ``search.max_*`` limit: not trained, and never a parent).  The
+master adds ``lost`` for candidates whose worker vanished.
 
 Result keys besides ``type``, ``task`` and ``status``: ``rank``, ``host``,
 ``device``, ``local_rank``; ``accuracy`` and ``loss`` (validation),
 ``train_loss``, ``params``, ``flops``, ``train_seconds``, ``epochs``,
 ``samples_per_second``, ``peak_memory_bytes``, ``latency_seconds`` (inference,
-per sample), ``precision``, ``checkpoints``; ``error`` (with the traceback)
+per sample), ``precision``, ``checkpoints``; when the setup's ``measure`` asks
+for them, ``latency``, ``batch_latency``, ``memory``, ``train_memory``,
+``energy``, ``train_energy`` and ``inference_precision``; ``error`` (with the traceback)
 unless ``ok``.  A candidate that did not finish carries the partial figures
 known (epochs, seconds, checkpoints).
 
@@ -50,16 +54,34 @@ def setup_message(job: Job, fingerprint: str) -> dict[str, Any]:
     data["base_dir"] = str(job.base_dir)
     augment = {key: list(value) if isinstance(value, tuple) else value
                for key, value in dataclasses.asdict(job.augment).items()}  # fmt: skip
+    search = job.search
+    measure = {
+        **{
+            key: list(value) if isinstance(value, tuple) else value
+            for key, value in dataclasses.asdict(job.measure).items()
+        },  # fmt: skip
+        "kinds": job.measurements,
+        "limits": {
+            key: value
+            for key, value in (
+                ("latency", search.max_latency),
+                ("memory", search.max_memory),
+                ("energy", search.max_energy),
+            )
+            if value is not None
+        },  # fmt: skip
+    }
     return {
         "type": "setup",
         "data": data,
         "training": dataclasses.asdict(job.training),
         "augment": augment,
+        "measure": measure,
         "fingerprint": fingerprint,
     }
 
 
-RESULT_STATUSES: tuple[str, ...] = ("ok", "failed", "nan", "oom", "timeout", "stopped-early", "lost")
+RESULT_STATUSES: tuple[str, ...] = ("ok", "failed", "nan", "oom", "timeout", "stopped-early", "over-limit", "lost")
 
 
 def task_message(

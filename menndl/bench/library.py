@@ -126,9 +126,7 @@ def main(args: argparse.Namespace) -> int:
     baseline_n = min(len(records), 1000)
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        rate = _append_rate(
-            folder, records, flush_every=policy.flush_records, flush_seconds=policy.flush_seconds
-        )
+        rate = _append_rate(folder, records, flush_every=policy.flush_records, flush_seconds=policy.flush_seconds)
         baseline = _append_rate(folder, records[:baseline_n], flush_every=1, journal=False)
         big = folder / "big.h5"
         start = time.perf_counter()

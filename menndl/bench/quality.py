@@ -27,9 +27,7 @@ def size_score(params: float, size_range: tuple[float, float] = SIZE_RANGE) -> f
     return max(0.0, 1.0 - math.log10(params / low) / math.log10(high / low))
 
 
-def hypervolume(
-    points: Iterable[tuple[float, float]], size_range: tuple[float, float] = SIZE_RANGE
-) -> float:
+def hypervolume(points: Iterable[tuple[float, float]], size_range: tuple[float, float] = SIZE_RANGE) -> float:
     """Area of the unit box dominated by ``(accuracy, params)`` points (both axes scored in ``[0, 1]``).
 
     Args:
@@ -58,4 +56,3 @@ def anytime_best(accuracies: Sequence[float]) -> list[float]:
     filled = np.where(np.isnan(values), -np.inf, values)
     best = np.maximum.accumulate(filled) if len(filled) else filled
     return [math.nan if math.isinf(v) else float(v) for v in best]
-

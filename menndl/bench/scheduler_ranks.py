@@ -76,7 +76,7 @@ def run_master(comm: object, args: argparse.Namespace) -> dict[str, object]:
 
     prefetch = args.prefetch
     text = (
-        f"name = \"bench\"\n[search]\npopulation = {args.population}\nevaluations = {args.tasks}\n"
+        f'name = "bench"\n[search]\npopulation = {args.population}\nevaluations = {args.tasks}\n'
         f"prefetch = {prefetch}\n[training]\nmax_seconds = {max(1.0, 10 * args.task_seconds)}\n"
     )
     job = parse_job(text, path="bench.toml")
@@ -87,8 +87,12 @@ def run_master(comm: object, args: argparse.Namespace) -> dict[str, object]:
     workers = comm.Get_size() - 1  # type: ignore[attr-defined]
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "bench.h5"
-        writer = NullWriter() if args.no_library else LibraryWriter(
-            path, job_text=text, flush_every=args.flush_every, flush_seconds=job.library.flush_seconds
+        writer = (
+            NullWriter()
+            if args.no_library
+            else LibraryWriter(
+                path, job_text=text, flush_every=args.flush_every, flush_seconds=job.library.flush_seconds
+            )
         )
         progress = Progress(open(os.devnull, "w"), tty=False)
         cpu = time.process_time()

@@ -109,8 +109,49 @@ def inspect_data(job: Job, *, workers_per_node: int = 1, quiet: bool = False) ->
         )
 
 
+def measurable(job: Job) -> dict[str, str]:
+    """Each measurement the job's objectives and limits could use -> "yes (how)" or why not, on this machine.
+
+    Read without torch (the master never imports it): energy from `menndl.energy.energy_unavailable`;
+    latency and memory wherever torch runs, except half precision on a CPU.
+    """
+    from menndl.energy import energy_unavailable
+
+    device, precision = job.training.device, job.measure.precision
+    on_cpu = device == "cpu"
+    half = precision == "fp16" or (precision == "training" and job.training.precision == "fp16")
+    timing = "no: fp16 inference on the CPU (training.device = \"cpu\"); set measure.precision" if on_cpu and half \
+        else "yes (torch.utils.benchmark on the worker's device)"  # fmt: skip
+    energy = energy_unavailable(device)
+    return {
+        "latency": timing,
+        "memory": timing.replace("torch.utils.benchmark", "the CUDA allocator or torch's MemTracker"),
+        "energy": "yes" if energy is None else f"no: {energy}",
+    }
+
+
+def check_measurable(job: Job) -> None:
+    """Raise UserError when an objective, a ``search.max_*`` limit or ``measure.record`` needs a measurement
+    this machine cannot make (energy without NVML or RAPL, fp16 latency on a CPU)."""
+    from menndl.objectives import CONSTRAINTS, MEASUREMENTS
+
+    needed = job.measurements
+    if not needed:
+        return
+    answers = measurable(job)
+    for kind in needed:
+        if answers[kind].startswith("no"):
+            users = [f"search.objectives '{name}'" for name in job.search.objectives if MEASUREMENTS.get(name) == kind]
+            users += [f"search.{name}" for name, bound in CONSTRAINTS.items()
+                      if bound == kind and getattr(job.search, name) is not None]  # fmt: skip
+            users += ["measure.record"] if kind in job.measure.record else []
+            raise UserError(f"{job.path}: {users[0]}: {kind} is not measurable on this machine ({answers[kind][4:]})")
+
+
 def check_strategy(job: Job) -> None:
-    """Raise UserError when the job's ``search.strategy`` needs a package that is not installed."""
+    """Raise UserError when the job's ``search.strategy`` needs a package that is not installed, or its
+    objectives and limits a measurement this machine cannot make (`check_measurable`)."""
+    check_measurable(job)
     if job.search.strategy == "optuna":
         from menndl.master.optuna_proposer import optuna_available
 

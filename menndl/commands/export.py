@@ -13,7 +13,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("library", metavar="LIB", help="library file")
     parser.add_argument("id", type=int, metavar="ID", help="evaluation id (see menndl library LIB top)")
     parser.add_argument(
-        "--format", required=True, choices=("pt2", "onnx", "state-dict", "python", "torchscript"),
+        "--format",
+        required=True,
+        choices=("pt2", "onnx", "state-dict", "python", "torchscript"),
         help="output format (pt2: torch.export.load(PATH).module(); torchscript is deprecated)",
     )
     parser.add_argument("-o", "--output", required=True, metavar="PATH", help="file to write")

@@ -10,16 +10,55 @@ import argparse
 import json
 import math
 import sys
+import textwrap
 from datetime import datetime, timezone
 from typing import Any
 
 from menndl.errors import OneLineParser, UserError
 from menndl.library.stored import stored_parents
-from menndl.objectives import RANKINGS
+from menndl.objectives import DIRECTIONS, RANKINGS
 
 HELP = "query a library: top, pareto, show ID, stats, lineage ID, status; or merge A B -o C"
 
-COLUMNS = ("id", "accuracy", "params", "flops", "train_seconds", "operator", "status")
+DEFAULT_OBJECTIVES = "accuracy,params,train_seconds"
+"""The objectives of a library whose ``objectives`` attribute is absent (written before it existed)."""
+
+
+def parse_objectives(text: str, option: str = "--objectives", minimum: int = 1) -> list[str]:
+    """The objective names in comma-separated ``text``, in order, each once.
+
+    Raises:
+        UserError: A name is not an objective of `menndl.objectives.DIRECTIONS`, or fewer than ``minimum`` names.
+    """
+    names: list[str] = []
+    for name in (part.strip() for part in text.split(",")):
+        if name and name not in DIRECTIONS:
+            raise UserError(f"{option}: unknown objective {name!r}; expected names from {', '.join(DIRECTIONS)}")
+        if name and name not in names:
+            names.append(name)
+    if len(names) < minimum:
+        raise UserError(
+            f"{option}: expected at least {minimum} objective{'s' if minimum > 1 else ''} joined by ',', "
+            f"got {text!r}; valid names: {', '.join(DIRECTIONS)}"
+        )
+    return names
+
+
+def library_objectives(lib: Any) -> list[str]:
+    """The objectives of the search that wrote ``lib`` (its ``objectives`` attribute).
+
+    Raises:
+        UserError: The attribute names an objective this menndl does not know.
+    """
+    text = str(lib.attrs.get("objectives", "") or DEFAULT_OBJECTIVES)
+    return parse_objectives(text, f"library {lib.path}: attribute 'objectives'")
+
+
+def table_columns(objectives: list[str], extra: tuple[str, ...] = ()) -> list[str]:
+    """The columns of the printed tables: id, the objectives, ``extra`` and params when absent, operator, status."""
+    columns = ["id", *objectives]
+    columns += [name for name in (*extra, "params") if name not in columns]
+    return [*columns, "operator", "status"]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -27,8 +66,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.description = HELP + (
         "\n\nactions:\n"
-        "  LIB top [--by accuracy|params|flops|seconds] [--where 'params<1e5 and accuracy>0.9'] [--limit K] [--json]\n"
-        "  LIB pareto [--json]        the Pareto front over the library's objectives, most accurate first\n"
+        "  LIB top [--by NAME] [--where 'params<1e5 and accuracy>0.9'] [--limit K] [--json]\n"
+        + textwrap.fill(
+            f"best first by NAME: {', '.join(RANKINGS)}", 110, initial_indent=" " * 29, subsequent_indent=" " * 29
+        )
+        + "\n"
+        "  LIB pareto [--objectives accuracy,latency] [--json]\n"
+        "                             the Pareto front over the library's objectives (or those given),\n"
+        "                             most accurate first\n"
         "  LIB show ID [--json]       one evaluation: every field and the layer table\n"
         "  LIB stats [--json]         counts by status and operator, best values, throughput, hosts\n"
         "  LIB lineage ID [--json]    ancestors of ID and the operators that made each\n"
@@ -50,6 +95,8 @@ def _action_parser(target: str) -> argparse.ArgumentParser:
     for name in ("pareto", "stats", "status"):
         sub = actions.add_parser(name)
         sub.add_argument("--json", action="store_true")
+        if name == "pareto":
+            sub.add_argument("--objectives", metavar="A,B", help="objectives of the front (default: the library's)")
     for name in ("show", "lineage"):
         sub = actions.add_parser(name)
         sub.add_argument("id", type=int, metavar="ID")
@@ -71,9 +118,7 @@ def main(args: argparse.Namespace) -> int:
         if action.name == "top":
             return _top(lib, action)
         if action.name == "pareto":
-            from menndl.library.query import pareto_front
-
-            return _print_rows(lib.rows(pareto_front(lib).tolist()), action.json, lib.path)
+            return _pareto(lib, action)
         if action.name == "show":
             return _show(lib, action.id, action.json)
         if action.name == "stats":
@@ -89,7 +134,16 @@ def _top(lib: Any, action: argparse.Namespace) -> int:
     if action.limit < 1:
         raise UserError(f"--limit: expected an integer >= 1, got {action.limit}")
     rows = ranked(lib, action.by, action.where, only_ok=not action.all, limit=action.limit)
-    return _print_rows(lib.rows(rows.tolist()), action.json, lib.path)
+    columns = table_columns(library_objectives(lib), (RANKINGS[action.by][0],))
+    return _print_rows(lib.rows(rows.tolist()), action.json, lib.path, columns)
+
+
+def _pareto(lib: Any, action: argparse.Namespace) -> int:
+    from menndl.library.query import pareto_front
+
+    objectives = parse_objectives(action.objectives) if action.objectives is not None else library_objectives(lib)
+    rows = pareto_front(lib, objectives)
+    return _print_rows(lib.rows(rows.tolist()), action.json, lib.path, table_columns(objectives))
 
 
 TIME_FIELDS = ("submitted_at", "finished_at")  # unix seconds, shown as ISO 8601 dates (UTC)
@@ -105,14 +159,16 @@ def _fmt(value: Any, key: str = "") -> str:
     return str(value)
 
 
-def _print_rows(rows: list[dict[str, Any]], as_json: bool, lib_path: Any = "") -> int:
+def _print_rows(rows: list[dict[str, Any]], as_json: bool, lib_path: Any, columns: list[str]) -> int:
+    """Print ``rows`` as JSON (every field) or as a right-aligned table of ``columns``."""
     if as_json:
         print(json.dumps([_jsonable(r, lib_path) for r in rows]))
         return 0
-    widths = (6, 9, 11, 13, 9, 14, 8)
-    print("  ".join(f"{c:>{w}}" for c, w in zip(COLUMNS, widths)))
-    for row in rows:
-        print("  ".join(f"{_fmt(row[c]):>{w}}" for c, w in zip(COLUMNS, widths)))
+    cells = [[_fmt(row[c]) for c in columns] for row in rows]
+    widths = [max([len(c), *(len(line[k]) for line in cells)]) for k, c in enumerate(columns)]
+    print("  ".join(f"{c:>{w}}" for c, w in zip(columns, widths)))
+    for line in cells:
+        print("  ".join(f"{text:>{w}}" for text, w in zip(line, widths)))
     if not rows:
         print("(no evaluations match)")
     return 0

@@ -16,8 +16,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The arguments of ``menndl report``."""
     parser.add_argument("library", metavar="LIB", help="library file (a running search's too)")
     parser.add_argument("-o", "--output", required=True, metavar="HTML", help="file to write")
-    parser.add_argument("--max-points", type=int, default=20_000, metavar="N",
-                        help="rows beyond the Pareto front shown at most, sampled (20000; the front is all there)")
+    parser.add_argument(
+        "--max-points",
+        type=int,
+        default=20_000,
+        metavar="N",
+        help="rows beyond the Pareto front shown at most, sampled (20000; the front is all there)",
+    )
 
 
 def main(args: argparse.Namespace) -> int:

@@ -97,8 +97,12 @@ def main(args: argparse.Namespace) -> int:
         sys.stdout.flush()
         # Said here, not left to the MPI library: MPICH's own "MPI_Abort" line can be lost when the
         # launcher tears the job down before forwarding it.
-        print(f"menndl: ending the MPI job with MPI_Abort({status or 1}): a worker rank that was lost or "
-              "abandoned cannot finalize (the library is closed and complete)", file=sys.stderr, flush=True)
+        print(
+            f"menndl: ending the MPI job with MPI_Abort({status or 1}): a worker rank that was lost or "
+            "abandoned cannot finalize (the library is closed and complete)",
+            file=sys.stderr,
+            flush=True,
+        )
         time.sleep(ABORT_OUTPUT_GRACE)  # the launcher forwards what was printed before the abort tears it down
         launch.comm.Abort(status or 1)
     return end_rank(status, transport.rank_death)
@@ -153,8 +157,12 @@ def _run_master(args: argparse.Namespace, transport: MasterTransport | None) -> 
         per_node = max(1, ranks_per_node() - 1)  # rank 0 is the master
     report = inspect_data(job, workers_per_node=per_node)
     spec, fingerprint, summary = report.spec, report.fingerprint, report.summary
-    if resume is not None and resume.fingerprint and resume.fingerprint != fingerprint \
-            and not _previous_release_matches(resume, job):
+    if (
+        resume is not None
+        and resume.fingerprint
+        and resume.fingerprint != fingerprint
+        and not _previous_release_matches(resume, job)
+    ):
         raise UserError(
             f"--resume: library {library} was searched on other data (dataset fingerprint "
             f"{resume.fingerprint[:12]}, this job's data {fingerprint[:12]}); resume with the same job and data"

@@ -163,9 +163,7 @@ def main(args: argparse.Namespace) -> int:
     return 0
 
 
-def _data_as_searched(
-    data: Any, job: Any, attrs: dict[str, Any], fingerprint: str
-) -> tuple[Any, str]:
+def _data_as_searched(data: Any, job: Any, attrs: dict[str, Any], fingerprint: str) -> tuple[Any, str]:
     """The search's per-channel statistics and a placement for one process, after checking the data is the same.
 
     A library that recorded the data's identity and statistics is checked cheaply (no pass over the data);

@@ -103,8 +103,7 @@ def _mnist1d_arrays() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         from mnist1d.data import get_dataset_args, make_dataset
     except ImportError as exc:
         raise UserError(
-            "dataset 'mnist1d' needs the mnist1d package, which is not installed "
-            "(pip install mnist1d)"
+            "dataset 'mnist1d' needs the mnist1d package, which is not installed (pip install mnist1d)"
         ) from exc
     numpy_state = np.random.get_state()
     python_state = random.getstate()

@@ -232,8 +232,7 @@ def _check_label_range(raw: RawSplits, keys: DataKeys, display: str, num_classes
 def _open_source(source: str, base_dir: Path | None, keys: DataKeys | None) -> tuple[str, RawSplits]:
     """Resolve ``source`` and open its arrays; returns (display name, raw)."""
     accepted = (
-        f"expected one of {', '.join(repr(n) for n in BUILTIN_DATASETS)} "
-        f"or a path ending in {', '.join(FILE_SUFFIXES)}"
+        f"expected one of {', '.join(repr(n) for n in BUILTIN_DATASETS)} or a path ending in {', '.join(FILE_SUFFIXES)}"
     )
     if not isinstance(source, (str, os.PathLike)) or not str(source).strip():
         raise UserError(f"dataset source {source!r} is not valid; {accepted}")
@@ -268,8 +267,6 @@ def _human_bytes(count: int) -> str:
         if count >= size:
             return f"{count / size:.1f} {unit}"
     return f"{count} B"
-
-
 
 
 def open_configured(options: Mapping[str, Any], base_dir: Path | str | None) -> Dataset:

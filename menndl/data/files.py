@@ -229,9 +229,7 @@ def _open_npz(
                     array = loaded[key]
                 except ValueError as exc:
                     if "pickle" in str(exc):
-                        raise _fail(
-                            display, f"array '{key}' holds Python objects, expected a numeric array"
-                        ) from exc
+                        raise _fail(display, f"array '{key}' holds Python objects, expected a numeric array") from exc
                     raise _fail(display, f"array '{key}' cannot be read ({one_line(exc)})") from exc
                 except Exception as exc:  # zlib.error, EOFError, BadZipFile, OSError
                     raise _fail(display, f"array '{key}' cannot be read ({one_line(exc)})") from exc

@@ -221,6 +221,4 @@ class _Moments:
         if self.count == 0:
             raise UserError("the training split has no samples")
         std = np.sqrt(self.m2 / self.count)
-        return ChannelStats(
-            tuple(float(m) for m in self.mean), tuple(float(max(MIN_STD, s)) for s in std)
-        )
+        return ChannelStats(tuple(float(m) for m in self.mean), tuple(float(max(MIN_STD, s)) for s in std))

@@ -384,6 +384,8 @@ _TYPE_NAMES: dict[type, str] = {
 _FIELD_NAMES: dict[type, tuple[str, ...]] = {cls: tuple(f.name for f in fields(cls)) for cls in _RULES}
 _FIELD_COUNTS: dict[type, int] = {cls: len(names) for cls, names in _FIELD_NAMES.items()}
 _GENOME_KEYS = ("format", "features", "reduce", "head", "train")
+
+
 def _plain(text: str) -> bool:
     """Text that JSON writes between quotes as it is (and ``%`` formatting leaves alone)."""
     return text.isascii() and text.isprintable() and not any(c in text for c in '"\\%')

@@ -304,5 +304,3 @@ def is_valid(genome: Genome, space: SearchSpace, spec: InputSpec) -> bool:
     except InvalidGenome:
         return False
     return True
-
-

@@ -62,9 +62,7 @@ class InputSpec:
 
     def __post_init__(self) -> None:
         shape = tuple(self.shape) if isinstance(self.shape, (list, tuple)) else self.shape
-        if not isinstance(shape, tuple) or not 2 <= len(shape) <= 4 or not all(
-            _is_int(n) and n >= 1 for n in shape
-        ):
+        if not isinstance(shape, tuple) or not 2 <= len(shape) <= 4 or not all(_is_int(n) and n >= 1 for n in shape):
             raise ValueError(
                 "input.shape: expected (channels, *spatial) with 1 to 3 spatial sizes, "
                 f"all positive integers, got {self.shape!r}"

@@ -44,6 +44,7 @@ from menndl.library.schema import (
     FORMAT_NAME,
     FORMAT_VERSION,
     JSON_FIELDS,
+    LATER_FIELDS,
     MISSING,
     NUMPY_DTYPES,
     PARETO_DATASET,
@@ -259,18 +260,25 @@ def create_layout(f: h5py.File, job_text: str, extra: Mapping[str, Any], created
         f.attrs[key] = value
     group = f.create_group(EVALUATIONS_GROUP)
     group.attrs[COUNT_ATTR] = np.int64(0)
-    for name, kind in EVALUATION_FIELDS:
-        dtype = _STR_DTYPE if kind == "str" else NUMPY_DTYPES[kind]
-        options: dict[str, Any] = {} if kind == "str" else {"fillvalue": MISSING[kind]}
-        ds = group.create_dataset(name, shape=(0,), maxshape=(None,), chunks=(CHUNK_ROWS,), dtype=dtype, **options)
-        ds.attrs["kind"] = kind
-        ds.attrs["description"] = FIELD_DESCRIPTIONS[name]
+    for name, _kind in EVALUATION_FIELDS:
+        create_field(group, name, 0)
     pareto = f.create_dataset(PARETO_DATASET, shape=(0,), maxshape=(None,), chunks=(CHUNK_ROWS,), dtype="<i8")
     pareto.attrs["description"] = "ids of the evaluations on the current Pareto front"
     state = f.create_group(STATE_GROUP)
     state.attrs["next_id"] = np.int64(0)
     state.attrs["pending"] = "[]"
     f.create_group(WEIGHTS_GROUP)
+
+
+def create_field(group: h5py.Group, name: str, rows: int) -> h5py.Dataset:
+    """Create the extendable dataset of field ``name`` in ``group`` with ``rows`` missing values."""
+    kind = FIELD_KINDS[name]
+    dtype = _STR_DTYPE if kind == "str" else NUMPY_DTYPES[kind]
+    options: dict[str, Any] = {} if kind == "str" else {"fillvalue": MISSING[kind]}
+    ds = group.create_dataset(name, shape=(rows,), maxshape=(None,), chunks=(CHUNK_ROWS,), dtype=dtype, **options)
+    ds.attrs["kind"] = kind
+    ds.attrs["description"] = FIELD_DESCRIPTIONS[name]
+    return ds
 
 
 def validate_layout(p: Path, f: h5py.File) -> int:
@@ -288,6 +296,8 @@ def validate_layout(p: Path, f: h5py.File) -> int:
     for name, kind in EVALUATION_FIELDS:
         ds = group.get(name)
         where = f"/{EVALUATIONS_GROUP}/{name}"
+        if ds is None and name in LATER_FIELDS:  # a library from before the field existed
+            continue
         if not isinstance(ds, h5py.Dataset) or ds.ndim != 1:
             raise UserError(f"library {p} is corrupt: 1-D dataset {where} is missing")
         if kind == "str":
@@ -332,6 +342,8 @@ def read_column(f: h5py.File, name: str, count: int) -> np.ndarray:
     kind = FIELD_KINDS[name]
     if count == 0:
         return np.empty(0, dtype=object if kind == "str" else NUMPY_DTYPES[kind])
+    if name in LATER_FIELDS and name not in f[EVALUATIONS_GROUP]:  # written before the field existed
+        return np.full(count, MISSING[kind], dtype=object if kind == "str" else NUMPY_DTYPES[kind])
     dataset = f[EVALUATIONS_GROUP][name]
     if kind == "str":
         raw = dataset.asstr(errors="replace")[:count]
@@ -398,8 +410,11 @@ class ColumnStore:
         self._file: h5py.File | None = f
         self.path = Path(f.filename if path is None else path)
         self._group = f[EVALUATIONS_GROUP]
-        self._datasets: dict[str, h5py.Dataset] = {name: self._group[name] for name in FIELD_NAMES}
         count = int(self._group.attrs.get(COUNT_ATTR, 0))
+        if f.mode != "r":  # a library from before a field existed gets it, filled with missing values
+            for name in LATER_FIELDS - set(self._group):
+                create_field(self._group, name, int(self._group["id"].shape[0]))
+        self._datasets: dict[str, h5py.Dataset] = {name: self._group[name] for name in FIELD_NAMES}
         self.written = min([count, *(ds.shape[0] for ds in self._datasets.values())])
         self._tmp: Path | None = None  # created under this name, not yet at `path` (see `create`)
 

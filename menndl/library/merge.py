@@ -50,8 +50,10 @@ def merge_libraries(inputs: Sequence[str | Path], output: str | Path) -> int:
                 columns = {name: lib.column(name) for name in FIELD_NAMES}
                 columns["id"] = columns["id"] + offset
                 columns["parents"] = np.asarray(
-                    [json.dumps([p + offset for p in stored_parents(lib.path, {"id": i, "parents": text})])
-                     for i, text in zip(columns["id"] - offset, columns["parents"])],  # fmt: skip
+                    [
+                        json.dumps([p + offset for p in stored_parents(lib.path, {"id": i, "parents": text})])
+                        for i, text in zip(columns["id"] - offset, columns["parents"])
+                    ],  # fmt: skip
                     dtype=object,
                 )
                 writer.write_columns(columns)

@@ -17,7 +17,7 @@ import numpy as np
 
 from menndl.errors import UserError
 from menndl.library.reader import Library
-from menndl.library.schema import FIELD_KINDS
+from menndl.library.schema import FIELD_KINDS, MISSING
 from menndl.library.stored import stored_parents
 from menndl.objectives import DIRECTIONS, RANKINGS
 
@@ -59,11 +59,19 @@ def parse_where(text: str) -> list[tuple[str, str, float]]:
     return conditions
 
 
+def measured(lib: Library, name: str) -> np.ndarray:
+    """Numeric column ``name`` as float64, its missing values (an int column's -1) as NaN."""
+    values = lib.column(name).astype(np.float64)
+    if FIELD_KINDS[name] == "int":
+        values[values == MISSING["int"]] = np.nan
+    return values
+
+
 def where_mask(lib: Library, conditions: Sequence[tuple[str, str, float]]) -> np.ndarray:
-    """Rows that satisfy every condition (NaN never does)."""
+    """Rows that satisfy every condition (a missing value never does)."""
     mask = np.ones(len(lib), dtype=bool)
     for column, op, number in conditions:
-        values = lib.column(column).astype(np.float64)
+        values = measured(lib, column)
         with np.errstate(invalid="ignore"):
             mask &= _OPS[op](values, number) & ~np.isnan(values)
     return mask
@@ -79,7 +87,7 @@ def ranked(
     """
     column, sign = RANKINGS[by]
     mask = where_mask(lib, parse_where(where)) if where else np.ones(len(lib), dtype=bool)
-    key = sign * lib.column(column).astype(np.float64)
+    key = sign * measured(lib, column)
     mask &= ~np.isnan(key)
     rows = np.flatnonzero(mask)
     params = lib.column("params")
@@ -143,7 +151,7 @@ def pareto_front(lib: Library, objectives: Sequence[str] | None = None) -> np.nd
     """Row positions on the Pareto front of the successful rows, most accurate first."""
     names = list(objectives or str(lib.attrs.get("objectives", "accuracy,params,train_seconds")).split(","))
     ok = np.flatnonzero(lib.column("status") == "ok")
-    values = np.stack([lib.column(n)[ok].astype(np.float64) for n in names], axis=1) if len(ok) else np.empty((0, 1))
+    values = np.stack([measured(lib, n)[ok] for n in names], axis=1) if len(ok) else np.empty((0, 1))
     finite = np.all(np.isfinite(values), axis=1)
     ok, values = ok[finite], values[finite]
     rows = ok[pareto_rows(values, [DIRECTIONS[n] for n in names])]

@@ -159,12 +159,8 @@ class Library:
             raise UserError(f"cannot read library {p}: permission denied") from None
         except Exception as exc:  # h5py raises OSError, occasionally others
             if _looks_like_hdf5(p):
-                raise UserError(
-                    f"library {p} is truncated or corrupt ({_first_line(exc)})"
-                ) from None
-            raise UserError(
-                f"{p} is not an HDF5 file; expected a menndl library"
-            ) from None
+                raise UserError(f"library {p} is truncated or corrupt ({_first_line(exc)})") from None
+            raise UserError(f"{p} is not an HDF5 file; expected a menndl library") from None
         try:
             count = cls._validate(p, f)
             return cls(p, f, count)
@@ -334,9 +330,12 @@ class Library:
                         value = column[row]
                         out[k][name] = value.item() if isinstance(value, np.generic) else value
                     continue
-                dataset = self._file[EVALUATIONS_GROUP][name] if self._file is not None else None
+                group = self._file[EVALUATIONS_GROUP] if self._file is not None else None
+                dataset = group[name] if group is not None and name in group else None
                 for k, row in enumerate(indices):
-                    if row < self._h5_count:
+                    if row < self._h5_count and dataset is None:  # a field added after this library was written
+                        out[k][name] = MISSING[kind]
+                    elif row < self._h5_count:
                         assert dataset is not None
                         if kind == "str":
                             out[k][name] = str(dataset.asstr(errors="replace")[row])
@@ -347,9 +346,7 @@ class Library:
         except UserError:
             raise
         except Exception as exc:
-            raise UserError(
-                f"library {self.path} is truncated or corrupt ({_first_line(exc)})"
-            ) from None
+            raise UserError(f"library {self.path} is truncated or corrupt ({_first_line(exc)})") from None
         return out
 
     def pareto_ids(self) -> list[int]:
@@ -367,9 +364,7 @@ class Library:
         try:
             return [int(v) for v in self._file[PARETO_DATASET][()].tolist()]
         except Exception as exc:
-            raise UserError(
-                f"library {self.path} is truncated or corrupt ({_first_line(exc)})"
-            ) from None
+            raise UserError(f"library {self.path} is truncated or corrupt ({_first_line(exc)})") from None
 
     def search_state(self) -> SearchState:
         """Where the search stands: the HDF5 file's state (the base copy's, for a live library)
@@ -464,7 +459,6 @@ class Library:
         if f is not None:
             f.close()
 
-
     def __enter__(self) -> Library:
         return self
 
@@ -486,10 +480,7 @@ class Library:
     def _column(self, name: str) -> np.ndarray:
         """Return the cached (shared, do not modify) column ``name``."""
         if name not in FIELD_KINDS:
-            raise UserError(
-                f"library {self.path} has no column {name!r}; "
-                f"valid columns: {', '.join(FIELD_NAMES)}"
-            )
+            raise UserError(f"library {self.path} has no column {name!r}; valid columns: {', '.join(FIELD_NAMES)}")
         f = self._check_open()
         cached = self._cache.get(name)
         if cached is not None:
@@ -499,9 +490,7 @@ class Library:
         try:
             data = read_column(f, name, self._h5_count) if f is not None else np.empty(0, dtype=dtype)
         except Exception as exc:
-            raise UserError(
-                f"library {self.path} is truncated or corrupt ({_first_line(exc)})"
-            ) from None
+            raise UserError(f"library {self.path} is truncated or corrupt ({_first_line(exc)})") from None
         if self._extra:
             extra = np.empty(len(self._extra), dtype=dtype)
             extra[:] = [_extra_value(row, name, kind) for row in self._extra]

@@ -48,8 +48,13 @@ def report_html(lib: Library, max_points: int = MAX_POINTS, seed: int = 0) -> st
     parts = []
     for index, (title, figure) in enumerate(figures):
         body = (
-            pio.to_html(figure, include_plotlyjs=False, full_html=False, div_id=f"figure-{index}",
-                        config={"displaylogo": False, "responsive": True})  # fmt: skip
+            pio.to_html(
+                figure,
+                include_plotlyjs=False,
+                full_html=False,
+                div_id=f"figure-{index}",
+                config={"displaylogo": False, "responsive": True},
+            )  # fmt: skip
             if figure is not None
             else "<p class='empty'>nothing to show yet</p>"
         )

@@ -67,8 +67,21 @@ EVALUATION_FIELDS: tuple[tuple[str, str], ...] = (
     ("precision", "str"),
     ("local_rank", "int"),
     ("checkpoints", "str"),
+    ("latency", "float"),
+    ("batch_latency", "float"),
+    ("memory", "int"),
+    ("train_memory", "int"),
+    ("energy", "float"),
+    ("train_energy", "float"),
+    ("inference_precision", "str"),
 )
 """``(name, kind)`` of every per-evaluation field, in on-disk creation order."""
+
+LATER_FIELDS: frozenset[str] = frozenset(
+    {"latency", "batch_latency", "memory", "train_memory", "energy", "train_energy", "inference_precision"}
+)
+"""Fields added after the first layout: a library written before them lacks their datasets, which read as
+missing values and are created (filled with missing values) when a search resumes it."""
 
 FIELD_NAMES: tuple[str, ...] = tuple(name for name, _ in EVALUATION_FIELDS)
 """Names of all fields, in the order of :data:`EVALUATION_FIELDS`."""
@@ -85,7 +98,7 @@ FIELD_DESCRIPTIONS: dict[str, str] = {
     "hash": "canonical hash of the genome (identical architectures share it)",
     "parents": "JSON list of the ids of the parent evaluations ([] for random ones)",
     "operator": "operator that produced the genome (e.g. random, mutate, crossover)",
-    "status": "outcome: ok, failed, nan, oom, timeout, stopped-early, lost, or another status word",
+    "status": "outcome: ok, failed, nan, oom, timeout, stopped-early, over-limit, lost, or another status word",
     "error": "traceback or error text when the evaluation did not succeed",
     "accuracy": "validation accuracy (fraction in [0, 1])",
     "loss": "validation loss",
@@ -106,6 +119,13 @@ FIELD_DESCRIPTIONS: dict[str, str] = {
     "precision": "numerics the candidate trained in: bf16, fp16 or fp32",
     "local_rank": "the worker's node-local index, which chose its GPU",
     "checkpoints": "JSON list of [budget fraction, validation accuracy] at early-stopping checkpoints",
+    "latency": "inference seconds per sample at batch 1 (median of timed runs after a warm-up, worker's device)",
+    "batch_latency": "inference seconds per sample at the job's measure.batch_size",
+    "memory": "peak device memory of inference at measure.batch_size, bytes",
+    "train_memory": "peak device memory of one training step at the genome's batch size, bytes",
+    "energy": "joules per inference sample at measure.batch_size (NVML or RAPL)",
+    "train_energy": "joules per training sample over the candidate's training (NVML or RAPL)",
+    "inference_precision": "numerics of the latency, memory and energy measurements: fp32, bf16 or fp16",
 }
 """One-line human description of every field (also stored as a dataset attribute)."""
 
@@ -145,6 +165,7 @@ def is_missing(kind: str, value: Any) -> bool:
         return bool(value == MISSING[kind])
     raise ValueError(f"unknown field kind {kind!r}; expected one of {', '.join(KINDS)}")
 
+
 STATE_GROUP = "state"
 """Group whose attributes hold what ``menndl run --resume`` needs beyond the rows.
 
@@ -154,5 +175,3 @@ in flight: id, genome, hash, parents, operator, seed, submitted_at)."""
 
 WEIGHTS_GROUP = "weights"
 """Group of ``weights/<id>/<parameter name>`` float32 arrays (the kept top candidates)."""
-
-

@@ -40,7 +40,7 @@ def search_status(lib: Any) -> dict[str, Any]:
         "state": state,
         "stop_reason": reason if search.closed else "",
         "evaluations": len(lib),
-        "failed": int(sum(1 for status in statuses if status not in ("ok", "stopped-early"))),
+        "failed": int(sum(1 for status in statuses if status not in ("ok", "stopped-early", "over-limit"))),
         "to_rerun": len(search.pending),
         "search_seconds": search.search_seconds or 0.0,
         "budget_evaluations": budget,

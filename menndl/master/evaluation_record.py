@@ -10,7 +10,9 @@ from menndl.master.candidate import Candidate
 
 WORKER_FIELDS = ("accuracy", "loss", "params", "flops", "train_seconds", "epochs", "host", "device")
 WORKER_METRICS = (  # result keys stored as they come (see menndl.protocol and the library schema)
-    "samples_per_second", "peak_memory_bytes", "latency_seconds", "train_loss", "precision", "local_rank", "checkpoints"
+    "samples_per_second", "peak_memory_bytes", "latency_seconds", "train_loss", "precision", "local_rank",
+    "checkpoints", "latency", "batch_latency", "memory", "train_memory", "energy", "train_energy",
+    "inference_precision",
 )  # fmt: skip
 
 

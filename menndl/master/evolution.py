@@ -18,6 +18,7 @@ from typing import Any
 
 from menndl.genome import Genome, InputSpec, SearchSpace, count_flops, count_params
 from menndl.job import STRATEGIES
+from menndl.master import survival
 from menndl.master.candidate import Candidate
 from menndl.master.nsga2 import SPREAD_LIMIT, NSGA2Proposer
 from menndl.master.population import Member, Population, default_rerank_interval
@@ -52,6 +53,9 @@ class Evolution:
         rerank_interval: int | None = None,
         strategy: str = "nsga2",
         spread_start: bool = False,
+        selection: str = "nsga2",
+        reference_points: Sequence[Sequence[float]] = (),
+        reference_divisions: int | None = None,
     ) -> None:
         """Set up an empty population.
 
@@ -69,6 +73,11 @@ class Evolution:
                 same way for all three.
             spread_start: (``nsga2``) choose the random start's first
                 `SPREAD_LIMIT` genomes to span model sizes.
+            selection: who survives a re-ranking: ``nsga2``, ``nsga3`` or
+                ``spea2`` (`menndl.master.survival`).
+            reference_points, reference_divisions: NSGA-III's reference
+                points, given, or Das-Dennis ones with this many divisions
+                (default: `survival.default_divisions`).
         """
         unknown = [name for name in objectives if name not in DIRECTIONS]
         if unknown or not objectives:
@@ -81,7 +90,14 @@ class Evolution:
         self.objectives = tuple(objectives)
         self.max_params, self.max_flops = max_params, max_flops
         self._rng = random.Random(seed)
-        self._population = Population(self.objectives, population_size, rerank_interval, aging)
+        points = None
+        if selection == "nsga3":
+            points = survival.reference_points(len(self.objectives), population_size, reference_divisions,
+                                               reference_points)  # fmt: skip
+            if points.shape[1] != len(self.objectives):
+                raise ValueError(f"reference points have {points.shape[1]} values, expected {len(self.objectives)}")
+        self._population = Population(self.objectives, population_size, rerank_interval, aging, selection, points,
+                                      self._rng)  # fmt: skip
         self.proposer: Proposer
         if strategy == "optuna":
             from menndl.master.optuna_proposer import OptunaProposer

@@ -21,6 +21,9 @@ from bisect import bisect_right
 import numpy as np
 
 
+BITSET_ROWS = 1024  # rows of the dominator matrix built at once (`_ranks_bitsets`)
+
+
 def front_ranks(values: np.ndarray) -> np.ndarray:
     """Front index (0 = non-dominated) of every row of ``values`` (rows x objectives, minimised)."""
     values = _checked(values)
@@ -116,25 +119,35 @@ def _ranks_staircase(rows: np.ndarray) -> np.ndarray:
 def _ranks_bitsets(values: np.ndarray, first_only: bool = False) -> np.ndarray:
     """Fronts of any number of objectives from dominator bitsets (see the module's docstring).
 
-    With ``first_only`` only the first front is found: every other row gets rank 1.
+    Rows are numbered in lexicographic order, so a row's dominators come before it: the first objective
+    needs no bitset, and only the lower triangle of the dominator matrix is built, `BITSET_ROWS` rows at
+    a time.  With ``first_only`` only the first front is found: every other row gets rank 1.
     """
-    unique, group = np.unique(values, axis=0, return_inverse=True)  # equal rows share one front
+    unique, group = np.unique(values, axis=0, return_inverse=True)  # sorted rows; equal rows share one front
     group = group.reshape(-1)
     count, words = len(unique), (len(unique) + 63) >> 6
     rows = np.arange(count)
     bits = np.left_shift(np.uint64(1), (rows & 63).astype(np.uint64))
-    dominators = np.full((count, words), np.uint64(2**64 - 1))
-    prefix = np.empty((count, words), dtype=np.uint64)
-    position = np.empty(count, dtype=np.int64)
-    for column in unique.T:
+    prefixes, positions = [], []
+    for column in unique.T[1:]:
         order = np.argsort(column, kind="stable")
-        prefix.fill(0)
+        prefix = np.zeros((count, words), dtype=np.uint64)
         prefix[rows, order >> 6] = bits[order]
         np.bitwise_or.accumulate(prefix, axis=0, out=prefix)  # prefix[s]: rows at sorted positions <= s
         ordered = column[order]
+        position = np.empty(count, dtype=np.int64)
         position[order] = np.searchsorted(ordered, ordered, side="right") - 1  # a tie shares its group's prefix
-        dominators &= np.take(prefix, position, axis=0)  # one gather (an indexed &= is ten times slower)
-    dominators[rows, rows >> 6] &= ~bits  # distinct rows no worse in every objective are dominators
+        prefixes.append(prefix)
+        positions.append(position)
+    dominators = np.zeros((count, words), dtype=np.uint64)
+    for start in range(0, count, BITSET_ROWS):
+        block = rows[start : start + BITSET_ROWS]
+        used = int(block[-1] >> 6) + 1  # words past a row's own are rows after it: never its dominators
+        earlier = dominators[block[0] : block[-1] + 1, :used]
+        earlier[np.arange(used)[None, :] < (block >> 6)[:, None]] = np.uint64(2**64 - 1)
+        earlier[block - start, block >> 6] = bits[block] - np.uint64(1)  # the rows before it in its own word
+        for prefix, position in zip(prefixes, positions):
+            earlier &= np.take(prefix, position[block], axis=0)[:, :used]  # a gather (an indexed &= is slower)
     ranks = np.zeros(count, dtype=np.int64)
     alive, rank = rows, 0
     while len(alive):

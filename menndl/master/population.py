@@ -15,6 +15,7 @@ Plain Python + numpy: no torch, no MPI.
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from menndl.master import survival
 from menndl.master.nondominated import crowding_distances, first_front, front_ranks, no_worse_than, nsga2_order
 from menndl.objectives import DIRECTIONS
 
@@ -57,7 +59,8 @@ class Population:
     """Successful evaluations ranked by (front, crowding distance), cut back to ``size``; the all-time front."""
 
     def __init__(self, objectives: Sequence[str], size: int, rerank_interval: int | None = None,
-                 aging: bool = False) -> None:  # fmt: skip
+                 aging: bool = False, selection: str = "nsga2", reference_points: np.ndarray | None = None,
+                 rng: random.Random | None = None) -> None:  # fmt: skip
         """An empty population.
 
         Args:
@@ -65,9 +68,22 @@ class Population:
             size: members kept at each re-ranking.
             rerank_interval: results between full re-rankings (default `default_rerank_interval`).
             aging: regularized evolution: the oldest members leave instead of the worst.
+            selection: who survives a re-ranking (``nsga2``, ``nsga3``, ``spea2``: `menndl.master.survival`);
+                tournaments compare front ranks, then crowding distance (``nsga2``, ``spea2``) or how few
+                members share the member's reference direction (``nsga3``).
+            reference_points: NSGA-III's (points x objectives; default `survival.reference_points`).
+            rng: draws the seeds of NSGA-III's random niching (the search's generator, so a resume repeats it).
         """
         self.objectives = tuple(objectives)
         self.size, self.aging = size, aging
+        self.selection = selection
+        if selection == "nsga3" and reference_points is None:
+            reference_points = survival.reference_points(len(self.objectives), size)
+        self.reference_points = reference_points
+        self._rng = rng or random.Random(0)
+        # The tie-break of a member told since the last re-ranking: never ahead of a ranked one (crowding >= 0;
+        # NSGA-III's negated niche counts are <= 0)
+        self._unknown_crowding = -math.inf if selection == "nsga3" else 0.0
         self.rerank_interval = max(1, rerank_interval or default_rerank_interval(size))
         self._signs = tuple(-DIRECTIONS[name] for name in self.objectives)  # Python floats: values stay plain floats
         self._members: list[Member] = []
@@ -142,7 +158,7 @@ class Population:
             store[row, count] = value
         self._members.append(member)
         self._rank_of.append(UNRANKED)
-        self._crowding_of.append(0.0)
+        self._crowding_of.append(self._unknown_crowding)
         self._since_rerank += 1
         if self._since_rerank >= self.rerank_interval or count >= 2 * self._ranked:  # (or grown twofold)
             self._rerank()
@@ -223,6 +239,19 @@ class Population:
                 members, values = members[excess:], values[excess:]
             ranks = front_ranks(values)
             crowding = crowding_distances(values, ranks)
+        elif self.selection != "nsga2":  # NSGA-III or SPEA2 (from DEAP); stored worst front first
+            ranks = front_ranks(values)
+            if self.selection == "nsga3":
+                assert self.reference_points is not None
+                kept, crowding = survival.nsga3_survivors(values, ranks, self.size, self.reference_points, self._rng)
+                ranks = ranks[kept]  # whole fronts and part of the next: survivors keep their fronts
+            else:
+                kept, crowding = survival.spea2_survivors(values, self.size)
+                ranks = front_ranks(values[kept])  # an archive need not hold whole fronts: ranked among itself
+            order = np.lexsort((-crowding, ranks))[::-1]
+            kept = kept[order]
+            members = [members[i] for i in kept.tolist()]
+            values, ranks, crowding = values[kept], ranks[order], crowding[order]
         else:  # NSGA-II truncation: the worst fronts are cut, so survivors keep their fronts; stored worst first
             ranks = front_ranks(values)
             crowding = crowding_distances(values, ranks)

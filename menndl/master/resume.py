@@ -71,8 +71,6 @@ def load_resume(path: str | Path) -> ResumeState:
                        previous_release)  # fmt: skip
 
 
-
-
 def seed_genomes(
     paths: tuple[str, ...], top: int, by: str, space: SearchSpace, spec: InputSpec, base: Path
 ) -> list[Genome]:

@@ -148,6 +148,9 @@ class Search:
             rerank_interval=search.rerank_interval,
             strategy=search.strategy,
             spread_start=search.spread_start,
+            selection=search.selection,
+            reference_points=search.reference_points,
+            reference_divisions=search.reference_divisions,
         )
         self._clock, self._wallclock = clock, wallclock
         self._worker_setup = dict(worker_setup or {})
@@ -465,7 +468,7 @@ class Search:
             self.front_writer.changed()
         if record["status"] == "ok":
             tally.best = record["accuracy"] if math.isnan(tally.best) else max(tally.best, record["accuracy"])
-        elif record["status"] != "stopped-early":  # stopped early is the rule working, not a failure
+        elif record["status"] not in ("stopped-early", "over-limit"):  # the rules working, not failures
             tally.failed += 1
 
     def _say(self, text: str) -> None:

@@ -238,9 +238,7 @@ def _check_importable(function: object) -> None:
         )
 
 
-def _process_main(
-    worker_main: WorkerMain, connection: Connection, rank: int, local_rank: int, local_size: int
-) -> None:
+def _process_main(worker_main: WorkerMain, connection: Connection, rank: int, local_rank: int, local_size: int) -> None:
     """Entry point of a local worker process: run ``worker_main`` on this process's end of its pipe."""
     try:
         worker_main(PipeChannel(connection, rank, local_rank, local_size))

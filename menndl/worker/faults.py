@@ -14,9 +14,12 @@ import torch
 OOM_ERRORS: tuple[type[BaseException], ...] = tuple(
     {cls for cls in (getattr(torch, "OutOfMemoryError", None), getattr(torch.cuda, "OutOfMemoryError", None)) if cls}
 )
-_OOM_TEXT = ("out of memory", "CUBLAS_STATUS_ALLOC_FAILED", "CUDNN_STATUS_ALLOC_FAILED",
-             "can't allocate memory")  # the last: torch's CPU allocator when the host (or RLIMIT_AS) says no
-
+_OOM_TEXT = (
+    "out of memory",
+    "CUBLAS_STATUS_ALLOC_FAILED",
+    "CUDNN_STATUS_ALLOC_FAILED",
+    "can't allocate memory",
+)  # the last: torch's CPU allocator when the host (or RLIMIT_AS) says no
 
 
 class CandidateTimeout(Exception):

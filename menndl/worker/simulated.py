@@ -63,7 +63,9 @@ def synthetic_metrics(
 
     Returns:
         ``status``, ``accuracy`` (`synthetic_accuracy`), ``loss``, ``params``,
-        ``flops``, ``train_seconds`` and ``epochs``.
+        ``flops``, ``train_seconds``, ``epochs``, and made-up ``latency``,
+        ``batch_latency``, ``memory``, ``train_memory``, ``energy`` and
+        ``train_energy`` that grow with the FLOPs (so any objective can be simulated).
     """
     if light:
         seed = int(task["seed"])
@@ -72,8 +74,13 @@ def synthetic_metrics(
     else:
         genome = task_genome(task)
         key, params, flops = genome.hash, count_params(genome, spec), count_flops(genome, spec)
+    spread = 0.5 + int.from_bytes(hashlib.sha256(f"cost {key}".encode()).digest()[:4], "big") / 2**32
     return {"status": "ok", "accuracy": synthetic_accuracy(key, params), "loss": 1.0, "params": params,
-            "flops": flops, "train_seconds": seconds, "epochs": 1}  # fmt: skip
+            "flops": flops, "train_seconds": seconds, "epochs": 1,
+            # made-up hardware costs: FLOPs at 1 GFLOP/s (batch 1) and 10 GFLOP/s (batched), times 0.5-1.5
+            "latency": 1e-5 + flops * 1e-9 * spread, "batch_latency": 1e-6 + flops * 1e-10 * spread,
+            "memory": 8 * params + 4 * flops // 10, "train_memory": 16 * params + 4 * flops // 5,
+            "energy": flops * 1e-8 * spread, "train_energy": 3 * flops * 1e-8 * spread}  # fmt: skip
 
 
 @dataclass(frozen=True)

@@ -81,8 +81,9 @@ class SleepEvaluator(Evaluator):
         evaluator.log = Path(table["log"]) if table.get("log") else None
         evaluator.crash_tasks = {int(task): str(name) for task, name in dict(table.get("crash_tasks", {})).items()}
         evaluator.crash_once = bool(table.get("crash_once", False))
-        evaluator.die_after_result = {int(task): float(delay)
-                                      for task, delay in dict(table.get("die_after_result", {})).items()}
+        evaluator.die_after_result = {
+            int(task): float(delay) for task, delay in dict(table.get("die_after_result", {})).items()
+        }
         return evaluator
 
     def _maybe_crash(self, task_id: int) -> None:

@@ -36,6 +36,7 @@ from menndl.protocol import task_genome
 from menndl.worker.augment import Augmenter
 from menndl.worker.evaluator import Evaluator
 from menndl.worker.faults import CandidateTimeout, NonFiniteLoss, hard_deadline, status_of
+from menndl.worker.hardware_cost import CostSettings, HardwareCost
 from menndl.worker.measure import (
     now,
     peak_memory_bytes,
@@ -108,6 +109,7 @@ class Trainer(Evaluator):
         cache_bytes: int = 2**30,
         node_key: str = "",
         augment: AugmentConfig | None = None,
+        measure: Mapping[str, Any] | None = None,
     ) -> None:
         """Place the data for ``device`` and fix the numerics for every candidate.
 
@@ -127,6 +129,11 @@ class Trainer(Evaluator):
             cache_bytes: ``data.cache_bytes``: what a streaming placement may hold.
             node_key: Names the node's shared copy (``node``).
             augment: The job's ``[augment]`` table (none by default).
+            measure: The setup's ``measure`` table (`menndl.protocol.setup_message`): the job's ``[measure]``
+                settings, the ``kinds`` to measure and the ``limits`` a candidate must stay under.
+
+        Raises:
+            RuntimeError: a measurement asked for is not possible on ``device`` (energy without a counter).
         """
         self.training = training
         self.device = device
@@ -147,6 +154,25 @@ class Trainer(Evaluator):
         self.augment = Augmenter(augment or AugmentConfig(), len(data.input_shape) - 1)
         ndim = len(data.input_shape) + 1  # of a batch
         self.channels_last = use_channels_last(training.channels_last, device, self.precision, ndim)
+        measure = dict(measure or {})
+        self.limits = {str(k): float(v) for k, v in dict(measure.get("limits") or {}).items()}
+        self.cost: HardwareCost | None = None
+        if measure.get("kinds"):
+            deployed = str(measure.get("precision", "training"))
+            self.cost = HardwareCost(
+                CostSettings(
+                    kinds=tuple(measure["kinds"]),
+                    batch_size=int(measure.get("batch_size", 64)),
+                    seconds=float(measure.get("seconds", 0.2)),
+                    warmup=int(measure.get("warmup", 3)),
+                    precision=self.precision if deployed == "training" else deployed,
+                    energy_seconds=float(measure.get("energy_seconds", 1.0)),
+                ),
+                device,
+                tuple(data.input_shape),
+                channels_last=self.channels_last,
+                training_precision=self.precision,
+            )
         self.build = build
         self.overrun_limit = (
             OVERRUN_FACTOR * training.max_seconds + OVERRUN_GRACE if overrun_limit is None else overrun_limit
@@ -184,6 +210,7 @@ class Trainer(Evaluator):
             cache_bytes=int(options.get("cache_bytes", 2**30)),
             node_key=str(facts.get("fingerprint", ""))[:32],
             augment=augment,
+            measure=setup.get("measure"),
         )
 
     @property
@@ -208,7 +235,7 @@ class Trainer(Evaluator):
         """Train and validate one candidate; never raises.
 
         Returns:
-            ``status`` (``ok``, ``stopped-early``, ``failed``, ``nan``, ``oom``
+            ``status`` (``ok``, ``stopped-early``, ``over-limit``, ``failed``, ``nan``, ``oom``
             or ``timeout``) with the metrics known (partial ones for a
             candidate that did not finish), and ``error`` with the traceback
             when it failed; ``weights`` when the task asked for them.
@@ -224,25 +251,12 @@ class Trainer(Evaluator):
                 torch.manual_seed(int(task["seed"]))
                 model = self.new_model(genome)
                 end = started + self.overrun_limit
-                hyper = genome.train
-                # The genome's budget scales the job's epochs and seconds (rounded half up, at least one epoch).
-                self.fit(
-                    model,
-                    hyper,
-                    epochs=max(1, math.floor(hyper.budget * self.training.epochs + 0.5)),
-                    max_seconds=hyper.budget * self.training.max_seconds,
-                    hard_end=end,
-                    checkpoints=[float(f) for f in task.get("checkpoints", ())],
-                    stop_below={float(f): float(t) for f, t in task.get("stop_below", ())},
-                    progress=progress,
-                )
-                if progress.stopped_at is None:
-                    status, (accuracy, loss, latency) = "ok", self.validate(model, end)
+                costs = self.cost.measure(model, genome.train.batch_size) if self.cost is not None else {}
+                over = self._over_limit(costs)
+                if over:
+                    result = self._rejected(over, costs, model, genome)
                 else:
-                    status, (accuracy, loss, latency) = "stopped-early", progress.stopped_at
-                result = self._metrics(status, progress, accuracy, loss, latency, model, genome)
-                if task.get("return_weights"):
-                    result["weights"] = weights_as_arrays(model)
+                    result = self._train(model, genome, task, costs, progress, end)
         except DataUnavailable:
             raise  # not the candidate's fault: the worker reports it and the master stops the search cleanly
         except Exception as exc:  # every candidate failure is data
@@ -253,6 +267,34 @@ class Trainer(Evaluator):
             }
         model = None  # the exception and its frames are gone here: the memory can really be released
         release_memory(self.device)
+        return result
+
+    def _train(self, model: nn.Module, genome: Genome, task: Mapping[str, Any], costs: Mapping[str, Any],
+               progress: FitProgress, end: float) -> dict[str, Any]:  # fmt: skip
+        """Train ``model`` within the genome's budget and validate it: the result of `evaluate`."""
+        hyper = genome.train
+        energy_start = self.cost.train_energy_start() if self.cost is not None else math.nan
+        # The genome's budget scales the job's epochs and seconds (rounded half up, at least one epoch).
+        self.fit(
+            model,
+            hyper,
+            epochs=max(1, math.floor(hyper.budget * self.training.epochs + 0.5)),
+            max_seconds=hyper.budget * self.training.max_seconds,
+            hard_end=end,
+            checkpoints=[float(f) for f in task.get("checkpoints", ())],
+            stop_below={float(f): float(t) for f, t in task.get("stop_below", ())},
+            progress=progress,
+        )
+        if progress.stopped_at is None:
+            status, (accuracy, loss, latency) = "ok", self.validate(model, end)
+        else:
+            status, (accuracy, loss, latency) = "stopped-early", progress.stopped_at
+        result = self._metrics(status, progress, accuracy, loss, latency, model, genome)
+        result.update(costs)
+        if self.cost is not None and "energy" in self.cost.settings.kinds:
+            result["train_energy"] = self.cost.train_energy_per_sample(energy_start, progress.samples)
+        if task.get("return_weights"):
+            result["weights"] = weights_as_arrays(model)
         return result
 
     def new_model(self, genome: Genome) -> nn.Module:
@@ -270,6 +312,28 @@ class Trainer(Evaluator):
         if self.channels_last:
             model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         return model
+
+    def _over_limit(self, costs: Mapping[str, Any]) -> str:
+        """Which measured limit ``costs`` exceeds, as the one-line error of the result ("" when none)."""
+        units = {"latency": "s per sample at batch 1", "memory": "bytes", "energy": "J per inference sample"}
+        for name, limit in self.limits.items():
+            value = costs.get(name)
+            if value is not None and math.isfinite(float(value)) and float(value) > limit:
+                return f"{name} {float(value):.4g} {units[name]} over search.max_{name} = {limit:.4g}"
+        return ""
+
+    def _rejected(self, reason: str, costs: Mapping[str, Any], model: nn.Module, genome: Genome) -> dict[str, Any]:
+        """The result of a candidate over a measured limit: its measurements, its size, no training."""
+        return {
+            "status": "over-limit",
+            "error": reason,
+            "params": sum(p.numel() for p in model.parameters()),
+            "flops": count_flops(genome, self.spec),
+            "train_seconds": 0.0,
+            "epochs": 0,
+            "precision": self.precision,
+            **costs,
+        }
 
     def _metrics(
         self,

@@ -1,0 +1,239 @@
+"""What a candidate costs on the worker's own device: inference latency, peak memory, energy.
+
+Measured on the freshly built network before it trains (none of these
+depends on the weights), so that a candidate over a ``search.max_*`` limit is
+rejected without spending its training budget.  Latency: the network in the
+deployed precision (``measure.precision``), in eval mode under
+``torch.inference_mode``, ``measure.warmup`` untimed calls, then
+`torch.utils.benchmark.Timer.blocked_autorange` for ``measure.seconds`` (it
+synchronises a GPU around each block and sizes blocks to the clock's
+resolution); the median block, per sample, at batch 1 and at
+``measure.batch_size``.  Memory: the CUDA allocator's peak above what was
+allocated before (plus the network's own weights for inference) on a GPU;
+torch's `MemTracker` (parameters, gradients, optimizer state, activations,
+temporaries) on a CPU.  Energy: a cumulative counter (`menndl.energy`) read
+around at least ``measure.energy_seconds`` of inference at the batch size.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils import benchmark
+
+from menndl.energy import EnergyCounter, NvmlCounter, RaplCounter, rapl_packages
+from menndl.worker.numerics import autocast_context, make_optimizer
+
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+@dataclass(frozen=True)
+class CostSettings:
+    """What to measure and how: the job's ``[measure]`` table as the worker uses it."""
+
+    kinds: tuple[str, ...]  # of "latency", "memory", "energy"
+    batch_size: int = 64
+    seconds: float = 0.2
+    warmup: int = 3
+    precision: str = "fp32"  # deployed numerics: fp32, bf16 or fp16
+    energy_seconds: float = 1.0
+
+
+def open_energy_counter(device: torch.device) -> EnergyCounter:
+    """The energy counter of ``device``: NVML for a GPU (matched by UUID), RAPL for the CPU.
+
+    Raises:
+        RuntimeError: the device has no readable counter.
+    """
+    if device.type == "cuda":
+        uuid = str(getattr(torch.cuda.get_device_properties(device), "uuid", "") or "")
+        return NvmlCounter(uuid=uuid or None, index=device.index or 0)
+    packages = rapl_packages()
+    if not packages:
+        raise RuntimeError("no readable RAPL counter (/sys/class/powercap/intel-rapl:N/energy_uj)")
+    return RaplCounter(packages)
+
+
+class HardwareCost:
+    """Measures candidates on one device (one per worker)."""
+
+    def __init__(self, settings: CostSettings, device: torch.device, sample_shape: tuple[int, ...],
+                 channels_last: bool = False, training_precision: str = "fp32") -> None:  # fmt: skip
+        """Check that what ``settings`` asks for is measurable on ``device``.
+
+        Raises:
+            RuntimeError: energy was asked for and the device has no counter, or the memory tracker is missing.
+        """
+        self.settings, self.device = settings, device
+        self.sample_shape = tuple(sample_shape)
+        self.channels_last = channels_last
+        self.training_precision = training_precision
+        self.dtype = DTYPES[settings.precision]
+        self.counter: EnergyCounter | None = open_energy_counter(device) if "energy" in settings.kinds else None
+        if "memory" in settings.kinds and device.type != "cuda":
+            from torch.distributed._tools.mem_tracker import MemTracker  # noqa: F401  (fails here, not per candidate)
+
+    def measure(self, model: nn.Module, train_batch: int) -> dict[str, Any]:
+        """The settings' measurements of ``model`` (not changed: copies are measured) at batch 1 and the batch size.
+
+        Returns:
+            Some of ``latency``, ``batch_latency`` (seconds per sample), ``memory``, ``train_memory``
+            (bytes), ``energy`` (joules per inference sample), and ``inference_precision``.
+        """
+        kinds = self.settings.kinds
+        out: dict[str, Any] = {"inference_precision": self.settings.precision}
+        deployed = self._deployed(model)
+        batch = self.settings.batch_size
+        if "latency" in kinds:
+            out["latency"] = self._latency(deployed, 1)
+            out["batch_latency"] = self._latency(deployed, batch)
+        if "memory" in kinds:
+            out["memory"] = self._inference_memory(deployed, batch)
+        if "energy" in kinds:
+            out["energy"] = self._inference_energy(deployed, batch)
+        del deployed
+        if "memory" in kinds:
+            out["train_memory"] = self._train_memory(model, train_batch)
+        return out
+
+    def _deployed(self, model: nn.Module) -> nn.Module:
+        """A copy of ``model`` in eval mode, in the deployed precision and the trainer's memory format."""
+        deployed = copy.deepcopy(model).eval().to(self.dtype)
+        if self.channels_last:
+            deployed = deployed.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+        return deployed
+
+    def _input(self, batch: int, dtype: torch.dtype) -> torch.Tensor:
+        x = torch.randn((batch, *self.sample_shape), device=self.device).to(dtype)
+        if self.channels_last and x.dim() == 4:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x
+
+    def _call(self, model: nn.Module, batch: int) -> Callable[[], Any]:
+        x = self._input(batch, self.dtype)
+
+        @torch.inference_mode()
+        def run() -> Any:
+            return model(x)
+
+        return run
+
+    def _latency(self, model: nn.Module, batch: int) -> float:
+        """Median seconds per sample of inference at ``batch`` (after the warm-up)."""
+        run = self._call(model, batch)
+        for _ in range(self.settings.warmup):
+            run()
+        timer = benchmark.Timer(stmt="run()", globals={"run": run}, num_threads=torch.get_num_threads())
+        measured = timer.blocked_autorange(min_run_time=self.settings.seconds)
+        return float(measured.median) / batch
+
+    def _inference_energy(self, model: nn.Module, batch: int) -> float:
+        """Joules per sample over at least ``energy_seconds`` of inference at ``batch``."""
+        assert self.counter is not None
+        run = self._call(model, batch)
+        run()
+        _synchronize(self.device)
+        calls, start, before = 0, time.perf_counter(), self.counter.joules()
+        while True:
+            run()
+            calls += 1
+            if calls % 8 == 0 or calls < 8:
+                _synchronize(self.device)
+                if time.perf_counter() - start >= self.settings.energy_seconds:
+                    break
+        joules = self.counter.joules() - before
+        return joules / (calls * batch)
+
+    def _inference_memory(self, model: nn.Module, batch: int) -> int:
+        """Peak bytes of one inference at ``batch``: the network's weights and its activations."""
+        run = self._call(model, batch)
+        if self.device.type == "cuda":
+            weights = sum(t.numel() * t.element_size() for t in [*model.parameters(), *model.buffers()])
+            return weights + _cuda_peak_above_now(self.device, run)
+        from torch.distributed._tools.mem_tracker import MemTracker
+
+        tracker = MemTracker()
+        tracker.track_external(model)
+        with tracker:
+            run()
+        return _tracked_peak(tracker, self.device)
+
+    def _train_memory(self, model: nn.Module, batch: int) -> int:
+        """Peak bytes of one training step at ``batch``: a copy of ``model`` with its weights, gradients,
+        Adam's state and the step's activations (``model`` itself is not changed)."""
+        x = self._input(max(2, batch), torch.float32)
+        amp = autocast_context(self.device, self.training_precision)
+        held: dict[str, Any] = {}
+
+        def prepare() -> None:
+            trained = copy.deepcopy(model).train()
+            if self.channels_last:
+                trained = trained.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+            held["model"], held["optimizer"] = trained, make_optimizer(trained, "adam", 1e-3, 0.0)
+
+        def step() -> None:
+            with amp:
+                out = held["model"](x)
+            out.float().square().mean().backward()
+            held["optimizer"].step()
+            held["optimizer"].zero_grad(set_to_none=True)
+
+        def both() -> None:
+            prepare()
+            step()
+
+        if self.device.type == "cuda":  # counted from the copy's allocation on
+            return _cuda_peak_above_now(self.device, both)
+        from torch.distributed._tools.mem_tracker import MemTracker
+
+        prepare()
+        tracker = MemTracker()
+        tracker.track_external(held["model"], held["optimizer"])
+        with tracker:
+            step()
+        return _tracked_peak(tracker, self.device)
+
+    def train_energy_start(self) -> float:
+        """A counter reading before training (NaN without a counter)."""
+        if self.counter is None:
+            return math.nan
+        _synchronize(self.device)
+        return self.counter.joules()
+
+    def train_energy_per_sample(self, start: float, samples: int) -> float:
+        """Joules per training sample since ``start`` (from `train_energy_start`)."""
+        if self.counter is None or not samples or not math.isfinite(start):
+            return math.nan
+        _synchronize(self.device)
+        return (self.counter.joules() - start) / samples
+
+
+def _synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _cuda_peak_above_now(device: torch.device, run: Callable[[], Any]) -> int:
+    """Peak CUDA bytes allocated while ``run`` runs, above what was allocated before it."""
+    torch.cuda.synchronize(device)
+    before = torch.cuda.memory_allocated(device)
+    torch.cuda.reset_peak_memory_stats(device)
+    run()
+    torch.cuda.synchronize(device)
+    return int(torch.cuda.max_memory_allocated(device) - before)
+
+
+def _tracked_peak(tracker: Any, device: torch.device) -> int:
+    """The peak total bytes a `MemTracker` saw on ``device``."""
+    snapshot = tracker.get_tracker_snapshot("peak")
+    for key, figures in snapshot.items():
+        if torch.device(key).type == device.type:
+            return int(figures["Total"])
+    return 0
