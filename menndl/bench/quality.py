@@ -50,6 +50,49 @@ def hypervolume(points: Iterable[tuple[float, float]], size_range: tuple[float, 
     return area
 
 
+LOG_RANGES: dict[str, tuple[float, float]] = {
+    "params": SIZE_RANGE,
+    "flops": (1e3, 1e9),
+    "train_seconds": (0.1, 100.0),
+    "latency": (1e-5, 1e-2),
+    "batch_latency": (1e-7, 1e-3),
+    "memory": (1e4, 1e10),
+    "train_memory": (1e4, 1e10),
+    "energy": (1e-6, 1.0),
+    "train_energy": (1e-6, 1.0),
+}
+"""The fixed box of the many-objective hypervolume: each minimised objective scored on a log scale from its low
+(score 0, best) to its high (score 1); accuracy scores ``1 - accuracy``."""
+
+
+def objective_scores(name: str, values: np.ndarray) -> np.ndarray:
+    """``values`` of objective ``name`` scored in ``[0, 1]``, 0 best (see `LOG_RANGES`)."""
+    values = np.asarray(values, dtype=float)
+    if name == "accuracy":
+        return np.clip(1.0 - values, 0.0, 1.0)
+    low, high = LOG_RANGES[name]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.clip(np.log10(np.maximum(values, 1e-300) / low) / math.log10(high / low), 0.0, 1.0)
+
+
+def hypervolume_nd(columns: dict[str, np.ndarray]) -> float:
+    """Hypervolume of any number of objectives in the unit box (`objective_scores`, reference point all ones).
+
+    Args:
+        columns: objective name -> its values, one per successful evaluation (rows with a NaN are left out).
+
+    Returns:
+        The dominated volume in ``[0, 1]`` (exact, by moocore, which DEAP's indicators use).
+    """
+    import moocore
+
+    scored = np.stack([objective_scores(name, values) for name, values in columns.items()], axis=1)
+    scored = scored[np.all(np.isfinite(scored), axis=1)]
+    if not len(scored):
+        return 0.0
+    return float(moocore.hypervolume(scored, ref=np.ones(scored.shape[1])))
+
+
 def anytime_best(accuracies: Sequence[float]) -> list[float]:
     """Best accuracy after each evaluation (NaN, e.g. a failure, counts as no improvement; NaN until a success)."""
     values = np.asarray(accuracies, dtype=float)

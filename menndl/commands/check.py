@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from menndl.commands.common import check_strategy, inspect_data
+from menndl.commands.common import check_strategy, inspect_data, measurable
 from menndl.genome import InputSpec
 from menndl.job import Job, load_job
 
@@ -51,9 +51,27 @@ def main(args: argparse.Namespace) -> int:
                  f"crops with padding {augment.crop_padding}" if augment.crop_padding else "",
                  f"noise std {augment.noise_std:g}" if augment.noise_std else ""]  # fmt: skip
         print(f"  augment:  {', '.join(p for p in parts if p)} (training batches, on the device)")
+    selection = search.selection
+    if selection == "nsga3":
+        from menndl.master.survival import reference_points
+
+        points = reference_points(len(search.objectives), search.population, search.reference_divisions,
+                                  search.reference_points)  # fmt: skip
+        selection += f" ({len(points)} reference points{'' if search.reference_points else ', Das-Dennis'})"
     print(
         f"  search:   {budget}; population {search.population}; objectives {', '.join(search.objectives)}; "
-        f"strategy {search.strategy}"
+        f"strategy {search.strategy}, selection {selection}"
+    )
+    limits = [f"{name} {value:g}" for name, value in (("max_latency", search.max_latency),
+              ("max_memory", search.max_memory), ("max_energy", search.max_energy)) if value is not None]  # fmt: skip
+    answers = measurable(job)
+    measure = job.measure
+    print(
+        f"  measure:  {', '.join(job.measurements) or 'nothing beyond training'}"
+        + (f" (limits {', '.join(limits)})" if limits else "")
+        + f"; at batch 1 and {measure.batch_size}, {measure.seconds:g} s each, precision {measure.precision}; "
+        + "here: "
+        + "; ".join(f"{kind} {answer}" for kind, answer in answers.items())
     )
     print(
         f"  training: {training.epochs} epochs or {training.max_seconds:g} s per candidate; "

@@ -20,7 +20,6 @@ from bisect import bisect_right
 
 import numpy as np
 
-
 BITSET_ROWS = 1024  # rows of the dominator matrix built at once (`_ranks_bitsets`)
 
 

@@ -111,7 +111,9 @@ class HardwareCost:
         return deployed
 
     def _input(self, batch: int, dtype: torch.dtype) -> torch.Tensor:
-        x = torch.randn((batch, *self.sample_shape), device=self.device).to(dtype)
+        """A batch of random inputs from a generator of its own (the candidate's training seed stream is untouched)."""
+        generator = torch.Generator(self.device).manual_seed(0)
+        x = torch.randn((batch, *self.sample_shape), device=self.device, generator=generator).to(dtype)
         if self.channels_last and x.dim() == 4:
             x = x.contiguous(memory_format=torch.channels_last)
         return x
