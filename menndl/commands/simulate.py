@@ -74,7 +74,10 @@ def main(args: argparse.Namespace) -> int:
     if args.population is not None:
         if args.population < 2:
             raise UserError(f"--population: expected an integer >= 2, got {args.population}")
-        job = dataclasses.replace(job, search=dataclasses.replace(job.search, population=args.population))
+        try:
+            job = dataclasses.replace(job, search=dataclasses.replace(job.search, population=args.population))
+        except ValueError as exc:  # the job's other settings refuse this population (spea2 above its limit)
+            raise UserError(f"--population {args.population}: {exc}") from None
     report = inspect_data(job, quiet=True)
     spec, fingerprint = report.spec, report.fingerprint
     flush_every = job.library.flush_records if args.flush_every is None else args.flush_every

@@ -148,7 +148,7 @@ def _ranks_bitsets(values: np.ndarray, first_only: bool = False) -> np.ndarray:
         for prefix, position in zip(prefixes, positions):
             earlier &= np.take(prefix, position[block], axis=0)[:, :used]  # a gather (an indexed &= is slower)
     ranks = np.zeros(count, dtype=np.int64)
-    alive, rank = rows, 0
+    alive, rank, first_word = rows, 0, 0  # `dominators` holds the alive rows' words from first_word on
     while len(alive):
         empty = ~dominators.any(axis=1)
         front = alive[empty]
@@ -156,10 +156,16 @@ def _ranks_bitsets(values: np.ndarray, first_only: bool = False) -> np.ndarray:
         if first_only:
             ranks[alive[~empty]] = 1
             break
-        alive, dominators = alive[~empty], dominators[~empty]
+        alive = alive[~empty]
+        if not len(alive):
+            break
         cleared = np.zeros(words, dtype=np.uint64)
         np.bitwise_or.at(cleared, front >> 6, bits[front])
-        dominators &= ~cleared
+        # Rows before the first alive one are all ranked: their words are zero for everyone left
+        start = int(alive[0] >> 6)
+        dominators = dominators[~empty, start - first_word :]
+        dominators &= ~cleared[start:]
+        first_word = start
         rank += 1
     return ranks[group]
 
