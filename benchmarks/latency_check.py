@@ -67,7 +67,7 @@ def _measure(job: dict[str, Any], shape: list[int], classes: int, genome: str | 
         kinds=("latency",),
         batch_size=int(job.get("batch_size", 64)),
         seconds=float(job.get("seconds", 0.2)),
-        warmup=int(job.get("warmup", 3)),
+        warmup_seconds=float(job.get("warmup_seconds", 0.25)),
         precision="fp32" if precision == "training" else precision,
     )
     cost = HardwareCost(settings, torch.device("cpu"), tuple(shape))

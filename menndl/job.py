@@ -123,6 +123,7 @@ STRATEGIES: tuple[str, ...] = ("nsga2", "random", "optuna")
 #: Values of ``search.selection``: who survives a re-ranking of the population (NSGA-II's crowding distance,
 #: NSGA-III's reference points, SPEA2's strength and density; the last two from DEAP).
 SELECTIONS: tuple[str, ...] = ("nsga2", "nsga3", "spea2")
+MAX_REFERENCE_POINTS = 10_000  # NSGA-III's association is rows x points: more is a typo, and slow
 SPEA2_MAX_POPULATION = 500  # DEAP's selSPEA2 is quadratic in pure Python: 1 s per re-ranking at 600 members
 
 
@@ -206,16 +207,31 @@ class SearchConfig:
             raise ValueError(f'search.{key}: only used with selection = "nsga3", got selection "{self.selection}"')
         if self.reference_points and self.reference_divisions is not None:
             raise ValueError("search.reference_points: set reference_points or reference_divisions, not both")
-        if self.reference_divisions is not None and self.reference_divisions < 1:
-            raise ValueError(f"search.reference_divisions: expected an integer >= 1, got {self.reference_divisions}")
+        if self.selection == "nsga3" and len(self.objectives) < 2:
+            raise ValueError(f"search.selection: nsga3 needs at least 2 objectives, got {list(self.objectives)}")
+        if self.reference_divisions is not None:
+            if self.reference_divisions < 1:
+                raise ValueError(
+                    f"search.reference_divisions: expected an integer >= 1, got {self.reference_divisions}"
+                )
+            count = math.comb(self.reference_divisions + len(self.objectives) - 1, len(self.objectives) - 1)
+            if count > MAX_REFERENCE_POINTS:
+                raise ValueError(
+                    f"search.reference_divisions: {self.reference_divisions} divisions give {count:,} reference points "
+                    f"for {len(self.objectives)} objectives; expected at most {MAX_REFERENCE_POINTS:,}"
+                )
+        if len(self.reference_points) > MAX_REFERENCE_POINTS:
+            raise ValueError(f"search.reference_points: expected at most {MAX_REFERENCE_POINTS:,} points")
         for i, point in enumerate(self.reference_points):
             if len(point) != len(self.objectives):
                 raise ValueError(
                     f"search.reference_points[{i}]: expected {len(self.objectives)} values, one per objective "
                     f"({', '.join(self.objectives)}), got {len(point)}"
                 )
-            if any(value < 0 for value in point):
-                raise ValueError(f"search.reference_points[{i}]: expected values >= 0, got {list(point)}")
+            if any(value < 0 for value in point) or not any(value > 0 for value in point):
+                raise ValueError(
+                    f"search.reference_points[{i}]: expected values >= 0, not all zero (a direction), got {list(point)}"
+                )
 
 
 @dataclass(frozen=True)
@@ -280,7 +296,7 @@ class MeasureConfig:
 
     batch_size: int = 64  # the deployed batch size: batch_latency, memory and energy are measured at it
     seconds: float = 0.2  # timed seconds per batch size (torch.utils.benchmark's min_run_time)
-    warmup: int = 3  # untimed calls before the timing
+    warmup_seconds: float = 0.25  # untimed calls for this long first (3 at least): caches, clocks, allocator
     precision: str = "training"  # deployed numerics: the candidate's training precision, or fp32, bf16, fp16
     energy_seconds: float = 1.0  # inference seconds an energy reading spans at least (counters update slowly)
     record: tuple[str, ...] = ()  # measurements to record even when no objective or limit needs them
@@ -290,8 +306,8 @@ class MeasureConfig:
             raise ValueError(f"measure.batch_size: expected an integer >= 1, got {self.batch_size}")
         if not 0 < self.seconds <= 60:
             raise ValueError(f"measure.seconds: expected seconds in (0, 60], got {self.seconds}")
-        if self.warmup < 0:
-            raise ValueError(f"measure.warmup: expected an integer >= 0, got {self.warmup}")
+        if not 0 <= self.warmup_seconds <= 60:
+            raise ValueError(f"measure.warmup_seconds: expected seconds in [0, 60], got {self.warmup_seconds}")
         if self.precision not in MEASURE_PRECISIONS:
             raise ValueError(
                 f"measure.precision: expected one of {', '.join(MEASURE_PRECISIONS)}, got '{self.precision}'"

@@ -15,10 +15,9 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
-from deap import base, tools
-from deap.tools import emo
 
 from menndl.master.nondominated import crowding_distances, front_ranks
 
@@ -34,6 +33,8 @@ def default_divisions(objectives: int, population: int) -> int:
     """The most divisions whose points number at most the population and `DEFAULT_MAX_REFERENCE_POINTS` (>= 1)."""
     limit = max(objectives, min(population, DEFAULT_MAX_REFERENCE_POINTS))
     divisions = 1
+    if objectives < 2:  # one objective: one point whatever the divisions
+        return divisions
     while reference_point_count(objectives, divisions + 1) <= limit:
         divisions += 1
     return divisions
@@ -49,6 +50,8 @@ def reference_points(
     """
     if points:
         return np.asarray(points, dtype=float)
+    from deap import tools  # (imported only by a search that selects with DEAP: the master starts fast)
+
     return np.asarray(
         tools.uniform_reference_points(objectives, divisions or default_divisions(objectives, population))
     )
@@ -66,6 +69,8 @@ def nsga3_survivors(
         The kept rows' indices, and for each its niche's survivor count negated (a tournament's tie-break:
         members of sparse niches win).
     """
+    from deap.tools import emo
+
     count = len(values)
     if count <= size:
         kept = np.arange(count)
@@ -122,7 +127,7 @@ class _Individual:
 
     __slots__ = ("fitness", "row")
 
-    def __init__(self, fitness: base.Fitness, row: int) -> None:
+    def __init__(self, fitness: Any, row: int) -> None:
         self.fitness, self.row = fitness, row
 
 
@@ -135,6 +140,8 @@ def spea2_survivors(values: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarr
     if len(values) <= size:
         kept = np.arange(len(values))
     else:
+        from deap import base, tools
+
         fitness_class = type("MinimisedFitness", (base.Fitness,), {"weights": (-1.0,) * values.shape[1]})
         individuals = [_Individual(fitness_class(tuple(row)), i) for i, row in enumerate(values.tolist())]
         kept = np.asarray(sorted(individual.row for individual in tools.selSPEA2(individuals, size)), dtype=np.int64)

@@ -1,18 +1,23 @@
 """What a candidate costs on the worker's own device: inference latency, peak memory, energy.
 
-Measured on the freshly built network before it trains (none of these
-depends on the weights), so that a candidate over a ``search.max_*`` limit is
-rejected without spending its training budget.  Latency: the network in the
-deployed precision (``measure.precision``), in eval mode under
-``torch.inference_mode``, ``measure.warmup`` untimed calls, then
-`torch.utils.benchmark.Timer.blocked_autorange` for ``measure.seconds`` (it
-synchronises a GPU around each block and sizes blocks to the clock's
-resolution); the median block, per sample, at batch 1 and at
-``measure.batch_size``.  Memory: the CUDA allocator's peak above what was
-allocated before (plus the network's own weights for inference) on a GPU;
-torch's `MemTracker` (parameters, gradients, optimizer state, activations,
-temporaries) on a CPU.  Energy: a cumulative counter (`menndl.energy`) read
-around at least ``measure.energy_seconds`` of inference at the batch size.
+Measured on the freshly built network before it trains (none of these depends on the weights),
+in the form inference runs it (traced, batch norms folded), so that a candidate over a
+``search.max_*`` limit is rejected without spending its training budget.
+
+* Latency: the network in the deployed precision (``measure.precision``), in eval mode under
+  ``torch.inference_mode``; untimed calls for ``measure.warmup_seconds`` (a worker's first
+  measurement: `FIRST_WARMUP_SECONDS`); then `torch.utils.benchmark.Timer.blocked_autorange`
+  (it synchronises a GPU around each block and sizes blocks to the clock's resolution) in
+  `ROUNDS` rounds of ``measure.seconds`` in all: the median block of the fastest round, per
+  sample, at batch 1 and at ``measure.batch_size``.  On a shared 2-core VM an idle core ran the
+  first second of calls up to twice as slow, and a round in a few was slowed by the host; the
+  fastest round's median after the warm-up repeated within 2% across worker processes where one
+  0.2 s median varied by 30% (docs/benchmarks.md).
+* Memory: the CUDA allocator's peak above what was allocated before (plus the network's own
+  weights for inference) on a GPU; torch's `MemTracker` (parameters, gradients, optimizer
+  state, activations, temporaries) on a CPU.
+* Energy: a cumulative counter (`menndl.energy`) read around at least
+  ``measure.energy_seconds`` of inference at the batch size.
 """
 
 from __future__ import annotations
@@ -26,11 +31,14 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.fx.experimental.optimization import fuse
 from torch.utils import benchmark
 
 from menndl.energy import EnergyCounter, NvmlCounter, RaplCounter, rapl_packages
 from menndl.worker.numerics import autocast_context, make_optimizer
 
+FIRST_WARMUP_SECONDS = 1.0  # the warm-up of a worker's first measurement (after that, measure.warmup_seconds)
+ROUNDS = 3  # timed rounds per batch size: the fastest round's median counts (others only ever slow one down)
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
@@ -41,7 +49,7 @@ class CostSettings:
     kinds: tuple[str, ...]  # of "latency", "memory", "energy"
     batch_size: int = 64
     seconds: float = 0.2
-    warmup: int = 3
+    warmup_seconds: float = 0.25
     precision: str = "fp32"  # deployed numerics: fp32, bf16 or fp16
     energy_seconds: float = 1.0
 
@@ -76,6 +84,7 @@ class HardwareCost:
         self.channels_last = channels_last
         self.training_precision = training_precision
         self.dtype = DTYPES[settings.precision]
+        self._warm = False  # whether this worker has measured before (its first warm-up is longer)
         self.counter: EnergyCounter | None = open_energy_counter(device) if "energy" in settings.kinds else None
         if "memory" in settings.kinds and device.type != "cuda":
             from torch.distributed._tools.mem_tracker import MemTracker  # noqa: F401  (fails here, not per candidate)
@@ -104,8 +113,16 @@ class HardwareCost:
         return out
 
     def _deployed(self, model: nn.Module) -> nn.Module:
-        """A copy of ``model`` in eval mode, in the deployed precision and the trainer's memory format."""
-        deployed = copy.deepcopy(model).eval().to(self.dtype)
+        """``model`` as inference runs it: a copy in eval mode, traced into one graph with each batch norm folded
+        into its convolution (`torch.fx.experimental.optimization.fuse`, what ONNX Runtime or TensorRT also
+        do), in the deployed precision and the trainer's memory format.  A network that cannot be traced is
+        measured as it is."""
+        deployed = copy.deepcopy(model).eval()
+        try:
+            deployed = fuse(deployed).requires_grad_(True)  # (inference_mode ignores it; MemTracker's hooks need it)
+        except Exception:  # (tracing refuses data-dependent control flow: measured unfused)
+            pass
+        deployed = deployed.to(self.dtype)
         if self.channels_last:
             deployed = deployed.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         return deployed
@@ -130,11 +147,17 @@ class HardwareCost:
     def _latency(self, model: nn.Module, batch: int) -> float:
         """Median seconds per sample of inference at ``batch`` (after the warm-up)."""
         run = self._call(model, batch)
-        for _ in range(self.settings.warmup):
+        warmup = self.settings.warmup_seconds
+        if batch == 1 and not self._warm:  # a worker's first measurement: an idle core runs slow for a second
+            warmup, self._warm = max(warmup, FIRST_WARMUP_SECONDS), True
+        calls, end = 0, time.perf_counter() + warmup
+        while calls < 3 or time.perf_counter() < end:
             run()
+            calls += 1
+        _synchronize(self.device)
         timer = benchmark.Timer(stmt="run()", globals={"run": run}, num_threads=torch.get_num_threads())
-        measured = timer.blocked_autorange(min_run_time=self.settings.seconds)
-        return float(measured.median) / batch
+        rounds = [timer.blocked_autorange(min_run_time=self.settings.seconds / ROUNDS).median for _ in range(ROUNDS)]
+        return float(min(rounds)) / batch
 
     def _inference_energy(self, model: nn.Module, batch: int) -> float:
         """Joules per sample over at least ``energy_seconds`` of inference at ``batch``."""

@@ -164,7 +164,7 @@ class Trainer(Evaluator):
                     kinds=tuple(measure["kinds"]),
                     batch_size=int(measure.get("batch_size", 64)),
                     seconds=float(measure.get("seconds", 0.2)),
-                    warmup=int(measure.get("warmup", 3)),
+                    warmup_seconds=float(measure.get("warmup_seconds", 0.25)),
                     precision=self.precision if deployed == "training" else deployed,
                     energy_seconds=float(measure.get("energy_seconds", 1.0)),
                 ),

@@ -7,6 +7,7 @@ uses the embedded default dataset (digits).
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,7 @@ from conftest import run_menndl
 
 from menndl.cli import main
 from menndl.energy import energy_unavailable
+from menndl.errors import UserError
 from menndl.job import parse_job
 
 pytestmark = pytest.mark.timeout(120)
@@ -136,7 +138,7 @@ def test_valid_nsga3_job_with_four_objectives_passes_check(tmp_path: Path) -> No
     out = run_menndl(["check", str(job)], timeout=60, cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     assert out.stdout.splitlines()[0].endswith("job.toml: ok")
-    assert "objectives accuracy, params, latency, memory" in out.stdout
+    assert "objectives accuracy, params, latency, memory" in out.stdout and "nsga3" in out.stdout
     assert list(tmp_path.iterdir()) == [job]
 
 
@@ -149,6 +151,31 @@ def test_valid_nsga3_job_with_its_own_reference_points_passes_check(
     assert "objectives accuracy, params, train_seconds, flops" in capsys.readouterr().out
     parsed = parse_job(job.read_text()).search
     assert len(parsed.reference_points) == 5 and parsed.reference_points[4] == (0.25,) * 4
+
+
+def test_an_all_zero_reference_point_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    job = write_job(tmp_path, 'objectives = ["accuracy", "params"]\nselection = "nsga3"\n'
+                    "reference_points = [[1.0, 0.0], [0.0, 0.0], [0.0, 1.0]]")  # fmt: skip
+    line = check_error(capsys, job)
+    assert "search.reference_points[1]" in line
+
+
+def test_nsga3_with_one_objective_is_checked_or_refused_promptly(tmp_path: Path) -> None:
+    job = write_job(tmp_path, 'objectives = ["accuracy"]\nselection = "nsga3"')
+    try:
+        out = run_menndl(["check", str(job)], timeout=8, cwd=tmp_path)  # a check takes well under a second
+    except subprocess.TimeoutExpired:
+        pytest.fail("menndl check of a one-objective nsga3 job did not finish in 8 s")
+    assert out.returncode in (0, 2) and "Traceback" not in out.stderr, out.stderr
+    if out.returncode == 2:  # refused: in one line, naming the setting
+        assert len(out.stderr.strip().splitlines()) == 1 and "search." in out.stderr
+
+
+def test_reference_divisions_beyond_any_population_are_refused() -> None:
+    text = ('[search]\nevaluations = 3\nobjectives = ["accuracy", "params", "flops", "train_seconds", "latency"]\n'
+            'selection = "nsga3"\nreference_divisions = 1000\n')  # fmt: skip
+    with pytest.raises(UserError, match="search.reference_divisions"):
+        parse_job(text)
 
 
 def test_spea2_at_the_population_limit_is_accepted() -> None:
@@ -180,8 +207,7 @@ def measurements(search: str, measure: str = "") -> list[str]:
         ('objectives = ["accuracy", "memory"]\nmax_latency = 0.5', "", ["latency", "memory"]),
         ("", 'record = ["energy", "latency"]', ["latency", "energy"]),
         ('objectives = ["accuracy", "memory"]', 'record = ["memory"]', ["memory"]),
-        ('objectives = ["accuracy", "latency", "batch_latency"]\nmax_latency = 1.0', 'record = ["latency"]',
-         ["latency"]),  # fmt: skip
+        ('objectives = ["latency", "batch_latency"]\nmax_latency = 1.0', 'record = ["latency"]', ["latency"]),
         ("max_energy = 1.0", 'record = ["memory"]', ["memory", "energy"]),
     ],
 )

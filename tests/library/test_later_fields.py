@@ -51,7 +51,7 @@ def old_record(i: int) -> dict[str, Any]:
 def write_old_library(path: Path, rows: int = ROWS) -> list[dict[str, Any]]:
     """Write ``rows`` records with `LibraryWriter`, then delete the LATER_FIELDS datasets (an older layout)."""
     records = [old_record(i) for i in range(rows)]
-    with LibraryWriter(path, job_text=JOB, attrs={"objectives": "accuracy,params"}) as writer:
+    with LibraryWriter(path, job_text=JOB, attrs={"objectives": "accuracy,params"}, flush_every=rows) as writer:
         for record in records:
             writer.append(record)
         writer.set_pareto([r["id"] for r in records if r["status"] == "ok"][:2])

@@ -144,6 +144,8 @@ def test_nsga3_spreads_over_the_three_objective_simplex() -> None:
 
 
 class _Individual:
+    """What DEAP's selSPEA2 reads: a fitness."""
+
     fitness: base.Fitness
 
 
