@@ -210,7 +210,7 @@ def _run_master(args: argparse.Namespace, transport: MasterTransport | None) -> 
     except StorageError as exc:  # the disk filled up (or went read-only) mid-run: stop cleanly, keep what is there
         _exit_after_storage_error(exc, writer, library, args)
     clean_stale_segments()  # a node's last worker removes its shared copy; one killed first leaves it to this
-    _report(result)
+    _report(result, job.search.objectives)
     if result.signal_stop:
         print(stop_line(result, args, library), flush=True)
     if result.stop_reason == NO_WORKERS:
@@ -295,9 +295,9 @@ def _library_attrs(job: Job, report: DataReport) -> dict[str, str | int | float]
     }
 
 
-def _report(result: SearchResult) -> None:
+def _report(result: SearchResult, objectives: tuple[str, ...] = ()) -> None:
     """The end of a run: the Pareto front, the totals, the library, the master's own cost."""
-    print_front(result.front)
+    print_front(result.front, objectives)
     print(
         f"{result.evaluations} evaluations ({result.failed} failed) in {result.elapsed:.0f}s, "
         f"best validation accuracy {_fmt(result.best_accuracy)}; stopped: {result.stop_reason}"
@@ -406,18 +406,31 @@ def _exit_after_storage_error(error: StorageError, writer: Any, library: Path, a
     os._exit(StorageError.exit_status)
 
 
-def print_front(front: list[dict]) -> None:
-    """Print the Pareto front as a table, most accurate first."""
+def print_front(front: list[dict], objectives: tuple[str, ...] = ()) -> None:
+    """Print the Pareto front as a table, most accurate first: id, the objectives, sizes, seconds, operator."""
     if not front:
         print("Pareto front: empty (no successful evaluation)")
         return
+    columns = [name for name in ("accuracy", *objectives) if name in front[0]]
+    columns = list(dict.fromkeys([*columns, *(c for c in ("params", "flops", "train_seconds") if c not in columns)]))
     print(f"Pareto front ({len(front)} architectures):")
-    print(f"{'id':>6}  {'accuracy':>8}  {'params':>10}  {'flops':>12}  {'seconds':>8}  operator")
-    for record in front:
-        print(
-            f"{record['id']:>6}  {record['accuracy']:>8.4f}  {record['params']:>10,}  "
-            f"{record['flops']:>12,}  {record['train_seconds']:>8.2f}  {record['operator']}"
-        )
+    cells = [[f"{r['id']}", *(_cell(r[c], c) for c in columns), str(r["operator"])] for r in front]
+    header = ["id", *(c.replace("train_seconds", "seconds") for c in columns), "operator"]
+    widths = [max(len(h), *(len(line[k]) for line in cells)) for k, h in enumerate(header)]
+    print("  ".join(h.rjust(w) if k < len(header) - 1 else h for k, (h, w) in enumerate(zip(header, widths))))
+    for line in cells:
+        print("  ".join(c.rjust(w) if k < len(line) - 1 else c for k, (c, w) in enumerate(zip(line, widths))))
+
+
+def _cell(value: object, column: str) -> str:
+    """One value of the front table: accuracy to 4 places, counts with separators, times to 4 digits."""
+    if isinstance(value, float) and math.isnan(value):
+        return "-"
+    if column == "accuracy":
+        return f"{float(value):.4f}"  # type: ignore[arg-type]
+    if isinstance(value, int):
+        return f"{value:,}" if value >= 0 else "-"
+    return f"{float(value):.4g}"  # type: ignore[arg-type]
 
 
 def _fmt(value: float) -> str:

@@ -23,13 +23,17 @@ import numpy as np
 BITSET_ROWS = 1024  # rows of the dominator matrix built at once (`_ranks_bitsets`)
 
 
-def front_ranks(values: np.ndarray) -> np.ndarray:
-    """Front index (0 = non-dominated) of every row of ``values`` (rows x objectives, minimised)."""
+def front_ranks(values: np.ndarray, enough: int | None = None) -> np.ndarray:
+    """Front index (0 = non-dominated) of every row of ``values`` (rows x objectives, minimised).
+
+    With ``enough``, fronts past the one that brings the rows ranked to ``enough`` or more may all get
+    that front's index + 1 (what a truncation to ``enough`` rows needs; four objectives or more stop there).
+    """
     values = _checked(values)
     if len(values) == 0:
         return np.zeros(0, dtype=np.int64)
     if values.shape[1] > 3:
-        return _ranks_bitsets(values)
+        return _ranks_bitsets(values, enough=enough)
     order, rows, distinct, group = _sorted_distinct(values)
     ranks = np.empty(len(values), dtype=np.int64)
     ranks[order] = _ranks_staircase(rows[distinct])[group]
@@ -115,12 +119,13 @@ def _ranks_staircase(rows: np.ndarray) -> np.ndarray:
     return np.asarray(ranks, dtype=np.int64)
 
 
-def _ranks_bitsets(values: np.ndarray, first_only: bool = False) -> np.ndarray:
+def _ranks_bitsets(values: np.ndarray, first_only: bool = False, enough: int | None = None) -> np.ndarray:
     """Fronts of any number of objectives from dominator bitsets (see the module's docstring).
 
     Rows are numbered in lexicographic order, so a row's dominators come before it: the first objective
     needs no bitset, and only the lower triangle of the dominator matrix is built, `BITSET_ROWS` rows at
-    a time.  With ``first_only`` only the first front is found: every other row gets rank 1.
+    a time.  With ``first_only`` only the first front is found: every other row gets rank 1; with
+    ``enough``, peeling stops once that many rows (counting equal rows) are ranked: the rest get the next rank.
     """
     unique, group = np.unique(values, axis=0, return_inverse=True)  # sorted rows; equal rows share one front
     group = group.reshape(-1)
@@ -148,13 +153,16 @@ def _ranks_bitsets(values: np.ndarray, first_only: bool = False) -> np.ndarray:
         for prefix, position in zip(prefixes, positions):
             earlier &= np.take(prefix, position[block], axis=0)[:, :used]  # a gather (an indexed &= is slower)
     ranks = np.zeros(count, dtype=np.int64)
+    multiplicity = np.bincount(group, minlength=count)  # rows equal to each distinct row
+    ranked_rows, enough = 0, len(values) if enough is None else enough
     alive, rank, first_word = rows, 0, 0  # `dominators` holds the alive rows' words from first_word on
     while len(alive):
         empty = ~dominators.any(axis=1)
         front = alive[empty]
         ranks[front] = rank
-        if first_only:
-            ranks[alive[~empty]] = 1
+        ranked_rows += int(multiplicity[front].sum())
+        if first_only or ranked_rows >= enough:
+            ranks[alive[~empty]] = rank + 1
             break
         alive = alive[~empty]
         if not len(alive):

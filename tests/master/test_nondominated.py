@@ -108,3 +108,16 @@ def test_no_worse_than_is_dominated_by_any_into_buffers(objectives: int, rows: i
     out, scratch = np.ones(rows, dtype=bool), np.ones(rows, dtype=bool)  # stale contents must not matter
     no_worse_than(columns, point, out, scratch)
     assert np.array_equal(out, dominated_by_any(columns, np.asarray(point)))
+
+
+@settings(max_examples=60, deadline=None)
+@given(objectives=st.integers(4, 6), rows=st.integers(1, 200), levels=st.integers(2, 6), seed=st.integers(0, 2**31))
+def test_fronts_up_to_enough_rows_are_exact(objectives: int, rows: int, levels: int, seed: int) -> None:
+    """``enough``: the fronts that bring the rows ranked to ``enough`` are exact, the rest share the next rank."""
+    rng = np.random.default_rng(seed)
+    values = rng.integers(0, levels, (rows, objectives)).astype(float)
+    enough = int(rng.integers(1, rows + 1))
+    full, part = front_ranks(values), front_ranks(values, enough=enough)
+    boundary = np.sort(full)[enough - 1]
+    assert np.array_equal(part[full <= boundary], full[full <= boundary])
+    assert np.all(part[full > boundary] == boundary + 1)

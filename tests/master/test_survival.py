@@ -244,3 +244,34 @@ def test_population_tournaments_prefer_the_first_front(selection: str) -> None:
     wins = sum(id(population.tournament(rng)) in best for _ in range(400))
     share = len(best) / len(members)
     assert wins / 400 > share  # a binary tournament picks the first front more often than a uniform draw
+
+
+@settings(max_examples=200, deadline=None)
+@given(candidates=st.integers(1, 60), niches=st.integers(1, 12), seed=st.integers(0, 2**31))
+def test_niche_picks_agree_with_deaps_niching(candidates: int, niches: int, seed: int) -> None:
+    """The same levels and niches as DEAP's loop; only the choice among equals at the last level is random."""
+    rng = np.random.default_rng(seed)
+    of = rng.integers(0, niches, candidates)
+    distances = rng.random(candidates)
+    counts = rng.integers(0, 3, niches) * (rng.random(niches) < 0.6)
+    take = int(rng.integers(1, candidates + 1))
+    mine = survival.niche_picks(of, distances, counts, take, seed)
+    assert len(set(mine.tolist())) == take == len(mine)
+    theirs = counts.copy()
+    state = np.random.get_state()
+    np.random.seed(seed % 2**32)
+    try:
+        emo.niching(list(range(candidates)), take, of, distances, theirs)
+    finally:
+        np.random.set_state(state)
+    ours = counts + np.bincount(of[mine], minlength=niches)
+
+    def levels(final: np.ndarray) -> list[int]:
+        return sorted(level for j in range(niches) for level in range(int(counts[j]), int(final[j])))
+
+    assert levels(ours) == levels(theirs)  # as many picks at every level
+    last = levels(ours)[-1]
+    assert np.array_equal(np.minimum(ours, last), np.minimum(theirs, last))  # below the last level: the same niches
+    for niche in np.flatnonzero((counts == 0) & (ours > 0)):  # an empty niche gets its closest candidate first
+        members = np.flatnonzero(of == niche)
+        assert members[np.argmin(distances[members])] in mine.tolist()
