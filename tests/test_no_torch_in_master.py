@@ -11,6 +11,7 @@ TORCH_MODULES = {  # the modules that are meant to load torch when imported (wor
     "menndl.worker.trainer",
     "menndl.worker.numerics",
     "menndl.worker.measure",
+    "menndl.worker.hardware_cost",
     "menndl.worker.faults",
     "menndl.worker.augment",
     "menndl.worker.placements",
