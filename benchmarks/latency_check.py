@@ -62,14 +62,7 @@ def _measure(job: dict[str, Any], shape: list[int], classes: int, genome: str | 
     torch.manual_seed(0)
     spec = InputSpec(tuple(shape), classes)
     model = paper_cnn(shape[-1], classes) if genome is None else build_model(Genome.from_json(genome), spec)
-    precision = job.get("precision", "training")
-    settings = CostSettings(
-        kinds=("latency",),
-        batch_size=int(job.get("batch_size", 64)),
-        seconds=float(job.get("seconds", 0.2)),
-        warmup_seconds=float(job.get("warmup_seconds", 0.25)),
-        precision="fp32" if precision == "training" else precision,
-    )
+    settings = CostSettings.from_table({**job, "kinds": ["latency"]}, "fp32")  # (a CPU trains in fp32)
     cost = HardwareCost(settings, torch.device("cpu"), tuple(shape))
     result = cost.measure(model, 64)
     return {"latency": result["latency"], "batch_latency": result["batch_latency"],

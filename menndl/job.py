@@ -21,7 +21,7 @@ from typing import Any
 from menndl.data.keys import DataKeys
 from menndl.errors import UserError
 from menndl.genome.space import SearchSpace
-from menndl.objectives import DIRECTIONS, RANKINGS, measurements_needed
+from menndl.objectives import CONSTRAINTS, DIRECTIONS, RANKINGS, measurements_needed
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -189,6 +189,13 @@ class SearchConfig:
             raise ValueError(
                 f"search.crossover_probability: expected a number in [0, 1], got {self.crossover_probability}"
             )
+
+    @property
+    def limits(self) -> dict[str, float]:
+        """The measured limits that are set: bounded column (``latency``, ``memory``, ``energy``) -> its limit."""
+        return {
+            column: float(getattr(self, key)) for key, column in CONSTRAINTS.items() if getattr(self, key) is not None
+        }
 
     def _check_selection(self) -> None:
         if self.selection not in SELECTIONS:
@@ -370,9 +377,7 @@ class Job:
     @property
     def measurements(self) -> list[str]:
         """What workers measure besides training: ``latency``, ``memory``, ``energy`` (objectives, limits, record)."""
-        search = self.search
-        limits = {"max_latency": search.max_latency, "max_memory": search.max_memory, "max_energy": search.max_energy}
-        needed = set(measurements_needed(search.objectives, limits)) | set(self.measure.record)
+        needed = set(measurements_needed([*self.search.objectives, *self.search.limits])) | set(self.measure.record)
         return [kind for kind in MEASUREMENT_KINDS if kind in needed]
 
     @property

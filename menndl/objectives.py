@@ -9,6 +9,8 @@ is a library column of the same name.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 DIRECTIONS: dict[str, float] = {
     "accuracy": 1.0,
     "params": -1.0,
@@ -64,8 +66,7 @@ def study_direction(name: str) -> str:
     return "maximize" if DIRECTIONS[name] > 0 else "minimize"
 
 
-def measurements_needed(objectives: tuple[str, ...] | list[str], constraints: dict[str, float | None]) -> list[str]:
-    """The measurements (``latency``, ``memory``, ``energy``) that ``objectives`` and the set ``constraints`` need."""
-    kinds = {MEASUREMENTS[name] for name in objectives if name in MEASUREMENTS}
-    kinds |= {CONSTRAINTS[name] for name, value in constraints.items() if value is not None}
+def measurements_needed(names: Iterable[str]) -> list[str]:
+    """The measurements (``latency``, ``memory``, ``energy``) that objectives or limited columns ``names`` need."""
+    kinds = {MEASUREMENTS[name] for name in names if name in MEASUREMENTS}
     return [kind for kind in ("latency", "memory", "energy") if kind in kinds]

@@ -54,22 +54,13 @@ def setup_message(job: Job, fingerprint: str) -> dict[str, Any]:
     data["base_dir"] = str(job.base_dir)
     augment = {key: list(value) if isinstance(value, tuple) else value
                for key, value in dataclasses.asdict(job.augment).items()}  # fmt: skip
-    search = job.search
     measure = {
         **{
             key: list(value) if isinstance(value, tuple) else value
             for key, value in dataclasses.asdict(job.measure).items()
         },  # fmt: skip
         "kinds": job.measurements,
-        "limits": {
-            key: value
-            for key, value in (
-                ("latency", search.max_latency),
-                ("memory", search.max_memory),
-                ("energy", search.max_energy),
-            )
-            if value is not None
-        },  # fmt: skip
+        "limits": job.search.limits,
     }
     return {
         "type": "setup",

@@ -62,8 +62,7 @@ def main(args: argparse.Namespace) -> int:
         f"  search:   {budget}; population {search.population}; objectives {', '.join(search.objectives)}; "
         f"strategy {search.strategy}, selection {selection}"
     )
-    limits = [f"{name} {value:g}" for name, value in (("max_latency", search.max_latency),
-              ("max_memory", search.max_memory), ("max_energy", search.max_energy)) if value is not None]  # fmt: skip
+    limits = [f"max_{column} {value:g}" for column, value in search.limits.items()]
     answers = measurable(job)
     measure = job.measure
     print(

@@ -120,12 +120,13 @@ def measurable(job: Job) -> dict[str, str]:
     device, precision = job.training.device, job.measure.precision
     on_cpu = device == "cpu"
     half = precision == "fp16" or (precision == "training" and job.training.precision == "fp16")
-    timing = "no: fp16 inference on the CPU (training.device = \"cpu\"); set measure.precision" if on_cpu and half \
-        else "yes (torch.utils.benchmark on the worker's device)"  # fmt: skip
+    refused = 'no: fp16 inference on the CPU (training.device = "cpu"); set measure.precision'
     energy = energy_unavailable(device)
     return {
-        "latency": timing,
-        "memory": timing.replace("torch.utils.benchmark", "the CUDA allocator or torch's MemTracker"),
+        "latency": refused if on_cpu and half else "yes (torch.utils.benchmark on the worker's device)",
+        "memory": refused
+        if on_cpu and half
+        else "yes (the CUDA allocator or torch's MemTracker on the worker's device)",
         "energy": "yes" if energy is None else f"no: {energy}",
     }
 
@@ -133,7 +134,7 @@ def measurable(job: Job) -> dict[str, str]:
 def check_measurable(job: Job) -> None:
     """Raise UserError when an objective, a ``search.max_*`` limit or ``measure.record`` needs a measurement
     this machine cannot make (energy without NVML or RAPL, fp16 latency on a CPU)."""
-    from menndl.objectives import CONSTRAINTS, MEASUREMENTS
+    from menndl.objectives import MEASUREMENTS
 
     needed = job.measurements
     if not needed:
@@ -142,8 +143,7 @@ def check_measurable(job: Job) -> None:
     for kind in needed:
         if answers[kind].startswith("no"):
             users = [f"search.objectives '{name}'" for name in job.search.objectives if MEASUREMENTS.get(name) == kind]
-            users += [f"search.{name}" for name, bound in CONSTRAINTS.items()
-                      if bound == kind and getattr(job.search, name) is not None]  # fmt: skip
+            users += [f"search.max_{column}" for column in job.search.limits if MEASUREMENTS[column] == kind]
             users += ["measure.record"] if kind in job.measure.record else []
             raise UserError(f"{job.path}: {users[0]}: {kind} is not measurable on this machine ({answers[kind][4:]})")
 

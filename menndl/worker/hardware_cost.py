@@ -25,7 +25,7 @@ from __future__ import annotations
 import copy
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -52,6 +52,17 @@ class CostSettings:
     warmup_seconds: float = 0.25
     precision: str = "fp32"  # deployed numerics: fp32, bf16 or fp16
     energy_seconds: float = 1.0
+
+    @classmethod
+    def from_table(cls, table: Mapping[str, Any], training_precision: str) -> CostSettings:
+        """The settings of a setup's ``measure`` table (`menndl.protocol.setup_message`); its ``precision``
+        ``training`` (or none) means the candidate's own ``training_precision``."""
+        numbers = {
+            key: table[key] for key in ("batch_size", "seconds", "warmup_seconds", "energy_seconds") if key in table
+        }
+        deployed = str(table.get("precision", "training"))
+        return cls(kinds=tuple(table.get("kinds", ())), precision=training_precision if deployed == "training"
+                   else deployed, **numbers)  # fmt: skip
 
 
 def open_energy_counter(device: torch.device) -> EnergyCounter:

@@ -158,21 +158,10 @@ class Trainer(Evaluator):
         self.limits = {str(k): float(v) for k, v in dict(measure.get("limits") or {}).items()}
         self.cost: HardwareCost | None = None
         if measure.get("kinds"):
-            deployed = str(measure.get("precision", "training"))
             self.cost = HardwareCost(
-                CostSettings(
-                    kinds=tuple(measure["kinds"]),
-                    batch_size=int(measure.get("batch_size", 64)),
-                    seconds=float(measure.get("seconds", 0.2)),
-                    warmup_seconds=float(measure.get("warmup_seconds", 0.25)),
-                    precision=self.precision if deployed == "training" else deployed,
-                    energy_seconds=float(measure.get("energy_seconds", 1.0)),
-                ),
-                device,
-                tuple(data.input_shape),
-                channels_last=self.channels_last,
-                training_precision=self.precision,
-            )
+                CostSettings.from_table(measure, self.precision), device, tuple(data.input_shape),
+                channels_last=self.channels_last, training_precision=self.precision,
+            )  # fmt: skip
         self.build = build
         self.overrun_limit = (
             OVERRUN_FACTOR * training.max_seconds + OVERRUN_GRACE if overrun_limit is None else overrun_limit
