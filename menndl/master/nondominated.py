@@ -9,9 +9,12 @@ the row's front is found by binary search over the fronts (dominance by front
 f implies dominance by every earlier front).
 Four or more objectives use dominator bitsets: per objective, the set of rows
 no worse in it is a prefix of that objective's sort order (one cumulative OR),
-a row's dominators are the AND of its sets, and fronts are peeled off by
-clearing the bits of each front found (quadratic in bits, n^2 / 8 bytes per
-objective, about 8x fewer operations than comparing rows blockwise).
+a row's dominators are the AND of its sets (quadratic in bits, n^2 / 8 bytes
+per objective, about 8x fewer operations than comparing rows blockwise).
+Rows are ranked in lexicographic order, a block at a time: a row's front is
+the smallest one past its dominators' (a binary search over the bitsets of the
+fronts found in earlier blocks, the same monotonicity as above, then fronts
+peeled within the block), so only one block of the dominator matrix is held.
 """
 
 from __future__ import annotations
@@ -23,17 +26,13 @@ import numpy as np
 BITSET_ROWS = 1024  # rows of the dominator matrix built at once (`_ranks_bitsets`)
 
 
-def front_ranks(values: np.ndarray, enough: int | None = None) -> np.ndarray:
-    """Front index (0 = non-dominated) of every row of ``values`` (rows x objectives, minimised).
-
-    With ``enough``, fronts past the one that brings the rows ranked to ``enough`` or more may all get
-    that front's index + 1 (what a truncation to ``enough`` rows needs; four objectives or more stop there).
-    """
+def front_ranks(values: np.ndarray) -> np.ndarray:
+    """Front index (0 = non-dominated) of every row of ``values`` (rows x objectives, minimised)."""
     values = _checked(values)
     if len(values) == 0:
         return np.zeros(0, dtype=np.int64)
     if values.shape[1] > 3:
-        return _ranks_bitsets(values, enough=enough)
+        return _ranks_bitsets(values)
     order, rows, distinct, group = _sorted_distinct(values)
     ranks = np.empty(len(values), dtype=np.int64)
     ranks[order] = _ranks_staircase(rows[distinct])[group]
@@ -119,63 +118,108 @@ def _ranks_staircase(rows: np.ndarray) -> np.ndarray:
     return np.asarray(ranks, dtype=np.int64)
 
 
-def _ranks_bitsets(values: np.ndarray, first_only: bool = False, enough: int | None = None) -> np.ndarray:
+def _ranks_bitsets(values: np.ndarray, first_only: bool = False) -> np.ndarray:
     """Fronts of any number of objectives from dominator bitsets (see the module's docstring).
 
     Rows are numbered in lexicographic order, so a row's dominators come before it: the first objective
-    needs no bitset, and only the lower triangle of the dominator matrix is built, `BITSET_ROWS` rows at
-    a time.  With ``first_only`` only the first front is found: every other row gets rank 1; with
-    ``enough``, peeling stops once that many rows (counting equal rows) are ranked: the rest get the next rank.
+    needs no bitset, and rows are ranked `BITSET_ROWS` at a time, from the block of their dominators'
+    bits (the lower triangle of the dominator matrix; the whole matrix is never held).  A row's front
+    is the smallest one past all its dominators': a test per front against the bitsets of the fronts
+    of the earlier blocks, then fronts peeled within the block.  With ``first_only`` only the first
+    front is found: every other row gets rank 1.
     """
-    unique, group = np.unique(values, axis=0, return_inverse=True)  # sorted rows; equal rows share one front
-    group = group.reshape(-1)
+    lexicographic = np.lexsort(values.T[::-1])  # (several times faster than np.unique(axis=0))
+    sorted_rows = values[lexicographic]
+    distinct = np.r_[True, np.any(sorted_rows[1:] != sorted_rows[:-1], axis=1)]
+    unique = sorted_rows[distinct]
+    group = np.empty(len(values), dtype=np.int64)
+    group[lexicographic] = np.cumsum(distinct) - 1  # equal rows share one front
     count, words = len(unique), (len(unique) + 63) >> 6
     rows = np.arange(count)
     bits = np.left_shift(np.uint64(1), (rows & 63).astype(np.uint64))
     prefixes, positions = [], []
     for column in unique.T[1:]:
         order = np.argsort(column, kind="stable")
-        prefix = np.zeros((count, words), dtype=np.uint64)
-        prefix[rows, order >> 6] = bits[order]
-        np.bitwise_or.accumulate(prefix, axis=0, out=prefix)  # prefix[s]: rows at sorted positions <= s
+        prefix = np.zeros((words, count), dtype=np.uint64)  # (words x rows: a cumulative OR along a row is fast)
+        prefix[order >> 6, rows] = bits[order]
+        np.bitwise_or.accumulate(prefix, axis=1, out=prefix)  # prefix[:, s]: rows at sorted positions <= s
         ordered = column[order]
         position = np.empty(count, dtype=np.int64)
         position[order] = np.searchsorted(ordered, ordered, side="right") - 1  # a tie shares its group's prefix
         prefixes.append(prefix)
         positions.append(position)
-    dominators = np.zeros((count, words), dtype=np.uint64)
+    ranks = np.zeros(count, dtype=np.int64)
+    fronts = np.zeros((words, 0), dtype=np.uint64)  # fronts[:, k]: bits of the earlier blocks' rows of front k
     for start in range(0, count, BITSET_ROWS):
         block = rows[start : start + BITSET_ROWS]
-        used = int(block[-1] >> 6) + 1  # words past a row's own are rows after it: never its dominators
-        earlier = dominators[block[0] : block[-1] + 1, :used]
-        earlier[np.arange(used)[None, :] < (block >> 6)[:, None]] = np.uint64(2**64 - 1)
-        earlier[block - start, block >> 6] = bits[block] - np.uint64(1)  # the rows before it in its own word
-        for prefix, position in zip(prefixes, positions):
-            earlier &= np.take(prefix, position[block], axis=0)[:, :used]  # a gather (an indexed &= is slower)
-    ranks = np.zeros(count, dtype=np.int64)
-    multiplicity = np.bincount(group, minlength=count)  # rows equal to each distinct row
-    ranked_rows, enough = 0, len(values) if enough is None else enough
-    alive, rank, first_word = rows, 0, 0  # `dominators` holds the alive rows' words from first_word on
-    while len(alive):
-        empty = ~dominators.any(axis=1)
-        front = alive[empty]
-        ranks[front] = rank
-        ranked_rows += int(multiplicity[front].sum())
-        if first_only or ranked_rows >= enough:
-            ranks[alive[~empty]] = rank + 1
-            break
-        alive = alive[~empty]
-        if not len(alive):
-            break
-        cleared = np.zeros(words, dtype=np.uint64)
-        np.bitwise_or.at(cleared, front >> 6, bits[front])
-        # Rows before the first alive one are all ranked: their words are zero for everyone left
-        start = int(alive[0] >> 6)
-        dominators = dominators[~empty, start - first_word :]
-        dominators &= ~cleared[start:]
-        first_word = start
-        rank += 1
+        first, used = start >> 6, int(block[-1] >> 6) + 1  # words of earlier blocks; words up to the block's last row
+        dominators = prefixes[0][:used, positions[0][block]]  # words x rows (a gather of the words needed only)
+        for prefix, position in zip(prefixes[1:], positions[1:]):
+            dominators &= prefix[:used, position[block]]
+        inside = dominators[first:]
+        inside &= _EARLIER_IN_BLOCK[: used - first, : len(block)]  # of the block's rows, only those before each
+        earlier = dominators[:first]
+        if first_only:
+            ranks[block] = (inside.any(axis=0) | earlier.any(axis=0)).astype(np.int64)
+            continue
+        floor = _floor(earlier, fronts[:first])
+        block_ranks = _peel_block(inside, floor)
+        ranks[block] = block_ranks
+        if block_ranks.max() >= fronts.shape[1]:
+            grown = np.zeros((words, block_ranks.max() + 1), dtype=np.uint64)
+            grown[:, : fronts.shape[1]] = fronts
+            fronts = grown
+        np.bitwise_or.at(fronts, (block >> 6, block_ranks), bits[block])
     return ranks[group]
+
+
+def _floor(earlier: np.ndarray, fronts: np.ndarray) -> np.ndarray:
+    """Per row, one past the worst front among its dominators in earlier blocks (0: none there).
+
+    ``earlier`` (words x rows) holds the rows' dominators in earlier blocks, ``fronts`` (words x fronts)
+    those blocks' rows by front.  A dominator in front k has one in front k - 1 (which dominates the row
+    too), so "a dominator in front k" is monotone in k: a binary search, one test per halving.
+    """
+    low = np.zeros(earlier.shape[1], dtype=np.int64)
+    high = np.full(earlier.shape[1], fronts.shape[1], dtype=np.int64)
+    searching = np.flatnonzero(low < high)
+    while len(searching):
+        middle = (low[searching] + high[searching] + 1) >> 1
+        hit = (earlier[:, searching] & fronts[:, middle - 1]).any(axis=0)  # a dominator in front middle - 1?
+        low[searching[hit]] = middle[hit]
+        high[searching[~hit]] = middle[~hit] - 1
+        searching = searching[low[searching] < high[searching]]
+    return low
+
+
+def _peel_block(inside: np.ndarray, floor: np.ndarray) -> np.ndarray:
+    """Fronts of one block's rows: each the smallest front >= its ``floor`` past all its dominators in the block.
+
+    ``inside`` (words x rows) holds each row's dominators among the block's rows (bit i: the block's row i).
+    """
+    ranks = np.full(len(floor), -1, dtype=np.int64)
+    below = np.zeros((inside.shape[0], 1), dtype=np.uint64)  # the block's rows ranked in fronts before `front`
+    waiting, front = np.arange(len(floor)), int(floor.min())
+    local_bits = np.left_shift(np.uint64(1), (np.arange(len(floor)) & 63).astype(np.uint64))
+    while len(waiting):
+        ready = (floor[waiting] <= front) & ~(inside[:, waiting] & ~below).any(axis=0)
+        placed = waiting[ready]
+        ranks[placed] = front
+        np.bitwise_or.at(below[:, 0], placed >> 6, local_bits[placed])
+        waiting = waiting[~ready]
+        front += 1
+    return ranks
+
+
+def _earlier_in_block(size: int) -> np.ndarray:
+    """Bitsets (words x rows) of a block of ``size`` rows: row i's holds the rows before it (bits 0 to i - 1)."""
+    local = np.arange(size)
+    mask = np.where(np.arange((size + 63) >> 6)[None, :] < (local >> 6)[:, None], np.uint64(2**64 - 1), np.uint64(0))
+    mask[local, local >> 6] = np.left_shift(np.uint64(1), (local & 63).astype(np.uint64)) - np.uint64(1)
+    return np.ascontiguousarray(mask.T)
+
+
+_EARLIER_IN_BLOCK = _earlier_in_block(BITSET_ROWS)
 
 
 def dominated_by_any(columns: np.ndarray, point: np.ndarray | tuple[float, ...]) -> np.ndarray:

@@ -240,7 +240,7 @@ class Population:
             ranks = front_ranks(values)
             crowding = crowding_distances(values, ranks)
         elif self.selection != "nsga2":  # NSGA-III or SPEA2 (from DEAP); stored worst front first
-            ranks = front_ranks(values, enough=self.size)  # (fronts past the critical one are cut: not told apart)
+            ranks = front_ranks(values)
             if self.selection == "nsga3":
                 assert self.reference_points is not None
                 kept, crowding = survival.nsga3_survivors(values, ranks, self.size, self.reference_points, self._rng)
@@ -253,7 +253,7 @@ class Population:
             members = [members[i] for i in kept.tolist()]
             values, ranks, crowding = values[kept], ranks[order], crowding[order]
         else:  # NSGA-II truncation: the worst fronts are cut, so survivors keep their fronts; stored worst first
-            ranks = front_ranks(values, enough=self.size)  # (fronts past the critical one are cut: not told apart)
+            ranks = front_ranks(values)
             crowding = crowding_distances(values, ranks)
             order = nsga2_order(ranks, crowding)[: self.size][::-1]  # (see `_rank_at`)
             members = [members[i] for i in order.tolist()]

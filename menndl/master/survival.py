@@ -145,10 +145,10 @@ def associate(
     """
     normalised = (fitnesses - best) / (intercepts - best + np.finfo(float).eps)
     directions = points / np.linalg.norm(points, axis=1, keepdims=True)
-    along = normalised @ directions.T
-    squared = np.maximum(np.einsum("ij,ij->i", normalised, normalised)[:, None] - along * along, 0.0)
-    niches = squared.argmin(axis=1)
-    return niches, np.sqrt(squared[np.arange(len(niches)), niches])
+    along = normalised @ directions.T  # (rows and directions are >= 0: the nearest line has the largest)
+    niches = along.argmax(axis=1)
+    squared = np.einsum("ij,ij->i", normalised, normalised) - along[np.arange(len(niches)), niches] ** 2
+    return niches, np.sqrt(np.maximum(squared, 0.0))
 
 
 class _Individual:
