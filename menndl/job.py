@@ -292,6 +292,7 @@ class TrainingConfig:
 
 MEASURE_PRECISIONS = ("training", "fp32", "bf16", "fp16")
 MEASUREMENT_KINDS = ("latency", "memory", "energy")
+MEASURE_RUNTIMES = ("torch", "onnxruntime")  # what runs inference for latency and energy (measure.runtime)
 
 
 @dataclass(frozen=True)
@@ -307,6 +308,7 @@ class MeasureConfig:
     precision: str = "training"  # deployed numerics: the candidate's training precision, or fp32, bf16, fp16
     energy_seconds: float = 1.0  # inference seconds an energy reading spans at least (counters update slowly)
     record: tuple[str, ...] = ()  # measurements to record even when no objective or limit needs them
+    runtime: str = "torch"  # what runs inference for latency and energy: torch, or onnxruntime (CPU, fp32)
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
@@ -318,6 +320,12 @@ class MeasureConfig:
         if self.precision not in MEASURE_PRECISIONS:
             raise ValueError(
                 f"measure.precision: expected one of {', '.join(MEASURE_PRECISIONS)}, got '{self.precision}'"
+            )
+        if self.runtime not in MEASURE_RUNTIMES:
+            raise ValueError(f"measure.runtime: expected one of {', '.join(MEASURE_RUNTIMES)}, got '{self.runtime}'")
+        if self.runtime == "onnxruntime" and self.precision not in ("training", "fp32"):
+            raise ValueError(
+                f"measure.precision: onnxruntime measures fp32 networks, got '{self.precision}' (expected fp32)"
             )
         if not 0 < self.energy_seconds <= 600:
             raise ValueError(f"measure.energy_seconds: expected seconds in (0, 600], got {self.energy_seconds}")

@@ -24,7 +24,7 @@ Result keys besides ``type``, ``task`` and ``status``: ``rank``, ``host``,
 ``samples_per_second``, ``peak_memory_bytes``, ``latency_seconds`` (inference,
 per sample), ``precision``, ``checkpoints``; when the setup's ``measure`` asks
 for them, ``latency``, ``batch_latency``, ``memory``, ``train_memory``,
-``energy``, ``train_energy`` and ``inference_precision``; ``error`` (with the traceback)
+``energy``, ``train_energy``, ``inference_precision`` and ``inference_runtime``; ``error`` (with the traceback)
 unless ``ok``.  A candidate that did not finish carries the partial figures
 known (epochs, seconds, checkpoints).
 

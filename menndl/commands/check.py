@@ -68,7 +68,8 @@ def main(args: argparse.Namespace) -> int:
     print(
         f"  measure:  {', '.join(job.measurements) or 'nothing beyond training'}"
         + (f" (limits {', '.join(limits)})" if limits else "")
-        + f"; at batch 1 and {measure.batch_size}, {measure.seconds:g} s each, precision {measure.precision}; "
+        + f"; at batch 1 and {measure.batch_size}, {measure.seconds:g} s each, precision {measure.precision}, "
+        + f"runtime {measure.runtime}; "
         + "here: "
         + "; ".join(f"{kind} {answer}" for kind, answer in answers.items())
     )

@@ -115,6 +115,8 @@ def measurable(job: Job) -> dict[str, str]:
     Read without torch (the master never imports it): energy from `menndl.energy.energy_unavailable`;
     latency and memory wherever torch runs, except half precision on a CPU.
     """
+    import importlib.util
+
     from menndl.energy import energy_unavailable
 
     device, precision = job.training.device, job.measure.precision
@@ -122,8 +124,17 @@ def measurable(job: Job) -> dict[str, str]:
     half = precision == "fp16" or (precision == "training" and job.training.precision == "fp16")
     refused = 'no: fp16 inference on the CPU (training.device = "cpu"); set measure.precision'
     energy = energy_unavailable(device)
+    latency = refused if on_cpu and half else "yes (torch.utils.benchmark on the worker's device)"
+    if job.measure.runtime == "onnxruntime":
+        missing = [name for name in ("onnxruntime", "onnx", "onnxscript") if importlib.util.find_spec(name) is None]
+        if device == "cuda":
+            latency = 'no: measure.runtime = "onnxruntime" runs on the CPU only (training.device = "cuda")'
+        elif missing:
+            latency = f'no: measure.runtime = "onnxruntime" needs {", ".join(missing)} (pip install "menndl[export]")'
+        else:
+            latency = "yes (ONNX Runtime on the CPU, timed by torch.utils.benchmark)"
     return {
-        "latency": refused if on_cpu and half else "yes (torch.utils.benchmark on the worker's device)",
+        "latency": latency,
         "memory": refused
         if on_cpu and half
         else "yes (the CUDA allocator or torch's MemTracker on the worker's device)",

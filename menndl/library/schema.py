@@ -74,11 +74,15 @@ EVALUATION_FIELDS: tuple[tuple[str, str], ...] = (
     ("energy", "float"),
     ("train_energy", "float"),
     ("inference_precision", "str"),
+    ("inference_runtime", "str"),
 )
 """``(name, kind)`` of every per-evaluation field, in on-disk creation order."""
 
 LATER_FIELDS: frozenset[str] = frozenset(
-    {"latency", "batch_latency", "memory", "train_memory", "energy", "train_energy", "inference_precision"}
+    {
+        "latency", "batch_latency", "memory", "train_memory", "energy", "train_energy", "inference_precision",
+        "inference_runtime",
+    }
 )
 """Fields added after the first layout: a library written before them lacks their datasets, which read as
 missing values and are created (filled with missing values) when a search resumes it."""
@@ -126,6 +130,7 @@ FIELD_DESCRIPTIONS: dict[str, str] = {
     "energy": "joules per inference sample at measure.batch_size (NVML or RAPL)",
     "train_energy": "joules per training sample over the candidate's training (NVML or RAPL)",
     "inference_precision": "numerics of the latency, memory and energy measurements: fp32, bf16 or fp16",
+    "inference_runtime": "what ran inference for latency and energy: torch or onnxruntime",
 }
 """One-line human description of every field (also stored as a dataset attribute)."""
 

@@ -13,6 +13,9 @@ in the form inference runs it (traced, batch norms folded), so that a candidate 
   first second of calls up to twice as slow, and a round in a few was slowed by the host; the
   fastest round's median after the warm-up repeated within 2% across worker processes where one
   0.2 s median varied by 30% (docs/benchmarks.md).
+* ``measure.runtime = "onnxruntime"``: latency and inference energy are measured on the network
+  converted to ONNX and run by ONNX Runtime on the CPU (`menndl.worker.onnx_runtime`), fp32;
+  memory stays that of the torch graph.
 * Memory: the CUDA allocator's peak above what was allocated before (plus the network's own
   weights for inference) on a GPU; torch's `MemTracker` (parameters, gradients, optimizer
   state, activations, temporaries) on a CPU.
@@ -52,17 +55,20 @@ class CostSettings:
     warmup_seconds: float = 0.25
     precision: str = "fp32"  # deployed numerics: fp32, bf16 or fp16
     energy_seconds: float = 1.0
+    runtime: str = "torch"  # what runs inference for latency and energy: torch or onnxruntime
 
     @classmethod
     def from_table(cls, table: Mapping[str, Any], training_precision: str) -> CostSettings:
         """The settings of a setup's ``measure`` table (`menndl.protocol.setup_message`); its ``precision``
-        ``training`` (or none) means the candidate's own ``training_precision``."""
+        ``training`` (or none) means the candidate's own ``training_precision`` (fp32 in ONNX Runtime)."""
         numbers = {
             key: table[key] for key in ("batch_size", "seconds", "warmup_seconds", "energy_seconds") if key in table
         }
+        runtime = str(table.get("runtime", "torch"))
         deployed = str(table.get("precision", "training"))
-        return cls(kinds=tuple(table.get("kinds", ())), precision=training_precision if deployed == "training"
-                   else deployed, **numbers)  # fmt: skip
+        if deployed == "training":
+            deployed = "fp32" if runtime == "onnxruntime" else training_precision
+        return cls(kinds=tuple(table.get("kinds", ())), precision=deployed, runtime=runtime, **numbers)
 
 
 def open_energy_counter(device: torch.device) -> EnergyCounter:
@@ -88,7 +94,8 @@ class HardwareCost:
         """Check that what ``settings`` asks for is measurable on ``device``.
 
         Raises:
-            RuntimeError: energy was asked for and the device has no counter, or the memory tracker is missing.
+            RuntimeError: energy was asked for and the device has no counter, the memory tracker is missing,
+                or ONNX Runtime was asked for on a GPU, in half precision or without its packages.
         """
         self.settings, self.device = settings, device
         self.sample_shape = tuple(sample_shape)
@@ -99,6 +106,8 @@ class HardwareCost:
         self.counter: EnergyCounter | None = open_energy_counter(device) if "energy" in settings.kinds else None
         if "memory" in settings.kinds and device.type != "cuda":
             from torch.distributed._tools.mem_tracker import MemTracker  # noqa: F401  (fails here, not per candidate)
+        if settings.runtime == "onnxruntime":
+            _check_onnxruntime(device, settings.precision)
 
     def measure(self, model: nn.Module, train_batch: int) -> dict[str, Any]:
         """The settings' measurements of ``model`` (not changed: copies are measured) at batch 1 and the batch size.
@@ -108,17 +117,25 @@ class HardwareCost:
             (bytes), ``energy`` (joules per inference sample), and ``inference_precision``.
         """
         kinds = self.settings.kinds
-        out: dict[str, Any] = {"inference_precision": self.settings.precision}
+        out: dict[str, Any] = {
+            "inference_precision": self.settings.precision,
+            "inference_runtime": self.settings.runtime,
+        }
         deployed = self._deployed(model)
         batch = self.settings.batch_size
+        converted = None
+        if self.settings.runtime == "onnxruntime" and ("latency" in kinds or "energy" in kinds):
+            from menndl.worker.onnx_runtime import OnnxRuntimeNetwork
+
+            converted = OnnxRuntimeNetwork(deployed, self.sample_shape, torch.get_num_threads())
         if "latency" in kinds:
-            out["latency"] = self._latency(deployed, 1)
-            out["batch_latency"] = self._latency(deployed, batch)
+            out["latency"] = self._latency(self._inference(deployed, converted, 1), 1)
+            out["batch_latency"] = self._latency(self._inference(deployed, converted, batch), batch)
         if "memory" in kinds:
             out["memory"] = self._inference_memory(deployed, batch)
         if "energy" in kinds:
-            out["energy"] = self._inference_energy(deployed, batch)
-        del deployed
+            out["energy"] = self._inference_energy(self._inference(deployed, converted, batch), batch)
+        del deployed, converted
         if "memory" in kinds:
             out["train_memory"] = self._train_memory(model, train_batch)
         return out
@@ -146,7 +163,14 @@ class HardwareCost:
             x = x.contiguous(memory_format=torch.channels_last)
         return x
 
+    def _inference(self, model: nn.Module, converted: Any, batch: int) -> Callable[[], Any]:
+        """One inference at ``batch`` as the settings' runtime runs it: ``converted`` (ONNX Runtime) or ``model``."""
+        if converted is not None:
+            return converted.runner(self._input(batch, torch.float32))  # type: ignore[no-any-return]
+        return self._call(model, batch)
+
     def _call(self, model: nn.Module, batch: int) -> Callable[[], Any]:
+        """One torch inference of ``model`` at ``batch`` (random inputs in the deployed precision)."""
         x = self._input(batch, self.dtype)
 
         @torch.inference_mode()
@@ -155,9 +179,8 @@ class HardwareCost:
 
         return run
 
-    def _latency(self, model: nn.Module, batch: int) -> float:
-        """Median seconds per sample of inference at ``batch`` (after the warm-up)."""
-        run = self._call(model, batch)
+    def _latency(self, run: Callable[[], Any], batch: int) -> float:
+        """Median seconds per sample of ``run``, one inference at ``batch`` (after the warm-up)."""
         warmup = self.settings.warmup_seconds
         if batch == 1 and not self._warm:  # a worker's first measurement: an idle core runs slow for a second
             warmup, self._warm = max(warmup, FIRST_WARMUP_SECONDS), True
@@ -170,10 +193,9 @@ class HardwareCost:
         rounds = [timer.blocked_autorange(min_run_time=self.settings.seconds / ROUNDS).median for _ in range(ROUNDS)]
         return float(min(rounds)) / batch
 
-    def _inference_energy(self, model: nn.Module, batch: int) -> float:
-        """Joules per sample over at least ``energy_seconds`` of inference at ``batch``."""
+    def _inference_energy(self, run: Callable[[], Any], batch: int) -> float:
+        """Joules per sample over at least ``energy_seconds`` of ``run``, one inference at ``batch``."""
         assert self.counter is not None
-        run = self._call(model, batch)
         run()
         _synchronize(self.device)
         calls, start, before = 0, time.perf_counter(), self.counter.joules()
@@ -249,6 +271,23 @@ class HardwareCost:
             return math.nan
         _synchronize(self.device)
         return (self.counter.joules() - start) / samples
+
+
+def _check_onnxruntime(device: torch.device, precision: str) -> None:
+    """Raise RuntimeError unless ONNX Runtime can measure here: a CPU device, fp32, its packages installed."""
+    import importlib.util
+
+    from menndl.worker.onnx_runtime import PACKAGES
+
+    if device.type != "cpu":
+        raise RuntimeError(f'measure.runtime = "onnxruntime" measures on the CPU only; this worker trains on {device}')
+    if precision != "fp32":
+        raise RuntimeError(f'measure.runtime = "onnxruntime" measures fp32 networks; measure.precision is {precision}')
+    missing = [name for name in PACKAGES if importlib.util.find_spec(name) is None]
+    if missing:
+        raise RuntimeError(
+            f'measure.runtime = "onnxruntime" needs {", ".join(missing)} (pip install "menndl[export]")'
+        )
 
 
 def _synchronize(device: torch.device) -> None:

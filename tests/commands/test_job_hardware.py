@@ -85,6 +85,13 @@ FOUR = 'objectives = ["accuracy", "params", "train_seconds", "flops"]\n'
         ("max_memory = -5", "", ["search.max_memory", "> 0"]),
         ("", '[measure]\nprecision = "fp8"', ["measure.precision", "'fp8'", "training, fp32, bf16, fp16"]),
         ("", '[measure]\nrecord = ["power"]', ["measure.record", "'power'", "latency, memory, energy"]),
+        ("", '[measure]\nruntime = "tensorrt"', ["measure.runtime", "'tensorrt'", "torch, onnxruntime"]),
+        ("", '[measure]\nruntime = "onnxruntime"\nprecision = "bf16"', ["measure.precision", "fp32", "'bf16'"]),
+        (
+            'objectives = ["accuracy", "latency"]',
+            '[training]\ndevice = "cuda"\n[measure]\nruntime = "onnxruntime"',
+            ["search.objectives 'latency'", "not measurable", "CPU only"],
+        ),
         (
             'objectives = ["accuracy", "latency"]',
             '[training]\ndevice = "cpu"\nprecision = "fp16"',

@@ -98,3 +98,31 @@ def test_within_the_limits_it_trains_and_reports_the_measurements(digits: object
     again = plain.evaluate({"genome": genome.to_dict(), "seed": 1})
     assert again["accuracy"] == result["accuracy"]  # measuring first does not change what training does
     assert "latency" not in again
+
+
+def test_onnxruntime_measures_the_converted_network_faster_than_eager_torch_at_batch_1() -> None:
+    """``measure.runtime = "onnxruntime"``: the latency of the ONNX export in ONNX Runtime; memory from torch."""
+    pytest.importorskip("onnxruntime")
+    torch.set_num_threads(1)
+    model = _network()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    settings = dict(kinds=("latency", "memory"), batch_size=16, seconds=0.1, warmup_seconds=0.1)
+    in_torch = HardwareCost(CostSettings(**settings), torch.device("cpu"), (1, 40)).measure(model, 16)
+    in_onnx = HardwareCost(CostSettings(**settings, runtime="onnxruntime"), torch.device("cpu"), (1, 40)).measure(
+        model, 16
+    )
+    assert in_onnx["inference_runtime"] == "onnxruntime" and in_torch["inference_runtime"] == "torch"
+    assert 0 < in_onnx["latency"] < in_torch["latency"]  # no per-operator dispatch of eager torch
+    assert 0 < in_onnx["batch_latency"] < in_onnx["latency"]
+    assert in_onnx["memory"] == in_torch["memory"]  # the torch graph's, whatever runs the timing
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+def test_onnxruntime_settings_default_to_fp32_and_refuse_a_gpu_and_half_precision() -> None:
+    settings = CostSettings.from_table({"kinds": ["latency"], "runtime": "onnxruntime"}, training_precision="bf16")
+    assert settings.precision == "fp32" and settings.runtime == "onnxruntime"
+    with pytest.raises(RuntimeError, match="CPU only"):
+        HardwareCost(settings, torch.device("cuda"), (1, 40))
+    half = CostSettings(kinds=("latency",), precision="bf16", runtime="onnxruntime")
+    with pytest.raises(RuntimeError, match="fp32"):
+        HardwareCost(half, torch.device("cpu"), (1, 40))
