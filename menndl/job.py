@@ -293,6 +293,17 @@ class TrainingConfig:
 MEASURE_PRECISIONS = ("training", "fp32", "bf16", "fp16")
 MEASUREMENT_KINDS = ("latency", "memory", "energy")
 MEASURE_RUNTIMES = ("torch", "onnxruntime")  # what runs inference for latency and energy (measure.runtime)
+RUNTIME_PACKAGES: dict[str, tuple[str, ...]] = {  # what each measure.runtime needs beyond torch (the export extra)
+    "torch": (),
+    "onnxruntime": ("onnxruntime", "onnx", "onnxscript"),
+}
+
+
+def missing_runtime_packages(runtime: str) -> list[str]:
+    """The packages ``measure.runtime`` = ``runtime`` needs that are not installed (found without importing them)."""
+    import importlib.util
+
+    return [name for name in RUNTIME_PACKAGES[runtime] if importlib.util.find_spec(name) is None]
 
 
 @dataclass(frozen=True)

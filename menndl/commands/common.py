@@ -115,9 +115,8 @@ def measurable(job: Job) -> dict[str, str]:
     Read without torch (the master never imports it): energy from `menndl.energy.energy_unavailable`;
     latency and memory wherever torch runs, except half precision on a CPU.
     """
-    import importlib.util
-
     from menndl.energy import energy_unavailable
+    from menndl.job import missing_runtime_packages
 
     device, precision = job.training.device, job.measure.precision
     on_cpu = device == "cpu"
@@ -126,7 +125,7 @@ def measurable(job: Job) -> dict[str, str]:
     energy = energy_unavailable(device)
     latency = refused if on_cpu and half else "yes (torch.utils.benchmark on the worker's device)"
     if job.measure.runtime == "onnxruntime":
-        missing = [name for name in ("onnxruntime", "onnx", "onnxscript") if importlib.util.find_spec(name) is None]
+        missing = missing_runtime_packages("onnxruntime")
         if device == "cuda":
             latency = 'no: measure.runtime = "onnxruntime" runs on the CPU only (training.device = "cuda")'
         elif missing:

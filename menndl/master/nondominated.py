@@ -75,9 +75,9 @@ def _checked(values: np.ndarray) -> np.ndarray:
 
 
 def _sorted_distinct(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Rows padded to three objectives in lexicographic order (a dominator always comes first): the
+    """Rows padded to at least three objectives in lexicographic order (a dominator always comes first): the
     order, the sorted rows, which of them differ from the one before, and each one's distinct index."""
-    padded = np.zeros((len(values), 3))
+    padded = np.zeros((len(values), max(3, values.shape[1])))
     padded[:, : values.shape[1]] = values
     order = np.lexsort(padded.T[::-1])
     rows = padded[order]
@@ -124,16 +124,14 @@ def _ranks_bitsets(values: np.ndarray, first_only: bool = False) -> np.ndarray:
     Rows are numbered in lexicographic order, so a row's dominators come before it: the first objective
     needs no bitset, and rows are ranked `BITSET_ROWS` at a time, from the block of their dominators'
     bits (the lower triangle of the dominator matrix; the whole matrix is never held).  A row's front
-    is the smallest one past all its dominators': a test per front against the bitsets of the fronts
-    of the earlier blocks, then fronts peeled within the block.  With ``first_only`` only the first
+    is the smallest one past all its dominators': a binary search over the bitsets of the earlier
+    blocks' fronts (`_floor`), then fronts peeled within the block (`_peel_block`).  With ``first_only`` only the first
     front is found: every other row gets rank 1.
     """
-    lexicographic = np.lexsort(values.T[::-1])  # (several times faster than np.unique(axis=0))
-    sorted_rows = values[lexicographic]
-    distinct = np.r_[True, np.any(sorted_rows[1:] != sorted_rows[:-1], axis=1)]
+    lexicographic, sorted_rows, distinct, sorted_group = _sorted_distinct(values)  # (faster than np.unique)
     unique = sorted_rows[distinct]
     group = np.empty(len(values), dtype=np.int64)
-    group[lexicographic] = np.cumsum(distinct) - 1  # equal rows share one front
+    group[lexicographic] = sorted_group  # equal rows share one front
     count, words = len(unique), (len(unique) + 63) >> 6
     rows = np.arange(count)
     bits = np.left_shift(np.uint64(1), (rows & 63).astype(np.uint64))
@@ -163,7 +161,7 @@ def _ranks_bitsets(values: np.ndarray, first_only: bool = False) -> np.ndarray:
             ranks[block] = (inside.any(axis=0) | earlier.any(axis=0)).astype(np.int64)
             continue
         floor = _floor(earlier, fronts[:first])
-        block_ranks = _peel_block(inside, floor)
+        block_ranks = _peel_block(inside, floor, bits[: len(block)])  # (a block starts a word: the same bits)
         ranks[block] = block_ranks
         if block_ranks.max() >= fronts.shape[1]:
             grown = np.zeros((words, block_ranks.max() + 1), dtype=np.uint64)
@@ -192,20 +190,20 @@ def _floor(earlier: np.ndarray, fronts: np.ndarray) -> np.ndarray:
     return low
 
 
-def _peel_block(inside: np.ndarray, floor: np.ndarray) -> np.ndarray:
+def _peel_block(inside: np.ndarray, floor: np.ndarray, bits: np.ndarray) -> np.ndarray:
     """Fronts of one block's rows: each the smallest front >= its ``floor`` past all its dominators in the block.
 
-    ``inside`` (words x rows) holds each row's dominators among the block's rows (bit i: the block's row i).
+    ``inside`` (words x rows) holds each row's dominators among the block's rows (bit i: the block's row i);
+    ``bits`` is each row's bit in its word.
     """
     ranks = np.full(len(floor), -1, dtype=np.int64)
     below = np.zeros((inside.shape[0], 1), dtype=np.uint64)  # the block's rows ranked in fronts before `front`
     waiting, front = np.arange(len(floor)), int(floor.min())
-    local_bits = np.left_shift(np.uint64(1), (np.arange(len(floor)) & 63).astype(np.uint64))
     while len(waiting):
         ready = (floor[waiting] <= front) & ~(inside[:, waiting] & ~below).any(axis=0)
         placed = waiting[ready]
         ranks[placed] = front
-        np.bitwise_or.at(below[:, 0], placed >> 6, local_bits[placed])
+        np.bitwise_or.at(below[:, 0], placed >> 6, bits[placed])
         waiting = waiting[~ready]
         front += 1
     return ranks

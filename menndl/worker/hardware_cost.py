@@ -275,15 +275,13 @@ class HardwareCost:
 
 def _check_onnxruntime(device: torch.device, precision: str) -> None:
     """Raise RuntimeError unless ONNX Runtime can measure here: a CPU device, fp32, its packages installed."""
-    import importlib.util
-
-    from menndl.worker.onnx_runtime import PACKAGES
+    from menndl.job import missing_runtime_packages
 
     if device.type != "cpu":
         raise RuntimeError(f'measure.runtime = "onnxruntime" measures on the CPU only; this worker trains on {device}')
     if precision != "fp32":
         raise RuntimeError(f'measure.runtime = "onnxruntime" measures fp32 networks; measure.precision is {precision}')
-    missing = [name for name in PACKAGES if importlib.util.find_spec(name) is None]
+    missing = missing_runtime_packages("onnxruntime")
     if missing:
         raise RuntimeError(
             f'measure.runtime = "onnxruntime" needs {", ".join(missing)} (pip install "menndl[export]")'

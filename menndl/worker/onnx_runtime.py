@@ -22,8 +22,6 @@ import numpy as np
 import torch
 from torch import nn
 
-PACKAGES = ("onnxruntime", "onnx", "onnxscript")  # what the conversion and the session need (the export extra)
-
 
 class OnnxRuntimeNetwork:
     """One network converted to ONNX and loaded into an ONNX Runtime session on the CPU."""
