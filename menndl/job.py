@@ -22,6 +22,7 @@ from menndl.data.keys import DataKeys
 from menndl.errors import UserError
 from menndl.genome.space import SearchSpace
 from menndl.objectives import CONSTRAINTS, DIRECTIONS, RANKINGS, measurements_needed
+from menndl.tasks import LOSSES, TASK_OBJECTIVES, TASKS, foreign_objective, loss_for, task_score
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -55,12 +56,17 @@ class DataConfig:
     x_test_key: str = "x_test"
     y_test_key: str = "y_test"
     num_classes: int = 0
+    task: str = "auto"
     placement: str = "auto"
     cache_bytes: int = 2**30
 
     def __post_init__(self) -> None:
+        if self.task not in ("auto", *TASKS):
+            raise ValueError(f"data.task: expected one of auto, {', '.join(TASKS)}, got '{self.task}'")
         if not self.source.strip():
-            raise ValueError("data.source: expected 'digits', 'mnist1d' or a .h5/.hdf5/.npz/.npy path, got ''")
+            raise ValueError(
+                "data.source: expected 'digits', 'mnist1d', 'oscillator1d' or a .h5/.hdf5/.npz/.npy path, got ''"
+            )
         if not 0.0 < self.validation_fraction < 1.0:
             raise ValueError(f"data.validation_fraction: expected a number in (0, 1), got {self.validation_fraction}")
         if not 0.0 <= self.test_fraction < 1.0:
@@ -254,8 +260,12 @@ class TrainingConfig:
     early_stopping_fractions: tuple[float, ...] = (0.25, 0.5)
     early_stopping_quantile: float = 0.5
     early_stopping_min_results: int = 8
+    loss: str = "auto"
 
     def __post_init__(self) -> None:
+        losses = sorted({name for names in LOSSES.values() for name in names})
+        if self.loss not in ("auto", *losses):
+            raise ValueError(f"training.loss: expected one of auto, {', '.join(losses)}, got '{self.loss}'")
         if self.channels_last not in CHANNELS_LAST:
             raise ValueError(
                 f"training.channels_last: expected one of {', '.join(CHANNELS_LAST)}, got '{self.channels_last}'"
@@ -392,6 +402,7 @@ class Job:
     measure: MeasureConfig = field(default_factory=MeasureConfig)
     path: str = ""
     text: str = field(default="", repr=False)
+    given: frozenset[str] = frozenset()  # the "table.key" names the file sets (the rest are defaults)
 
     @property
     def measurements(self) -> list[str]:
@@ -403,6 +414,34 @@ class Job:
     def base_dir(self) -> Path:
         """Folder that relative dataset paths in the job are resolved against."""
         return Path(self.path).resolve().parent if self.path else Path.cwd()
+
+    def for_task(self, task: str) -> Job:
+        """The job for data of ``task`` (what the data check found): the task's score where the file left the
+        objectives or ``library.seed_by`` to their defaults, and its objectives and loss checked.
+
+        Raises:
+            UserError: an objective, ``library.seed_by`` or ``training.loss`` belongs to another task.
+        """
+        score = task_score(task)
+        search, library = self.search, self.library
+        if "search.objectives" not in self.given:
+            search = dataclasses.replace(
+                search, objectives=tuple(score if n == "accuracy" else n for n in search.objectives)
+            )
+        if "library.seed_by" not in self.given and library.seed_by == "accuracy":
+            library = dataclasses.replace(library, seed_by=score)
+        for key, names in (("search.objectives", search.objectives), ("library.seed_by", (library.seed_by,))):
+            foreign = foreign_objective(task, names)
+            if foreign is not None:
+                raise UserError(
+                    f"{self.path}: {key}: '{foreign}' is not measured for a {task} task (the data's labels); "
+                    f"expected {' or '.join(TASK_OBJECTIVES[task])} or a task-free objective"
+                )
+        try:
+            loss_for(task, self.training.loss)
+        except ValueError as exc:
+            raise UserError(f"{self.path}: {exc}") from None
+        return dataclasses.replace(self, search=search, library=library)
 
     def with_overrides(
         self,
@@ -482,7 +521,8 @@ def parse_job(text: str, *, path: str = "<job>") -> Job:
         raise UserError(f"{path}: seed: expected an integer in [0, 2**63 - 1], got {seed}")
     _typed(table.get("description", ""), str, "description", path)
     sections = {key: _build(cls, table.get(key, {}), key, path) for key, cls in _SECTIONS.items()}
-    return Job(name=name, seed=seed, path=path, text=text, **sections)
+    given = frozenset(f"{key}.{name}" for key in _SECTIONS if isinstance(table.get(key), dict) for name in table[key])
+    return Job(name=name, seed=seed, path=path, text=text, given=given, **sections)
 
 
 def _build(cls: type, table: Any, where: str, path: str) -> Any:

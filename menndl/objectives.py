@@ -13,6 +13,8 @@ from collections.abc import Iterable
 
 DIRECTIONS: dict[str, float] = {
     "accuracy": 1.0,
+    "r2": 1.0,
+    "mse": -1.0,
     "params": -1.0,
     "flops": -1.0,
     "train_seconds": -1.0,
@@ -26,7 +28,9 @@ DIRECTIONS: dict[str, float] = {
 """Objective name (a library column) -> +1.0 when larger is better, -1.0 when smaller is."""
 
 DESCRIPTIONS: dict[str, str] = {
-    "accuracy": "validation accuracy (fraction in [0, 1])",
+    "accuracy": "validation accuracy (fraction in [0, 1]; classification)",
+    "r2": "validation coefficient of determination R², averaged over the targets (regression; 1 is perfect)",
+    "mse": "validation mean squared error over samples and targets, in the targets' units (regression)",
     "params": "number of trainable parameters",
     "flops": "forward-pass floating point operations for one sample",
     "train_seconds": "wall-clock training time in seconds",

@@ -7,6 +7,7 @@ import argparse
 from menndl.commands.common import check_strategy, inspect_data, measurable
 from menndl.genome import InputSpec
 from menndl.job import Job, load_job
+from menndl.tasks import loss_for
 
 HELP = "validate a job and its dataset without running anything (before you queue a batch job)"
 
@@ -26,6 +27,7 @@ def main(args: argparse.Namespace) -> int:
     check_strategy(job)
     transport_workers = _workers_per_node(job)
     report = inspect_data(job, workers_per_node=transport_workers)
+    job = job.for_task(report.task)
     spec, fingerprint, summary = report.spec, report.fingerprint, report.summary
     search, training = job.search, job.training
     budget = " or ".join(
@@ -41,6 +43,10 @@ def main(args: argparse.Namespace) -> int:
     mean = ", ".join(f"{m:.4g}" for m in report.stats.mean)
     std = ", ".join(f"{s:.4g}" for s in report.stats.std)
     print(f"  checked:  every sample in {report.seconds:.1f}s; per-channel mean [{mean}], std [{std}]")
+    if report.task == "regression":
+        mean = ", ".join(f"{m:.4g}" for m in report.target_mean)
+        std = ", ".join(f"{s:.4g}" for s in report.target_std)
+        print(f"  targets:  standardised with the training split's mean [{mean}], std [{std}]")
     print(
         f"  place:    {report.placement.name} ({report.placement.reason}; {transport_workers} workers per node "
         f"assumed; data.cache_bytes {job.data.cache_bytes / 2**20:.0f} MiB)"
@@ -75,7 +81,8 @@ def main(args: argparse.Namespace) -> int:
     )
     print(
         f"  training: {training.epochs} epochs or {training.max_seconds:g} s per candidate; "
-        f"precision {training.precision}, device {training.device}"
+        f"precision {training.precision}, device {training.device}, loss {loss_for(report.task, training.loss)} "
+        f"({report.task})"
     )
     if training.early_stopping:
         fractions = ", ".join(f"{f:g}" for f in training.early_stopping_fractions)

@@ -31,7 +31,10 @@ class DataReport:
     """What the master's check of the job's data found; the workers get `facts`.
 
     Attributes:
-        spec: The input shape and class count.
+        spec: The input shape and the outputs per sample (classes, or regression targets).
+        task: What the labels are (`menndl.tasks.TASKS`): ``data.task``, or what the labels say.
+        target_mean: Mean of each regression target over the training split (empty for classification).
+        target_std: Their standard deviations (what the worker standardises the targets with).
         fingerprint: The content fingerprint (recorded in the library).
         identity: What a worker checks cheaply (`menndl.data.Dataset.identity`).
         stats: The training split's per-channel mean and standard deviation.
@@ -49,6 +52,9 @@ class DataReport:
     summary: str
     seconds: float
     search_bytes: int
+    task: str = "classification"
+    target_mean: tuple[float, ...] = ()
+    target_std: tuple[float, ...] = ()
 
     def facts(self) -> dict[str, Any]:
         """The setup message's ``data_facts``: what every worker needs to open and use the data as checked."""
@@ -76,7 +82,8 @@ def inspect_data(job: Job, *, workers_per_node: int = 1, quiet: bool = False) ->
 
     Raises:
         UserError: the data is missing, malformed, holds NaN or infinity, a label out of range, an unreadable
-            chunk, or cannot be placed as asked.
+            chunk, or cannot be placed as asked; or the job's objectives or loss do not fit its task (check
+            the job for the data's task with `Job.for_task`).
     """
     started = time.perf_counter()
     last = [started]
@@ -89,7 +96,9 @@ def inspect_data(job: Job, *, workers_per_node: int = 1, quiet: bool = False) ->
                   file=sys.stderr, flush=True)  # fmt: skip
 
     with load_job_data(job) as data:
-        spec = InputSpec(shape=tuple(data.input_shape), num_classes=data.num_classes)
+        job.for_task(data.task)  # objectives and loss of another task: one line, before the pass over the data
+        spec = InputSpec(shape=tuple(data.input_shape), num_classes=data.outputs, task=data.task)
+        target_mean, target_std = data.target_stats()
         try:
             check_augment(job.augment, spec.spatial_rank)
         except ValueError as exc:
@@ -106,6 +115,9 @@ def inspect_data(job: Job, *, workers_per_node: int = 1, quiet: bool = False) ->
             summary=data.summary(),
             seconds=time.perf_counter() - started,
             search_bytes=search_bytes,
+            task=data.task,
+            target_mean=target_mean,
+            target_std=target_std,
         )
 
 

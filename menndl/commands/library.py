@@ -88,7 +88,7 @@ def _action_parser(target: str) -> argparse.ArgumentParser:
     parser = OneLineParser(prog=f"menndl library {target}")
     actions = parser.add_subparsers(dest="name", required=True, metavar="ACTION")
     top = actions.add_parser("top", help="best evaluations")
-    top.add_argument("--by", choices=tuple(RANKINGS), default="accuracy")
+    top.add_argument("--by", choices=tuple(RANKINGS), default=None, help="default: the task's score (accuracy, r2)")
     top.add_argument("--where", metavar="EXPR", help="FIELD OP NUMBER [and ...], e.g. 'params<1e5'")
     top.add_argument("--limit", type=int, default=10, metavar="K")
     top.add_argument("--all", action="store_true", help="include failed evaluations")
@@ -133,8 +133,11 @@ def _top(lib: Any, action: argparse.Namespace) -> int:
 
     if action.limit < 1:
         raise UserError(f"--limit: expected an integer >= 1, got {action.limit}")
-    rows = ranked(lib, action.by, action.where, only_ok=not action.all, limit=action.limit)
-    columns = table_columns(library_objectives(lib), (RANKINGS[action.by][0],))
+    from menndl.library.query import library_score
+
+    by = action.by or library_score(lib)
+    rows = ranked(lib, by, action.where, only_ok=not action.all, limit=action.limit)
+    columns = table_columns(library_objectives(lib), (RANKINGS[by][0],))
     return _print_rows(lib.rows(rows.tolist()), action.json, lib.path, columns)
 
 
@@ -240,9 +243,10 @@ def _status(lib: Any, path: str, as_json: bool) -> int:
 
 
 def _lineage(lib: Any, eval_id: int, as_json: bool) -> int:
-    from menndl.library.query import lineage
+    from menndl.library.query import library_score, lineage
 
     chain = lineage(lib, eval_id)
+    score = library_score(lib)
     if as_json:
         print(json.dumps([{"generation": -d, **_jsonable(row, lib.path)} for d, row in chain]))
         return 0
@@ -250,7 +254,7 @@ def _lineage(lib: Any, eval_id: int, as_json: bool) -> int:
         parents = stored_parents(lib.path, row)
         made = f"{row['operator']} of {', '.join(map(str, parents))}" if parents else row["operator"]
         print(
-            f"{'  ' * depth}{row['id']}: {made}; accuracy {_fmt(row['accuracy'])}, "
+            f"{'  ' * depth}{row['id']}: {made}; {score} {_fmt(row.get(score, math.nan))}, "
             f"{_fmt(row['params'])} params, {row['status']}"
         )
     return 0

@@ -1,4 +1,4 @@
-"""``menndl plot LIB -o DIR``: PNGs of the Pareto front and of the best accuracy over evaluations.
+"""``menndl plot LIB -o DIR``: PNGs of the Pareto front and of the best score over evaluations.
 
 ``pareto.png`` shows the front over all the search's objectives (or those of ``--objectives``) as one
 panel per pair of objectives: the successful evaluations in grey, the members of the front over every
@@ -14,11 +14,14 @@ from pathlib import Path
 from typing import Any
 
 from menndl.errors import UserError
+from menndl.tasks import SCORES
 
-HELP = "plot a library: Pareto front (each pair of its objectives) and best accuracy vs evaluations (PNG)"
+HELP = "plot a library: Pareto front (each pair of its objectives) and best score vs evaluations (PNG)"
 
 LABELS: dict[str, str] = {
     "accuracy": "validation accuracy",
+    "r2": "validation R²",
+    "mse": "validation MSE",
     "params": "parameters",
     "flops": "FLOPs per sample",
     "train_seconds": "training seconds",
@@ -30,6 +33,9 @@ LABELS: dict[str, str] = {
     "train_energy": "training energy (J per sample)",
 }
 """Axis label of each objective."""
+
+SCORE_COLUMNS = frozenset(SCORES.values())
+"""Objectives drawn on the y axis of a panel, on a linear scale."""
 
 PANEL_COLUMNS = 3
 """Panels per row of pareto.png when there are several."""
@@ -47,15 +53,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def axes_pair(first: str, second: str) -> tuple[str, str]:
-    """(x, y) of the panel of two objectives: accuracy on y when it is one of them, else in the given order."""
-    return (second, first) if first == "accuracy" else (first, second)
+    """(x, y) of the panel of two objectives: a score (accuracy, R²) on y when it is one of them, else as given."""
+    return (second, first) if first in SCORE_COLUMNS and second not in SCORE_COLUMNS else (first, second)
 
 
 def use_log(name: str, values: Any) -> bool:
-    """Whether the axis of objective ``name`` is logarithmic: not accuracy, all positive, spanning more than 10x."""
+    """Whether the axis of objective ``name`` is logarithmic: not a score, all positive, spanning more than 10x."""
     import numpy as np
 
-    if name == "accuracy" or not len(values) or np.any(values <= 0):
+    if name in SCORE_COLUMNS or not len(values) or np.any(values <= 0):
         return False
     return bool(values.max() > 10 * values.min())
 
@@ -70,6 +76,7 @@ def main(args: argparse.Namespace) -> int:
 
     from menndl.commands.library import library_objectives, parse_objectives
     from menndl.library import Library
+    from menndl.library.query import library_score
     from menndl.objectives import DIRECTIONS
 
     out = Path(args.output)
@@ -93,7 +100,8 @@ def main(args: argparse.Namespace) -> int:
                     f"column {objective!r} holds no measured values in {lib.path}; choose others with "
                     f"--objectives (these have values: {', '.join(measured)})"
                 )
-        finished, accuracy = lib.column("finished_at"), lib.column("accuracy")
+        score = library_score(lib)
+        finished, accuracy = lib.column("finished_at"), _measured(lib, score)
         name = lib.path.name
     out.mkdir(parents=True, exist_ok=True)
     front = _front(values, objectives, ok)
@@ -106,7 +114,7 @@ def main(args: argparse.Namespace) -> int:
     ax.plot(np.arange(1, len(best) + 1), np.where(np.isinf(best), np.nan, best), color="navy")
     ax.scatter(np.arange(1, len(acc) + 1), acc, s=8, color="gray", alpha=0.5, label="each evaluation")
     ax.set_xlabel("evaluations (in the order they finished)")
-    ax.set_ylabel("best validation accuracy so far")
+    ax.set_ylabel(f"best {LABELS[score]} so far")
     ax.set_title(name)
     ax.legend(loc="lower right")
     fig.tight_layout()
@@ -182,7 +190,7 @@ def _plot_pareto(
         ax.set_visible(False)
     if single:
         grid[0, 0].set_title(title)
-        grid[0, 0].legend(loc="lower right" if pairs[0][1] == "accuracy" else "best")
+        grid[0, 0].legend(loc="lower right" if pairs[0][1] in SCORE_COLUMNS else "best")
     else:
         fig.suptitle(f"{title}; {many} ({int(len(front))} members): {', '.join(objectives)}")
         handles, labels = grid[0, 0].get_legend_handles_labels()

@@ -156,6 +156,7 @@ def _run_master(args: argparse.Namespace, transport: MasterTransport | None) -> 
     else:
         per_node = max(1, ranks_per_node() - 1)  # rank 0 is the master
     report = inspect_data(job, workers_per_node=per_node)
+    job = job.for_task(report.task)
     spec, fingerprint, summary = report.spec, report.fingerprint, report.summary
     if (
         resume is not None
@@ -288,9 +289,15 @@ def _library_attrs(job: Job, report: DataReport) -> dict[str, str | int | float]
         "dataset_identity": report.identity,
         "input_shape": json.dumps(list(report.spec.shape)),
         "num_classes": report.spec.num_classes,
+        "task": report.task,
         "objectives": ",".join(job.search.objectives),
         "data_placement": report.placement.name,
         "data_stats": json.dumps(report.stats.as_dict()),
+        **(
+            {"target_stats": json.dumps({"mean": list(report.target_mean), "std": list(report.target_std)})}
+            if report.task == "regression"
+            else {}
+        ),  # fmt: skip
         "data_check_seconds": round(report.seconds, 3),
     }
 
@@ -300,7 +307,7 @@ def _report(result: SearchResult, objectives: tuple[str, ...] = ()) -> None:
     print_front(result.front, objectives)
     print(
         f"{result.evaluations} evaluations ({result.failed} failed) in {result.elapsed:.0f}s, "
-        f"best validation accuracy {_fmt(result.best_accuracy)}; stopped: {result.stop_reason}"
+        f"best validation {result.score} {_fmt(result.best_score)}; stopped: {result.stop_reason}"
     )
     print(f"library: {result.library}")
     cpu = time.process_time()
@@ -407,11 +414,11 @@ def _exit_after_storage_error(error: StorageError, writer: Any, library: Path, a
 
 
 def print_front(front: list[dict], objectives: tuple[str, ...] = ()) -> None:
-    """Print the Pareto front as a table, most accurate first: id, the objectives, sizes, seconds, operator."""
+    """Print the Pareto front as a table, best score first: id, the score, the objectives, sizes, seconds, operator."""
     if not front:
         print("Pareto front: empty (no successful evaluation)")
         return
-    columns = [name for name in ("accuracy", *objectives) if name in front[0]]
+    columns = [name for name in ("accuracy", "r2", *objectives) if name in front[0]]
     columns = list(dict.fromkeys([*columns, *(c for c in ("params", "flops", "train_seconds") if c not in columns)]))
     print(f"Pareto front ({len(front)} architectures):")
     cells = [[f"{r['id']}", *(_cell(r[c], c) for c in columns), str(r["operator"])] for r in front]
@@ -423,10 +430,10 @@ def print_front(front: list[dict], objectives: tuple[str, ...] = ()) -> None:
 
 
 def _cell(value: object, column: str) -> str:
-    """One value of the front table: accuracy to 4 places, counts with separators, times to 4 digits."""
+    """One value of the front table: accuracy and R² to 4 places, counts with separators, times to 4 digits."""
     if isinstance(value, float) and math.isnan(value):
         return "-"
-    if column == "accuracy":
+    if column in ("accuracy", "r2"):
         return f"{float(value):.4f}"  # type: ignore[arg-type]
     if isinstance(value, int):
         return f"{value:,}" if value >= 0 else "-"

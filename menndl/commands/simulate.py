@@ -79,6 +79,7 @@ def main(args: argparse.Namespace) -> int:
         except ValueError as exc:  # the job's other settings refuse this population (spea2 above its limit)
             raise UserError(f"--population {args.population}: {exc}") from None
     report = inspect_data(job, quiet=True)
+    job = job.for_task(report.task)
     spec, fingerprint = report.spec, report.fingerprint
     flush_every = job.library.flush_records if args.flush_every is None else args.flush_every
     evaluator = SimulatedEvaluator(model, spec, seed=job.seed, max_seconds=job.training.max_seconds)

@@ -64,6 +64,7 @@ def main(args: argparse.Namespace) -> int:
     from menndl.job import parse_job
     from menndl.library import Library
     from menndl.library.export import spec_of
+    from menndl.library.query import library_score
     from menndl.library.stored import stored_genome
     from menndl.worker.faults import status_of
     from menndl.worker.trainer import Trainer, choose_device
@@ -71,6 +72,7 @@ def main(args: argparse.Namespace) -> int:
     with Library.open(args.library) as lib:
         row = lib.record(args.id)
         spec = spec_of(lib)
+        score = library_score(lib)
         job = parse_job(lib.job_text, path=str(lib.attrs.get("job_path", "job.toml")))
         fingerprint = str(lib.attrs.get("dataset_fingerprint", ""))
         lib_attrs = dict(lib.attrs)
@@ -111,7 +113,7 @@ def main(args: argparse.Namespace) -> int:
     try:
         model = trainer.new_model(genome)
         progress = trainer.fit(model, genome.train, epochs=epochs, max_seconds=max_seconds)
-        test_accuracy, _loss, _latency = trainer.validate(model)
+        test_metrics, _loss, _latency = trainer.validate(model)
         state = {name: t.detach().to("cpu").contiguous() for name, t in model.state_dict().items()}
     except Exception as exc:
         status = status_of(exc)
@@ -139,27 +141,31 @@ def main(args: argparse.Namespace) -> int:
         "params": sum(p.numel() for p in model.parameters()),
         "train_samples": resident.n_train,
         "test_samples": resident.n_held,
-        "test_accuracy": None if math.isnan(test_accuracy) else test_accuracy,
-        "search_validation_accuracy": row["accuracy"],
+        **{f"test_{name}": None if math.isnan(value) else value for name, value in test_metrics.items()},
+        f"search_validation_{score}": row[score],
         "seconds": round(progress.train_seconds, 2),
         "precision": trainer.precision,
         "weights": str(output),
         "input_mean": list(trainer.stats.mean),
         "input_std": list(trainer.stats.std),
     }
+    if spec.task == "regression":  # the network predicts standardised targets: these undo it
+        result["target_mean"], result["target_std"] = (list(v) for v in data.target_stats())
     if args.json:
         print(json.dumps(result))
     else:
-        shown = "-" if math.isnan(test_accuracy) else f"{test_accuracy:.4f}"
+        shown = ", ".join(f"{name} {'-' if math.isnan(v) else f'{v:.4g}'}" for name, v in test_metrics.items())
         print(
             f"evaluation {args.id}: {progress.epochs} epochs on {result['train_samples']} samples in "
-            f"{progress.train_seconds:.1f}s; test accuracy {shown} on {result['test_samples']} samples "
-            f"(search validation accuracy {row['accuracy']:.4f})"
+            f"{progress.train_seconds:.1f}s; test {shown} on {result['test_samples']} samples "
+            f"(search validation {score} {row[score]:.4f})"
         )
         print(
             f"weights: {output}  (inputs standardised per channel: "
             f"mean {result['input_mean']}, std {result['input_std']})"
         )
+        if "target_mean" in result:
+            print(f"outputs: standardised targets; prediction * {result['target_std']} + {result['target_mean']}")
     return 0
 
 

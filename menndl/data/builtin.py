@@ -1,4 +1,4 @@
-"""Built-in datasets that need no download: ``digits`` and ``mnist1d``.
+"""Built-in datasets that need no download: ``digits``, ``mnist1d`` and ``oscillator1d`` (regression).
 
 scikit-learn and mnist1d are imported inside the loaders, so importing
 :mod:`menndl.data` stays cheap; ``digits`` is read from the CSV file that
@@ -60,10 +60,28 @@ def load_mnist1d_raw() -> RawSplits:
     )
 
 
+def load_oscillator1d_raw() -> RawSplits:
+    """Damped oscillations and their frequency, damping and amplitude (`menndl.data.oscillator`, seed 0).
+
+    Returns:
+        x of shape (4000, 1, 64) float32, float32 targets y of shape (4000, 3), and a test set of 1000
+        samples drawn from an independent stream as x_test/y_test; the task is regression.
+    """
+    x, y, x_test, y_test = _oscillator1d_arrays()
+    return RawSplits(
+        x=MemoryArray(x.copy(), "oscillator1d", "x"),
+        y=y.copy(),
+        x_test=MemoryArray(x_test.copy(), "oscillator1d", "x_test"),
+        y_test=y_test.copy(),
+        task="regression",
+    )
+
+
 #: Built-in dataset names and their loaders.
 BUILTIN_DATASETS: dict[str, Callable[[], RawSplits]] = {
     "digits": load_digits_raw,
     "mnist1d": load_mnist1d_raw,
+    "oscillator1d": load_oscillator1d_raw,
 }
 
 
@@ -116,6 +134,14 @@ def _mnist1d_arrays() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     y = np.asarray(data["y"], dtype=np.int64)
     x_test = np.ascontiguousarray(np.asarray(data["x_test"])[:, None, :], dtype=np.float32)
     y_test = np.asarray(data["y_test"], dtype=np.int64)
+    return _frozen(x), _frozen(y), _frozen(x_test), _frozen(y_test)
+
+
+@functools.cache
+def _oscillator1d_arrays() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    from menndl.data.oscillator import make_oscillator1d
+
+    x, y, x_test, y_test = make_oscillator1d(seed=0, n_train=4000, n_test=1000, length=64)
     return _frozen(x), _frozen(y), _frozen(x_test), _frozen(y_test)
 
 

@@ -34,14 +34,15 @@ IDENTITY_ROWS = 16
 
 @dataclass(frozen=True, eq=False)
 class Dataset:
-    """A classification dataset split into train, validation and test, by row index.
+    """A classification or regression dataset split into train, validation and test, by row index.
 
     Attributes:
         name: The source it was opened from (``"digits"``, a file path, ...).
         train: The training split.
         val: The validation split (at least one sample).
         test: The test split (may be empty).
-        num_classes: The number of classes (given in the job, or the largest label in any split + 1).
+        num_classes: The number of classes (given in the job, or the largest label in any split + 1);
+            0 for regression.
         raw: The arrays the splits are rows of (closed by `close`).
     """
 
@@ -51,6 +52,31 @@ class Dataset:
     test: Split
     num_classes: int
     raw: RawSplits
+
+    @property
+    def task(self) -> str:
+        """What the labels are: ``classification`` or ``regression`` (`menndl.tasks.TASKS`)."""
+        return self.raw.task
+
+    @property
+    def outputs(self) -> int:
+        """Values the network predicts per sample: the classes, or the regression targets."""
+        if self.task == "regression":
+            return int(np.prod(self.train.y.shape[1:], dtype=np.int64))
+        return self.num_classes
+
+    def target_stats(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        """Mean and standard deviation of each regression target over the training split.
+
+        The worker trains on targets standardised with these (a constant target gets 1, not 0), and the
+        library records them.  Empty tuples for classification.
+        """
+        if self.task != "regression":
+            return (), ()
+        y = self.train.y.reshape(len(self.train), -1).astype(np.float64)
+        std = y.std(axis=0)
+        std[~(std > 0)] = 1.0
+        return tuple(float(v) for v in y.mean(axis=0)), tuple(float(v) for v in std)
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -84,6 +110,8 @@ class Dataset:
         """
         digest = hashlib.sha256(_IDENTITY_VERSION)
         digest.update(f"num_classes={self.num_classes}\0".encode())
+        if self.task != "classification":
+            digest.update(f"task={self.task}\0".encode())
         for array in self.raw.arrays():
             digest.update(f"{array.key}:{array.dtype.str}:{array.shape}\0".encode())
             if len(array):
@@ -92,7 +120,7 @@ class Dataset:
         for name, split in self.splits.items():
             digest.update(f"{name}:{len(split)}\0".encode())
             digest.update(np.ascontiguousarray(split.rows, dtype=np.int64).tobytes())
-            digest.update(np.ascontiguousarray(split.y, dtype=np.int64).tobytes())
+            digest.update(label_bytes(split.y))
         return digest.hexdigest()
 
     def summary(self) -> str:
@@ -105,8 +133,14 @@ class Dataset:
         size = _human_bytes(sum(len(a) * a.row_bytes for a in self.raw.arrays()))
         return (
             f"{self.name}: {len(self.train)} train / {len(self.val)} val / {len(self.test)} test, "
-            f"input {self.input_shape} {x.dtype}, {self.num_classes} classes, {size}"
+            f"input {self.input_shape} {x.dtype}, {self._labels_summary()}, {size}"
         )
+
+    def _labels_summary(self) -> str:
+        """``10 classes`` or ``regression of 3 targets``."""
+        if self.task == "regression":
+            return f"regression of {self.outputs} target{'s' if self.outputs != 1 else ''}"
+        return f"{self.num_classes} classes"
 
     def close(self) -> None:
         """Close the files behind the splits."""
@@ -149,6 +183,8 @@ class Dataset:
         samples: dict[str, SampleArray] = {key: MemoryArray(np.asarray(v), name, key) for key, v in arrays.items()}
         raw = check_arrays(samples, labels, sorted([*arrays, *labels]), name)
         train, val, test = carve_splits(raw, validation_fraction=0.5, test_fraction=0.0, seed=0, source=name)
+        if raw.task == "regression":
+            return cls(name=name, train=train, val=val, test=test, num_classes=0, raw=raw)
         largest = max(int(split.y.max()) for split in (train, val, test) if len(split))
         return cls(name=name, train=train, val=val, test=test, num_classes=num_classes or largest + 1, raw=raw)
 
@@ -168,6 +204,7 @@ def load_dataset(
     split_seed: int = 0,
     keys: DataKeys | None = None,
     num_classes: int = 0,
+    task: str = "auto",
 ) -> Dataset:
     """Open a built-in dataset or a dataset file and choose its splits (the samples are not read).
 
@@ -183,6 +220,8 @@ def load_dataset(
         keys: Where the arrays are in the file (`DataKeys` defaults when None).
         num_classes: The number of classes; a label outside ``0..num_classes-1`` is an error.  0 infers
             it from the largest label.
+        task: ``classification``, ``regression``, or ``auto`` to infer it from the training labels
+            (`menndl.data.files.infer_task`).
 
     Returns:
         The dataset, identical for identical arguments on every process; close it when done.
@@ -195,7 +234,7 @@ def load_dataset(
     _check_fraction("test_fraction", test_fraction, allow_zero=True)
     if isinstance(split_seed, bool) or not isinstance(split_seed, (int, np.integer)) or split_seed < 0:
         raise UserError(f"split_seed: expected a non-negative integer, got {split_seed!r}")
-    display, raw = _open_source(source, base_dir, keys)
+    display, raw = _open_source(source, base_dir, keys, task)
     try:
         train, val, test = carve_splits(
             raw,
@@ -204,6 +243,11 @@ def load_dataset(
             seed=int(split_seed),
             source=display,
         )
+        if raw.task == "regression":
+            if num_classes:
+                raise UserError(f"{display}: data.num_classes = {num_classes} is for class labels, but the "
+                                "labels are regression targets; leave it out")  # fmt: skip
+            return Dataset(name=display, train=train, val=val, test=test, num_classes=0, raw=raw)
         largest = max(int(split.y.max()) for split in (train, val, test) if len(split))
         if num_classes:
             _check_label_range(raw, keys or DataKeys(), display, num_classes)
@@ -229,7 +273,12 @@ def _check_label_range(raw: RawSplits, keys: DataKeys, display: str, num_classes
             )
 
 
-def _open_source(source: str, base_dir: Path | None, keys: DataKeys | None) -> tuple[str, RawSplits]:
+def label_bytes(y: np.ndarray) -> bytes:
+    """The bytes of a split's labels that identities and fingerprints hash (int64 class labels as ever)."""
+    return np.ascontiguousarray(y, dtype=np.int64 if y.dtype.kind in "iu" else np.float32).tobytes()
+
+
+def _open_source(source: str, base_dir: Path | None, keys: DataKeys | None, task: str) -> tuple[str, RawSplits]:
     """Resolve ``source`` and open its arrays; returns (display name, raw)."""
     accepted = (
         f"expected one of {', '.join(repr(n) for n in BUILTIN_DATASETS)} or a path ending in {', '.join(FILE_SUFFIXES)}"
@@ -238,13 +287,16 @@ def _open_source(source: str, base_dir: Path | None, keys: DataKeys | None) -> t
         raise UserError(f"dataset source {source!r} is not valid; {accepted}")
     display = os.fspath(source)
     if display in BUILTIN_DATASETS:
-        return display, BUILTIN_DATASETS[display]()
+        raw = BUILTIN_DATASETS[display]()
+        if task not in ("auto", raw.task):
+            raise UserError(f"dataset {display!r} is a {raw.task} dataset, but data.task = {task!r}")
+        return display, raw
     path = Path(display).expanduser()
     if path.suffix.lower() not in FILE_SUFFIXES:
         raise UserError(f"dataset source {display!r} is not recognised; {accepted}")
     if not path.is_absolute() and base_dir is not None:
         path = Path(base_dir) / path
-    return display, open_dataset_file(path, display, keys)
+    return display, open_dataset_file(path, display, keys, task)
 
 
 def _check_fraction(name: str, value: float, *, allow_zero: bool) -> None:
@@ -274,7 +326,7 @@ def open_configured(options: Mapping[str, Any], base_dir: Path | str | None) -> 
 
     Args:
         options: The table's fields (``source``, the fractions, ``split_seed``, the ``*_key`` names,
-            ``num_classes``; others are ignored).
+            ``num_classes``, ``task``; others are ignored).
         base_dir: Folder that relative paths are resolved against.
 
     Returns:
@@ -293,6 +345,7 @@ def open_configured(options: Mapping[str, Any], base_dir: Path | str | None) -> 
         split_seed=int(options.get("split_seed", 0)),
         keys=keys,
         num_classes=int(options.get("num_classes", 0)),
+        task=str(options.get("task", "auto")),
     )
 
 

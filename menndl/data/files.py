@@ -1,7 +1,9 @@
 """Opening user datasets: HDF5 files, ``.npz`` archives and ``.npy`` files, checked from their metadata.
 
-A dataset has samples (``(N, C, *spatial)`` with 1 to 3 spatial dimensions) and integer class labels
-(``(N,)``), and optionally given validation and test splits.  Their names are `DataKeys`: HDF5 dataset
+A dataset has samples (``(N, C, *spatial)`` with 1 to 3 spatial dimensions) and labels: integer class
+labels ``(N,)`` for classification, real-valued targets ``(N,)`` or ``(N, T)`` for regression (the task is
+``data.task``, inferred from the training labels when ``auto``), and optionally given validation and test
+splits.  Their names are `DataKeys`: HDF5 dataset
 paths (``"x"``, ``"images/train"``, ...), or for ``.npy`` the stems of files beside the samples file
 (``images.npy`` with ``y_key = "labels"`` reads ``labels.npy``).  Samples stay on disk (`SampleArray`);
 labels are small and read whole.  NaN, infinities and values too large for float32 are found later by
@@ -28,19 +30,22 @@ FILE_SUFFIXES = (".h5", ".hdf5", ".npz", ".npy")
 _LAYOUT = "(samples, channels, *spatial) with 1 to 3 spatial dimensions"
 #: Largest accepted class label (keeps num_classes sane and int64-safe).
 _MAX_LABEL = 2**31 - 1
+#: Largest accepted magnitude of a regression target (finite in float32, standardisable).
+_MAX_TARGET = 1e30
 
 
-def open_dataset_file(path: Path, display: str, keys: DataKeys | None = None) -> RawSplits:
+def open_dataset_file(path: Path, display: str, keys: DataKeys | None = None, task: str = "auto") -> RawSplits:
     """Open and check a dataset file without reading its samples.
 
     Args:
         path: Resolved path of a ``.h5``, ``.hdf5``, ``.npz`` or ``.npy`` file.
         display: How the file is named in error messages (as the user wrote it).
         keys: Where the arrays are (the defaults ``x``, ``y``, ``x_val``, ... when None).
+        task: ``data.task``: ``classification``, ``regression`` or ``auto`` (inferred from ``y``).
 
     Returns:
         The samples as `SampleArray` objects (open: close them with `RawSplits.close`) and the checked
-        labels as int64 arrays.
+        labels (int64 class labels, or float32 targets).
 
     Raises:
         UserError: If the file is missing, unreadable, malformed, or its arrays break any of the rules in
@@ -56,7 +61,7 @@ def open_dataset_file(path: Path, display: str, keys: DataKeys | None = None) ->
     else:
         samples, labels, found = _open_hdf5(path, display, keys)
     try:
-        return check_arrays(samples, labels, found, display, keys)
+        return check_arrays(samples, labels, found, display, keys, task)
     except BaseException:
         for array in samples.values():
             array.close()
@@ -157,8 +162,12 @@ def _h5_dataset(handle: h5py.File, key: str, path: Path, display: str) -> h5py.D
 
 def _h5_labels(dataset: h5py.Dataset, key: str, display: str) -> np.ndarray:
     """Read a labels dataset whole (labels are small)."""
-    if dataset.ndim != 1:
-        raise _fail(display, f"'{key}' has shape {dataset.shape}, expected 1-D integer class labels (samples,)")
+    if dataset.ndim not in (1, 2):
+        raise _fail(
+            display,
+            f"'{key}' has shape {dataset.shape}, expected class labels (samples,) or regression targets "
+            "(samples,) or (samples, targets)",
+        )
     try:
         return np.asarray(dataset[()])
     except Exception as exc:
@@ -268,6 +277,7 @@ def check_arrays(
     found: list[str],
     display: str,
     keys: DataKeys | None = None,
+    task: str = "auto",
 ) -> RawSplits:
     """Check the arrays of a dataset file from their metadata and labels.
 
@@ -277,9 +287,10 @@ def check_arrays(
         found: All keys in the file, for the "missing key" message.
         display: How the file is named in error messages.
         keys: The key names (defaults when None).
+        task: ``data.task`` (`menndl.tasks.TASKS`, or ``auto``: `infer_task` of the training labels).
 
     Returns:
-        The samples and their labels (int64) per split.
+        The samples and their labels per split (int64 class labels or float32 targets), and the task.
 
     Raises:
         UserError: If any rule in this module's docstring is broken.
@@ -298,12 +309,21 @@ def check_arrays(
             have, lack = (x_key, y_key) if x_key in samples else (y_key, x_key)
             raise _fail(display, f"'{have}' is present but '{lack}' is missing; give both or neither")
 
-    out: dict[str, object] = {}
+    if task == "auto":
+        task = infer_task(np.asarray(labels[keys.y]), keys.y, display)
+    out: dict[str, object] = {"task": task}
+    targets = None
     for (x_key, y_key), (x_name, y_name) in zip(keys.pairs(), (("x", "y"), ("x_val", "y_val"), ("x_test", "y_test"))):
         if x_key not in samples:
             continue
         x = _check_samples(samples[x_key], x_key, display, test=x_name == "x_test")
-        y = _check_labels(labels[y_key], y_key, display)
+        if task == "regression":
+            y = _check_targets(labels[y_key], y_key, display)
+            if targets is not None and len(y) and y.shape[1:] != targets:
+                raise _fail(display, f"'{y_key}' has {_target_count(y)} but '{keys.y}' has {_target_count(y, targets)}")
+            targets = y.shape[1:] if targets is None else targets
+        else:
+            y = _check_labels(labels[y_key], y_key, display)
         if len(y) != len(x):
             raise _fail(display, f"'{y_key}' has {len(y)} samples but '{x_key}' has {len(x)}")
         if x_name != "x":
@@ -316,6 +336,8 @@ def check_arrays(
                 )
         out[x_name], out[y_name] = x, y
 
+    if task == "regression":
+        return RawSplits(**out)  # type: ignore[arg-type]
     train_classes = np.unique(out["y"])  # type: ignore[call-overload]
     if len(train_classes) < 2:
         raise _fail(
@@ -347,13 +369,61 @@ def _check_samples(arr: SampleArray, key: str, display: str, *, test: bool) -> S
     return arr
 
 
+def infer_task(y: np.ndarray, key: str, display: str) -> str:
+    """The task the training labels ``y`` say (``data.task = "auto"``).
+
+    Floating-point labels that are not all whole numbers, and floating-point labels of shape
+    ``(samples, targets)``, are regression targets; 1-D whole numbers are class labels.
+
+    Raises:
+        UserError: the labels fit no task unambiguously (the message says to set ``data.task``).
+    """
+    if y.dtype.kind == "f" and (y.ndim == 2 or bool(np.any(np.isfinite(y) & (y != np.floor(y))))):
+        return "regression"
+    if y.ndim == 2 and y.dtype.kind in "iu":
+        raise _fail(
+            display,
+            f"'{key}' has shape {y.shape} of integers: set data.task = \"regression\" to regress integer "
+            "targets, or give 1-D class labels",
+        )
+    return "classification"
+
+
+def _target_count(y: np.ndarray, shape: tuple[int, ...] | None = None) -> str:
+    """``"3 targets per sample"`` for targets ``y`` (or of ``shape``), for messages."""
+    shape = y.shape[1:] if shape is None else shape
+    count = shape[0] if shape else 1
+    return f"{count} target{'s' if count != 1 else ''} per sample"
+
+
+def _check_targets(arr: np.ndarray, key: str, display: str) -> np.ndarray:
+    """Check one regression targets array and return it as float32; a NaN or infinity is named with its sample."""
+    arr = np.asarray(arr)
+    if arr.dtype.kind not in "iuf":
+        raise _fail(display, f"'{key}' has dtype {_dtype_name(arr.dtype)}, expected real-valued regression targets")
+    if arr.ndim not in (1, 2) or (arr.ndim == 2 and arr.shape[1] == 0):
+        raise _fail(display, f"'{key}' has shape {arr.shape}, expected regression targets (samples,) or "
+                    "(samples, targets)")  # fmt: skip
+    finite = np.isfinite(arr).reshape(len(arr), -1).all(axis=1) if arr.dtype.kind == "f" else np.ones(len(arr), bool)
+    bad = np.flatnonzero(~finite)
+    if len(bad):
+        raise _fail(display, f"'{key}' contains NaN or infinite targets at {len(bad)} samples (first at sample "
+                    f"{bad[0]}); expected finite regression targets")  # fmt: skip
+    big = np.flatnonzero((np.abs(arr.astype(np.float64)) > _MAX_TARGET).reshape(len(arr), -1).any(axis=1))
+    if big.size:
+        raise _fail(display, f"'{key}' contains a target beyond float32's range at sample {big[0]}; expected "
+                    f"magnitudes below {_MAX_TARGET:.3g}")  # fmt: skip
+    return np.ascontiguousarray(arr, dtype=np.float32)
+
+
 def _check_labels(arr: np.ndarray, key: str, display: str) -> np.ndarray:
     """Check one labels array and return it as int64; a label out of range is named with its sample index."""
     arr = np.asarray(arr)
     if arr.dtype.kind not in "iuf":
         raise _fail(display, f"'{key}' has dtype {_dtype_name(arr.dtype)}, expected integer class labels")
     if arr.ndim != 1:
-        raise _fail(display, f"'{key}' has shape {arr.shape}, expected 1-D integer class labels (samples,)")
+        raise _fail(display, f"'{key}' has shape {arr.shape}, expected 1-D integer class labels (samples,) for "
+                    "data.task = \"classification\"")  # fmt: skip
     if arr.size == 0:
         return np.zeros(0, dtype=np.int64)
     if arr.dtype.kind == "f":

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from menndl.data.arrays import READ_BYTES, SampleArray, row_blocks
-from menndl.data.dataset import Dataset
+from menndl.data.dataset import Dataset, label_bytes
 from menndl.errors import UserError
 
 _FINGERPRINT_VERSION = b"menndl.dataset.v2\0"
@@ -88,6 +88,8 @@ def scan_dataset(
     started = time.perf_counter()
     digest = hashlib.sha256(_FINGERPRINT_VERSION)
     digest.update(f"num_classes={data.num_classes}\0".encode())
+    if data.task != "classification":
+        digest.update(f"task={data.task}\0".encode())
     arrays = data.raw.arrays()
     total = sum(len(a) * a.row_bytes for a in arrays)
     channels = data.input_shape[0]
@@ -111,7 +113,7 @@ def scan_dataset(
     for name, split in data.splits.items():
         digest.update(f"{name}:{split.x.key}:{len(split)}\0".encode())
         digest.update(np.ascontiguousarray(split.rows, dtype=np.int64).tobytes())
-        digest.update(np.ascontiguousarray(split.y, dtype=np.int64).tobytes())
+        digest.update(label_bytes(split.y))
     return DataScan(digest.hexdigest(), moments.stats(), time.perf_counter() - started, done)
 
 

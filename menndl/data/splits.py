@@ -27,11 +27,12 @@ class RawSplits:
 
     Attributes:
         x: Samples, ``(N, C, *spatial)``, on disk or in memory.
-        y: Labels, int64, ``(N,)``.
+        y: Labels: int64 class labels ``(N,)``, or float32 regression targets ``(N,)`` or ``(N, T)``.
         x_val: Given validation samples, or None to carve them from ``x``.
         y_val: Given validation labels (None exactly when ``x_val`` is).
         x_test: Given test samples, or None to carve them from ``x``.
         y_test: Given test labels (None exactly when ``x_test`` is).
+        task: What the labels are (`menndl.tasks.TASKS`).
     """
 
     x: SampleArray
@@ -40,6 +41,7 @@ class RawSplits:
     y_val: np.ndarray | None = None
     x_test: SampleArray | None = None
     y_test: np.ndarray | None = None
+    task: str = "classification"
 
     def arrays(self) -> list[SampleArray]:
         """The distinct sample arrays."""
@@ -62,7 +64,7 @@ class Split:
     Attributes:
         x: The array the samples are rows of.
         rows: Sorted unique int64 row indices into ``x``.
-        y: The int64 labels of those rows.
+        y: The labels of those rows (int64 class labels, or float32 regression targets).
     """
 
     x: SampleArray
@@ -100,6 +102,7 @@ def split_indices(
     source: str = "dataset",
     key: str = "x",
     purpose: str = "held-out",
+    stratify: bool = True,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Split sample indices into a kept part and a held-out part.
 
@@ -114,6 +117,7 @@ def split_indices(
         source: Dataset name or file, used in error messages.
         key: Name of the array being split, used in error messages.
         purpose: Name of the held-out split, used in error messages.
+        stratify: Stratify by class (``y`` are class labels); False for regression targets.
 
     Returns:
         ``(keep_idx, held_idx)``: sorted int64 index arrays that partition
@@ -134,6 +138,8 @@ def split_indices(
             f"provide more samples or a smaller fraction"
         )
     rng = np.random.default_rng(seed)
+    if not stratify:
+        return _unstratified(rng, n, held)
     classes, inverse, counts = np.unique(labels, return_inverse=True, return_counts=True)
     inverse = inverse.reshape(-1)
     if counts.min() >= 2:
@@ -144,7 +150,15 @@ def split_indices(
             parts.append(rng.permutation(members)[: alloc[c]])
         held_idx = np.sort(np.concatenate(parts)).astype(np.int64)
     else:
-        held_idx = np.sort(rng.permutation(n)[:held]).astype(np.int64)
+        return _unstratified(rng, n, held)
+    mask = np.ones(n, dtype=bool)
+    mask[held_idx] = False
+    return np.flatnonzero(mask).astype(np.int64), held_idx
+
+
+def _unstratified(rng: np.random.Generator, n: int, held: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(keep_idx, held_idx)`` of a plain seeded random split holding out ``held`` of ``n``."""
+    held_idx = np.sort(rng.permutation(n)[:held]).astype(np.int64)
     mask = np.ones(n, dtype=bool)
     mask[held_idx] = False
     return np.flatnonzero(mask).astype(np.int64), held_idx
@@ -205,26 +219,29 @@ def carve_splits(
         UserError: If a split would leave the training split empty or with fewer than two classes.
     """
     rows, y = np.arange(len(raw.y), dtype=np.int64), raw.y
+    classes = raw.task == "classification"  # regression targets are split at random, without strata
     carved = []
     if raw.x_test is not None and raw.y_test is not None:
         test = Split(raw.x_test, np.arange(len(raw.y_test), dtype=np.int64), raw.y_test)
     elif test_fraction > 0:
-        keep, held = split_indices(y, test_fraction, [seed, _TEST_STREAM], source=source, purpose="test")
+        keep, held = split_indices(
+            y, test_fraction, [seed, _TEST_STREAM], source=source, purpose="test", stratify=classes
+        )
         test = Split(raw.x, rows[held], y[held])
         rows, y = rows[keep], y[keep]
         carved.append("test")
     else:
-        test = Split(raw.x, np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64))
+        test = Split(raw.x, np.zeros(0, dtype=np.int64), np.zeros((0, *y.shape[1:]), dtype=y.dtype))
     if raw.x_val is not None and raw.y_val is not None:
         val = Split(raw.x_val, np.arange(len(raw.y_val), dtype=np.int64), raw.y_val)
     else:
         keep, held = split_indices(
-            y, validation_fraction, [seed, _VALIDATION_STREAM], source=source, purpose="validation"
+            y, validation_fraction, [seed, _VALIDATION_STREAM], source=source, purpose="validation", stratify=classes
         )
         val = Split(raw.x, rows[held], y[held])
         rows, y = rows[keep], y[keep]
         carved.append("validation")
-    if carved and len(np.unique(y)) < 2:
+    if carved and classes and len(np.unique(y)) < 2:
         raise UserError(
             f"{source}: after carving the {' and '.join(carved)} split(s) from 'x', "
             f"the training split has only one class; provide more samples per class "

@@ -50,15 +50,17 @@ def _is_num(x: Any) -> bool:
 
 @dataclass(frozen=True)
 class InputSpec:
-    """Shape of one input sample and number of classes.
+    """Shape of one input sample and what the network outputs for it.
 
     Attributes:
         shape: ``(channels, *spatial)`` with 1 to 3 spatial dimensions.
-        num_classes: Number of output classes (>= 1).
+        num_classes: Number of outputs per sample (>= 1): the classes, or for regression the targets.
+        task: ``classification`` or ``regression`` (`menndl.tasks.TASKS`).
     """
 
     shape: tuple[int, ...]
     num_classes: int
+    task: str = "classification"
 
     def __post_init__(self) -> None:
         shape = tuple(self.shape) if isinstance(self.shape, (list, tuple)) else self.shape

@@ -28,14 +28,14 @@ DEPRECATED = {"torchscript": "TorchScript is deprecated in torch 2.13 (torch.jit
 
 
 def spec_of(lib: Library) -> Any:
-    """The library's InputSpec (input shape and class count, from its root attributes)."""
+    """The library's InputSpec (input shape, outputs per sample and task, from its root attributes)."""
     from menndl.genome import InputSpec
 
     shape, classes = lib.attrs.get("input_shape"), lib.attrs.get("num_classes")
     if shape is None or classes is None:
         raise UserError(f"library {lib.path} does not record input_shape/num_classes; cannot build its models")
     try:
-        return InputSpec(tuple(json.loads(str(shape))), int(classes))
+        return InputSpec(tuple(json.loads(str(shape))), int(classes), task=str(lib.attrs.get("task", "classification")))
     except (ValueError, TypeError) as exc:  # a damaged or hand-edited attribute: the file's fault, in one line
         reason = " ".join(str(exc).split())[:200]
         raise UserError(

@@ -26,16 +26,17 @@ def merge_libraries(inputs: Sequence[str | Path], output: str | Path) -> int:
     Raises:
         UserError: An input is unreadable, or the inputs have different input shapes or class counts.
     """
-    from menndl.library.query import pareto_front
+    from menndl.library.query import library_score, pareto_front
 
     libraries = [Library.open(p) for p in inputs]
     try:
-        shapes = {(lib.attrs.get("input_shape"), lib.attrs.get("num_classes")) for lib in libraries}
+        shapes = {(lib.attrs.get("input_shape"), lib.attrs.get("num_classes"), _task(lib)) for lib in libraries}
         if len(shapes) > 1:
             raise UserError(
-                "merge: the libraries are for different problems (input shape, classes): "
+                "merge: the libraries are for different problems (input shape, outputs, task): "
                 + "; ".join(
-                    f"{lib.path}: {lib.attrs.get('input_shape')}, {lib.attrs.get('num_classes')}" for lib in libraries
+                    f"{lib.path}: {lib.attrs.get('input_shape')}, {lib.attrs.get('num_classes')}, {_task(lib)}"
+                    for lib in libraries
                 )
             )
         first = libraries[0]
@@ -60,8 +61,8 @@ def merge_libraries(inputs: Sequence[str | Path], output: str | Path) -> int:
                 for eval_id in lib.weight_ids():
                     arrays = lib.weights(eval_id)
                     if arrays is not None:
-                        accuracy = float(lib.record(eval_id)["accuracy"])
-                        writer.offer_weights(eval_id + offset, accuracy, arrays)
+                        score = float(lib.record(eval_id)[library_score(lib)])
+                        writer.offer_weights(eval_id + offset, score, arrays)
                 offset = int(columns["id"].max()) + 1 if len(columns["id"]) else offset
             writer.flush()
         with Library.open(output) as merged:
@@ -73,3 +74,8 @@ def merge_libraries(inputs: Sequence[str | Path], output: str | Path) -> int:
     finally:
         for lib in libraries:
             lib.close()
+
+
+def _task(lib: Library) -> str:
+    """The task the library's search was on (libraries written before tasks are classification)."""
+    return str(lib.attrs.get("task", "classification"))

@@ -20,6 +20,7 @@ from menndl.library.reader import Library
 from menndl.library.schema import FIELD_KINDS, MISSING
 from menndl.library.stored import stored_parents
 from menndl.objectives import DIRECTIONS, RANKINGS
+from menndl.tasks import task_score
 
 ALIASES = {"seconds": "train_seconds"}
 
@@ -77,15 +78,22 @@ def where_mask(lib: Library, conditions: Sequence[tuple[str, str, float]]) -> np
     return mask
 
 
+def library_score(lib: Library) -> str:
+    """The column that ranks ``lib``'s rows by default: its task's score (``accuracy``; ``r2`` for regression)."""
+    return task_score(str(lib.attrs.get("task", "classification")))
+
+
 def ranked(
-    lib: Library, by: str = "accuracy", where: str | None = None, only_ok: bool = True, limit: int | None = None
+    lib: Library, by: str | None = None, where: str | None = None, only_ok: bool = True, limit: int | None = None
 ) -> np.ndarray:
     """Row positions, best first by ``by`` (ties: fewer parameters, then lower id); at most ``limit``.
+
+    ``by`` is a `menndl.objectives.RANKINGS` name; None ranks by the library's score (`library_score`).
 
     With a limit only the best few rows are sorted and only their ``status`` is read, so ``top``
     stays well under a second on a million rows.
     """
-    column, sign = RANKINGS[by]
+    column, sign = RANKINGS[by or library_score(lib)]
     mask = where_mask(lib, parse_where(where)) if where else np.ones(len(lib), dtype=bool)
     key = sign * measured(lib, column)
     mask &= ~np.isnan(key)
@@ -148,15 +156,15 @@ def _covered(front_cost: np.ndarray, chunk: np.ndarray, block: int = 2048) -> np
 
 
 def pareto_front(lib: Library, objectives: Sequence[str] | None = None) -> np.ndarray:
-    """Row positions on the Pareto front of the successful rows, most accurate first."""
+    """Row positions on the Pareto front of the successful rows, best first by the library's score."""
     names = list(objectives or str(lib.attrs.get("objectives", "accuracy,params,train_seconds")).split(","))
     ok = np.flatnonzero(lib.column("status") == "ok")
     values = np.stack([measured(lib, n)[ok] for n in names], axis=1) if len(ok) else np.empty((0, 1))
     finite = np.all(np.isfinite(values), axis=1)
     ok, values = ok[finite], values[finite]
     rows = ok[pareto_rows(values, [DIRECTIONS[n] for n in names])]
-    accuracy = lib.column("accuracy")[rows]
-    return rows[np.argsort(-accuracy, kind="stable")]
+    score = measured(lib, library_score(lib))[rows]
+    return rows[np.argsort(-score, kind="stable")]
 
 
 def lineage(lib: Library, eval_id: int) -> list[tuple[int, dict[str, Any]]]:
@@ -179,10 +187,11 @@ def lineage(lib: Library, eval_id: int) -> list[tuple[int, dict[str, Any]]]:
 
 
 def stats(lib: Library) -> dict[str, Any]:
-    """Counts by status and operator, best values, time span and throughput, hosts and devices."""
+    """Counts by status and operator, the best score, time span and throughput, hosts and devices."""
     status = lib.column("status")
     ok = status == "ok"
-    accuracy = lib.column("accuracy")
+    score = library_score(lib)
+    accuracy = measured(lib, score)
     seconds = lib.column("train_seconds")
     submitted, finished = lib.column("submitted_at"), lib.column("finished_at")
     span = float(np.nanmax(finished) - np.nanmin(submitted)) if len(lib) and np.isfinite(finished).any() else math.nan
@@ -198,7 +207,8 @@ def stats(lib: Library) -> dict[str, Any]:
         "evaluations": len(lib),
         "status": counts(status),
         "operators": counts(lib.column("operator")),
-        "best_accuracy": float(accuracy[best]) if best is not None else None,
+        "task": str(lib.attrs.get("task", "classification")),
+        f"best_{score}": float(accuracy[best]) if best is not None else None,
         "best_id": int(lib.column("id")[best]) if best is not None else None,
         "smallest_ok_params": int(lib.column("params")[ok].min()) if ok.any() else None,
         "train_seconds_total": float(np.nansum(seconds)),

@@ -1,7 +1,7 @@
 """``menndl report``: one self-contained HTML file of a library (plotly, its JavaScript inline; nothing fetched).
 
 What it shows: the Pareto front over the library's objectives (a scatter for two, every pair for more), with
-each point's id and metrics on hover and its layer table on click; the best accuracy over time; worker
+each point's id and metrics on hover and its layer table on click; the best score over time; worker
 utilization over time; the genealogy of the most accurate architectures; counts by operator and by status,
 with the last line of each kind of failure's error; the job.  Points beyond the front are sampled down to
 ``max_points`` (the front is always whole), so the page stays small however many rows the library has.
@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from menndl.library.query import DIRECTIONS, pareto_front
+from menndl.library.query import DIRECTIONS, library_score, measured, pareto_front
 from menndl.library.reader import Library
 from menndl.library.status import search_status
 from menndl.library.stored import stored_parents
@@ -138,7 +138,7 @@ def _times(values: np.ndarray) -> list[str]:
 def _progress_figure(lib: Library) -> Any:
     import plotly.graph_objects as go
 
-    finished, accuracy = lib.column("finished_at"), lib.column("accuracy")
+    finished, accuracy = lib.column("finished_at"), _score(lib)
     ok = (lib.column("status") == "ok") & np.isfinite(finished) & np.isfinite(accuracy)
     if not ok.any():
         return None
@@ -150,7 +150,8 @@ def _progress_figure(lib: Library) -> Any:
                                   line={"shape": "hv", "color": "navy"}, name="best so far",
                                   customdata=lib.column("id")[order][steps].tolist(),
                                   hovertemplate="%{x}<br>best %{y:.4f} (id %{customdata})<extra></extra>"))  # fmt: skip
-    figure.update_layout(xaxis_title="finished (UTC)", yaxis_title="best validation accuracy", margin={"t": 30})
+    figure.update_layout(xaxis_title="finished (UTC)", yaxis_title=f"best validation {library_score(lib)}",
+                         margin={"t": 30})  # fmt: skip
     return figure
 
 
@@ -182,10 +183,11 @@ def _utilization_figure(lib: Library) -> Any:
 
 
 def _genealogy_figure(lib: Library) -> Any:
-    """The ancestors of the most accurate architectures: each at (finished, accuracy), a line to each parent."""
+    """The ancestors of the best architectures: each at (finished, score), a line to each parent."""
     import plotly.graph_objects as go
 
-    accuracy = lib.column("accuracy")
+    accuracy = _score(lib)
+    score = library_score(lib)
     ok = _ok_rows(lib)
     ok = ok[np.isfinite(accuracy[ok])]
     if len(ok) == 0:
@@ -201,7 +203,7 @@ def _genealogy_figure(lib: Library) -> Any:
     figure = go.Figure()
 
     def place(member: dict[str, Any]) -> tuple[str, float]:
-        value = float(member["accuracy"]) if math.isfinite(float(member["accuracy"])) else 0.0
+        value = float(member["score"]) if math.isfinite(float(member["score"])) else 0.0
         return _times(np.array([float(member["finished_at"])]))[0], value
 
     xs: list[Any] = []
@@ -220,9 +222,9 @@ def _genealogy_figure(lib: Library) -> Any:
         marker={"size": [12 if int(m["id"]) in top_ids else 7 for m in members],
                 "color": ["crimson" if int(m["id"]) in top_ids else "steelblue" for m in members]},
         customdata=[int(m["id"]) for m in members], name="architectures",
-        hovertext=[f"id {int(m['id'])} ({m['operator']}, {m['status']})<br>accuracy {_fmt(float(m['accuracy']))}"
+        hovertext=[f"id {int(m['id'])} ({m['operator']}, {m['status']})<br>{score} {_fmt(float(m['score']))}"
                    f"<br>params {int(m['params'])}" for m in members], hoverinfo="text"))  # fmt: skip
-    figure.update_layout(xaxis_title="finished (UTC)", yaxis_title="validation accuracy", margin={"t": 30},
+    figure.update_layout(xaxis_title="finished (UTC)", yaxis_title=f"validation {score}", margin={"t": 30},
                          clickmode="event")  # fmt: skip
     return figure
 
@@ -257,7 +259,8 @@ def ancestry(lib: Library, rows: np.ndarray, depth: int) -> dict[int, dict[str, 
 
 def _members(lib: Library, rows: np.ndarray) -> list[dict[str, Any]]:
     """The fields the genealogy shows of the rows at ``rows``: only those rows of the string columns are read."""
-    fields = {name: lib.column(name)[rows].tolist() for name in ("id", "accuracy", "finished_at", "params")}
+    fields = {name: lib.column(name)[rows].tolist() for name in ("id", "finished_at", "params")}
+    fields["score"] = _score(lib)[rows].tolist()
     for name in ("parents", "operator", "status"):
         fields[name] = lib.column_at(name, rows).tolist()
     return [dict(zip(fields, values)) for values in zip(*fields.values())]
@@ -283,14 +286,14 @@ def _summary_html(lib: Library, front: np.ndarray) -> str:
     status = lib.column("status").astype(str)
     words, counts = np.unique(status, return_counts=True)
     ok = status == "ok"
-    accuracy = lib.column("accuracy")
+    accuracy = _score(lib)
     best = float(np.nanmax(accuracy[ok])) if ok.any() and np.isfinite(accuracy[ok]).any() else math.nan
     cells = [
         ("library", str(lib.path)),
         ("job", str(lib.attrs.get("job_name", ""))),
         ("state", str(state["state"]) + (f" ({state['stop_reason']})" if state["stop_reason"] else "")),
         ("evaluations", f"{len(lib)} (" + ", ".join(f"{w} {c}" for w, c in zip(words, counts)) + ")"),
-        ("best validation accuracy", _fmt(best)),
+        (f"best validation {library_score(lib)}", _fmt(best)),
         ("objectives", ", ".join(_objectives(lib))),
         ("Pareto front", f"{len(front)} architectures"),
         ("created", str(lib.attrs.get("created_at", ""))),
@@ -338,7 +341,7 @@ def _layer_tables(lib: Library, front: np.ndarray) -> dict[str, str]:
         spec = spec_of(lib)
     except Exception:  # noqa: BLE001 - an old library without its input: the report leaves the tables out
         return {}
-    accuracy = lib.column("accuracy")
+    accuracy = _score(lib)
     ok = _ok_rows(lib)
     ok = ok[np.isfinite(accuracy[ok])]
     chosen = list(dict.fromkeys([*front.tolist(), *ok[np.argsort(-accuracy[ok], kind="stable")].tolist()]))
@@ -349,6 +352,11 @@ def _layer_tables(lib: Library, front: np.ndarray) -> dict[str, str]:
             row = {"id": eval_id, "genome": text}
             tables[str(int(eval_id))] = format_layer_table(stored_genome(lib.path, row, spec), spec)
     return tables
+
+
+def _score(lib: Library) -> np.ndarray:
+    """The library's score column (accuracy, or r2 for regression) as float64, missing values NaN."""
+    return measured(lib, library_score(lib))
 
 
 def _fmt(value: float) -> str:

@@ -75,13 +75,23 @@ EVALUATION_FIELDS: tuple[tuple[str, str], ...] = (
     ("train_energy", "float"),
     ("inference_precision", "str"),
     ("inference_runtime", "str"),
+    ("r2", "float"),
+    ("mse", "float"),
 )
 """``(name, kind)`` of every per-evaluation field, in on-disk creation order."""
 
 LATER_FIELDS: frozenset[str] = frozenset(
     {
-        "latency", "batch_latency", "memory", "train_memory", "energy", "train_energy", "inference_precision",
+        "latency",
+        "batch_latency",
+        "memory",
+        "train_memory",
+        "energy",
+        "train_energy",
+        "inference_precision",
         "inference_runtime",
+        "r2",
+        "mse",
     }
 )
 """Fields added after the first layout: a library written before them lacks their datasets, which read as
@@ -104,8 +114,8 @@ FIELD_DESCRIPTIONS: dict[str, str] = {
     "operator": "operator that produced the genome (e.g. random, mutate, crossover)",
     "status": "outcome: ok, failed, nan, oom, timeout, stopped-early, over-limit, lost, or another status word",
     "error": "traceback or error text when the evaluation did not succeed",
-    "accuracy": "validation accuracy (fraction in [0, 1])",
-    "loss": "validation loss",
+    "accuracy": "validation accuracy (fraction in [0, 1]; classification)",
+    "loss": "validation loss (the training loss: cross entropy; MSE or Huber of standardised targets)",
     "params": "number of trainable parameters",
     "flops": "forward-pass floating point operations for one sample",
     "train_seconds": "wall-clock training time in seconds",
@@ -122,7 +132,8 @@ FIELD_DESCRIPTIONS: dict[str, str] = {
     "train_loss": "mean training loss over the last epoch",
     "precision": "numerics the candidate trained in: bf16, fp16 or fp32",
     "local_rank": "the worker's node-local index, which chose its GPU",
-    "checkpoints": "JSON list of [budget fraction, validation accuracy] at early-stopping checkpoints",
+    "checkpoints": "JSON list of [budget fraction, validation score] at early-stopping checkpoints (the score: "
+    "accuracy, or r2 for regression)",
     "latency": "inference seconds per sample at batch 1 (median of timed runs after a warm-up, worker's device)",
     "batch_latency": "inference seconds per sample at the job's measure.batch_size",
     "memory": "peak device memory of inference at measure.batch_size, bytes",
@@ -131,6 +142,8 @@ FIELD_DESCRIPTIONS: dict[str, str] = {
     "train_energy": "joules per training sample over the candidate's training (NVML or RAPL)",
     "inference_precision": "numerics of the latency, memory and energy measurements: fp32, bf16 or fp16",
     "inference_runtime": "what ran inference for latency and energy: torch or onnxruntime",
+    "r2": "validation coefficient of determination R², averaged over the targets (regression)",
+    "mse": "validation mean squared error over samples and targets, in the targets' units (regression)",
 }
 """One-line human description of every field (also stored as a dataset attribute)."""
 

@@ -17,20 +17,21 @@ class Status:
     budget: int | None
     elapsed: float
     time_limit: float | None
-    best_accuracy: float
+    best_score: float
     front_size: int
     busy: int
     workers: int
     failed: int
+    score: str = "accuracy"  # the column best_score is of (the task's score, menndl.tasks.SCORES)
 
     def line(self) -> str:
         """One line: ``23/60 evaluations, best accuracy 0.981, front 5, busy 2/2, 41s``."""
         done = f"{self.done}/{self.budget}" if self.budget is not None else str(self.done)
-        best = "-" if math.isnan(self.best_accuracy) else f"{self.best_accuracy:.4f}"
+        best = "-" if math.isnan(self.best_score) else f"{self.best_score:.4f}"
         limit = f"/{self.time_limit:.0f}s" if self.time_limit is not None else "s"
         failed = f", {self.failed} failed" if self.failed else ""
         return (
-            f"{done} evaluations{failed}, best accuracy {best}, Pareto front {self.front_size}, "
+            f"{done} evaluations{failed}, best {self.score} {best}, Pareto front {self.front_size}, "
             f"busy {self.busy}/{self.workers}, {self.elapsed:.0f}{limit}"
         )
 

@@ -38,6 +38,7 @@ from menndl.master.signals import StopSignals
 from menndl.master.stop_request import StopRequest
 from menndl.master.stopping import EarlyStopping
 from menndl.protocol import setup_message, task_message
+from menndl.tasks import task_score
 from menndl.transport.base import MasterTransport
 
 RECEIVE_TIMEOUT = 1.0  # seconds: how often the loop looks at signals, deadlines and the clock
@@ -63,10 +64,11 @@ class SearchResult:
     evaluations: int
     failed: int
     front: list[dict[str, Any]]
-    best_accuracy: float
+    best_score: float
     elapsed: float
     stop_reason: str
     abandoned: bool = False
+    score: str = "accuracy"  # the column best_score is of and the front is sorted by (menndl.tasks.SCORES)
     stragglers: bool = False  # some worker may still be running (abandoned, or lost past its deadline)
     ranks_used: set[int] = field(default_factory=set)
     worker_busy: dict[int, float] = field(default_factory=dict)  # seconds each rank spent evaluating
@@ -94,7 +96,7 @@ class _Tally:
 
     done: int = 0
     failed: int = 0  # not ok and not stopped early
-    best: float = math.nan  # best accuracy of an ok result
+    best: float = math.nan  # best score (the task's: accuracy, or R² for regression) of an ok result
     to_rerun: int = 0  # handed out, without a row at a stop signal: a --resume runs them first
     stragglers: bool = False  # a worker was dropped past a deadline and may still run
 
@@ -132,6 +134,7 @@ class Search:
                 benchmark's ``{"evaluator": "sleep", ...}``).
         """
         self.job, self.spec, self.fingerprint = job, spec, fingerprint
+        self.score = task_score(spec.task)  # the column that ranks results (accuracy, or r2 for regression)
         self.transport, self.writer = transport, writer
         self.progress = progress or Progress()
         search = job.search
@@ -185,10 +188,11 @@ class Search:
         self.budget.seconds_before = resume.search_seconds
         self._tally.done = len(resume.records)
         self._tally.failed = sum(1 for record in resume.records if record.get("status") != "ok")
-        accuracies = [
-            r["accuracy"] for r in resume.records if r.get("status") == "ok" and not math.isnan(r["accuracy"])
-        ]
-        self._tally.best = max(accuracies) if accuracies else math.nan
+        scores = [
+            float(r.get(self.score, math.nan)) for r in resume.records
+            if r.get("status") == "ok" and not math.isnan(float(r.get(self.score, math.nan)))
+        ]  # fmt: skip
+        self._tally.best = max(scores) if scores else math.nan
         for candidate in resume.pending:
             self.evolution.mark_seen(candidate.genome.hash)
             self.scheduler.rerun(Flight(candidate, self._wallclock()))
@@ -459,7 +463,7 @@ class Search:
         self.writer.append(record)
         weights = result.get("weights")
         if weights and record["status"] == "ok":
-            self.writer.offer_weights(candidate.id, float(record["accuracy"]), weights)
+            self.writer.offer_weights(candidate.id, float(record.get(self.score, math.nan)), weights)
         tally = self._tally
         tally.done += 1
         if worker > 0:
@@ -467,7 +471,8 @@ class Search:
         if self.evolution.tell(candidate, record):  # (only ok results join the population)
             self.front_writer.changed()
         if record["status"] == "ok":
-            tally.best = record["accuracy"] if math.isnan(tally.best) else max(tally.best, record["accuracy"])
+            score = float(record.get(self.score, math.nan))
+            tally.best = score if math.isnan(tally.best) else max(tally.best, score)
         elif record["status"] not in ("stopped-early", "over-limit"):  # the rules working, not failures
             tally.failed += 1
 
@@ -480,7 +485,8 @@ class Search:
             budget=self.job.search.evaluations,
             elapsed=self.budget.search_seconds(),
             time_limit=self.job.search.time_limit,
-            best_accuracy=self._tally.best,
+            best_score=self._tally.best,
+            score=self.score,
             front_size=self.evolution.front_size,
             busy=self.scheduler.busy,
             workers=len(self.scheduler.workers),
@@ -490,7 +496,7 @@ class Search:
     def _result(self, abandoned: bool) -> SearchResult:
         front = sorted(
             (dict(member.metrics) for member in self.evolution.front),
-            key=lambda record: (-record["accuracy"], record["params"]),
+            key=lambda record: (-float(record.get(self.score, math.nan)), record["params"]),
         )
         stats = self.stats
         return SearchResult(
@@ -498,7 +504,8 @@ class Search:
             evaluations=self._tally.done,
             failed=self._tally.failed,
             front=front,
-            best_accuracy=self._tally.best,
+            best_score=self._tally.best,
+            score=self.score,
             elapsed=self._clock() - self._start,
             stop_reason=self._stop_reason,
             abandoned=abandoned,

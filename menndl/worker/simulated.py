@@ -62,7 +62,7 @@ def synthetic_metrics(
             tasks per second where the workers' CPU competes with the master).
 
     Returns:
-        ``status``, ``accuracy`` (`synthetic_accuracy`), ``loss``, ``params``,
+        ``status``, ``accuracy`` (`synthetic_accuracy`; ``r2`` the same, ``mse`` one minus it), ``loss``, ``params``,
         ``flops``, ``train_seconds``, ``epochs``, and made-up ``latency``,
         ``batch_latency``, ``memory``, ``train_memory``, ``energy`` and
         ``train_energy`` that grow with the FLOPs (so any objective can be simulated).
@@ -75,7 +75,8 @@ def synthetic_metrics(
         genome = task_genome(task)
         key, params, flops = genome.hash, count_params(genome, spec), count_flops(genome, spec)
     spread = 0.5 + int.from_bytes(hashlib.sha256(f"cost {key}".encode()).digest()[:4], "big") / 2**32
-    return {"status": "ok", "accuracy": synthetic_accuracy(key, params), "loss": 1.0, "params": params,
+    score = synthetic_accuracy(key, params)  # also the made-up R² of a regression task (and 1 - R² its MSE)
+    return {"status": "ok", "accuracy": score, "r2": score, "mse": 1.0 - score, "loss": 1.0, "params": params,
             "flops": flops, "train_seconds": seconds, "epochs": 1,
             # made-up hardware costs: FLOPs at 1 GFLOP/s (batch 1) and 10 GFLOP/s (batched), times 0.5-1.5
             "latency": 1e-5 + flops * 1e-9 * spread, "batch_latency": 1e-6 + flops * 1e-10 * spread,

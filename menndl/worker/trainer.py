@@ -52,6 +52,7 @@ from menndl.worker.numerics import (
     use_channels_last,
 )
 from menndl.worker.placements import Placement, open_placement
+from menndl.worker.targets import Targets, targets_for
 
 __all__ = ["FitProgress", "Trainer", "choose_device", "choose_precision", "make_optimizer"]
 
@@ -74,8 +75,9 @@ class FitProgress:
         train_seconds: Wall time of training, checkpoint validations included (what the time budget counts).
         step_seconds: Wall time of the training steps alone (for samples per second).
         train_loss: Mean training loss of the last epoch (NaN before the first one ends).
-        checkpoints: ``[fraction, accuracy]`` at each early-stopping checkpoint validated.
-        stopped_at: ``(accuracy, loss, latency)`` at the checkpoint that stopped the fit, or ``None``.
+        checkpoints: ``[fraction, score]`` at each early-stopping checkpoint validated (the task's score,
+            `menndl.tasks.SCORES`: accuracy, or R² for regression).
+        stopped_at: ``(metrics, loss, latency)`` at the checkpoint that stopped the fit, or ``None``.
     """
 
     epochs: int = 0
@@ -84,7 +86,7 @@ class FitProgress:
     step_seconds: float = 0.0
     train_loss: float = math.nan
     checkpoints: list[list[float]] = field(default_factory=list)
-    stopped_at: tuple[float, float, float] | None = None
+    stopped_at: tuple[dict[str, float], float, float] | None = None
 
 
 def _randperm(size: int) -> np.ndarray:
@@ -138,7 +140,9 @@ class Trainer(Evaluator):
         self.training = training
         self.device = device
         self.precision = choose_precision(training.precision, device)
-        self.spec = InputSpec(shape=tuple(data.input_shape), num_classes=data.num_classes)
+        self.spec = InputSpec(shape=tuple(data.input_shape), num_classes=data.outputs, task=data.task)
+        mean, std = data.target_stats()
+        self.targets: Targets = targets_for(data.task, device, mean=mean, std=std, loss=training.loss)
         stats = scan_dataset(data).stats if stats is None else stats
         shape = (1, -1, *([1] * (len(data.input_shape) - 1)))
         self.mean = torch.tensor(stats.mean, dtype=torch.float32).reshape(shape).to(device)
@@ -275,10 +279,10 @@ class Trainer(Evaluator):
             progress=progress,
         )
         if progress.stopped_at is None:
-            status, (accuracy, loss, latency) = "ok", self.validate(model, end)
+            status, (metrics, loss, latency) = "ok", self.validate(model, end)
         else:
-            status, (accuracy, loss, latency) = "stopped-early", progress.stopped_at
-        result = self._metrics(status, progress, accuracy, loss, latency, model, genome)
+            status, (metrics, loss, latency) = "stopped-early", progress.stopped_at
+        result = self._metrics(status, progress, metrics, loss, latency, model, genome)
         result.update(costs)
         if self.cost is not None and "energy" in self.cost.settings.kinds:
             result["train_energy"] = self.cost.train_energy_per_sample(energy_start, progress.samples)
@@ -328,7 +332,7 @@ class Trainer(Evaluator):
         self,
         status: str,
         progress: FitProgress,
-        accuracy: float,
+        metrics: dict[str, float],
         loss: float,
         latency: float,
         model: nn.Module,
@@ -337,7 +341,7 @@ class Trainer(Evaluator):
         """The result of a candidate that finished (or was stopped early)."""
         return {
             "status": status,
-            "accuracy": accuracy,
+            **metrics,
             "loss": loss,
             "params": sum(p.numel() for p in model.parameters()),
             "flops": count_flops(genome, self.spec),
@@ -380,8 +384,8 @@ class Trainer(Evaluator):
         gradient scaler for fp16) and memory format; the learning rate follows
         ``hyper.schedule`` over the whole fit, by steps or by time, whichever is
         further.  Training ends after ``epochs``, or after the step that passes
-        ``max_seconds``, or at an early-stopping checkpoint whose accuracy is
-        below its threshold.
+        ``max_seconds``, or at an early-stopping checkpoint whose score (the
+        task's validation metric, `menndl.tasks.SCORES`) is below its threshold.
 
         Args:
             model: The network, on the training device (`new_model`).
@@ -393,7 +397,7 @@ class Trainer(Evaluator):
             checkpoints: Fractions of the budget (progress is the further of
                 epochs done / ``epochs`` and seconds / ``max_seconds``, at an
                 epoch's end) at which to validate, for early stopping.
-            stop_below: Accuracy thresholds per checkpoint fraction: a fit
+            stop_below: Score thresholds per checkpoint fraction: a fit
                 validated below one stops there (``stopped_at``).
             progress: Filled in as the fit goes (a new one by default); pass one
                 to keep the partial figures of a fit that raises.
@@ -415,7 +419,7 @@ class Trainer(Evaluator):
         progress = FitProgress() if progress is None else progress
         optimizer = make_optimizer(model, hyper.optimizer, hyper.learning_rate, hyper.weight_decay, hyper.momentum)
         scaler = torch.amp.GradScaler(self.device.type) if self.precision == "fp16" else None
-        loss_fn = nn.CrossEntropyLoss()
+        targets = self.targets
         data, channels_last = self.data, self.channels_last
         n, batch = data.n_train, max(2, min(hyper.batch_size, data.n_train))  # batch norm needs two samples
         planned_steps = max(1, epochs * len(range(0, n - 1, batch)))
@@ -440,8 +444,9 @@ class Trainer(Evaluator):
                     xb = self.augment(self.standardise(xb))
                     if channels_last:
                         xb = xb.contiguous(memory_format=torch.channels_last)
+                    yb = targets.prepare(yb)
                     with amp:
-                        loss = loss_fn(model(xb), yb)
+                        loss = targets.loss(model(xb), yb)
                     optimizer.zero_grad(set_to_none=True)
                     if scheduled:  # progress through the budget, by steps or by time, whichever is further
                         done = max((step + 0.5) / planned_steps, (time.perf_counter() - start) / max_seconds)
@@ -485,24 +490,25 @@ class Trainer(Evaluator):
             if not due or epoch + 1 == epochs:
                 continue
             before = time.perf_counter()
-            accuracy, val_loss, latency = self.validate(model, hard_end)
+            metrics, val_loss, latency = self.validate(model, hard_end)
+            score = metrics[targets.score]
             model.train()
             checking += time.perf_counter() - before
             pending = [f for f in pending if f > fraction]
-            # One entry, at the furthest checkpoint passed: an accuracy measured later than an earlier
+            # One entry, at the furthest checkpoint passed: a score measured later than an earlier
             # checkpoint would raise that checkpoint's threshold for everyone.
-            progress.checkpoints.append([max(due), accuracy])
+            progress.checkpoints.append([max(due), score])
             progress.train_seconds = time.perf_counter() - start
-            if max(due) in stop_below and accuracy < stop_below[max(due)]:
-                progress.stopped_at = (accuracy, val_loss, latency)
+            if max(due) in stop_below and not score >= stop_below[max(due)]:
+                progress.stopped_at = (metrics, val_loss, latency)
                 return progress
             if progress.train_seconds > max_seconds:
                 return progress
         return progress
 
     @torch.no_grad()
-    def validate(self, model: nn.Module, hard_end: float = math.inf) -> tuple[float, float, float]:
-        """Accuracy, mean cross-entropy and inference seconds per sample on the held-out split.
+    def validate(self, model: nn.Module, hard_end: float = math.inf) -> tuple[dict[str, float], float, float]:
+        """The task's metrics, the mean loss and inference seconds per sample on the held-out split.
 
         The held-out split is the validation split (the test split for a trainer built with ``retrain``). The model
         runs in the trainer's precision and memory format, in eval mode, in batches of ``EVAL_BATCH`` samples or
@@ -513,14 +519,15 @@ class Trainer(Evaluator):
             hard_end: ``time.perf_counter()`` instant past which `CandidateTimeout` is raised.
 
         Returns:
-            ``(accuracy, loss, seconds per sample)``; NaNs when the held-out split is empty.
+            ``(metrics, loss, seconds per sample)``: metrics by objective name (``accuracy``; ``r2`` and
+            ``mse`` for regression) and the loss of the task's training loss; NaNs when the held-out split
+            is empty.
         """
         model.eval()
         held = self.data.n_held
+        sums = self.targets.validation()
         if held == 0:
-            return math.nan, math.nan, math.nan
-        correct = torch.zeros((), device=self.device)
-        loss = torch.zeros((), device=self.device)
+            return sums.metrics()[0], math.nan, math.nan
         start = now(self.device)
         batch = max(2, min(EVAL_BATCH, EVAL_INPUT_BYTES // max(1, self.sample_bytes)))
         with contextlib.closing(self.data.held_out(batch)) as batches:
@@ -529,13 +536,12 @@ class Trainer(Evaluator):
                 if self.channels_last:
                     xb = xb.contiguous(memory_format=torch.channels_last)
                 with autocast_context(self.device, self.precision):
-                    logits = model(xb).float()
-                loss += nn.functional.cross_entropy(logits, target, reduction="sum")
-                correct += (logits.argmax(dim=1) == target).sum()
+                    output = model(xb).float()
+                sums.add(output, target)
                 if time.perf_counter() > hard_end:
                     raise CandidateTimeout("validation ran past the hard limit")
-        accuracy, mean_loss = float(correct) / held, float(loss) / held
-        return accuracy, mean_loss, (now(self.device) - start) / held
+        metrics, mean_loss = sums.metrics()
+        return metrics, mean_loss, (now(self.device) - start) / held
 
     def check_data(self) -> None:
         """Raise `DataUnavailable` when a file of the dataset is gone (checked before every candidate).

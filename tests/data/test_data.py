@@ -479,7 +479,6 @@ ARRAY_CASES: list[tuple[str, dict[str, object], list[str]]] = [
     ("x_val 2-D", with_(x_val=X[:, 0, :], y_val=Y), ["'x_val'", "(samples, channels"]),
     ("x zero-size sample", with_(x=np.zeros((20, 1, 0))), ["'x'", "(20, 1, 0)"]),
     ("y 2-D", with_(y=Y[:, None]), ["'y'", "(20, 1)", "1-D"]),
-    ("y non-integer floats", with_(y=Y + 0.5), ["'y'", "non-integer"]),
     ("y NaN", with_(y=np.where(Y == 1, np.nan, Y)), ["'y'", "NaN"]),
     ("y bool", with_(y=Y > 0), ["'y'", "bool"]),
     ("y strings", with_(y=np.array(["cat"] * 20)), ["'y'", "string"]),
@@ -515,6 +514,13 @@ def test_bad_arrays(
         }
     path = WRITERS[fmt](tmp_path / f"bad.{fmt}", **arrays)
     assert_user_error(str(path), [f"bad.{fmt}", *expected])
+
+
+@pytest.mark.parametrize("fmt", ["h5", "npz"])
+def test_non_integer_labels_of_a_classification(tmp_path: Path, fmt: str) -> None:
+    # auto reads them as regression targets; data.task = "classification" refuses them in one line
+    path = WRITERS[fmt](tmp_path / f"bad.{fmt}", **with_(y=Y + 0.5))
+    assert_user_error(str(path), [f"bad.{fmt}", "'y'", "non-integer"], task="classification")
 
 
 def test_hdf5_specific_errors(tmp_path: Path) -> None:

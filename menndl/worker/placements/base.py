@@ -77,8 +77,8 @@ class Placement(ABC):
 
 
 def labels_on(split: Split, device: torch.device) -> torch.Tensor:
-    """A split's labels as an int64 tensor on ``device`` (labels are small: always resident)."""
-    return torch.from_numpy(np.ascontiguousarray(split.y, dtype=np.int64)).to(device)
+    """A split's labels on ``device``, as checked (int64 class labels, float32 targets; small: always resident)."""
+    return torch.from_numpy(np.ascontiguousarray(split.y)).to(device)
 
 
 def open_placement(

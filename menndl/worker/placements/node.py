@@ -57,8 +57,8 @@ class NodePlacement(Placement):
         clean_stale_segments()
         self.copy: SharedCopy = open_shared_copy(node_key, [_part("train", train), _part("held", held)])
         self.x_train, self.x_held = self.copy.arrays
-        self.y_train = np.ascontiguousarray(train.y, dtype=np.int64)
-        self.y_held = np.ascontiguousarray(held.y, dtype=np.int64)
+        self.y_train = np.ascontiguousarray(train.y)
+        self.y_held = np.ascontiguousarray(held.y)
         self._staging: dict[str, tuple[int, Staging]] = {}
 
     @property
@@ -71,8 +71,8 @@ class NodePlacement(Placement):
         costly; a new batch size replaces it, an iterator still running keeps the one it has)."""
         kept = self._staging.get(kind)
         if kept is None or kept[0] != batch:
-            x = self.x_train if kind == "train" else self.x_held
-            kept = self._staging[kind] = (batch, Staging(self.device, x.shape[1:], x.dtype, batch))
+            x, y = (self.x_train, self.y_train) if kind == "train" else (self.x_held, self.y_held)
+            kept = self._staging[kind] = (batch, Staging(self.device, x.shape[1:], x.dtype, batch, y))
         return kept[1]
 
     def epoch(self, windows: Sequence[Window], batch: int) -> Generator[Batch, None, None]:
@@ -81,7 +81,7 @@ class NodePlacement(Placement):
         for positions in self.batch_positions(windows, batch):
             x, y = staging.host(len(positions))
             np.take(self.x_train, positions, axis=0, out=x)
-            np.take(self.y_train, positions, out=y)
+            np.take(self.y_train, positions, axis=0, out=y)
             yield staging.send()
 
     def held_out(self, batch: int) -> Generator[Batch, None, None]:

@@ -25,9 +25,22 @@ def torch_dtype(dtype: np.dtype) -> torch.dtype:
 class Staging:
     """Where batches of up to ``rows`` samples are assembled on the host before they go to ``device``."""
 
-    def __init__(self, device: torch.device, sample_shape: tuple[int, ...], dtype: np.dtype, rows: int) -> None:
-        """Pinned buffers on a GPU (allocated here), nothing on the CPU."""
+    def __init__(
+        self,
+        device: torch.device,
+        sample_shape: tuple[int, ...],
+        dtype: np.dtype,
+        rows: int,
+        labels: np.ndarray | None = None,
+    ) -> None:
+        """Pinned buffers on a GPU (allocated here), nothing on the CPU.
+
+        ``labels`` (of the split, or any array of its label shape and dtype) sizes the label buffers: one
+        int64 class label per sample when None.
+        """
         self.device, self.sample_shape, self.dtype = device, tuple(sample_shape), np.dtype(dtype)
+        self.label_shape = tuple(labels.shape[1:]) if labels is not None else ()
+        self.label_dtype = labels.dtype if labels is not None else np.dtype(np.int64)
         self.cuda = device.type == "cuda"
         self._slots: list[tuple[torch.Tensor, torch.Tensor]] = []
         self._events: list[Any] = [None] * SLOTS
@@ -36,7 +49,8 @@ class Staging:
             rows = max(1, rows)
             for _ in range(SLOTS):
                 x = torch.empty((rows, *self.sample_shape), dtype=torch_dtype(self.dtype), pin_memory=True)
-                self._slots.append((x, torch.empty(rows, dtype=torch.int64, pin_memory=True)))
+                y = torch.empty((rows, *self.label_shape), dtype=torch_dtype(self.label_dtype), pin_memory=True)
+                self._slots.append((x, y))
         self._pending: tuple[int, int] | None = None
         self._host: tuple[np.ndarray, np.ndarray] | None = None
 
@@ -44,7 +58,7 @@ class Staging:
         """Host arrays ``(x, y)`` of ``count`` samples to gather the next batch into; then call `send`."""
         if not self.cuda:
             x = np.empty((count, *self.sample_shape), dtype=self.dtype)
-            y = np.empty(count, dtype=np.int64)
+            y = np.empty((count, *self.label_shape), dtype=self.label_dtype)
             self._pending = (-1, count)
             self._host = (x, y)
             return x, y

@@ -148,7 +148,7 @@ class StreamPlacement(Placement):
         if not windows:
             return
         order = permutation(list(windows))
-        labels = np.ascontiguousarray(self.train.y, dtype=np.int64)[order]
+        labels = np.ascontiguousarray(self.train.y)[order]
         cuts = [(first, min(len(order), first + batch)) for first in range(0, len(order) - 1, batch)]
         if not cuts:
             return
@@ -167,7 +167,7 @@ class StreamPlacement(Placement):
             for first in range(0, self.n_held, rows)
         ]
         cuts = [(first, min(self.n_held, first + batch)) for first in range(0, self.n_held, batch)]
-        yield from self._batches(self.held, pieces, cuts, np.ascontiguousarray(self.held.y, dtype=np.int64), batch)
+        yield from self._batches(self.held, pieces, cuts, np.ascontiguousarray(self.held.y), batch)
 
     def _window_load(self, window: Window) -> Load:
         """Reads a window's blocks (in file order) into a buffer; the local order maps its visit order there."""
@@ -206,7 +206,7 @@ class StreamPlacement(Placement):
     ) -> Iterator[Batch]:
         """Gather the batches ``cuts`` of the visit sequence from the pieces as the reader loads them."""
         sample_shape, dtype = tuple(split.x.shape[1:]), split.x.memory_dtype
-        staging = Staging(self.device, sample_shape, dtype, batch)
+        staging = Staging(self.device, sample_shape, dtype, batch, labels)
         reader = _Reader(pieces, sample_shape, dtype)
         try:
             buffer: np.ndarray | None = None
