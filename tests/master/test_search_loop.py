@@ -135,7 +135,7 @@ def test_workers_failing_setup_end_the_search(tmp_path: Path) -> None:
     transport = ScriptedTransport(2, fatal={1, 2})
     result, records, _ = run(tmp_path, transport)
     assert result.stop_reason == "no workers left" and records == []
-    assert math.isnan(result.best_accuracy)
+    assert math.isnan(result.best_score)
 
 
 def test_one_evaluation_budget(tmp_path: Path) -> None:

@@ -50,11 +50,12 @@ def _epoch(placement: Placement, seed: int, epoch: int, batch: int) -> Iterator[
     return placement.epoch(placement.order.windows(seeded_permute(seed, epoch)), batch)
 
 
-def _h5(path: Path, dtype: str, layout: str) -> Path:
-    """An HDF5 dataset file: ``contiguous``, ``chunked`` or ``gzip`` (chunked, compressed)."""
+def _h5(path: Path, dtype: str, layout: str, targets: int = 0) -> Path:
+    """An HDF5 dataset file: ``contiguous``, ``chunked`` or ``gzip`` (chunked, compressed); class labels, or
+    ``targets`` float regression targets per sample."""
     rng = np.random.default_rng(7)
     x = rng.integers(0, 256, (N, *SHAPE)).astype(dtype) if dtype == "uint8" else rng.standard_normal((N, *SHAPE))
-    y = np.arange(N) % CLASSES
+    y = np.arange(N) % CLASSES if not targets else rng.standard_normal((N, targets)).astype(np.float32)
     options: dict[str, object] = {}
     if layout != "contiguous":
         options["chunks"] = (20, *SHAPE)
@@ -91,11 +92,14 @@ def _open_all(ds: Dataset, order: EpochOrder, cache_bytes: int) -> dict[str, Pla
 
 @pytest.mark.parametrize(
     "source",
-    ["digits", "uint8-gzip", "uint8-contiguous", "float32-chunked", "float32-contiguous"],
+    ["digits", "uint8-gzip", "uint8-contiguous", "float32-chunked", "float32-contiguous", "regression-chunked"],
 )
 def test_the_three_placements_give_identical_batches(tmp_path: Path, source: str) -> None:
     if source == "digits":
         ds = load_dataset("digits")
+    elif source.startswith("regression"):  # (N, 3) float32 targets travel with their samples
+        ds = load_dataset(str(_h5(tmp_path / "data.h5", "float32", "chunked", targets=3)))
+        assert ds.task == "regression"
     else:
         dtype, layout = source.split("-")
         ds = load_dataset(str(_h5(tmp_path / "data.h5", dtype, layout)))
@@ -112,6 +116,8 @@ def test_the_three_placements_give_identical_batches(tmp_path: Path, source: str
                     for batch in (32, 150, 7 * len(ds.train)):  # 32 divides no split here; one batch of all
                         expected = _batches(_epoch(placements["device"], seed, epoch, batch))
                         assert sum(len(y) for _, y in expected) >= len(ds.train) - 1
+                        labels = expected[0][1]
+                        assert labels.dtype == ds.train.y.dtype and labels.shape[1:] == ds.train.y.shape[1:]
                         for name in ("node", "stream"):
                             _assert_same(expected, _batches(_epoch(placements[name], seed, epoch, batch)))
             for batch in (13, 10_000):
