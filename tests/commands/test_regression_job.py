@@ -129,7 +129,8 @@ def test_a_regression_search_trains_ranks_retrains_and_simulates(tmp_path: Path)
     assert result["search_validation_r2"] == pytest.approx(max(ranked))
     assert result["target_mean"] == pytest.approx(stats["mean"]) and result["target_std"] == pytest.approx(stats["std"])
 
-    simulated = run_menndl(["simulate", str(job), "--workers", "8", "--evaluations", "40", "--no-library", "--json"],
+    simulated = run_menndl(["simulate", str(job), "--workers", "8", "--evaluations", "40", "--eval-time", "fixed:1",
+                            "--no-library", "--json"],
                            timeout=120)  # fmt: skip
     assert simulated.returncode == 0, simulated.stderr
     assert json.loads(simulated.stdout)["evaluations"] == 40
