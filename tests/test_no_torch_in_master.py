@@ -13,6 +13,7 @@ TORCH_MODULES = {  # the modules that are meant to load torch when imported (wor
     "menndl.worker.measure",
     "menndl.worker.hardware_cost",
     "menndl.worker.onnx_runtime",
+    "menndl.worker.targets",
     "menndl.worker.faults",
     "menndl.worker.augment",
     "menndl.worker.placements",

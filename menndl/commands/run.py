@@ -418,10 +418,13 @@ def print_front(front: list[dict], objectives: tuple[str, ...] = ()) -> None:
     if not front:
         print("Pareto front: empty (no successful evaluation)")
         return
-    columns = [name for name in ("accuracy", "r2", *objectives) if name in front[0]]
+    def measured(name: str) -> bool:  # some member holds a value (resumed rows hold every column, NaN or not)
+        return any(isinstance(r.get(name), (int, float)) and not math.isnan(float(r[name])) for r in front)
+
+    columns = [name for name in ("accuracy", "r2", *objectives) if measured(name)]
     columns = list(dict.fromkeys([*columns, *(c for c in ("params", "flops", "train_seconds") if c not in columns)]))
     print(f"Pareto front ({len(front)} architectures):")
-    cells = [[f"{r['id']}", *(_cell(r[c], c) for c in columns), str(r["operator"])] for r in front]
+    cells = [[f"{r['id']}", *(_cell(r.get(c, math.nan), c) for c in columns), str(r["operator"])] for r in front]
     header = ["id", *(c.replace("train_seconds", "seconds") for c in columns), "operator"]
     widths = [max(len(h), *(len(line[k]) for line in cells)) for k, h in enumerate(header)]
     print("  ".join(h.rjust(w) if k < len(header) - 1 else h for k, (h, w) in enumerate(zip(header, widths))))

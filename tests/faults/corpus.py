@@ -249,7 +249,8 @@ DATA_VARIANTS: dict[str, tuple[dict, str]] = {
     "no-samples": (_arrays(x=np.zeros((0, 1, 4, 4), np.float32), y=np.zeros(0, np.int64)), "no samples"),
     "y-2d": (_arrays(y=Y.reshape(20, 2)), "'y' has shape"),
     "y-negative": (_arrays(y=Y - 1), "negative"),
-    "y-fractional": (_arrays(y=Y + 0.5), "non-integer"),
+    # fractional labels are regression targets (data.task = "auto"): a NaN among them is refused as such
+    "y-fractional-nan": (_arrays(y=np.where(Y == 1, np.nan, Y + 0.5)), "NaN or infinite targets"),
     "y-nan": (_arrays(y=np.where(Y == 1, np.nan, Y)), "NaN"),
     "y-huge": (_arrays(y=np.where(Y == 1, 2**40, Y)), "label"),
     "y-one-class": (_arrays(y=np.zeros(40, np.int64)), "one class"),
