@@ -51,13 +51,7 @@ def load_mnist1d_raw() -> RawSplits:
     Raises:
         UserError: If mnist1d is not installed.
     """
-    x, y, x_test, y_test = _mnist1d_arrays()
-    return RawSplits(
-        x=MemoryArray(x.copy(), "mnist1d", "x"),
-        y=y.copy(),
-        x_test=MemoryArray(x_test.copy(), "mnist1d", "x_test"),
-        y_test=y_test.copy(),
-    )
+    return _with_test_split("mnist1d", *_mnist1d_arrays())
 
 
 def load_oscillator1d_raw() -> RawSplits:
@@ -67,13 +61,18 @@ def load_oscillator1d_raw() -> RawSplits:
         x of shape (4000, 1, 64) float32, float32 targets y of shape (4000, 3), and a test set of 1000
         samples drawn from an independent stream as x_test/y_test; the task is regression.
     """
-    x, y, x_test, y_test = _oscillator1d_arrays()
+    return _with_test_split("oscillator1d", *_oscillator1d_arrays(), task="regression")
+
+
+def _with_test_split(name: str, x: np.ndarray, y: np.ndarray, x_test: np.ndarray, y_test: np.ndarray,
+                     task: str = "classification") -> RawSplits:  # fmt: skip
+    """Fresh copies of a built-in dataset's cached arrays, with its own test split."""
     return RawSplits(
-        x=MemoryArray(x.copy(), "oscillator1d", "x"),
+        x=MemoryArray(x.copy(), name, "x"),
         y=y.copy(),
-        x_test=MemoryArray(x_test.copy(), "oscillator1d", "x_test"),
+        x_test=MemoryArray(x_test.copy(), name, "x_test"),
         y_test=y_test.copy(),
-        task="regression",
+        task=task,
     )
 
 

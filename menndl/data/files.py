@@ -320,7 +320,8 @@ def check_arrays(
         if task == "regression":
             y = _check_targets(labels[y_key], y_key, display)
             if targets is not None and len(y) and y.shape[1:] != targets:
-                raise _fail(display, f"'{y_key}' has {_target_count(y)} but '{keys.y}' has {_target_count(y, targets)}")
+                raise _fail(display, f"'{y_key}' has {_target_count(y.shape[1:])} but '{keys.y}' has "
+                            f"{_target_count(targets)}")  # fmt: skip
             targets = y.shape[1:] if targets is None else targets
         else:
             y = _check_labels(labels[y_key], y_key, display)
@@ -389,9 +390,8 @@ def infer_task(y: np.ndarray, key: str, display: str) -> str:
     return "classification"
 
 
-def _target_count(y: np.ndarray, shape: tuple[int, ...] | None = None) -> str:
-    """``"3 targets per sample"`` for targets ``y`` (or of ``shape``), for messages."""
-    shape = y.shape[1:] if shape is None else shape
+def _target_count(shape: tuple[int, ...]) -> str:
+    """``"3 targets per sample"`` for targets whose samples have ``shape`` (``()``: one), for messages."""
     count = shape[0] if shape else 1
     return f"{count} target{'s' if count != 1 else ''} per sample"
 

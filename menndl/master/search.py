@@ -188,11 +188,8 @@ class Search:
         self.budget.seconds_before = resume.search_seconds
         self._tally.done = len(resume.records)
         self._tally.failed = sum(1 for record in resume.records if record.get("status") != "ok")
-        scores = [
-            float(r.get(self.score, math.nan)) for r in resume.records
-            if r.get("status") == "ok" and not math.isnan(float(r.get(self.score, math.nan)))
-        ]  # fmt: skip
-        self._tally.best = max(scores) if scores else math.nan
+        scores = [float(r.get(self.score, math.nan)) for r in resume.records if r.get("status") == "ok"]
+        self._tally.best = max((s for s in scores if not math.isnan(s)), default=math.nan)
         for candidate in resume.pending:
             self.evolution.mark_seen(candidate.genome.hash)
             self.scheduler.rerun(Flight(candidate, self._wallclock()))
