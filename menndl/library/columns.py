@@ -69,6 +69,7 @@ __all__ = [
     "readable",
     "row_values",
     "stored_value",
+    "temporary_path",
     "typed_column",
     "validate_layout",
 ]
@@ -375,6 +376,14 @@ def read_state(f: h5py.File, library: str | Path) -> SearchState:
 # ------------------------------------------------------------------ store
 
 
+def temporary_path(path: Path) -> Path:
+    """This process's scratch name beside ``path`` (``.NAME.<host>.<pid>.tmp``), where a library is
+    built complete before it is linked or renamed into place; what a dead process of this host left
+    under such a name is removed first."""
+    _remove_stale_tmp(path)
+    return path.with_name(f".{path.name}.{socket.gethostname()}.{os.getpid()}.tmp")
+
+
 def _remove_stale_tmp(path: Path) -> None:
     """Remove what a writer killed while creating ``path`` left (``.NAME.<host>.<pid>.tmp``, this host's,
     its process gone); another host's, or a live process's, are not this process's to judge."""
@@ -443,8 +452,7 @@ class ColumnStore:
             raise UserError(f"cannot create library {p}: {parent} is not a folder")
         if not os.access(parent, os.W_OK | os.X_OK):
             raise UserError(f"cannot create library {p}: folder {parent} is not writable")
-        _remove_stale_tmp(p)
-        tmp = p.with_name(f".{p.name}.{socket.gethostname()}.{os.getpid()}.tmp")
+        tmp = temporary_path(p)
         try:
             f = h5py.File(tmp, "w")
         except Exception as exc:  # h5py raises OSError subclasses, sometimes others

@@ -9,8 +9,9 @@ is what makes the library crash-safe:
 
 * readers (``menndl library ...``) of a library with a journal read the journal (plus the
   ``.base`` copy, see below) and never open the HDF5 file that is being written;
-* ``menndl run --resume`` replays the journal into the HDF5 file (:func:`menndl.library.recover`)
-  and removes it; a clean close removes it too.
+* ``menndl run --resume`` rebuilds the HDF5 file from the base and the journal
+  (:func:`menndl.library.recover`; the crashed file is never written into) and removes the
+  journal; a clean close removes it too.
 
 Lines (``type`` first):
 

@@ -1,13 +1,20 @@
-"""Replay a library's journal into its HDF5 file after a crash (``menndl run --resume``).
+"""Rebuild a library from its journal after a crash (``menndl run --resume``).
 
-After :func:`recover` the library is one closed, consistent HDF5 file that holds
-every evaluation that reached the journal, the random state and the tasks that
-were in flight; the journal and the ``.base`` copy are gone.
+The HDF5 file of a running search is only a checkpoint of its journal: a process killed while
+HDF5 writes can leave it in any state (a ``count`` that covers a row whose chunk never reached the
+file, a global heap that breaks the next string write), and a file that reads is not a file that
+can be written.  So recovery never writes into it.  It builds the library anew under a scratch
+name from what a crash cannot damage: the closed ``LIB.base`` copy a resumed run started from (or,
+for a first run, an empty layout made from the journal header), every row of the journal, the
+search state, the Pareto front and the kept models left beside the library.  Then it renames the
+result over the library and removes the journal.  A recovery killed at any moment leaves the
+library, its base and its journal as they were, so the next ``--resume`` recovers again.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import os
 import shutil
 import time
 from dataclasses import dataclass
@@ -17,8 +24,23 @@ import h5py
 import numpy as np
 
 from menndl.errors import UserError
-from menndl.library.columns import ColumnStore, columns_of, create_layout, readable, row_values
-from menndl.library.journal import JOURNAL_FORMAT, base_path, journal_path, read_journal, remove_companions
+from menndl.library.columns import (
+    ColumnStore,
+    columns_of,
+    create_layout,
+    failure_reason,
+    readable,
+    row_values,
+    temporary_path,
+)
+from menndl.library.journal import (
+    JOURNAL_FORMAT,
+    JournalContents,
+    base_path,
+    journal_path,
+    read_journal,
+    remove_companions,
+)
 from menndl.library.kept_weights import merge_weights_files, weights_dir
 from menndl.library.schema import FORMAT_NAME, RESERVED_ROOT_ATTRS
 from menndl.library.state import search_state
@@ -33,24 +55,27 @@ KILLED = "killed (recovered from the journal)"
 class RecoveryReport:
     """What :func:`recover` did."""
 
-    replayed_rows: int = 0
+    replayed_rows: int = 0  # journal rows written over the starting point (the base, or an empty layout)
     pending: int = 0
-    rebuilt: bool = False  # the HDF5 file could not be read and was rebuilt from base + journal
+    rebuilt: bool = False  # the crashed HDF5 file did not even read (it is kept as `moved_aside`)
     torn_lines: int = 0
     moved_aside: Path | None = None
     weights: int = 0  # kept models merged from their own files
 
 
 def recover(path: str | Path) -> RecoveryReport:
-    """Fold ``LIB.journal`` into ``LIB``; a no-op (besides removing a stale base) without a journal.
+    """Rebuild ``LIB`` from ``LIB.base`` (or the journal header) and ``LIB.journal``; a no-op
+    (besides removing a stale base) without a journal.
 
-    The rows the file lacks are appended, the search state becomes the file's advanced by the
+    The rows are the base's plus the journal's, the search state is the base's advanced by the
     journal (:func:`menndl.library.state.search_state`), the journal's Pareto front replaces the
-    file's, and the kept models left beside the library join ``/weights``.
+    base's, and the kept models left beside the library join ``/weights``.  A crashed file that
+    does not read is kept beside the library as ``LIB.corrupt-<time>``; one that reads is replaced.
 
     Raises:
-        UserError: The journal has no header and the HDF5 file is unreadable
-            (nothing to rebuild from), or the file cannot be opened for writing.
+        UserError: A search still holds the library open for writing, the journal has no header
+            and there is neither a base nor a readable file to start from, or the rebuilt file
+            cannot be written (disk full, folder not writable).
     """
     p = Path(path)
     jpath, bpath = journal_path(p), base_path(p)
@@ -58,44 +83,91 @@ def recover(path: str | Path) -> RecoveryReport:
     if not jpath.exists():  # (a close that stopped after removing the journal had written the weights)
         remove_companions(p)
         return report
+    _refuse_if_written(p)
     contents = read_journal(jpath)
     report.torn_lines = contents.torn_lines
-    if not readable(p):
-        if contents.attrs is None or contents.attrs.get("format") != FORMAT_NAME:
-            raise UserError(f"library {p} is unreadable and its journal {jpath} has no {JOURNAL_FORMAT} header")
-        report.rebuilt = True
-        if p.exists():
-            report.moved_aside = p.with_name(f"{p.name}.corrupt-{int(time.time())}")
-            p.rename(report.moved_aside)
-        if bpath.exists():
-            shutil.copy2(bpath, p)
-        else:
-            with h5py.File(p, "x") as f:
-                attrs = contents.attrs
-                extra = {k: v for k, v in attrs.items() if k not in RESERVED_ROOT_ATTRS}
-                create_layout(f, str(attrs.get("job", "")), extra, created_at=str(attrs.get("created_at", "")))
+    crashed_reads = readable(p)
+    tmp = temporary_path(p)
     try:
-        store = ColumnStore.open(p)
+        present = _start(tmp, p, bpath, contents, crashed_reads)
+        _fold(tmp, weights_dir(p), contents, present, report)
+        _sync(tmp)
+        if p.exists() and not crashed_reads:
+            report.rebuilt = True
+            report.moved_aside = p.with_name(f"{p.name}.corrupt-{int(time.time())}")
+            os.link(p, report.moved_aside)
+        os.replace(tmp, p)
+        _sync(p.parent)
     except OSError as exc:
-        raise UserError(
-            f"cannot open library {p} for writing ({str(exc).splitlines()[0]}); is its search still running?"
-        ) from None
-    with store:
-        present = set(store.ids().tolist())
-        rows = []
-        for row in contents.rows:
-            if int(row["id"]) not in present:
-                present.add(int(row["id"]))
-                rows.append(row_values(row))
-        store.append(columns_of(rows))  # also moves `count` back to the rows every column holds
+        raise UserError(f"cannot rebuild library {p} from its journal {jpath}: {failure_reason(exc)}") from None
+    finally:
+        tmp.unlink(missing_ok=True)
+    remove_companions(p)
+    return report
+
+
+def _refuse_if_written(p: Path) -> None:
+    """Refuse to rebuild a library that a running search holds open (HDF5's file lock says so)."""
+    if not p.exists():
+        return
+    try:
+        with h5py.File(p, "r"):  # a shared lock: refused while a writer holds the exclusive one
+            pass
+    except OSError as exc:
+        if "unable to lock file" in str(exc).lower():
+            raise UserError(
+                f"cannot recover library {p} ({str(exc).splitlines()[0]}); is its search still running?"
+            ) from None
+    except Exception:  # noqa: BLE001, S110 - a damaged file is what recovery replaces
+        pass
+
+
+def _start(tmp: Path, p: Path, bpath: Path, contents: JournalContents, crashed_reads: bool) -> set[int]:
+    """Write the starting point of the rebuild at ``tmp``; return the ids it already holds.
+
+    The base when there is one (a resumed run's closed copy), else an empty layout from the journal
+    header (a first run), else (a journal whose header was torn) a copy of the crashed file if it reads.
+    """
+    attrs = contents.attrs
+    if bpath.exists():
+        shutil.copyfile(bpath, tmp)
+    elif attrs is not None and attrs.get("format") == FORMAT_NAME:
+        with h5py.File(tmp, "w") as f:
+            extra = {k: v for k, v in attrs.items() if k not in RESERVED_ROOT_ATTRS}
+            create_layout(f, str(attrs.get("job", "")), extra, created_at=str(attrs.get("created_at", "")))
+    elif crashed_reads:
+        shutil.copyfile(p, tmp)
+    else:
+        raise UserError(f"library {p} is unreadable and its journal {journal_path(p)} has no {JOURNAL_FORMAT} header")
+    with ColumnStore.open(tmp) as store:
+        return set(store.ids().tolist())
+
+
+def _fold(tmp: Path, weights: Path, contents: JournalContents, present: set[int], report: RecoveryReport) -> None:
+    """Append the journal's rows that ``tmp`` lacks, then its state, front and the kept models of ``weights``."""
+    rows = []
+    for row in contents.rows:
+        if int(row["id"]) not in present:
+            present.add(int(row["id"]))
+            rows.append(row_values(row))
+    with ColumnStore.open(tmp) as store:
+        store.append(columns_of(rows))
         report.replayed_rows = len(rows)
-        state = search_state(store.read_state(), contents, np.fromiter(present, dtype=np.int64, count=len(present)))
+        ids = np.fromiter(present, dtype=np.int64, count=len(present))
+        state = search_state(store.read_state(), contents, ids)
         if contents.search_seconds is not None:  # the killed run's search time, as last journaled
             state = dataclasses.replace(state, stop_reason=KILLED)
         store.write_state(state, pending=True)
         report.pending = len(state.pending)
         if contents.pareto is not None:
             store.set_pareto(contents.pareto)
-        report.weights = merge_weights_files(store.weights, weights_dir(p))
-    remove_companions(p)
-    return report
+        report.weights = merge_weights_files(store.weights, weights)
+
+
+def _sync(path: Path) -> None:
+    """``fsync`` a file or folder, so the rename that follows cannot outrun its contents."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
