@@ -26,6 +26,7 @@ from menndl.genome.genome import (
     PoolBlock,
     SkipBlock,
     TrainParams,
+    UpBlock,
     round_sig,
 )
 from menndl.genome.operators import (
@@ -68,6 +69,7 @@ __all__ = [
     "SearchSpace",
     "SkipBlock",
     "TrainParams",
+    "UpBlock",
     "add_block",
     "add_skip",
     "alter_block",

@@ -29,6 +29,11 @@ order (``k`` counts slots from 0; fields in table order):
   ``global_pool`` is allowed.
 * ``h_count`` (``0..max_head``) and head slots ``hk_units`` (log int),
   ``hk_activation``, ``hk_dropout``, if ``dense`` is allowed.
+* For segmentation, neither ``reduce`` nor the head but ``d_count``
+  (``0..max_decoder``) and decoder slots ``dk_filters`` (log int),
+  ``dk_kernel``, ``dk_mode``, ``dk_merge``, ``dk_convs``, ``dk_activation``,
+  ``dk_batch_norm``, if ``up`` is allowed (repair keeps one up block per
+  downsampling of the decoded encoder at most).
 * The training fields, by their :class:`~menndl.genome.genome.TrainParams`
   names: ``learning_rate`` (log float), ``batch_size``, ``optimizer``,
   ``weight_decay`` (log float if its minimum is > 0), ``momentum``,
@@ -73,6 +78,7 @@ from menndl.genome.genome import (
     PoolBlock,
     SkipBlock,
     TrainParams,
+    UpBlock,
     declared_rows,
     field_rows,
 )
@@ -83,6 +89,7 @@ from menndl.genome.space import InputSpec, SearchSpace, resolve_space
 
 FEATURE_COUNT = "f_count"  # number of feature slots decoded
 HEAD_COUNT = "h_count"  # number of head slots decoded
+DECODER_COUNT = "d_count"  # number of decoder slots decoded (segmentation)
 REDUCE = "reduce"  # FLATTEN or a global pooling kind
 FLATTEN = "flatten"
 # A feature slot's block types, by the slot's type parameter, and what its fields' parameter names start with
@@ -193,6 +200,10 @@ def _head_slots(space: SearchSpace) -> int:
     return space.max_head if "dense" in space.block_types else 0
 
 
+def _decoder_slots(space: SearchSpace) -> int:
+    return space.max_decoder if "up" in space.block_types else 0
+
+
 def _add(b: _Builder, name: str, field: Field, space: SearchSpace, position: int) -> None:
     """The parameter (or fixed value) of one field, by its row's kind."""
     kind = field.kind
@@ -210,8 +221,8 @@ def _add(b: _Builder, name: str, field: Field, space: SearchSpace, position: int
 
 
 @functools.lru_cache(maxsize=64)
-def _layout(space: SearchSpace) -> _Layout:
-    """The layout of a resolved space (see the module docstring), computed once per space."""
+def _layout(space: SearchSpace, segmentation: bool) -> _Layout:
+    """The layout of a resolved space (see the module docstring), computed once per space and task kind."""
     b = _Builder()
     types = _feature_types(space)
     slots = _feature_slots(space)
@@ -225,13 +236,19 @@ def _layout(space: SearchSpace) -> _Layout:
             cls, prefix = _FEATURE_BLOCKS[kind_name]
             for field in field_rows(cls):
                 _add(b, p + prefix + field.name, field, space, k)
-    assert isinstance(GLOBAL_POOL_KIND.kind, Fixed)
-    pool_kinds = GLOBAL_POOL_KIND.kind.options(space) if "global_pool" in space.block_types else ()
-    b.choice(REDUCE, (FLATTEN, *pool_kinds))
-    b.number(HEAD_COUNT, "int", (0, _head_slots(space)))
-    for k in range(_head_slots(space)):
-        for field in field_rows(DenseBlock):
-            _add(b, f"h{k}_{field.name}", field, space, k)
+    if segmentation:
+        b.number(DECODER_COUNT, "int", (0, _decoder_slots(space)))
+        for k in range(_decoder_slots(space)):
+            for field in field_rows(UpBlock):
+                _add(b, f"d{k}_{field.name}", field, space, k)
+    else:
+        assert isinstance(GLOBAL_POOL_KIND.kind, Fixed)
+        pool_kinds = GLOBAL_POOL_KIND.kind.options(space) if "global_pool" in space.block_types else ()
+        b.choice(REDUCE, (FLATTEN, *pool_kinds))
+        b.number(HEAD_COUNT, "int", (0, _head_slots(space)))
+        for k in range(_head_slots(space)):
+            for field in field_rows(DenseBlock):
+                _add(b, f"h{k}_{field.name}", field, space, k)
     for field in field_rows(TrainParams):
         _add(b, field.name, field, space, 0)
     return b.layout()
@@ -239,7 +256,7 @@ def _layout(space: SearchSpace) -> _Layout:
 
 def _space_layout(space: SearchSpace, spec: InputSpec) -> tuple[SearchSpace, _Layout]:
     resolved = resolve_space(space, spec.spatial_rank)
-    return resolved, _layout(resolved)
+    return resolved, _layout(resolved, spec.task == "segmentation")
 
 
 def genome_parameters(space: SearchSpace, spec: InputSpec) -> tuple[Parameter, ...]:
@@ -322,8 +339,8 @@ def _decode_feature(read: _Reader, k: int) -> FeatureBlock:
 def genome_from_parameters(values: Mapping[str, Any], space: SearchSpace, spec: InputSpec) -> Genome:
     """Decode one value per parameter into a valid genome of ``space``.
 
-    The first ``f_count`` feature slots and ``h_count`` head slots are
-    decoded, each reading only the fields of its type; the genome is then
+    The first ``f_count`` feature slots and ``h_count`` head slots (for
+    segmentation: ``d_count`` decoder slots) are decoded, each reading only the fields of its type; the genome is then
     :func:`~menndl.genome.repair.repair`-ed (a pool that shrinks a size
     below 1, a skip whose source cannot be mapped, conv/pool blocks beyond
     ``max_features`` and skips beyond ``max_skips`` are dropped).
@@ -345,10 +362,13 @@ def genome_from_parameters(values: Mapping[str, Any], space: SearchSpace, spec: 
     space, layout = _space_layout(space, spec)
     read = _Reader(values, layout)
     features = tuple(_decode_feature(read, k) for k in range(read(FEATURE_COUNT)))
+    train = _decoded(read, TrainParams, "")
+    if spec.task == "segmentation":
+        decoder = tuple(_decoded(read, UpBlock, f"d{k}_") for k in range(read(DECODER_COUNT)))
+        return repair(Genome(features, (), train, None, decoder), space, spec)
     kind = read(REDUCE)
     reduce = None if kind == FLATTEN else GlobalPoolBlock(kind)
     head = tuple(_decoded(read, DenseBlock, f"h{k}_") for k in range(read(HEAD_COUNT)))
-    train = _decoded(read, TrainParams, "")
     return repair(Genome(features, head, train, reduce), space, spec)
 
 
@@ -399,11 +419,15 @@ def parameters_of_genome(genome: Genome, space: SearchSpace, spec: InputSpec) ->
     put(HEAD_COUNT, len(genome.head))
     for k, dense in enumerate(genome.head):
         put_block(dense, f"h{k}_")
+    put(DECODER_COUNT, len(genome.decoder))
+    for k, up in enumerate(genome.decoder):
+        put_block(up, f"d{k}_")
     put_block(genome.train, "")
     return out
 
 
 __all__ = [
+    "DECODER_COUNT",
     "FEATURE_COUNT",
     "FLATTEN",
     "HEAD_COUNT",

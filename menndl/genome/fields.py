@@ -2,7 +2,8 @@
 
 One :class:`Field` row per field of :class:`~menndl.genome.genome.ConvBlock`,
 :class:`~menndl.genome.genome.PoolBlock`, :class:`~menndl.genome.genome.SkipBlock`,
-:class:`~menndl.genome.genome.GlobalPoolBlock`, :class:`~menndl.genome.genome.DenseBlock`
+:class:`~menndl.genome.genome.GlobalPoolBlock`, :class:`~menndl.genome.genome.DenseBlock`,
+:class:`~menndl.genome.genome.UpBlock` (a segmentation decoder's block)
 and :class:`~menndl.genome.genome.TrainParams`.  A row names the block type
 (as in ``space.block_types``; ``"train"`` for the training parameters), the
 field, and its kind, which says what values the field holds whatever the
@@ -48,9 +49,11 @@ ACTIVATIONS: tuple[str, ...] = ("relu", "gelu", "silu", "tanh", "none")  # "none
 POOL_KINDS: tuple[str, ...] = ("max", "avg")
 OPTIMIZERS: tuple[str, ...] = ("adam", "adamw", "sgd")
 SCHEDULES: tuple[str, ...] = ("constant", "cosine", "step", "warmup_cosine")
+UP_MODES: tuple[str, ...] = ("transpose", "interpolate")  # learned transposed convolution, or resize then convolve
+MERGES: tuple[str, ...] = ("concat", "add", "none")  # how an up block joins its encoder skip
 MAX_DROPOUT: float = 0.9  # dropout must lie in [0, MAX_DROPOUT)
 
-BlockName = Literal["conv", "pool", "skip", "global_pool", "dense", "train"]
+BlockName = Literal["conv", "pool", "skip", "global_pool", "dense", "up", "train"]
 
 # ---------------------------------------------------------------- values a field holds, whatever the space
 
@@ -244,7 +247,7 @@ class Field:
     """One genome field: its block type, name, kind, and how the search treats it.
 
     Attributes:
-        block: ``conv``, ``pool``, ``skip``, ``global_pool``, ``dense`` or ``train``.
+        block: ``conv``, ``pool``, ``skip``, ``global_pool``, ``dense``, ``up`` or ``train``.
         name: The field's name in its dataclass.
         kind: Its values and how the space bounds them.
         chance: Probability that a random block draws it; otherwise it takes
@@ -271,6 +274,8 @@ class Field:
 
 
 _ACTIVATION = Choice("activations", Names(ACTIVATIONS))
+_FILTERS = Range("filters", Ints(1), log=True, by_rank=((8, 64), (8, 64), (4, 32)))
+_KERNELS = Choice("kernels", Ints(1, odd=True), by_rank=((3, 5, 7, 9), (1, 3, 5), (1, 3)))
 
 # Rows that other modules name for their field-specific rules.
 CONV_STRIDE = Field(
@@ -283,8 +288,8 @@ GLOBAL_POOL_KIND = Field("global_pool", "kind", Fixed(Names(POOL_KINDS)))
 TRAIN_MOMENTUM = Field("train", "momentum", Range("momentum", Floats(0.0, 1.0, high_open=True)), redraw=True)
 
 FIELDS: tuple[Field, ...] = (
-    Field("conv", "filters", Range("filters", Ints(1), log=True, by_rank=((8, 64), (8, 64), (4, 32)))),
-    Field("conv", "kernel", Choice("kernels", Ints(1, odd=True), by_rank=((3, 5, 7, 9), (1, 3, 5), (1, 3)))),
+    Field("conv", "filters", _FILTERS),
+    Field("conv", "kernel", _KERNELS),
     CONV_STRIDE,
     Field("conv", "dilation", Choice("dilations", Ints(1), by_rank=((1, 2, 4), (1, 2), (1,))), chance=0.25),
     Field("conv", "activation", _ACTIVATION),
@@ -298,6 +303,13 @@ FIELDS: tuple[Field, ...] = (
     Field("dense", "units", Range("dense_units", Ints(1), log=True)),
     Field("dense", "activation", _ACTIVATION),
     Field("dense", "dropout", Rate("max_dropout")),
+    Field("up", "filters", _FILTERS),
+    Field("up", "kernel", _KERNELS),
+    Field("up", "mode", Choice("up_modes", Names(UP_MODES))),
+    Field("up", "merge", Choice("merges", Names(MERGES))),
+    Field("up", "convs", Choice("up_convs", Ints(1))),
+    Field("up", "activation", _ACTIVATION),
+    Field("up", "batch_norm", Flag()),
     Field("train", "learning_rate", Range("learning_rate", Floats(0.0, math.inf, low_open=True), log=True)),
     Field("train", "batch_size", Choice("batch_sizes", Ints(2))),  # batch norm needs two samples
     Field("train", "optimizer", Choice("optimizers", Names(OPTIMIZERS))),

@@ -23,9 +23,11 @@ from typing import Any
 from menndl.genome.fields import (
     ACTIVATIONS,
     MAX_DROPOUT,
+    MERGES,
     OPTIMIZERS,
     POOL_KINDS,
     SCHEDULES,
+    UP_MODES,
     BlockName,
     Bools,
     Field,
@@ -41,9 +43,11 @@ __all__ = [  # the value domains live in the field table; re-exported here, wher
     "FITS_MEMO",
     "FORMAT_VERSION",
     "MAX_DROPOUT",
+    "MERGES",
     "OPTIMIZERS",
     "POOL_KINDS",
     "SCHEDULES",
+    "UP_MODES",
     "ConvBlock",
     "DenseBlock",
     "FeatureBlock",
@@ -52,6 +56,7 @@ __all__ = [  # the value domains live in the field table; re-exported here, wher
     "PoolBlock",
     "SkipBlock",
     "TrainParams",
+    "UpBlock",
     "declared_rows",
     "field_rows",
     "round_sig",
@@ -275,6 +280,43 @@ class DenseBlock:
 
 
 @dataclass(frozen=True)
+class UpBlock:
+    """One stage of a segmentation decoder: upsample, join the encoder's skip, convolve.
+
+    The decoder's blocks pair, last first, with the encoder's downsampling blocks (a pool, or a
+    convolution of stride > 1): up block ``k`` brings the tensor back to the spatial size the
+    input of the ``k``-th downsampling from the end had, exactly (so odd sizes round-trip), and
+    joins that input (U-Net's skip).  Upsampling is a transposed convolution to ``filters``
+    channels with kernel = stride = the downsampling's factor, padded or cropped by the remainder
+    (``transpose``), or a (bi/tri)linear resize that keeps the channels (``interpolate``).
+    ``merge`` joins the skip by concatenating channels, by adding it (through a bias-free 1x1
+    convolution when its channels differ), or not at all.  Then ``convs`` convolutions
+    (``kernel``, 'same' padding, to ``filters`` channels), each with optional batch norm and
+    ``activation``.
+
+    Attributes:
+        filters: Output channels (>= 1).
+        kernel: Kernel of the convolutions (odd, >= 1).
+        mode: One of :data:`UP_MODES`.
+        merge: One of :data:`MERGES`.
+        convs: Number of convolutions after the merge (>= 1).
+        activation: One of :data:`ACTIVATIONS`.
+        batch_norm: Whether batch norm follows each convolution (which then has no bias).
+    """
+
+    filters: int
+    kernel: int
+    mode: str
+    merge: str
+    convs: int
+    activation: str
+    batch_norm: bool
+
+    def __post_init__(self) -> None:
+        _validate(self, "UpBlock")
+
+
+@dataclass(frozen=True)
 class TrainParams:
     """Training hyperparameters.
 
@@ -319,6 +361,7 @@ _BLOCK_NAMES: dict[type, BlockName] = {
     SkipBlock: "skip",
     GlobalPoolBlock: "global_pool",
     DenseBlock: "dense",
+    UpBlock: "up",
     TrainParams: "train",
 }
 
@@ -378,12 +421,14 @@ FeatureBlock = ConvBlock | PoolBlock | SkipBlock
 _FEATURE_TYPES: dict[str, type] = {"conv": ConvBlock, "pool": PoolBlock, "skip": SkipBlock}
 _HEAD_TYPES: dict[str, type] = {"dense": DenseBlock}
 _REDUCE_TYPES: dict[str, type] = {"global_pool": GlobalPoolBlock}
+_DECODER_TYPES: dict[str, type] = {"up": UpBlock}
 _TYPE_NAMES: dict[type, str] = {
-    cls: name for table in (_FEATURE_TYPES, _HEAD_TYPES, _REDUCE_TYPES) for name, cls in table.items()
+    cls: name for table in (_FEATURE_TYPES, _HEAD_TYPES, _REDUCE_TYPES, _DECODER_TYPES) for name, cls in table.items()
 }
 _FIELD_NAMES: dict[type, tuple[str, ...]] = {cls: tuple(f.name for f in fields(cls)) for cls in _RULES}
 _FIELD_COUNTS: dict[type, int] = {cls: len(names) for cls, names in _FIELD_NAMES.items()}
 _GENOME_KEYS = ("format", "features", "reduce", "head", "train")
+_DECODER_KEY = "decoder"  # present only when the decoder has blocks: other genomes' JSON (and hash) stay as they were
 
 
 def _plain(text: str) -> bool:
@@ -536,27 +581,35 @@ def _upgrade_v1(data: Mapping[str, Any]) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class Genome:
-    """A candidate network: feature blocks, global pooling, dense head, training parameters.
+    """A candidate network: feature blocks, global pooling, dense head, decoder, training parameters.
 
-    The decoded network applies ``features`` in order, then ``reduce``
-    (global pooling; ``None`` flattens), then ``head``, then a linear
-    classifier.
+    For classification and regression the decoded network applies ``features`` in order, then
+    ``reduce`` (global pooling; ``None`` flattens), then ``head``, then a linear classifier.  For
+    segmentation it applies ``features`` (the encoder), then ``decoder`` (up blocks, each joining
+    the encoder's skip at its resolution), then a 1x1 convolution to the classes, resized to the
+    input's spatial size if the decoder stops short of it (``reduce`` is None, ``head`` empty).
 
     Attributes:
         features: Convolution, pooling and skip blocks, applied in order.
         head: Dense blocks after the reduction, before the final classifier.
         train: Training hyperparameters.
         reduce: Global pooling between features and head, or ``None`` to flatten.
+        decoder: Up blocks of a segmentation network (empty otherwise).
     """
 
     features: tuple[FeatureBlock, ...]
     head: tuple[DenseBlock, ...]
     train: TrainParams
     reduce: GlobalPoolBlock | None = None
+    decoder: tuple[UpBlock, ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "features", tuple(self.features))
         object.__setattr__(self, "head", tuple(self.head))
+        object.__setattr__(self, "decoder", tuple(self.decoder))
+        for i, up in enumerate(self.decoder):
+            if type(up) is not UpBlock:
+                raise ValueError(f"Genome.decoder[{i}]: expected UpBlock, got {up!r}")
         for i, block in enumerate(self.features):
             if type(block) not in (ConvBlock, PoolBlock, SkipBlock):
                 raise ValueError(f"Genome.features[{i}]: expected ConvBlock, PoolBlock or SkipBlock, got {block!r}")
@@ -573,15 +626,18 @@ class Genome:
 
         Returns:
             ``{"format": 2, "features": [...], "reduce": {...} or None,
-            "head": [...], "train": {...}}``.
+            "head": [...], "train": {...}}``, and ``"decoder": [...]`` when it has blocks.
         """
-        return {
+        out: dict[str, Any] = {
             "format": FORMAT_VERSION,
             "features": [_block_dict(b) for b in self.features],
             "reduce": None if self.reduce is None else _block_dict(self.reduce),
             "head": [_block_dict(b) for b in self.head],
             "train": _fields_dict(self.train),
         }
+        if self.decoder:
+            out[_DECODER_KEY] = [_block_dict(b) for b in self.decoder]
+        return out
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Genome:
@@ -591,7 +647,8 @@ class Genome:
         genomes) and upgraded.
 
         Args:
-            data: Mapping with ``format``, ``features``, ``reduce``, ``head`` and ``train``.
+            data: Mapping with ``format``, ``features``, ``reduce``, ``head`` and ``train``
+                (and ``decoder`` when it has blocks).
 
         Returns:
             The genome.
@@ -609,6 +666,10 @@ class Genome:
             raise ValueError(
                 f"genome.format: unsupported genome format {version!r} (this menndl reads 1 and {FORMAT_VERSION})"
             )
+        decoder: Any = ()
+        if _DECODER_KEY in data:
+            decoder = _block_list(data[_DECODER_KEY], _DECODER_TYPES, "genome.decoder")
+            data = {key: value for key, value in data.items() if key != _DECODER_KEY}
         _check_keys(data, _GENOME_KEYS, "genome")
         reduce = data["reduce"]
         return cls(
@@ -616,6 +677,7 @@ class Genome:
             head=_block_list(data["head"], _HEAD_TYPES, "genome.head"),
             train=_from_fields(TrainParams, data["train"], "genome.train"),
             reduce=None if reduce is None else _block_from_dict(reduce, _REDUCE_TYPES, "genome.reduce"),
+            decoder=decoder,
         )
 
     def to_json(self) -> str:
@@ -633,8 +695,10 @@ class Genome:
         features = ",".join([_block_json(b) for b in self.features])
         head = ",".join([_block_json(b) for b in self.head])
         reduce = "null" if self.reduce is None else _block_json(self.reduce)
+        decoder = ",".join([_block_json(b) for b in self.decoder])
+        decoder = f'"{_DECODER_KEY}":[{decoder}],' if self.decoder else ""
         return (
-            f'{{"features":[{features}],"format":{FORMAT_VERSION},"head":[{head}],'
+            f'{{{decoder}"features":[{features}],"format":{FORMAT_VERSION},"head":[{head}],'
             f'"reduce":{reduce},"train":{_block_json(self.train, typed=False)}}}'
         )
 

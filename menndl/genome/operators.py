@@ -36,9 +36,11 @@ from menndl.genome.sampling import (
     random_dense_block,
     random_fields,
     random_skip_block,
+    random_up_block,
     random_value,
     round_into,
 )
+from menndl.genome.shapes import downsamplings
 from menndl.genome.space import MUTATION_NAMES, InputSpec, SearchSpace, resolve_space
 
 MUTATE_TRIES = 10  # attempts of mutate() to produce a child that differs
@@ -53,11 +55,18 @@ def _depth(genome: Genome) -> int:
     return sum(1 for b in genome.features if type(b) is not SkipBlock)
 
 
+def _decoder_room(genome: Genome, space: SearchSpace, spec: InputSpec) -> bool:
+    """Whether a segmentation genome's decoder can take one more up block (one per downsampling at most)."""
+    if spec.task != "segmentation" or "up" not in space.block_types:
+        return False
+    return len(genome.decoder) < min(space.max_decoder, downsamplings(genome.features))
+
+
 # ---------------------------------------------------------------- add / remove
 
 
 def add_block(genome: Genome, rng: random.Random, space: SearchSpace, spec: InputSpec) -> Genome:
-    """Insert a random conv or pool block (or a dense block in the head), if depth allows.
+    """Insert a random conv or pool block (or a dense block in the head, an up block in a decoder), if depth allows.
 
     A feature insertion is a pool with probability ``POOL_PROBABILITY``
     (a convolution if the pool does not fit there).  Later skips keep their
@@ -77,14 +86,21 @@ def add_block(genome: Genome, rng: random.Random, space: SearchSpace, spec: Inpu
     parts = []
     if _depth(genome) < space.max_features:
         parts.append("features")
-    if "dense" in space.block_types and len(genome.head) < space.max_head:
+    if spec.task != "segmentation" and "dense" in space.block_types and len(genome.head) < space.max_head:
         parts.append("head")
+    if _decoder_room(genome, space, spec):
+        parts.append("decoder")
     if not parts:
         return genome
-    if rng.choice(parts) == "head":
+    part = rng.choice(parts)
+    if part == "head":
         pos = rng.randint(0, len(genome.head))
         head = genome.head[:pos] + (random_dense_block(rng, space),) + genome.head[pos:]
-        return known_valid(Genome(genome.features, head, genome.train, genome.reduce), space, spec)
+        return known_valid(replace(genome, head=head), space, spec)
+    if part == "decoder":  # inside the space, and one per downsampling at most: still valid
+        pos = rng.randint(0, len(genome.decoder))
+        decoder = genome.decoder[:pos] + (random_up_block(rng, space),) + genome.decoder[pos:]
+        return known_valid(replace(genome, decoder=decoder), space, spec)
     pos = rng.randint(0, len(genome.features))
     if "pool" in space.block_types and rng.random() < POOL_PROBABILITY:
         pool = PoolBlock(**random_fields(rng, PoolBlock, space))  # any size: repair drops one that does not fit
@@ -95,7 +111,7 @@ def add_block(genome: Genome, rng: random.Random, space: SearchSpace, spec: Inpu
 
 
 def remove_block(genome: Genome, rng: random.Random, space: SearchSpace, spec: InputSpec) -> Genome:
-    """Remove one random conv, pool or dense block; the last convolution is never removed.
+    """Remove one random conv, pool, dense or up block; the last convolution is never removed.
 
     Args:
         genome: The parent.
@@ -114,12 +130,14 @@ def remove_block(genome: Genome, rng: random.Random, space: SearchSpace, spec: I
         if type(b) is PoolBlock or (type(b) is ConvBlock and several_convs)
     ]
     slots += [("head", i) for i in range(len(genome.head))]
+    slots += [("decoder", i) for i in range(len(genome.decoder))]
     if not slots:
         return genome
     part, pos = rng.choice(slots)
     if part == "head":  # the features are untouched: still valid
-        return known_valid(Genome(genome.features, genome.head[:pos] + genome.head[pos + 1 :], genome.train,
-                                  genome.reduce), space, spec)  # fmt: skip
+        return known_valid(replace(genome, head=genome.head[:pos] + genome.head[pos + 1 :]), space, spec)
+    if part == "decoder":  # later up blocks pair with shallower downsamplings: sizes still match
+        return known_valid(replace(genome, decoder=genome.decoder[:pos] + genome.decoder[pos + 1 :]), space, spec)
     return repair(remove_feature(genome, pos), space, spec)
 
 
@@ -244,8 +262,9 @@ def alter_block(genome: Genome, rng: random.Random, space: SearchSpace, spec: In
 
     Conv: filters (log-normal step), kernel, stride, dilation, activation,
     batch norm, dropout.  Pool: kind, size.  Skip: span, activation.  Dense:
-    units (log-normal step), activation, dropout (Gaussian step).  Reduction:
-    flatten <-> global pooling, or max <-> avg.  A change that makes the
+    units (log-normal step), activation, dropout (Gaussian step).  Up: filters,
+    kernel, mode, merge, convs, activation, batch norm.  Reduction (not in
+    segmentation): flatten <-> global pooling, or max <-> avg.  A change that makes the
     network invalid is repaired (e.g. a pool that no longer fits is dropped).
 
     Args:
@@ -261,7 +280,8 @@ def alter_block(genome: Genome, rng: random.Random, space: SearchSpace, spec: In
     genome = repair(genome, space, spec)
     slots = [("features", i) for i in range(len(genome.features))]
     slots += [("head", i) for i in range(len(genome.head))]
-    if "global_pool" in space.block_types:
+    slots += [("decoder", i) for i in range(len(genome.decoder))]
+    if "global_pool" in space.block_types and spec.task != "segmentation":
         slots.append(("reduce", 0))
     rng.shuffle(slots)
     for part, i in slots:
@@ -272,15 +292,12 @@ def alter_block(genome: Genome, rng: random.Random, space: SearchSpace, spec: In
                 altered = None if rng.random() < 0.5 else _altered(genome.reduce, rng, space, 0)
                 reduce = None if altered is None else altered[0]
             return repair(replace(genome, reduce=reduce), space, spec)
-        blocks: tuple[Any, ...] = genome.features if part == "features" else genome.head
+        blocks: tuple[Any, ...] = getattr(genome, part)
         altered = _altered(blocks[i], rng, space, i)
         if altered is not None:
             new, field = altered
-            changed = blocks[:i] + (new,) + blocks[i + 1 :]
-            if part == "features":
-                child = Genome(changed, genome.head, genome.train, genome.reduce)
-            else:
-                child = Genome(genome.features, changed, genome.train, genome.reduce)
+            changes: dict[str, Any] = {part: blocks[:i] + (new,) + blocks[i + 1 :]}
+            child = replace(genome, **changes)
             if not field.shaping:  # a value inside the space, no shape moves: still valid
                 return known_valid(child, space, spec)  # (what repair would return, without walking it)
             return repair(child, space, spec)
@@ -312,8 +329,7 @@ def alter_training(genome: Genome, rng: random.Random, space: SearchSpace, spec:
     for field in rows:
         value = changed_value(field, getattr(genome.train, field.name), rng, space)
         if value is not None:  # drawn inside the space; no shape depends on training
-            train = replace(genome.train, **{field.name: value})
-            return known_valid(Genome(genome.features, genome.head, train, genome.reduce), space, spec)
+            return known_valid(replace(genome, train=replace(genome.train, **{field.name: value})), space, spec)
     return genome
 
 
@@ -415,9 +431,12 @@ def crossover(a: Genome, b: Genome, rng: random.Random, space: SearchSpace, spec
 
     Features are ``a.features[:i] + b.features[j:]`` with ``i >= 1`` (so at
     least one block of ``a`` survives): runs of blocks keep their relative
-    skips.  The head is spliced the same way (``i`` may be 0), the reduction
+    skips.  The head and a segmentation decoder are spliced the same way
+    (``i`` may be 0; the decoder's first blocks undo the deepest
+    downsamplings, so a run of up blocks keeps its place), the reduction
     comes from either parent, and each training field from ``a`` or ``b`` at
-    random.  The child is repaired.
+    random.  The child is repaired (up blocks beyond the child's
+    downsamplings are dropped).
 
     Args:
         a: First parent.
@@ -442,4 +461,8 @@ def crossover(a: Genome, b: Genome, rng: random.Random, space: SearchSpace, spec
             for name in (f.name for f in fields(TrainParams))
         }
     )
-    return repair(Genome(features, head, train, reduce), space, spec)
+    decoder = a.decoder
+    if a.decoder or b.decoder:  # (no draw otherwise: classification children come out as they always did)
+        i, j = rng.randint(0, len(a.decoder)), rng.randint(0, len(b.decoder))
+        decoder = a.decoder[:i] + b.decoder[j:]
+    return repair(Genome(features, head, train, reduce, decoder), space, spec)

@@ -24,10 +24,11 @@ from menndl.genome.genome import (
     GlobalPoolBlock,
     PoolBlock,
     SkipBlock,
+    UpBlock,
     declared_rows,
     field_rows,
 )
-from menndl.genome.shapes import skip_strides
+from menndl.genome.shapes import downsamplings, skip_strides
 from menndl.genome.space import InputSpec, SearchSpace, resolve_space
 
 # ---------------------------------------------------------------- span-keeping edits
@@ -51,7 +52,7 @@ def insert_feature(genome: Genome, position: int, block: FeatureBlock) -> Genome
         if type(old) is SkipBlock and j - 1 - old.span < position:
             old = SkipBlock(old.span + 1, old.activation)
         features.append(old)
-    return Genome(tuple(features), genome.head, genome.train, genome.reduce)
+    return replace(genome, features=tuple(features))
 
 
 def remove_feature(genome: Genome, position: int) -> Genome:
@@ -78,7 +79,7 @@ def remove_feature(genome: Genome, position: int) -> Genome:
             else:
                 old = SkipBlock(old.span - 1, old.activation)
         features.append(old)
-    child = Genome(tuple(features), genome.head, genome.train, genome.reduce)
+    child = replace(genome, features=tuple(features))
     return remove_feature(child, degenerate) if degenerate >= 0 else child
 
 
@@ -215,7 +216,10 @@ def repair(genome: Genome, space: SearchSpace, spec: InputSpec) -> Genome:
     ``max_skips`` are dropped, as are pools that would shrink a spatial size
     below 1, skips whose source cannot be mapped onto their shape and blocks
     of types the space does not allow; a genome left with no convolution
-    gets :func:`default_conv` first.  A valid genome comes back as the same
+    gets :func:`default_conv` first.  A segmentation genome loses its reduce
+    and head and keeps the first up blocks of its decoder, one per
+    downsampling of its encoder at most (and ``max_decoder``); any other
+    genome loses its decoder.  A valid genome comes back as the same
     object.
 
     Args:
@@ -253,21 +257,30 @@ def _repaired(genome: Genome, space: SearchSpace, spec: InputSpec) -> Genome:
     features = _repair_features(genome.features, space, spec)
     if not any(type(b) is ConvBlock for b in features):
         features = _repair_features([default_conv(space), *features], space, spec)
-    if "dense" in space.block_types:
-        head = tuple(_clamped(b, space) for b in genome.head[: space.max_head])
-    else:
-        head = ()
+    head: tuple[Any, ...] = ()
     reduce: GlobalPoolBlock | None = None
-    if genome.reduce is not None and "global_pool" in space.block_types:
-        reduce = _clamped(genome.reduce, space)
+    decoder: tuple[UpBlock, ...] = ()
+    if spec.task == "segmentation":  # no reduce, no head; an up block per downsampling at most
+        if "up" in space.block_types:
+            limit = min(space.max_decoder, downsamplings(features))
+            decoder = tuple(_clamped(b, space) for b in genome.decoder[:limit])
+    else:
+        if "dense" in space.block_types:
+            head = tuple(_clamped(b, space) for b in genome.head[: space.max_head])
+        if genome.reduce is not None and "global_pool" in space.block_types:
+            reduce = _clamped(genome.reduce, space)
     train = _clamped(genome.train, space)
     if (
-        len(features) == len(genome.features)
-        and all(a is b for a, b in zip(features, genome.features))
-        and len(head) == len(genome.head)
-        and all(a is b for a, b in zip(head, genome.head))
+        _same(features, genome.features)
+        and _same(head, genome.head)
+        and _same(decoder, genome.decoder)
         and reduce is genome.reduce
         and train is genome.train
     ):
         return genome
-    return Genome(tuple(features), head, train, reduce)
+    return Genome(tuple(features), head, train, reduce, decoder)
+
+
+def _same(blocks: Sequence[Any], old: Sequence[Any]) -> bool:
+    """Whether repair kept every block of a part as the very same object."""
+    return len(blocks) == len(old) and all(a is b for a, b in zip(blocks, old))

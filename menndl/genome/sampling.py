@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 from menndl.genome.fields import CONV_STRIDE, POOL_SIZE, SKIP_SPAN, Choice, Field, Fixed, Flag, Ints, Range, Rate
@@ -24,15 +25,18 @@ from menndl.genome.genome import (
     PoolBlock,
     SkipBlock,
     TrainParams,
+    UpBlock,
     declared_rows,
     round_sig,
 )
 from menndl.genome.repair import insert_feature, known_valid, repair
+from menndl.genome.shapes import downsamplings
 from menndl.genome.space import InputSpec, SearchSpace, resolve_space
 
 POOL_PROBABILITY = 0.3  # chance that a non-first random feature block is a pool
 SKIP_PROBABILITY = 0.3  # chance of each of the up to max_skips skip connections of a random genome
 GLOBAL_POOL_PROBABILITY = 0.3  # chance that a random genome ends its features with global pooling
+FULL_DECODER_PROBABILITY = 0.5  # chance that a random segmentation decoder undoes every downsampling (U-Net)
 
 
 def round_into(x: float, bounds: tuple[float, float]) -> float:
@@ -231,6 +235,40 @@ def random_reduce(rng: random.Random, space: SearchSpace) -> GlobalPoolBlock | N
     return None
 
 
+def random_up_block(rng: random.Random, space: SearchSpace) -> UpBlock:
+    """Draw a decoder's up block (every field inside the space).
+
+    Args:
+        rng: Random source.
+        space: The search space, resolved for the data's rank.
+
+    Returns:
+        The block.
+    """
+    return UpBlock(**random_fields(rng, UpBlock, space))
+
+
+def random_decoder(rng: random.Random, space: SearchSpace, levels: int) -> tuple[UpBlock, ...]:
+    """Draw a segmentation decoder for an encoder with ``levels`` downsampling blocks.
+
+    It undoes all of them (up to ``max_decoder``) with probability :data:`FULL_DECODER_PROBABILITY`,
+    else a uniform number from 0 (the classifier's output is resized) to that many.
+
+    Args:
+        rng: Random source.
+        space: The search space, resolved for the data's rank.
+        levels: The encoder's downsampling blocks.
+
+    Returns:
+        The up blocks (none if the space does not allow ``up``).
+    """
+    if "up" not in space.block_types:
+        return ()
+    most = min(levels, space.max_decoder)
+    count = most if rng.random() < FULL_DECODER_PROBABILITY else rng.randint(0, most)
+    return tuple(random_up_block(rng, space) for _ in range(count))
+
+
 def random_genome(rng: random.Random, space: SearchSpace, spec: InputSpec) -> Genome:
     """Draw a random valid genome.
 
@@ -246,7 +284,8 @@ def random_genome(rng: random.Random, space: SearchSpace, spec: InputSpec) -> Ge
         spec: Input shape and class count.
 
     Returns:
-        A genome with 1..max_features conv/pool blocks and 0..max_head dense blocks.
+        A genome with 1..max_features conv/pool blocks and 0..max_head dense blocks; for
+        segmentation, no reduce nor head and a decoder (:func:`random_decoder`).
     """
     space = resolve_space(space, spec.spatial_rank)
     spatial = spec.shape[1:]
@@ -262,7 +301,9 @@ def random_genome(rng: random.Random, space: SearchSpace, spec: InputSpec) -> Ge
         else:
             spatial = tuple(-(-n // block.stride) for n in spatial)
         features.append(block)
-    genome = Genome(tuple(features), (), random_train_params(rng, space), random_reduce(rng, space))
+    segmentation = spec.task == "segmentation"
+    reduce = None if segmentation else random_reduce(rng, space)
+    genome = Genome(tuple(features), (), random_train_params(rng, space), reduce)
     skips = False
     if "skip" in space.block_types:
         for _ in range(space.max_skips):
@@ -276,8 +317,10 @@ def random_genome(rng: random.Random, space: SearchSpace, spec: InputSpec) -> Ge
                 position = rng.choice(after_conv)
                 genome = insert_feature(genome, position, random_skip_block(rng, position, space))
                 skips = True
-    if "dense" in space.block_types:
+    if segmentation:
+        genome = replace(genome, decoder=random_decoder(rng, space, downsamplings(genome.features)))
+    elif "dense" in space.block_types:
         head = tuple(random_dense_block(rng, space) for _ in range(rng.randint(0, space.max_head)))
-        genome = Genome(genome.features, head, genome.train, genome.reduce)
+        genome = replace(genome, head=head)
     # Every value is drawn inside the space and every pool fits where it goes: only a skip may not map.
     return repair(genome, space, spec) if skips else known_valid(genome, space, spec)

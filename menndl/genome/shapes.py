@@ -4,10 +4,12 @@ Plain Python: no torch.  Shapes follow the decoder in
 :mod:`menndl.genome.decode`: a convolution maps a spatial size ``n`` to
 ``ceil(n / stride)``, a pooling block to ``n // size``; a skip connection
 keeps the current shape and maps its source onto it (see
-:func:`skip_strides`).  Parameter counts are exact; FLOPs are counted the way
-``torch.utils.flop_counter`` counts them: 2 per multiply-add of convolutions
-and linear layers, nothing for biases, normalisation, activations, pooling
-or additions.
+:func:`skip_strides`); a segmentation decoder's up block brings the tensor
+back to the size the input of the encoder's matching downsampling block had
+(see :func:`downsampling_factor`).  Parameter counts are exact; FLOPs are
+counted the way ``torch.utils.flop_counter`` counts them: 2 per multiply-add of convolutions
+(a transposed one counted over its input), and linear layers, nothing for biases,
+normalisation, activations, pooling, resizing, padding or additions.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from collections.abc import Iterator
 from typing import Any, NamedTuple
 
 from menndl.genome.fields import Choice, Field, Range, Rate
-from menndl.genome.genome import ConvBlock, Genome, PoolBlock, field_rows
+from menndl.genome.genome import ConvBlock, FeatureBlock, Genome, PoolBlock, UpBlock, field_rows
 from menndl.genome.space import InputSpec, InvalidGenome, SearchSpace, resolve_space
 
 # ---------------------------------------------------------------- shapes
@@ -51,17 +53,34 @@ def skip_strides(source: tuple[int, ...], target: tuple[int, ...]) -> tuple[int,
     return tuple(strides)
 
 
+def downsampling_factor(block: FeatureBlock) -> int:
+    """How much a feature block shrinks each spatial size: a pool's size, a convolution's stride, else 1.
+
+    A segmentation decoder has one up block per block whose factor is above 1, at most.
+    """
+    if type(block) is PoolBlock:
+        return block.size
+    if type(block) is ConvBlock:
+        return block.stride
+    return 1
+
+
+def downsamplings(features: tuple[FeatureBlock, ...] | list[FeatureBlock]) -> int:
+    """The number of feature blocks that shrink the spatial sizes (the most up blocks a decoder can pair)."""
+    return sum(1 for block in features if downsampling_factor(block) > 1)
+
+
 class Layer(NamedTuple):
     """One row of the decoded network: a genome block and what it produces."""
 
-    part: str  # "features", "reduce", "head" or "classifier"
+    part: str  # "features", "reduce", "head", "decoder" or "classifier"
     position: int  # index within its part
     block: Any  # the genome block; None for flatten and the classifier
     shape: tuple[int, ...]  # output shape without the batch axis
     params: int
     flops: int  # forward FLOPs per sample
-    source: int  # skip: feature index of the source (-1: network input); else -1
-    projection: str  # skip: "", "conv" (1x1 projection) or "pool"
+    source: int  # skip: feature index of the source (-1: network input); up: the downsampling block it undoes
+    projection: str  # skip: "", "conv" (1x1 projection) or "pool"; up: "conv" when an added skip is projected
 
 
 def walk(genome: Genome, spec: InputSpec) -> Iterator[Layer]:
@@ -73,16 +92,23 @@ def walk(genome: Genome, spec: InputSpec) -> Iterator[Layer]:
 
     Yields:
         One :class:`Layer` per feature block, one for the reduction (global
-        pooling or flatten), one per dense block, one for the classifier.
+        pooling or flatten), one per dense block, one for the classifier; for
+        segmentation, one per feature block, one per up block and the classifier
+        (a 1x1 convolution, its shape the input's spatial size).
 
     Raises:
-        InvalidGenome: A pool shrinks a spatial size below 1, or a skip reaches
-            before the input or cannot be mapped onto the current shape.
+        InvalidGenome: A pool shrinks a spatial size below 1, a skip reaches
+            before the input or cannot be mapped onto the current shape, or an
+            up block has no downsampling left to undo.
     """
     rank = spec.spatial_rank
     channels, spatial = spec.shape[0], spec.shape[1:]
     outputs: list[tuple[int, ...]] = [spec.shape]  # outputs[j + 1]: output of feature block j
+    levels: Levels = []
     for i, block in enumerate(genome.features):
+        factor = downsampling_factor(block)
+        if factor > 1:
+            levels.append((i, (channels, *spatial), factor))
         params = flops = 0
         source, projection = -1, ""
         if isinstance(block, ConvBlock):
@@ -121,6 +147,9 @@ def walk(genome: Genome, spec: InputSpec) -> Iterator[Layer]:
         shape = (channels, *spatial)
         outputs.append(shape)
         yield Layer("features", i, block, shape, params, flops, source, projection)
+    if spec.task == "segmentation":
+        yield from _decoder_layers(genome.decoder, spec, levels, (channels, *spatial))
+        return
     width = channels if genome.reduce is not None else channels * math.prod(spatial)
     yield Layer("reduce", 0, genome.reduce, (width,), 0, 0, -1, "")
     for i, dense in enumerate(genome.head):
@@ -129,6 +158,48 @@ def walk(genome: Genome, spec: InputSpec) -> Iterator[Layer]:
         width = dense.units
     classes = spec.num_classes
     yield Layer("classifier", 0, None, (classes,), width * classes + classes, 2 * width * classes, -1, "")
+
+
+Levels = list[tuple[int, tuple[int, ...], int]]  # (feature index, its input shape, factor) per downsampling
+
+
+def _decoder_layers(decoder: tuple[UpBlock, ...], spec: InputSpec, levels: Levels, shape: tuple[int, ...]
+                    ) -> Iterator[Layer]:  # fmt: skip
+    """The up blocks (each undoing the last downsampling left in ``levels``) and the 1x1 classifier."""
+    rank = spec.spatial_rank
+    channels, spatial = shape[0], shape[1:]
+    for k, up in enumerate(decoder):
+        if not levels:
+            raise InvalidGenome(
+                f"genome.decoder[{k}]: no downsampling left to undo (the encoder has {k}; "
+                "a decoder has at most one up block per pool or strided convolution)"
+            )
+        source, (skip_channels, *target), factor = levels.pop()
+        params = flops = 0
+        projection = ""
+        if up.mode == "transpose":  # kernel = stride = factor, with a bias; counted over its input
+            weights = channels * up.filters * factor**rank
+            params += weights + up.filters
+            flops += 2 * weights * math.prod(spatial)
+            channels = up.filters
+        pixels = math.prod(target)
+        if up.merge == "concat":
+            channels += skip_channels
+        elif up.merge == "add" and skip_channels != channels:
+            projection = "conv"
+            params += skip_channels * channels
+            flops += 2 * skip_channels * channels * pixels
+        for _ in range(up.convs):
+            weights = channels * up.filters * up.kernel**rank
+            params += weights + (2 * up.filters if up.batch_norm else up.filters)
+            flops += 2 * weights * pixels
+            channels = up.filters
+        spatial = tuple(target)
+        yield Layer("decoder", k, up, (channels, *spatial), params, flops, source, projection)
+    classes = spec.num_classes
+    weights = channels * classes
+    yield Layer("classifier", 0, None, (classes, *spec.shape[1:]), weights + classes, 2 * weights * math.prod(spatial),
+                -1, "")  # fmt: skip
 
 
 def layer_shapes(genome: Genome, spec: InputSpec) -> list[tuple[int, ...]]:
@@ -257,6 +328,17 @@ def _check_features(genome: Genome, space: SearchSpace) -> None:
         raise InvalidGenome(f"genome.features: {skips} skip blocks, space.max_skips is {space.max_skips}")
 
 
+def _check_segmentation(genome: Genome, space: SearchSpace) -> None:
+    if genome.reduce is not None or genome.head:
+        raise InvalidGenome("genome: a segmentation network has no reduce and no head (its decoder keeps the pixels)")
+    if genome.decoder:
+        _check_type("genome.decoder", "up", space)
+    if len(genome.decoder) > space.max_decoder:
+        raise InvalidGenome(f"genome.decoder: {len(genome.decoder)} blocks, space.max_decoder is {space.max_decoder}")
+    for i, up in enumerate(genome.decoder):
+        _check_fields(f"genome.decoder[{i}]", up, space)
+
+
 def check(genome: Genome, space: SearchSpace, spec: InputSpec) -> None:
     """Raise :class:`InvalidGenome` unless ``genome`` fits ``space`` and ``spec``.
 
@@ -269,11 +351,17 @@ def check(genome: Genome, space: SearchSpace, spec: InputSpec) -> None:
 
     Raises:
         InvalidGenome: No conv block, too many blocks, a block type or value
-            outside the space, a spatial size shrunk below 1, or a skip whose
-            source does not exist or cannot be mapped.
+            outside the space, a spatial size shrunk below 1, a skip whose
+            source does not exist or cannot be mapped, a decoder outside a
+            segmentation network (or a reduce or head inside one), or more up
+            blocks than downsamplings.
     """
     space = resolve_space(space, spec.spatial_rank)
     _check_features(genome, space)
+    if spec.task == "segmentation":
+        _check_segmentation(genome, space)
+    elif genome.decoder:
+        raise InvalidGenome(f"genome.decoder: a {spec.task} network has no decoder (only segmentation does)")
     if genome.reduce is not None:
         _check_type("genome.reduce", "global_pool", space)
         _check_fields("genome.reduce", genome.reduce, space)

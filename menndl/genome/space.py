@@ -12,9 +12,9 @@ import math
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
-from menndl.genome.fields import SCHEDULES, Choice, Floats, Ints, Keyed, Range, Rate, space_keys
+from menndl.genome.fields import MERGES, SCHEDULES, UP_MODES, Choice, Floats, Ints, Keyed, Range, Rate, space_keys
 
-BLOCK_TYPES: tuple[str, ...] = ("conv", "pool", "skip", "global_pool", "dense")
+BLOCK_TYPES: tuple[str, ...] = ("conv", "pool", "skip", "global_pool", "dense", "up")
 MUTATION_NAMES: tuple[str, ...] = (
     "add_block",
     "remove_block",
@@ -54,8 +54,10 @@ class InputSpec:
 
     Attributes:
         shape: ``(channels, *spatial)`` with 1 to 3 spatial dimensions.
-        num_classes: Number of outputs per sample (>= 1): the classes, or for regression the targets.
-        task: ``classification`` or ``regression`` (`menndl.tasks.TASKS`).
+        num_classes: Number of outputs per sample (>= 1): the classes, or for regression the targets
+            (for segmentation: the classes of each pixel).
+        task: ``classification``, ``regression`` or ``segmentation`` (`menndl.tasks.TASKS`): a
+            segmentation network maps ``(C, *spatial)`` to ``(num_classes, *spatial)`` through a decoder.
     """
 
     shape: tuple[int, ...]
@@ -156,7 +158,7 @@ class SearchSpace:
         weight_decay: Range of weight decay (log-uniform if min > 0, else uniform).
         max_dropout: Largest dropout probability, in ``[0, 0.9)``.
         block_types: Block types the search may use, from :data:`BLOCK_TYPES`
-            (``conv`` is required).
+            (``conv`` is required; ``up`` is the segmentation decoder's block).
         max_skips: Maximum number of skip connections (>= 0).
         strides: Allowed conv strides (rank default [1, 2]).
         dilations: Allowed conv dilations (rank default: 1-D [1, 2, 4], 2-D [1, 2], 3-D [1]).
@@ -164,6 +166,11 @@ class SearchSpace:
         schedules: Allowed learning-rate schedules, from :data:`SCHEDULES`.
         budget: Range of the training budget, as a fraction in ``(0, 1]`` of
             the job's ``[training]`` epochs and seconds.
+        max_decoder: Maximum number of up blocks of a segmentation decoder (>= 0; a decoder has
+            at most one per downsampling block of its encoder).
+        up_modes: Allowed upsampling of up blocks, from ``transpose`` and ``interpolate``.
+        merges: Allowed ways an up block joins its encoder skip, from ``concat``, ``add``, ``none``.
+        up_convs: Allowed numbers of convolutions after an up block's merge.
         mutation_add_block ... mutation_alter_training: Relative weight of
             each mutation operator (its probability is weight / sum of weights).
     """
@@ -187,6 +194,10 @@ class SearchSpace:
     momentum: tuple[float, float] = (0.8, 0.99)
     schedules: tuple[str, ...] = SCHEDULES
     budget: tuple[float, float] = (1.0, 1.0)
+    max_decoder: int = 4
+    up_modes: tuple[str, ...] = UP_MODES
+    merges: tuple[str, ...] = MERGES
+    up_convs: tuple[int, ...] = (1, 2)
     mutation_add_block: float = 1.0
     mutation_remove_block: float = 1.0
     mutation_alter_block: float = 2.0
@@ -238,7 +249,7 @@ class SearchSpace:
             return None if _is_num(value) and value >= 0 else "a number >= 0"
         if name == "max_features":
             return None if _is_int(value) and value >= 1 else "an integer >= 1"
-        if name == "max_head":
+        if name in ("max_head", "max_decoder"):
             return None if _is_int(value) and value >= 0 else "an integer >= 0"
         raise AssertionError(name)  # pragma: no cover - every field is listed
 

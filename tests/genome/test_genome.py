@@ -670,7 +670,7 @@ def test_block_templates_write_every_accepted_value_as_json_dumps() -> None:
 
     odd_values: list[Any] = [0, 1, 2, 3, 7, 2**70, True, False, -0.0, 0.0, 1e-300, 0.1, 0.89, 1.5e300, 3.0,
                              *ACTIVATIONS, "max", "avg", "adam", "adamw", "sgd", "constant", "cosine", "step",
-                             "warmup_cosine"]  # fmt: skip
+                             "warmup_cosine", "transpose", "interpolate", "concat", "add"]  # fmt: skip
     checked = 0
     for cls, rules in _RULES.items():
         base = {name: next(v for v in odd_values if _accepts(rule, v)) for name, rule in rules.items()}
@@ -694,7 +694,8 @@ def test_fast_field_checks_agree_with_the_rules() -> None:
     from menndl.genome.genome import _RULES, _Bad
 
     odd_values: list[Any] = [0, 1, 2, 3, -1, 1.0, 3.0, True, False, -0.0, 0.0, 0.5, 0.9, 0.89, 1e-300, math.inf,
-                             math.nan, "relu", "max", "adam", "cosine", "x", None, 2**70]  # fmt: skip
+                             math.nan, "relu", "max", "adam", "cosine", "transpose", "concat", "x", None,
+                             2**70]  # fmt: skip
     checked = 0
     for cls, rules in _RULES.items():
         base = {name: next(v for v in odd_values if _accepts(rule, v)) for name, rule in rules.items()}

@@ -32,6 +32,7 @@ from menndl.genome import (
     TrainParams,
     resolve_space,
 )
+from menndl.genome.genome import UpBlock
 from menndl.genome.encoding import _add, _Builder
 from menndl.genome.fields import (
     CONV_BATCH_NORM,
@@ -66,6 +67,7 @@ BLOCKS: dict[type, str] = {
     SkipBlock: "skip",
     GlobalPoolBlock: "global_pool",
     DenseBlock: "dense",
+    UpBlock: "up",
     TrainParams: "train",
 }
 CLASSES = {name: cls for cls, name in BLOCKS.items()}
