@@ -57,6 +57,7 @@ class DataConfig:
     y_test_key: str = "y_test"
     num_classes: int = 0
     task: str = "auto"
+    ignore_label: int = -1
     placement: str = "auto"
     cache_bytes: int = 2**30
 
@@ -65,7 +66,8 @@ class DataConfig:
             raise ValueError(f"data.task: expected one of auto, {', '.join(TASKS)}, got '{self.task}'")
         if not self.source.strip():
             raise ValueError(
-                "data.source: expected 'digits', 'mnist1d', 'oscillator1d' or a .h5/.hdf5/.npz/.npy path, got ''"
+                "data.source: expected 'digits', 'mnist1d', 'oscillator1d', 'shapes2d' or a .h5/.hdf5/.npz/.npy "
+                "path, got ''"
             )
         if not 0.0 < self.validation_fraction < 1.0:
             raise ValueError(f"data.validation_fraction: expected a number in (0, 1), got {self.validation_fraction}")
@@ -83,6 +85,8 @@ class DataConfig:
             raise ValueError(
                 f"data.num_classes: expected 0 (from the labels) or an integer >= 2, got {self.num_classes}"
             )
+        if self.ignore_label < -1:
+            raise ValueError(f"data.ignore_label: expected -1 (none) or a mask label >= 0, got {self.ignore_label}")
         if self.placement not in PLACEMENTS:
             raise ValueError(f"data.placement: expected one of {', '.join(PLACEMENTS)}, got '{self.placement}'")
         if self.cache_bytes < MIN_CACHE_BYTES:
@@ -261,11 +265,17 @@ class TrainingConfig:
     early_stopping_quantile: float = 0.5
     early_stopping_min_results: int = 8
     loss: str = "auto"
+    class_weights: tuple[float, ...] | str = ()
 
     def __post_init__(self) -> None:
         losses = sorted({name for names in LOSSES.values() for name in names})
         if self.loss not in ("auto", *losses):
             raise ValueError(f"training.loss: expected one of auto, {', '.join(losses)}, got '{self.loss}'")
+        weights = self.class_weights
+        if isinstance(weights, str) and weights != "balanced":
+            raise ValueError(f"training.class_weights: expected \"balanced\" or one weight per class, got '{weights}'")
+        if not isinstance(weights, str) and any(not w > 0 for w in weights):
+            raise ValueError(f"training.class_weights: expected positive weights, got {list(weights)}")
         if self.channels_last not in CHANNELS_LAST:
             raise ValueError(
                 f"training.channels_last: expected one of {', '.join(CHANNELS_LAST)}, got '{self.channels_last}'"
@@ -441,6 +451,12 @@ class Job:
             loss_for(task, self.training.loss)
         except ValueError as exc:
             raise UserError(f"{self.path}: {exc}") from None
+        if self.training.class_weights and task != "segmentation":
+            raise UserError(f"{self.path}: training.class_weights weighs the pixels of segmentation masks; a {task} "
+                            "task takes none")  # fmt: skip
+        if self.data.ignore_label != -1 and task != "segmentation":
+            raise UserError(f"{self.path}: data.ignore_label = {self.data.ignore_label} marks pixels of segmentation "
+                            f"masks; a {task} task takes none")  # fmt: skip
         return dataclasses.replace(self, search=search, library=library)
 
     def with_overrides(
@@ -547,6 +563,10 @@ def _typed(value: Any, hint: Any, key: str, path: str) -> Any:
     origin = typing.get_origin(hint)
     if origin in (typing.Union, types.UnionType):
         options = [arg for arg in typing.get_args(hint) if arg is not type(None)]
+        if len(options) > 1:  # e.g. a list of numbers or a name: the option of the value's TOML type
+            arrays = [o for o in options if typing.get_origin(o) is tuple]
+            return _typed(value, (arrays or options)[0] if isinstance(value, list) else
+                          next((o for o in options if o is str), options[0]), key, path)  # fmt: skip
         return _typed(value, options[0], key, path)
     if origin is tuple:
         args = typing.get_args(hint)

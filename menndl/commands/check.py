@@ -47,6 +47,11 @@ def main(args: argparse.Namespace) -> int:
         mean = ", ".join(f"{m:.4g}" for m in report.target_mean)
         std = ", ".join(f"{s:.4g}" for s in report.target_std)
         print(f"  targets:  standardised with the training split's mean [{mean}], std [{std}]")
+    if report.task == "segmentation":
+        ignore = "none" if report.ignore_label is None else str(report.ignore_label)
+        weights = ", ".join(f"{w:.3g}" for w in report.class_weights) or "none"
+        print(f"  masks:    {report.spec.num_classes} classes per pixel; ignored label {ignore}; class weights "
+              f"[{weights}]")  # fmt: skip
     print(
         f"  place:    {report.placement.name} ({report.placement.reason}; {transport_workers} workers per node "
         f"assumed; data.cache_bytes {job.data.cache_bytes / 2**20:.0f} MiB)"

@@ -14,6 +14,7 @@ from menndl.data.scan import ChannelStats, scan_dataset
 from menndl.errors import UserError
 from menndl.genome import InputSpec
 from menndl.job import Job
+from menndl.tasks import class_weights_for
 
 #: Seconds between progress lines of a long data check.
 CHECK_PROGRESS_SECONDS = 10.0
@@ -35,6 +36,8 @@ class DataReport:
         task: What the labels are (`menndl.tasks.TASKS`): ``data.task``, or what the labels say.
         target_mean: Mean of each regression target over the training split (empty for classification).
         target_std: Their standard deviations (what the worker standardises the targets with).
+        class_weights: The per-class loss weights of a segmentation (``training.class_weights``), or empty.
+        ignore_label: The segmentation masks' ignored label, or None.
         fingerprint: The content fingerprint (recorded in the library).
         identity: What a worker checks cheaply (`menndl.data.Dataset.identity`).
         stats: The training split's per-channel mean and standard deviation.
@@ -55,6 +58,8 @@ class DataReport:
     task: str = "classification"
     target_mean: tuple[float, ...] = ()
     target_std: tuple[float, ...] = ()
+    class_weights: tuple[float, ...] = ()
+    ignore_label: int | None = None
 
     def facts(self) -> dict[str, Any]:
         """The setup message's ``data_facts``: what every worker needs to open and use the data as checked."""
@@ -101,6 +106,7 @@ def inspect_data(job: Job, *, workers_per_node: int = 1, quiet: bool = False) ->
         target_mean, target_std = data.target_stats()
         try:
             check_augment(job.augment, spec.spatial_rank)
+            weights = class_weights_for(job.training.class_weights, data.class_pixels())
         except ValueError as exc:
             raise UserError(f"{job.path}: {exc}") from None
         scan = scan_dataset(data, progress=progress)
@@ -118,6 +124,8 @@ def inspect_data(job: Job, *, workers_per_node: int = 1, quiet: bool = False) ->
             task=data.task,
             target_mean=target_mean,
             target_std=target_std,
+            class_weights=weights or (),
+            ignore_label=data.ignore_label,
         )
 
 

@@ -298,6 +298,12 @@ def _library_attrs(job: Job, report: DataReport) -> dict[str, str | int | float]
             if report.task == "regression"
             else {}
         ),  # fmt: skip
+        **(
+            {"segmentation": json.dumps({"ignore_label": report.ignore_label,
+                                         "class_weights": list(report.class_weights)})}
+            if report.task == "segmentation"
+            else {}
+        ),  # fmt: skip
         "data_check_seconds": round(report.seconds, 3),
     }
 
@@ -421,7 +427,7 @@ def print_front(front: list[dict], objectives: tuple[str, ...] = ()) -> None:
     def measured(name: str) -> bool:  # some member holds a value (resumed rows hold every column, NaN or not)
         return any(isinstance(r.get(name), (int, float)) and not math.isnan(float(r[name])) for r in front)
 
-    columns = [name for name in ("accuracy", "r2", *objectives) if measured(name)]
+    columns = [name for name in ("accuracy", "r2", "miou", *objectives) if measured(name)]
     columns = list(dict.fromkeys([*columns, *(c for c in ("params", "flops", "train_seconds") if c not in columns)]))
     print(f"Pareto front ({len(front)} architectures):")
     cells = [[f"{r['id']}", *(_cell(r.get(c, math.nan), c) for c in columns), str(r["operator"])] for r in front]
@@ -436,7 +442,7 @@ def _cell(value: object, column: str) -> str:
     """One value of the front table: accuracy and R² to 4 places, counts with separators, times to 4 digits."""
     if isinstance(value, float) and math.isnan(value):
         return "-"
-    if column in ("accuracy", "r2"):
+    if column in ("accuracy", "r2", "miou", "pixel_accuracy"):
         return f"{float(value):.4f}"  # type: ignore[arg-type]
     if isinstance(value, int):
         return f"{value:,}" if value >= 0 else "-"

@@ -1,4 +1,5 @@
-"""Built-in datasets that need no download: ``digits``, ``mnist1d`` and ``oscillator1d`` (regression).
+"""Built-in datasets that need no download: ``digits``, ``mnist1d``, ``oscillator1d`` (regression) and ``shapes2d``
+(segmentation).
 
 scikit-learn and mnist1d are imported inside the loaders, so importing
 :mod:`menndl.data` stays cheap; ``digits`` is read from the CSV file that
@@ -64,6 +65,17 @@ def load_oscillator1d_raw() -> RawSplits:
     return _with_test_split("oscillator1d", *_oscillator1d_arrays(), task="regression")
 
 
+def load_shapes2d_raw() -> RawSplits:
+    """Noisy 32x32 images of discs, rectangles and triangles and their masks (`menndl.data.shapes`, seed 0).
+
+    Returns:
+        x of shape (2000, 1, 32, 32) float32, uint8 masks y of shape (2000, 32, 32) (0 background, 1 disc,
+        2 rectangle, 3 triangle), and a test set of 500 images drawn from an independent stream as
+        x_test/y_test; the task is segmentation.
+    """
+    return _with_test_split("shapes2d", *_shapes2d_arrays(), task="segmentation")
+
+
 def _with_test_split(name: str, x: np.ndarray, y: np.ndarray, x_test: np.ndarray, y_test: np.ndarray,
                      task: str = "classification") -> RawSplits:  # fmt: skip
     """Fresh copies of a built-in dataset's cached arrays, with its own test split."""
@@ -81,6 +93,7 @@ BUILTIN_DATASETS: dict[str, Callable[[], RawSplits]] = {
     "digits": load_digits_raw,
     "mnist1d": load_mnist1d_raw,
     "oscillator1d": load_oscillator1d_raw,
+    "shapes2d": load_shapes2d_raw,
 }
 
 
@@ -141,6 +154,14 @@ def _oscillator1d_arrays() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarr
     from menndl.data.oscillator import make_oscillator1d
 
     x, y, x_test, y_test = make_oscillator1d(seed=0, n_train=4000, n_test=1000, length=64)
+    return _frozen(x), _frozen(y), _frozen(x_test), _frozen(y_test)
+
+
+@functools.cache
+def _shapes2d_arrays() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    from menndl.data.shapes import make_shapes2d
+
+    x, y, x_test, y_test = make_shapes2d(seed=0, n_train=2000, n_test=500, size=32)
     return _frozen(x), _frozen(y), _frozen(x_test), _frozen(y_test)
 
 

@@ -34,7 +34,7 @@ IDENTITY_ROWS = 16
 
 @dataclass(frozen=True, eq=False)
 class Dataset:
-    """A classification or regression dataset split into train, validation and test, by row index.
+    """A classification, regression or segmentation dataset split into train, validation and test, by row index.
 
     Attributes:
         name: The source it was opened from (``"digits"``, a file path, ...).
@@ -44,6 +44,7 @@ class Dataset:
         num_classes: The number of classes (given in the job, or the largest label in any split + 1);
             0 for regression.
         raw: The arrays the splits are rows of (closed by `close`).
+        ignore_label: The mask label that marks pixels no loss or metric counts (segmentation), or None.
     """
 
     name: str
@@ -52,15 +53,16 @@ class Dataset:
     test: Split
     num_classes: int
     raw: RawSplits
+    ignore_label: int | None = None
 
     @property
     def task(self) -> str:
-        """What the labels are: ``classification`` or ``regression`` (`menndl.tasks.TASKS`)."""
+        """What the labels are: ``classification``, ``regression`` or ``segmentation`` (`menndl.tasks.TASKS`)."""
         return self.raw.task
 
     @property
     def outputs(self) -> int:
-        """Values the network predicts per sample: the classes, or the regression targets."""
+        """Values the network predicts per sample (per pixel: segmentation): the classes, or the regression targets."""
         if self.task == "regression":
             return int(np.prod(self.train.y.shape[1:], dtype=np.int64))
         return self.num_classes
@@ -77,6 +79,18 @@ class Dataset:
         std = y.std(axis=0)
         std[~(std > 0)] = 1.0
         return tuple(float(v) for v in y.mean(axis=0)), tuple(float(v) for v in std)
+
+    def class_pixels(self) -> tuple[int, ...]:
+        """Pixels of each class in the training masks, the ignore label's left out (segmentation; else empty).
+
+        What ``training.class_weights = "balanced"`` weighs by.
+        """
+        if self.task != "segmentation":
+            return ()
+        y = self.train.y.reshape(-1)
+        if self.ignore_label is not None:
+            y = y[y != self.ignore_label]
+        return tuple(int(n) for n in np.bincount(y, minlength=self.num_classes)[: self.num_classes])
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -137,7 +151,10 @@ class Dataset:
         )
 
     def _labels_summary(self) -> str:
-        """``10 classes`` or ``regression of 3 targets``."""
+        """``10 classes``, ``regression of 3 targets`` or ``segmentation into 4 classes``."""
+        if self.task == "segmentation":
+            ignore = "" if self.ignore_label is None else f" (label {self.ignore_label} ignored)"
+            return f"segmentation into {self.num_classes} classes{ignore}"
         if self.task == "regression":
             return f"regression of {self.outputs} target{'s' if self.outputs != 1 else ''}"
         return f"{self.num_classes} classes"
@@ -185,7 +202,7 @@ class Dataset:
         train, val, test = carve_splits(raw, validation_fraction=0.5, test_fraction=0.0, seed=0, source=name)
         if raw.task == "regression":
             return cls(name=name, train=train, val=val, test=test, num_classes=0, raw=raw)
-        largest = max(int(split.y.max()) for split in (train, val, test) if len(split))
+        largest = max(int(split.y.max()) for split in (train, val, test) if split.y.size)
         return cls(name=name, train=train, val=val, test=test, num_classes=num_classes or largest + 1, raw=raw)
 
     def __enter__(self) -> Dataset:
@@ -205,6 +222,7 @@ def load_dataset(
     keys: DataKeys | None = None,
     num_classes: int = 0,
     task: str = "auto",
+    ignore_label: int | None = None,
 ) -> Dataset:
     """Open a built-in dataset or a dataset file and choose its splits (the samples are not read).
 
@@ -220,8 +238,10 @@ def load_dataset(
         keys: Where the arrays are in the file (`DataKeys` defaults when None).
         num_classes: The number of classes; a label outside ``0..num_classes-1`` is an error.  0 infers
             it from the largest label.
-        task: ``classification``, ``regression``, or ``auto`` to infer it from the training labels
-            (`menndl.data.files.infer_task`).
+        task: ``classification``, ``regression``, ``segmentation``, or ``auto`` to infer it from the
+            training labels (`menndl.data.files.infer_task`).
+        ignore_label: A segmentation mask label that marks pixels to leave out of every loss and metric
+            (not a class: ``num_classes`` need not cover it); None for none.
 
     Returns:
         The dataset, identical for identical arguments on every process; close it when done.
@@ -243,21 +263,61 @@ def load_dataset(
             seed=int(split_seed),
             source=display,
         )
+        if ignore_label is not None and raw.task != "segmentation":
+            raise UserError(f"{display}: data.ignore_label = {ignore_label} is for segmentation masks, but the "
+                            f"labels are {_TASK_LABELS[raw.task]}; leave it out")  # fmt: skip
         if raw.task == "regression":
             if num_classes:
                 raise UserError(f"{display}: data.num_classes = {num_classes} is for class labels, but the "
                                 "labels are regression targets; leave it out")  # fmt: skip
             return Dataset(name=display, train=train, val=val, test=test, num_classes=0, raw=raw)
-        largest = max(int(split.y.max()) for split in (train, val, test) if len(split))
-        if num_classes:
-            _check_label_range(raw, keys or DataKeys(), display, num_classes)
-        classes = num_classes or largest + 1
+        if raw.task == "segmentation":
+            classes = _mask_classes(raw, keys or DataKeys(), display, num_classes, ignore_label)
+        else:
+            largest = max(int(split.y.max()) for split in (train, val, test) if len(split))
+            if num_classes:
+                _check_label_range(raw, keys or DataKeys(), display, num_classes)
+            classes = num_classes or largest + 1
         if classes < 2:
             raise UserError(f"{display}: the labels hold {classes} class; at least 2 are needed")
     except BaseException:
         raw.close()
         raise
-    return Dataset(name=display, train=train, val=val, test=test, num_classes=classes, raw=raw)
+    return Dataset(name=display, train=train, val=val, test=test, num_classes=classes, raw=raw,
+                   ignore_label=ignore_label)  # fmt: skip
+
+
+_TASK_LABELS = {"classification": "class labels", "regression": "regression targets"}
+
+
+def _mask_classes(raw: RawSplits, keys: DataKeys, display: str, num_classes: int, ignore: int | None) -> int:
+    """The class count of segmentation masks: ``num_classes``, checked against every label but ``ignore``, or
+    the largest such label + 1; a training split with a single class is refused.
+
+    Raises:
+        UserError: naming the first label out of range with its sample and pixel.
+    """
+    largest = -1
+    for (_, y_key), masks in zip(keys.pairs(), (raw.y, raw.y_val, raw.y_test)):
+        if masks is None or not masks.size:
+            continue
+        counted = masks if ignore is None else np.where(masks == ignore, 0, masks)
+        top = int(counted.max())
+        if num_classes and top >= num_classes:
+            flat = int(np.flatnonzero(counted.reshape(-1) >= num_classes)[0])
+            sample, pixel = divmod(flat, int(np.prod(masks.shape[1:])))
+            position = tuple(int(i) for i in np.unravel_index(pixel, masks.shape[1:]))
+            ignored = "" if ignore is None else f", data.ignore_label = {ignore}"
+            raise UserError(f"{display}: dataset '{y_key}', sample {sample}, pixel {position}: label "
+                            f"{int(counted.reshape(-1)[flat])} is outside 0..{num_classes - 1} (data.num_classes = "
+                            f"{num_classes}{ignored})")  # fmt: skip
+        largest = max(largest, top)
+    present = np.unique(raw.y if ignore is None else raw.y[raw.y != ignore])
+    if len(present) < 2:
+        what = f"only class {int(present[0])}" if len(present) else "no labelled pixel"
+        raise UserError(f"{display}: the training masks '{keys.y}' hold {what}; at least 2 classes are needed to "
+                        "train a segmentation")  # fmt: skip
+    return num_classes or largest + 1
 
 
 def _check_label_range(raw: RawSplits, keys: DataKeys, display: str, num_classes: int) -> None:
@@ -274,7 +334,10 @@ def _check_label_range(raw: RawSplits, keys: DataKeys, display: str, num_classes
 
 
 def label_bytes(y: np.ndarray) -> bytes:
-    """The bytes of a split's labels that identities and fingerprints hash (int64 class labels as ever)."""
+    """The bytes of a split's labels that identities and fingerprints hash (int64 class labels as ever;
+    segmentation masks as stored, in their compact type)."""
+    if y.ndim > 1 and y.dtype.kind in "iu":
+        return np.ascontiguousarray(y).tobytes()
     return np.ascontiguousarray(y, dtype=np.int64 if y.dtype.kind in "iu" else np.float32).tobytes()
 
 
@@ -326,7 +389,7 @@ def open_configured(options: Mapping[str, Any], base_dir: Path | str | None) -> 
 
     Args:
         options: The table's fields (``source``, the fractions, ``split_seed``, the ``*_key`` names,
-            ``num_classes``, ``task``; others are ignored).
+            ``num_classes``, ``task``, ``ignore_label`` (-1: none); others are ignored).
         base_dir: Folder that relative paths are resolved against.
 
     Returns:
@@ -346,6 +409,7 @@ def open_configured(options: Mapping[str, Any], base_dir: Path | str | None) -> 
         keys=keys,
         num_classes=int(options.get("num_classes", 0)),
         task=str(options.get("task", "auto")),
+        ignore_label=None if options.get("ignore_label", -1) in (-1, None) else int(options["ignore_label"]),
     )
 
 

@@ -1,14 +1,16 @@
 """Opening user datasets: HDF5 files, ``.npz`` archives and ``.npy`` files, checked from their metadata.
 
 A dataset has samples (``(N, C, *spatial)`` with 1 to 3 spatial dimensions) and labels: integer class
-labels ``(N,)`` for classification, real-valued targets ``(N,)`` or ``(N, T)`` for regression (the task is
+labels ``(N,)`` for classification, real-valued targets ``(N,)`` or ``(N, T)`` for regression, integer
+masks ``(N, *spatial)`` (one class per pixel, the samples' spatial shape) for segmentation (the task is
 ``data.task``, inferred from the training labels when ``auto``), and optionally given validation and test
 splits.  Their names are `DataKeys`: HDF5 dataset
 paths (``"x"``, ``"images/train"``, ...), or for ``.npy`` the stems of files beside the samples file
 (``images.npy`` with ``y_key = "labels"`` reads ``labels.npy``).  Samples stay on disk (`SampleArray`);
-labels are small and read whole.  NaN, infinities and values too large for float32 are found later by
-the streaming check (`menndl.data.scan`), never by loading the samples.  Every mistake is a one-line
-:class:`UserError` naming the file and the key at fault.
+labels are read whole (masks too, kept in the smallest integer type that holds them).  NaN,
+infinities and values too large for float32 are found later by the streaming check
+(`menndl.data.scan`), never by loading the samples.  Every mistake is a one-line :class:`UserError`
+naming the file and the key at fault.
 """
 
 from __future__ import annotations
@@ -161,12 +163,12 @@ def _h5_dataset(handle: h5py.File, key: str, path: Path, display: str) -> h5py.D
 
 
 def _h5_labels(dataset: h5py.Dataset, key: str, display: str) -> np.ndarray:
-    """Read a labels dataset whole (labels are small)."""
-    if dataset.ndim not in (1, 2):
+    """Read a labels dataset whole (class labels and targets are small; masks are kept compact)."""
+    if not 1 <= dataset.ndim <= 4:
         raise _fail(
             display,
-            f"'{key}' has shape {dataset.shape}, expected class labels (samples,) or regression targets "
-            "(samples,) or (samples, targets)",
+            f"'{key}' has shape {dataset.shape}, expected class labels (samples,), regression targets "
+            "(samples,) or (samples, targets), or segmentation masks (samples, *spatial)",
         )
     try:
         return np.asarray(dataset[()])
@@ -310,14 +312,16 @@ def check_arrays(
             raise _fail(display, f"'{have}' is present but '{lack}' is missing; give both or neither")
 
     if task == "auto":
-        task = infer_task(np.asarray(labels[keys.y]), keys.y, display)
+        task = infer_task(np.asarray(labels[keys.y]), keys.y, display, tuple(samples[keys.x].shape[2:]))
     out: dict[str, object] = {"task": task}
     targets = None
     for (x_key, y_key), (x_name, y_name) in zip(keys.pairs(), (("x", "y"), ("x_val", "y_val"), ("x_test", "y_test"))):
         if x_key not in samples:
             continue
         x = _check_samples(samples[x_key], x_key, display, test=x_name == "x_test")
-        if task == "regression":
+        if task == "segmentation":
+            y = _check_masks(labels[y_key], y_key, display, x.shape[2:], x_key)
+        elif task == "regression":
             y = _check_targets(labels[y_key], y_key, display)
             if targets is not None and len(y) and y.shape[1:] != targets:
                 raise _fail(display, f"'{y_key}' has {_target_count(y.shape[1:])} but '{keys.y}' has "
@@ -337,7 +341,7 @@ def check_arrays(
                 )
         out[x_name], out[y_name] = x, y
 
-    if task == "regression":
+    if task != "classification":  # (a segmentation's classes are checked with its ignore label: load_dataset)
         return RawSplits(**out)  # type: ignore[arg-type]
     train_classes = np.unique(out["y"])  # type: ignore[call-overload]
     if len(train_classes) < 2:
@@ -370,24 +374,56 @@ def _check_samples(arr: SampleArray, key: str, display: str, *, test: bool) -> S
     return arr
 
 
-def infer_task(y: np.ndarray, key: str, display: str) -> str:
-    """The task the training labels ``y`` say (``data.task = "auto"``).
+def infer_task(y: np.ndarray, key: str, display: str, spatial: tuple[int, ...] = ()) -> str:
+    """The task the training labels ``y`` say (``data.task = "auto"``), for samples of spatial shape ``spatial``.
 
-    Floating-point labels that are not all whole numbers, and floating-point labels of shape
-    ``(samples, targets)``, are regression targets; 1-D whole numbers are class labels.
+    Integer (or boolean) labels of shape ``(samples, *spatial)`` are segmentation masks; floating-point
+    labels that are not all whole numbers, and floating-point labels of shape ``(samples, targets)``, are
+    regression targets; 1-D whole numbers are class labels.
 
     Raises:
         UserError: the labels fit no task unambiguously (the message says to set ``data.task``).
     """
+    if y.dtype.kind in "iub" and y.ndim >= 2 and spatial and tuple(y.shape[1:]) == tuple(spatial):
+        return "segmentation"
     if y.dtype.kind == "f" and (y.ndim == 2 or bool(np.any(np.isfinite(y) & (y != np.floor(y))))):
         return "regression"
-    if y.ndim == 2 and y.dtype.kind in "iu":
+    if y.ndim >= 2 and y.dtype.kind in "iub":
+        where = f" (samples have spatial shape {tuple(spatial)})" if spatial else ""
         raise _fail(
             display,
-            f"'{key}' has shape {y.shape} of integers: set data.task = \"regression\" to regress integer "
-            "targets, or give 1-D class labels",
+            f"'{key}' has shape {y.shape} of integers{where}: give masks (samples, *spatial) for segmentation, "
+            "1-D class labels, or set data.task = \"regression\" to regress integer targets",
         )
     return "classification"
+
+
+def _check_masks(arr: np.ndarray, key: str, display: str, spatial: tuple[int, ...], x_key: str) -> np.ndarray:
+    """Check one segmentation masks array (integer class per pixel, the samples' spatial shape).
+
+    Returns it in the smallest unsigned (or int32) type that holds its labels; a negative label, or
+    one beyond int32, is named with its sample and pixel.
+    """
+    arr = np.asarray(arr)
+    if arr.dtype.kind not in "iub":
+        hint = " (whole numbers stored as floats: convert them to an integer type)" if arr.dtype.kind == "f" else ""
+        raise _fail(display, f"'{key}' has dtype {_dtype_name(arr.dtype)}, expected integer segmentation masks{hint}")
+    expected = (arr.shape[0], *spatial) if arr.ndim else spatial
+    if arr.ndim != 1 + len(spatial) or tuple(arr.shape[1:]) != tuple(spatial):
+        raise _fail(display, f"'{key}' has shape {arr.shape}, expected masks {tuple(expected)}: one label per "
+                    f"pixel of the '{x_key}' samples' spatial shape {tuple(spatial)}")  # fmt: skip
+    if arr.dtype.kind == "b" or not arr.size:
+        return np.ascontiguousarray(arr, dtype=np.uint8)
+    low, high = int(arr.min()), int(arr.max())
+    for bad, what in ((low < 0, "negative labels"), (high > _MAX_LABEL, f"labels above {_MAX_LABEL}")):
+        if bad:
+            flat = int(np.flatnonzero((arr < 0) if low < 0 else (arr > _MAX_LABEL))[0])
+            sample, pixel = divmod(flat, int(np.prod(spatial)))
+            position = tuple(int(i) for i in np.unravel_index(pixel, spatial))
+            raise _fail(display, f"'{key}' contains {what} ({_number(arr.reshape(-1)[flat])} at sample {sample}, "
+                        f"pixel {position}), expected class indices 0, 1, 2, ...")  # fmt: skip
+    dtype = np.uint8 if high < 2**8 else np.uint16 if high < 2**16 else np.int32
+    return np.ascontiguousarray(arr, dtype=dtype)
 
 
 def _target_count(shape: tuple[int, ...]) -> str:

@@ -302,8 +302,8 @@ def random_genome(rng: random.Random, space: SearchSpace, spec: InputSpec) -> Ge
             spatial = tuple(-(-n // block.stride) for n in spatial)
         features.append(block)
     segmentation = spec.task == "segmentation"
-    reduce = None if segmentation else random_reduce(rng, space)
-    genome = Genome(tuple(features), (), random_train_params(rng, space), reduce)
+    train = random_train_params(rng, space)  # (then the reduction: the order of draws a seed has always given)
+    genome = Genome(tuple(features), (), train, None if segmentation else random_reduce(rng, space))
     skips = False
     if "skip" in space.block_types:
         for _ in range(space.max_skips):

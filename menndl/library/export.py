@@ -195,6 +195,7 @@ def python_source(lib: Library, eval_id: int, genome_dict: dict[str, Any], model
 GENOME = {pprint.pformat(genome_dict, width=100)}
 INPUT_SHAPE = {tuple(spec.shape)!r}
 NUM_CLASSES = {spec.num_classes}
+TASK = {spec.task!r}
 INPUT_STATS = {input_stats(lib)!r}  # the search's per-channel standardisation (None: inputs taken as they are)
 _WEIGHTS_B64 = (
 {chr(10).join(f'    "{line}"' for line in lines)}
@@ -208,7 +209,7 @@ def build(load_weights: bool = True):
 
     import torch as _torch
 
-    model = build_model_from_dict(GENOME, INPUT_SHAPE, NUM_CLASSES)
+    model = build_model_from_dict(GENOME, INPUT_SHAPE, NUM_CLASSES, TASK)
     if load_weights:
         state = _torch.load(_io.BytesIO(_b64.b64decode("".join(_WEIGHTS_B64))), weights_only=True)
         model.load_state_dict(state)

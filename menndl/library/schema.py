@@ -77,6 +77,8 @@ EVALUATION_FIELDS: tuple[tuple[str, str], ...] = (
     ("inference_runtime", "str"),
     ("r2", "float"),
     ("mse", "float"),
+    ("miou", "float"),
+    ("pixel_accuracy", "float"),
 )
 """``(name, kind)`` of every per-evaluation field, in on-disk creation order."""
 
@@ -92,6 +94,8 @@ LATER_FIELDS: frozenset[str] = frozenset(
         "inference_runtime",
         "r2",
         "mse",
+        "miou",
+        "pixel_accuracy",
     }
 )
 """Fields added after the first layout: a library written before them lacks their datasets, which read as
@@ -115,7 +119,8 @@ FIELD_DESCRIPTIONS: dict[str, str] = {
     "status": "outcome: ok, failed, nan, oom, timeout, stopped-early, over-limit, lost, or another status word",
     "error": "traceback or error text when the evaluation did not succeed",
     "accuracy": "validation accuracy (fraction in [0, 1]; classification)",
-    "loss": "validation loss (the training loss: cross entropy; MSE or Huber of standardised targets)",
+    "loss": "validation loss (the training loss: cross entropy; MSE or Huber of standardised targets; per-pixel "
+    "cross entropy, plus Dice)",
     "params": "number of trainable parameters",
     "flops": "forward-pass floating point operations for one sample",
     "train_seconds": "wall-clock training time in seconds",
@@ -133,7 +138,7 @@ FIELD_DESCRIPTIONS: dict[str, str] = {
     "precision": "numerics the candidate trained in: bf16, fp16 or fp32",
     "local_rank": "the worker's node-local index, which chose its GPU",
     "checkpoints": "JSON list of [budget fraction, validation score] at early-stopping checkpoints (the score: "
-    "accuracy, or r2 for regression)",
+    "accuracy, r2 for regression, miou for segmentation)",
     "latency": "inference seconds per sample at batch 1 (median of timed runs after a warm-up, worker's device)",
     "batch_latency": "inference seconds per sample at the job's measure.batch_size",
     "memory": "peak device memory of inference at measure.batch_size, bytes",
@@ -144,6 +149,8 @@ FIELD_DESCRIPTIONS: dict[str, str] = {
     "inference_runtime": "what ran inference for latency and energy: torch or onnxruntime",
     "r2": "validation coefficient of determination R², averaged over the targets (regression)",
     "mse": "validation mean squared error over samples and targets, in the targets' units (regression)",
+    "miou": "validation mean intersection over union of the classes present (segmentation)",
+    "pixel_accuracy": "validation fraction of pixels labelled right, ignored pixels left out (segmentation)",
 }
 """One-line human description of every field (also stored as a dataset attribute)."""
 

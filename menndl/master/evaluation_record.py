@@ -12,7 +12,7 @@ WORKER_FIELDS = ("accuracy", "loss", "params", "flops", "train_seconds", "epochs
 WORKER_METRICS = (  # result keys stored as they come (see menndl.protocol and the library schema)
     "samples_per_second", "peak_memory_bytes", "latency_seconds", "train_loss", "precision", "local_rank",
     "checkpoints", "latency", "batch_latency", "memory", "train_memory", "energy", "train_energy",
-    "inference_precision", "inference_runtime", "r2", "mse",
+    "inference_precision", "inference_runtime", "r2", "mse", "miou", "pixel_accuracy",
 )  # fmt: skip
 
 

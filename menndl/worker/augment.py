@@ -59,6 +59,28 @@ class Augmenter:
             x = x + torch.randn(x.shape, device=x.device, dtype=x.dtype) * self.config.noise_std
         return x
 
+    def pair(self, x: torch.Tensor, masks: torch.Tensor, fill: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+        """An augmented copy of a batch and its segmentation masks ``(N, *spatial)``: each sample's flips and
+        crop move its mask with it (pixels a crop brings in are labelled ``fill``); noise touches ``x`` only.
+
+        Returns ``(x, masks)`` unchanged when inactive.
+        """
+        if not self.active:
+            return x, masks
+        geometric = bool(self._flip_dims or self.config.crop_padding)
+        if geometric:  # the mask as one more channel, shifted so that a crop's zero padding reads `fill`
+            both = torch.cat([x.float(), (masks.to(torch.float32) - fill).unsqueeze(1)], dim=1)
+            for dim in self._flip_dims:
+                both = self._flip(both, dim)
+            if self.config.crop_padding:
+                both = self._crop(both, self.config.crop_padding)
+            x, masks = both[:, :-1], (both[:, -1].round() + fill).to(masks.dtype)
+        if self.config.noise_std:
+            if not x.is_floating_point():
+                x = x.float()
+            x = x + torch.randn(x.shape, device=x.device, dtype=x.dtype) * self.config.noise_std
+        return x, masks
+
     @staticmethod
     def _flip(x: torch.Tensor, dim: int) -> torch.Tensor:
         """Each sample flipped along ``dim`` with probability 0.5."""

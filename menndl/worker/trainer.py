@@ -33,6 +33,7 @@ from menndl.genome import Genome, InputSpec, TrainParams, count_flops, learning_
 from menndl.genome.decode import build_model
 from menndl.job import AugmentConfig, TrainingConfig
 from menndl.protocol import task_genome
+from menndl.tasks import class_weights_for
 from menndl.worker.augment import Augmenter
 from menndl.worker.evaluator import Evaluator
 from menndl.worker.faults import CandidateTimeout, NonFiniteLoss, hard_deadline, status_of
@@ -142,7 +143,11 @@ class Trainer(Evaluator):
         self.precision = choose_precision(training.precision, device)
         self.spec = InputSpec(shape=tuple(data.input_shape), num_classes=data.outputs, task=data.task)
         mean, std = data.target_stats()
-        self.targets: Targets = targets_for(data.task, device, mean=mean, std=std, loss=training.loss)
+        segmentation = data.task == "segmentation"
+        weights = class_weights_for(training.class_weights, data.class_pixels()) if segmentation else None
+        self.targets: Targets = targets_for(data.task, device, mean=mean, std=std, loss=training.loss,
+                                            num_classes=data.num_classes, ignore_index=data.ignore_label,
+                                            class_weights=weights)  # fmt: skip
         stats = scan_dataset(data).stats if stats is None else stats
         shape = (1, -1, *([1] * (len(data.input_shape) - 1)))
         self.mean = torch.tensor(stats.mean, dtype=torch.float32).reshape(shape).to(device)
@@ -432,6 +437,7 @@ class Trainer(Evaluator):
         checking = 0.0  # seconds spent validating at checkpoints
         step = 0
         amp = autocast_context(self.device, self.precision)  # one context, entered once per step
+        segmentation = self.spec.task == "segmentation"
         model.train()
         for epoch in range(epochs):
             total = torch.zeros((), device=self.device)
@@ -441,7 +447,10 @@ class Trainer(Evaluator):
             with contextlib.closing(data.epoch(windows, batch)) as batches:
                 for first, (xb, yb) in zip(range(0, n - 1, batch), batches):
                     size = xb.shape[0]  # >= 2: batch >= 2 and first <= n - 2 (batch norm needs two samples)
-                    xb = self.augment(self.standardise(xb))
+                    if segmentation:  # flips and crops move the masks with the pixels
+                        xb, yb = self.augment.pair(self.standardise(xb), yb, self.dataset.ignore_label or 0)
+                    else:
+                        xb = self.augment(self.standardise(xb))
                     if channels_last:
                         xb = xb.contiguous(memory_format=torch.channels_last)
                     yb = targets.prepare(yb)
@@ -520,8 +529,8 @@ class Trainer(Evaluator):
 
         Returns:
             ``(metrics, loss, seconds per sample)``: metrics by objective name (``accuracy``; ``r2`` and
-            ``mse`` for regression) and the loss of the task's training loss; NaNs when the held-out split
-            is empty.
+            ``mse`` for regression; ``miou`` and ``pixel_accuracy`` for segmentation) and the loss of the
+            task's training loss; NaNs when the held-out split is empty.
         """
         model.eval()
         held = self.data.n_held

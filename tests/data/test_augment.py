@@ -138,3 +138,23 @@ def test_the_check_imports_no_torch() -> None:
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, check=True,
                          timeout=60)  # fmt: skip
     assert out.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize("spatial", [(12,), (6, 7), (4, 5, 6)])
+def test_masks_move_with_their_pixels(spatial: tuple[int, ...]) -> None:
+    """A mask that is a function of its pixel's value stays that function after flips and crops; a crop's
+    new border is labelled ``fill``; noise leaves the masks alone."""
+    rank = len(spatial)
+    torch.manual_seed(4)
+    augment = Augmenter(AugmentConfig(flip_axes=tuple(range(1, rank + 1)), crop_padding=2, noise_std=0.0), rank)
+    x = batch(64, spatial, channels=1)
+    masks = (x[:, 0].long() % 5).to(torch.uint8)
+    out, moved = augment.pair(x, masks, fill=255)
+    assert moved.dtype == torch.uint8 and moved.shape == masks.shape and out.shape == x.shape
+    inside = out[:, 0] != 0  # pixels the crop kept (every input value is positive)
+    assert torch.equal(moved[inside], (out[:, 0][inside].long() % 5).to(torch.uint8))
+    assert bool((moved[~inside] == 255).all()) and bool((~inside).any())
+    assert not torch.equal(moved, masks)  # something moved
+    noisy = Augmenter(AugmentConfig(noise_std=1.0), rank)
+    out, same = noisy.pair(x, masks)
+    assert same is masks and not torch.equal(out, x)

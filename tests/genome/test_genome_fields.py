@@ -32,7 +32,6 @@ from menndl.genome import (
     TrainParams,
     resolve_space,
 )
-from menndl.genome.genome import UpBlock
 from menndl.genome.encoding import _add, _Builder
 from menndl.genome.fields import (
     CONV_BATCH_NORM,
@@ -53,7 +52,7 @@ from menndl.genome.fields import (
     fields_of,
     space_keys,
 )
-from menndl.genome.genome import _RULES, _Bad, declared_rows, field_rows
+from menndl.genome.genome import _RULES, UpBlock, _Bad, declared_rows, field_rows
 from menndl.genome.operators import changed_value
 from menndl.genome.repair import clamp
 from menndl.genome.sampling import random_value

@@ -50,12 +50,14 @@ def _epoch(placement: Placement, seed: int, epoch: int, batch: int) -> Iterator[
     return placement.epoch(placement.order.windows(seeded_permute(seed, epoch)), batch)
 
 
-def _h5(path: Path, dtype: str, layout: str, targets: int = 0) -> Path:
-    """An HDF5 dataset file: ``contiguous``, ``chunked`` or ``gzip`` (chunked, compressed); class labels, or
-    ``targets`` float regression targets per sample."""
+def _h5(path: Path, dtype: str, layout: str, targets: int = 0, masks: bool = False) -> Path:
+    """An HDF5 dataset file: ``contiguous``, ``chunked`` or ``gzip`` (chunked, compressed); class labels,
+    ``targets`` float regression targets per sample, or segmentation ``masks``."""
     rng = np.random.default_rng(7)
     x = rng.integers(0, 256, (N, *SHAPE)).astype(dtype) if dtype == "uint8" else rng.standard_normal((N, *SHAPE))
     y = np.arange(N) % CLASSES if not targets else rng.standard_normal((N, targets)).astype(np.float32)
+    if masks:
+        y = rng.integers(0, CLASSES, (N, *SHAPE[1:])).astype(np.int64)
     options: dict[str, object] = {}
     if layout != "contiguous":
         options["chunks"] = (20, *SHAPE)
@@ -92,7 +94,8 @@ def _open_all(ds: Dataset, order: EpochOrder, cache_bytes: int) -> dict[str, Pla
 
 @pytest.mark.parametrize(
     "source",
-    ["digits", "uint8-gzip", "uint8-contiguous", "float32-chunked", "float32-contiguous", "regression-chunked"],
+    ["digits", "uint8-gzip", "uint8-contiguous", "float32-chunked", "float32-contiguous", "regression-chunked",
+     "segmentation-chunked"],
 )
 def test_the_three_placements_give_identical_batches(tmp_path: Path, source: str) -> None:
     if source == "digits":
@@ -100,6 +103,9 @@ def test_the_three_placements_give_identical_batches(tmp_path: Path, source: str
     elif source.startswith("regression"):  # (N, 3) float32 targets travel with their samples
         ds = load_dataset(str(_h5(tmp_path / "data.h5", "float32", "chunked", targets=3)))
         assert ds.task == "regression"
+    elif source.startswith("segmentation"):  # (N, *spatial) masks, kept as uint8, travel with their samples
+        ds = load_dataset(str(_h5(tmp_path / "data.h5", "float32", "chunked", masks=True)))
+        assert ds.task == "segmentation" and ds.train.y.dtype == np.uint8
     else:
         dtype, layout = source.split("-")
         ds = load_dataset(str(_h5(tmp_path / "data.h5", dtype, layout)))

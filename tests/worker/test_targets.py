@@ -78,3 +78,17 @@ def test_task_tables() -> None:
         loss_for("classification", "huber")
     with pytest.raises(ValueError, match="regression"):
         targets_for("regression", CPU, mean=[0.0], std=[1.0], loss="cross_entropy")
+
+
+def test_class_weights_for_balanced_matches_scikit_learn_and_lists_are_checked() -> None:
+    from sklearn.utils.class_weight import compute_class_weight
+
+    from menndl.tasks import class_weights_for
+
+    labels = np.repeat(np.arange(4), [700, 200, 80, 20])
+    expected = compute_class_weight("balanced", classes=np.arange(4), y=labels)
+    assert class_weights_for("balanced", np.bincount(labels).tolist()) == pytest.approx(expected)
+    assert class_weights_for("balanced", [10, 0, 30]) == pytest.approx((40 / 30, 1.0, 40 / 90))  # absent class: 1
+    assert class_weights_for((), [1, 2]) is None and class_weights_for((1, 2.5), [1, 2]) == (1.0, 2.5)
+    with pytest.raises(ValueError, match="has 2 weights but the masks have 3 classes"):
+        class_weights_for((1.0, 2.0), [1, 2, 3])
