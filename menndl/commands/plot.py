@@ -22,6 +22,8 @@ LABELS: dict[str, str] = {
     "accuracy": "validation accuracy",
     "r2": "validation R²",
     "mse": "validation MSE",
+    "miou": "validation mIoU",
+    "pixel_accuracy": "validation pixel accuracy",
     "params": "parameters",
     "flops": "FLOPs per sample",
     "train_seconds": "training seconds",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from menndl.genome.genome import ConvBlock, DenseBlock, Genome, PoolBlock, SkipBlock
+from menndl.genome.genome import ConvBlock, DenseBlock, Genome, PoolBlock, SkipBlock, UpBlock
 from menndl.genome.shapes import Layer, walk
 from menndl.genome.space import InputSpec
 
@@ -23,7 +23,7 @@ def describe_layer(layer: Layer, rank: int) -> str:
     """
     block = layer.block
     if layer.part == "classifier":
-        return "linear (classifier)"
+        return "conv 1x1 (classifier, per pixel)" if len(layer.shape) > 1 else "linear (classifier)"
     if layer.part == "reduce":
         return "flatten" if block is None else f"global {block.kind} pool"
     if isinstance(block, ConvBlock):
@@ -50,6 +50,16 @@ def describe_layer(layer: Layer, rank: int) -> str:
         elif layer.projection == "pool":
             text += " (avg pool)"
         return text + ("" if block.activation == "none" else f", {block.activation}")
+    if isinstance(block, UpBlock):
+        how = "transposed conv" if block.mode == "transpose" else "linear resize"
+        join = {"concat": f"concat #{layer.source}'s input", "add": f"+ #{layer.source}'s input",
+                "none": "no skip"}[block.merge]  # fmt: skip
+        if layer.projection == "conv":
+            join += " (1x1 conv projection)"
+        convs = f"{block.convs} x conv {_axes(block.kernel, rank)}, {block.filters} filters"
+        extras = [part for part in ("batch norm" if block.batch_norm else "",
+                                    block.activation if block.activation != "none" else "") if part]  # fmt: skip
+        return ", ".join([f"up: {how}", join, convs, *extras])
     assert isinstance(block, DenseBlock)
     text = f"linear, {block.activation}" if block.activation != "none" else "linear"
     return text + (f", dropout {block.dropout:g}" if block.dropout > 0 else "")

@@ -111,3 +111,10 @@ def test_axes_and_log_scale() -> None:
     assert not use_log("params", np.array([100.0, 900.0]))  # spans less than 10x
     assert not use_log("accuracy", np.array([0.01, 0.99]))
     assert not use_log("flops", np.array([0.0, 1e6]))  # not all positive
+
+
+def test_every_objective_has_an_axis_label() -> None:
+    from menndl.commands.plot import LABELS
+    from menndl.objectives import DIRECTIONS
+
+    assert set(DIRECTIONS) <= set(LABELS), set(DIRECTIONS) - set(LABELS)

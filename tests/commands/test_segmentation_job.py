@@ -169,6 +169,10 @@ def test_a_segmentation_search_trains_ranks_retrains_exports_and_simulates(tmp_p
     rows = json.loads(top.stdout)
     assert [r["miou"] for r in rows] == sorted((r["miou"] for r in rows), reverse=True)
     best = rows[0]["id"]
+    shown = run_menndl(["library", str(library), "show", str(best)], timeout=60)
+    assert shown.returncode == 0 and "conv 1x1 (classifier, per pixel)" in shown.stdout, shown.stderr
+    plotted = run_menndl(["plot", str(library), "-o", str(tmp_path / "plots")], timeout=120)
+    assert plotted.returncode == 0 and (tmp_path / "plots" / "pareto.png").stat().st_size > 0, plotted.stderr
     trained = run_menndl(["train", str(library), str(best), "--epochs", "1", "--json", "-o", str(tmp_path / "w.pt")],
                          timeout=120)  # fmt: skip
     assert trained.returncode == 0, trained.stderr
@@ -195,3 +199,20 @@ def test_the_example_job_checks(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["check", str(job)]) == 0
     out = capsys.readouterr().out
     assert "segmentation into 4 classes" in out and "objectives miou, params" in out and "up" in out
+
+
+@pytest.mark.parametrize("strategy", ["random", "optuna"])
+def test_the_baseline_strategies_search_decoders_too(tmp_path: Path, strategy: str) -> None:
+    """Random search and Optuna (over the fixed-length encoding, decoder slots included) breed segmentation
+    networks: simulated evaluations, a real library."""
+    if strategy == "optuna":
+        pytest.importorskip("optuna")
+    job = write_job(tmp_path, search=f'strategy = "{strategy}"')
+    library = tmp_path / "sim.h5"
+    out = run_menndl(["simulate", str(job), "--workers", "4", "--evaluations", "60", "--eval-time", "fixed:1",
+                      "--library", str(library)], timeout=180)  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    with h5py.File(library, "r") as handle:
+        genomes = [json.loads(g) for g in handle["evaluations/genome"].asstr()[()]]
+    assert len(genomes) == 60 and all(g["head"] == [] and g["reduce"] is None for g in genomes)
+    assert sum(bool(g.get("decoder")) for g in genomes) >= 10

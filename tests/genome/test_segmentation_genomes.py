@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 from collections import Counter
 from typing import Any
 
@@ -251,3 +252,17 @@ def test_classification_draws_are_what_a_seed_always_gave() -> None:
         a, b = rng.choice(genomes), rng.choice(genomes)
         genomes.append(crossover(a, b, rng, space, spec) if rng.random() < 0.3 else mutate(a, rng, space, spec)[0])
     assert hashlib.sha256("".join(g.hash for g in genomes).encode()).hexdigest()[:16] == "cc54a85e1a0ef90a"
+
+
+def test_the_layer_table_describes_up_blocks_and_the_per_pixel_classifier() -> None:
+    from menndl.genome.layer_table import format_layer_table
+
+    add = UpBlock(6, 3, "transpose", "add", 1, "none", False)
+    genome = Genome((CONV, POOL, CONV, POOL, CONV), (), TRAIN, None, (UP, add))
+    table = format_layer_table(genome, SEGMENT)
+    assert re.search(r"^ +up: transposed conv, concat #3's input, 2 x conv 3x3, 8 filters, batch norm, relu +"
+                     r"\(8, 8, 7\) +2,024$", table, re.M), table
+    assert re.search(r"^ +up: transposed conv, \+ #1's input \(1x1 conv projection\), 1 x conv 3x3, 6 filters +"
+                     r"\(6, 17, 15\) +[\d,]+$", table, re.M), table
+    assert "conv 1x1 (classifier, per pixel)" in table
+    assert f"total: {count_params(genome, SEGMENT):,} parameters" in table
