@@ -162,6 +162,35 @@ def _h5_dataset(handle: h5py.File, key: str, path: Path, display: str) -> h5py.D
     return obj
 
 
+#: Labels may take at most this share of the memory free when they are read (they are read whole).
+LABEL_MEMORY_SHARE = 0.25
+
+
+def free_memory() -> int:
+    """Bytes of memory this machine has available now (psutil's ``available``)."""
+    import psutil
+
+    return int(psutil.virtual_memory().available)
+
+
+def _check_label_bytes(nbytes: int, key: str, display: str) -> None:
+    """Refuse, in one line, labels too large to read whole (segmentation masks are not streamed yet)."""
+    free = free_memory()
+    if nbytes > LABEL_MEMORY_SHARE * free:
+        raise _fail(display, f"'{key}' holds {_size(nbytes)} of labels, more than a quarter of the "
+                    f"{_size(free)} of memory free here; labels (segmentation masks too, unlike the "
+                    "samples) are read whole into every process: store masks as uint8, or use fewer or "
+                    "smaller samples")  # fmt: skip
+
+
+def _size(count: int) -> str:
+    """``1.5 GiB``, ``97.7 KiB`` and the like, for messages."""
+    for unit, size in (("TiB", 2**40), ("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if count >= size:
+            return f"{count / size:.1f} {unit}"
+    return f"{count} B"
+
+
 def _h5_labels(dataset: h5py.Dataset, key: str, display: str) -> np.ndarray:
     """Read a labels dataset whole (class labels and targets are small; masks are kept compact)."""
     if not 1 <= dataset.ndim <= 4:
@@ -170,6 +199,7 @@ def _h5_labels(dataset: h5py.Dataset, key: str, display: str) -> np.ndarray:
             f"'{key}' has shape {dataset.shape}, expected class labels (samples,), regression targets "
             "(samples,) or (samples, targets), or segmentation masks (samples, *spatial)",
         )
+    _check_label_bytes(int(dataset.size) * dataset.dtype.itemsize, key, display)
     try:
         return np.asarray(dataset[()])
     except Exception as exc:
@@ -192,6 +222,7 @@ def _open_npy(
         label_path = folder / f"{y_key}.npy"
         if label_path.exists():
             mapped = NpyArray(label_path, _beside(display, y_key))
+            _check_label_bytes(int(mapped.array.nbytes), y_key, _beside(display, y_key))
             labels[y_key] = np.array(mapped.array)  # read whole (labels are small); the map is closed
             mapped.close()
     return samples, labels, found

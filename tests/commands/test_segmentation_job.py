@@ -216,3 +216,16 @@ def test_the_baseline_strategies_search_decoders_too(tmp_path: Path, strategy: s
         genomes = [json.loads(g) for g in handle["evaluations/genome"].asstr()[()]]
     assert len(genomes) == 60 and all(g["head"] == [] and g["reduce"] is None for g in genomes)
     assert sum(bool(g.get("decoder")) for g in genomes) >= 10
+
+
+def test_masks_too_large_to_read_whole_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    """Masks are read whole into every process (unlike the samples): more than a quarter of the free memory is
+    refused before anything is read (here the machine is made to report 100 KB free)."""
+    import menndl.data.files as files
+
+    monkeypatch.setattr(files, "free_memory", lambda: 100_000)
+    y = np.random.default_rng(0).integers(0, 3, size=(400, 12, 10)).astype(np.int64)  # 384 KB
+    line = refused(capsys, write_job(tmp_path, masks_file(tmp_path, y=y, x_shape=(400, 1, 12, 10))))
+    assert "'y' holds 375.0 KiB of labels, more than a quarter of the 97.7 KiB of memory free here" in line
+    assert "segmentation masks too" in line
