@@ -229,3 +229,35 @@ def test_masks_too_large_to_read_whole_are_one_line(tmp_path: Path, capsys: pyte
     line = refused(capsys, write_job(tmp_path, masks_file(tmp_path, y=y, x_shape=(400, 1, 12, 10))))
     assert "'y' holds 375.0 KiB of labels, more than a quarter of the 97.7 KiB of memory free here" in line
     assert "segmentation masks too" in line
+
+
+@pytest.mark.parametrize("spatial", [(24,), (6, 8, 7)])
+def test_signals_and_volumes_are_segmented_too(tmp_path: Path, spatial: tuple[int, ...]) -> None:
+    """A 1-D signal and a 3-D volume file (odd sizes): the search trains, early-stops by mIoU, and the best
+    network exports to torch.export with logits of the input's size."""
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(48, 1, *spatial)).astype(np.float32)
+    y = (x[:, 0] > 0.3).astype(np.uint8) + (x[:, 0] > 1.2)  # three classes, learnable from each voxel
+    with h5py.File(tmp_path / "volumes.h5", "w") as handle:
+        handle["x"], handle["y"] = x, y
+    job = write_job(tmp_path, "volumes.h5", evaluations=3,
+                    training="early_stopping = true\nearly_stopping_min_results = 1")  # fmt: skip
+    job.write_text(job.read_text().replace("epochs = 1", "epochs = 4"))  # checkpoints at 1/4 and 1/2
+    library = tmp_path / "lib.h5"
+    out = run_menndl(["run", str(job), "--library", str(library), "--workers", "1"], timeout=240, cwd=tmp_path)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "segmentation into 3 classes" in out.stderr
+    with h5py.File(library, "r") as handle:
+        status = handle["evaluations/status"].asstr()[()]
+        miou = handle["evaluations/miou"][()]
+        checkpoints = handle["evaluations/checkpoints"].asstr()[()]
+    assert set(status) <= {"ok", "stopped-early"} and np.isfinite(miou).all()
+    assert any(json.loads(c) for c in checkpoints if c)  # mIoU read at the early-stopping checkpoints
+    best = json.loads(run_menndl(["library", str(library), "top", "--json"], timeout=60).stdout)[0]["id"]
+    exported = run_menndl(["export", str(library), str(best), "--format", "pt2", "-o", str(tmp_path / "m.pt2")],
+                          timeout=180)  # fmt: skip
+    assert exported.returncode == 0, exported.stderr
+    import torch
+
+    program = torch.export.load(str(tmp_path / "m.pt2"))
+    assert tuple(program.module()(torch.from_numpy(x[:2])).shape) == (2, 3, *spatial)
