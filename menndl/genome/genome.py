@@ -606,10 +606,13 @@ class Genome:
     def __post_init__(self) -> None:
         object.__setattr__(self, "features", tuple(self.features))
         object.__setattr__(self, "head", tuple(self.head))
-        object.__setattr__(self, "decoder", tuple(self.decoder))
-        for i, up in enumerate(self.decoder):
-            if type(up) is not UpBlock:
-                raise ValueError(f"Genome.decoder[{i}]: expected UpBlock, got {up!r}")
+        if self.decoder:
+            object.__setattr__(self, "decoder", tuple(self.decoder))
+            for i, up in enumerate(self.decoder):
+                if type(up) is not UpBlock:
+                    raise ValueError(f"Genome.decoder[{i}]: expected UpBlock, got {up!r}")
+        elif type(self.decoder) is not tuple:
+            object.__setattr__(self, "decoder", ())
         for i, block in enumerate(self.features):
             if type(block) not in (ConvBlock, PoolBlock, SkipBlock):
                 raise ValueError(f"Genome.features[{i}]: expected ConvBlock, PoolBlock or SkipBlock, got {block!r}")

@@ -96,11 +96,11 @@ def add_block(genome: Genome, rng: random.Random, space: SearchSpace, spec: Inpu
     if part == "head":
         pos = rng.randint(0, len(genome.head))
         head = genome.head[:pos] + (random_dense_block(rng, space),) + genome.head[pos:]
-        return known_valid(replace(genome, head=head), space, spec)
+        return known_valid(Genome(genome.features, head, genome.train, genome.reduce, genome.decoder), space, spec)
     if part == "decoder":  # inside the space, and one per downsampling at most: still valid
         pos = rng.randint(0, len(genome.decoder))
         decoder = genome.decoder[:pos] + (random_up_block(rng, space),) + genome.decoder[pos:]
-        return known_valid(replace(genome, decoder=decoder), space, spec)
+        return known_valid(Genome(genome.features, genome.head, genome.train, genome.reduce, decoder), space, spec)
     pos = rng.randint(0, len(genome.features))
     if "pool" in space.block_types and rng.random() < POOL_PROBABILITY:
         pool = PoolBlock(**random_fields(rng, PoolBlock, space))  # any size: repair drops one that does not fit
@@ -135,9 +135,11 @@ def remove_block(genome: Genome, rng: random.Random, space: SearchSpace, spec: I
         return genome
     part, pos = rng.choice(slots)
     if part == "head":  # the features are untouched: still valid
-        return known_valid(replace(genome, head=genome.head[:pos] + genome.head[pos + 1 :]), space, spec)
+        head = genome.head[:pos] + genome.head[pos + 1 :]
+        return known_valid(Genome(genome.features, head, genome.train, genome.reduce, genome.decoder), space, spec)
     if part == "decoder":  # later up blocks pair with shallower downsamplings: sizes still match
-        return known_valid(replace(genome, decoder=genome.decoder[:pos] + genome.decoder[pos + 1 :]), space, spec)
+        decoder = genome.decoder[:pos] + genome.decoder[pos + 1 :]
+        return known_valid(Genome(genome.features, genome.head, genome.train, genome.reduce, decoder), space, spec)
     return repair(remove_feature(genome, pos), space, spec)
 
 
@@ -296,8 +298,15 @@ def alter_block(genome: Genome, rng: random.Random, space: SearchSpace, spec: In
         altered = _altered(blocks[i], rng, space, i)
         if altered is not None:
             new, field = altered
-            changes: dict[str, Any] = {part: blocks[:i] + (new,) + blocks[i + 1 :]}
-            child = replace(genome, **changes)
+            changed = blocks[:i] + (new,) + blocks[i + 1 :]
+            features, head, decoder = genome.features, genome.head, genome.decoder
+            if part == "features":
+                features = changed
+            elif part == "head":
+                head = changed
+            else:
+                decoder = changed
+            child = Genome(features, head, genome.train, genome.reduce, decoder)
             if not field.shaping:  # a value inside the space, no shape moves: still valid
                 return known_valid(child, space, spec)  # (what repair would return, without walking it)
             return repair(child, space, spec)
@@ -329,7 +338,8 @@ def alter_training(genome: Genome, rng: random.Random, space: SearchSpace, spec:
     for field in rows:
         value = changed_value(field, getattr(genome.train, field.name), rng, space)
         if value is not None:  # drawn inside the space; no shape depends on training
-            return known_valid(replace(genome, train=replace(genome.train, **{field.name: value})), space, spec)
+            train = replace(genome.train, **{field.name: value})
+            return known_valid(Genome(genome.features, genome.head, train, genome.reduce, genome.decoder), space, spec)
     return genome
 
 

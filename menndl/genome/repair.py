@@ -52,7 +52,7 @@ def insert_feature(genome: Genome, position: int, block: FeatureBlock) -> Genome
         if type(old) is SkipBlock and j - 1 - old.span < position:
             old = SkipBlock(old.span + 1, old.activation)
         features.append(old)
-    return replace(genome, features=tuple(features))
+    return Genome(tuple(features), genome.head, genome.train, genome.reduce, genome.decoder)
 
 
 def remove_feature(genome: Genome, position: int) -> Genome:
@@ -79,7 +79,7 @@ def remove_feature(genome: Genome, position: int) -> Genome:
             else:
                 old = SkipBlock(old.span - 1, old.activation)
         features.append(old)
-    child = replace(genome, features=tuple(features))
+    child = Genome(tuple(features), genome.head, genome.train, genome.reduce, genome.decoder)
     return remove_feature(child, degenerate) if degenerate >= 0 else child
 
 

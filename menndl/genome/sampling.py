@@ -321,6 +321,6 @@ def random_genome(rng: random.Random, space: SearchSpace, spec: InputSpec) -> Ge
         genome = replace(genome, decoder=random_decoder(rng, space, downsamplings(genome.features)))
     elif "dense" in space.block_types:
         head = tuple(random_dense_block(rng, space) for _ in range(rng.randint(0, space.max_head)))
-        genome = replace(genome, head=head)
+        genome = Genome(genome.features, head, genome.train, genome.reduce)
     # Every value is drawn inside the space and every pool fits where it goes: only a skip may not map.
     return repair(genome, space, spec) if skips else known_valid(genome, space, spec)
