@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -27,29 +26,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from front_retrain import front_choices, retrain  # noqa: E402
 from segmentation_baseline import baseline_unet, train_baseline  # noqa: E402
-
-
-def front_choices(library: str, size_limit: float) -> dict[str, dict[str, Any]]:
-    """The front's best member within ``size_limit`` parameters (``similar``) and its best overall (``best``)."""
-    from menndl.library import Library
-    from menndl.library.query import pareto_front
-
-    with Library.open(library) as lib:
-        rows = lib.rows(pareto_front(lib, ["miou", "params"]).tolist())
-    similar = [row for row in rows if row["params"] <= size_limit]
-    choices = {"best": max(rows, key=lambda row: row["miou"])}
-    if similar:
-        choices["similar"] = max(similar, key=lambda row: row["miou"])
-    return choices
-
-
-def retrain(library: str, eval_id: int, epochs: int, seed: int, output: Path) -> dict[str, Any]:
-    """``menndl train LIB ID --epochs E --seed S --json``: its result."""
-    command = ["menndl", "train", library, str(eval_id), "--epochs", str(epochs), "--seed", str(seed), "--json",
-               "-o", str(output)]  # fmt: skip
-    done = subprocess.run(command, capture_output=True, text=True, check=True)
-    return dict(json.loads(done.stdout.strip().splitlines()[-1]))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -71,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     x, x_test = raw.x.take(np.arange(len(raw.x))), raw.x_test.take(np.arange(len(raw.x_test)))
     classes = int(max(raw.y.max(), raw.y_test.max())) + 1
     baseline_params = sum(p.numel() for p in baseline_unet(x.shape[1], classes, args.width).parameters())
-    choices = front_choices(args.library, args.size_factor * baseline_params)
+    choices = front_choices(args.library, "miou", args.size_factor * baseline_params)
     out: dict[str, Any] = {"epochs": args.epochs, "seeds": args.seeds}
     runs = [train_baseline(x, raw.y, x_test, raw.y_test, classes=classes, epochs=args.epochs, seed=seed,
                            threads=args.threads, width=args.width) for seed in args.seeds]  # fmt: skip

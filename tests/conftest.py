@@ -58,6 +58,21 @@ def run_menndl(args: list[str], *, timeout: float, cwd: Path | None = None, laun
     )
 
 
+def refused(capsys: pytest.CaptureFixture[str], job: Path, command: str = "check") -> str:
+    """``menndl check JOB`` (or run) in this process: exit 2, one ``menndl: error:`` line, no output, nothing
+    written (no library beside the job), so no worker started; returns the line."""
+    from menndl.cli import main
+
+    status = main([command, str(job), *(["--library", str(job.with_suffix(".h5"))] if command == "run" else [])])
+    captured = capsys.readouterr()
+    assert status == 2, captured.out + captured.err
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("menndl: error: ") and "Traceback" not in captured.err, captured.err
+    assert captured.out == ""
+    assert not job.with_suffix(".h5").exists()
+    return lines[0]
+
+
 @pytest.fixture
 def tiny_job(tmp_path: Path) -> Path:
     """A job small enough for tests: 6 evaluations of 2 epochs on the digits."""

@@ -42,6 +42,14 @@ class DataUnavailable(UserError):
     exit_status = 1
 
 
+def human_bytes(count: int) -> str:
+    """``1.5 GiB``, ``97.7 KiB`` and the like, for messages and summaries."""
+    for unit, size in (("TiB", 2**40), ("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if count >= size:
+            return f"{count / size:.1f} {unit}"
+    return f"{count} B"
+
+
 def one_line(exc: BaseException) -> str:
     """The text of an exception on one line (its type name when it has none)."""
     text = " ".join(str(exc).split())

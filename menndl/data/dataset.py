@@ -19,9 +19,9 @@ from typing import Any
 
 import numpy as np
 
-from menndl.data.arrays import SampleArray
+from menndl.data.arrays import SampleArray, human_bytes
 from menndl.data.builtin import BUILTIN_DATASETS
-from menndl.data.files import FILE_SUFFIXES, open_dataset_file
+from menndl.data.files import FILE_SUFFIXES, mask_pixel, open_dataset_file
 from menndl.data.keys import DataKeys
 from menndl.data.splits import RawSplits, Split, carve_splits
 from menndl.errors import UserError
@@ -144,7 +144,7 @@ class Dataset:
             E.g. ``"digits: 1150 train / 288 val / 359 test, input (1, 8, 8), 10 classes"``.
         """
         x = self.train.x
-        size = _human_bytes(sum(len(a) * a.row_bytes for a in self.raw.arrays()))
+        size = human_bytes(sum(len(a) * a.row_bytes for a in self.raw.arrays()))
         return (
             f"{self.name}: {len(self.train)} train / {len(self.val)} val / {len(self.test)} test, "
             f"input {self.input_shape} {x.dtype}, {self._labels_summary()}, {size}"
@@ -305,8 +305,7 @@ def _mask_classes(raw: RawSplits, keys: DataKeys, display: str, num_classes: int
         top = int(counted.max())
         if num_classes and top >= num_classes:
             flat = int(np.flatnonzero(counted.reshape(-1) >= num_classes)[0])
-            sample, pixel = divmod(flat, int(np.prod(masks.shape[1:])))
-            position = tuple(int(i) for i in np.unravel_index(pixel, masks.shape[1:]))
+            sample, position = mask_pixel(flat, masks.shape[1:])
             ignored = "" if ignore is None else f", data.ignore_label = {ignore}"
             raise UserError(f"{display}: dataset '{y_key}', sample {sample}, pixel {position}: label "
                             f"{int(counted.reshape(-1)[flat])} is outside 0..{num_classes - 1} (data.num_classes = "
@@ -374,14 +373,6 @@ def _check_fraction(name: str, value: float, *, allow_zero: bool) -> None:
     )
     if not ok:
         raise UserError(f"{name}: expected a number in {low}, 1), got {value!r}")
-
-
-def _human_bytes(count: int) -> str:
-    """``1.5 GiB`` and the like."""
-    for unit, size in (("TiB", 2**40), ("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
-        if count >= size:
-            return f"{count / size:.1f} {unit}"
-    return f"{count} B"
 
 
 def open_configured(options: Mapping[str, Any], base_dir: Path | str | None) -> Dataset:

@@ -21,7 +21,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from menndl.data.arrays import H5Array, MemoryArray, NpyArray, SampleArray, one_line
+from menndl.data.arrays import H5Array, MemoryArray, NpyArray, SampleArray, human_bytes, one_line
 from menndl.data.keys import DataKeys
 from menndl.data.splits import RawSplits
 from menndl.errors import UserError
@@ -177,18 +177,10 @@ def _check_label_bytes(nbytes: int, key: str, display: str) -> None:
     """Refuse, in one line, labels too large to read whole (segmentation masks are not streamed yet)."""
     free = free_memory()
     if nbytes > LABEL_MEMORY_SHARE * free:
-        raise _fail(display, f"'{key}' holds {_size(nbytes)} of labels, more than a quarter of the "
-                    f"{_size(free)} of memory free here; labels (segmentation masks too, unlike the "
+        raise _fail(display, f"'{key}' holds {human_bytes(nbytes)} of labels, more than a quarter of the "
+                    f"{human_bytes(free)} of memory free here; labels (segmentation masks too, unlike the "
                     "samples) are read whole into every process: store masks as uint8, or use fewer or "
                     "smaller samples")  # fmt: skip
-
-
-def _size(count: int) -> str:
-    """``1.5 GiB``, ``97.7 KiB`` and the like, for messages."""
-    for unit, size in (("TiB", 2**40), ("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
-        if count >= size:
-            return f"{count / size:.1f} {unit}"
-    return f"{count} B"
 
 
 def _h5_labels(dataset: h5py.Dataset, key: str, display: str) -> np.ndarray:
@@ -429,6 +421,12 @@ def infer_task(y: np.ndarray, key: str, display: str, spatial: tuple[int, ...] =
     return "classification"
 
 
+def mask_pixel(flat: int, spatial: tuple[int, ...]) -> tuple[int, tuple[int, ...]]:
+    """The sample and the pixel position of flat index ``flat`` into masks of spatial shape ``spatial``."""
+    sample, pixel = divmod(flat, int(np.prod(spatial)))
+    return sample, tuple(int(i) for i in np.unravel_index(pixel, spatial))
+
+
 def _check_masks(arr: np.ndarray, key: str, display: str, spatial: tuple[int, ...], x_key: str) -> np.ndarray:
     """Check one segmentation masks array (integer class per pixel, the samples' spatial shape).
 
@@ -449,8 +447,7 @@ def _check_masks(arr: np.ndarray, key: str, display: str, spatial: tuple[int, ..
     for bad, what in ((low < 0, "negative labels"), (high > _MAX_LABEL, f"labels above {_MAX_LABEL}")):
         if bad:
             flat = int(np.flatnonzero((arr < 0) if low < 0 else (arr > _MAX_LABEL))[0])
-            sample, pixel = divmod(flat, int(np.prod(spatial)))
-            position = tuple(int(i) for i in np.unravel_index(pixel, spatial))
+            sample, position = mask_pixel(flat, spatial)
             raise _fail(display, f"'{key}' contains {what} ({_number(arr.reshape(-1)[flat])} at sample {sample}, "
                         f"pixel {position}), expected class indices 0, 1, 2, ...")  # fmt: skip
     dtype = np.uint8 if high < 2**8 else np.uint16 if high < 2**16 else np.int32

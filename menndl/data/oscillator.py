@@ -88,17 +88,21 @@ def make_oscillator1d(
     Raises:
         ValueError: If an argument is not an integer or is out of range; the message names it.
     """
-    seed = _integer("seed", seed, 0)
-    n_train = _integer("n_train", n_train, 1)
-    n_test = _integer("n_test", n_test, 1)
-    length = _integer("length", length, MIN_LENGTH)
+    seed = integer_argument("seed", seed, 0)
+    n_train = integer_argument("n_train", n_train, 1)
+    n_test = integer_argument("n_test", n_test, 1)
+    length = integer_argument("length", length, MIN_LENGTH)
     x, y = _draw(np.random.default_rng(seed), n_train, length)
     x_test, y_test = _draw(np.random.default_rng([seed, _TEST_STREAM]), n_test, length)
     return x, y, x_test, y_test
 
 
-def _integer(name: str, value: object, minimum: int) -> int:
-    """``value`` as an int, if it is an integer (not a bool) of at least ``minimum``."""
+def integer_argument(name: str, value: object, minimum: int) -> int:
+    """``value`` as an int, if it is an integer (not a bool) of at least ``minimum`` (a generator's argument).
+
+    Raises:
+        ValueError: naming ``name`` and what it must be.
+    """
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
         raise ValueError(f"{name} must be an integer, got {value!r}")
     if value < minimum:

@@ -55,6 +55,8 @@ import math
 
 import numpy as np
 
+from menndl.data.oscillator import integer_argument
+
 #: Names of the classes, by mask value.
 CLASSES = ("background", "disc", "rectangle", "triangle")
 #: Most shapes in one image (the number is drawn uniformly from 1 to this).
@@ -104,22 +106,13 @@ def make_shapes2d(
     Raises:
         ValueError: If an argument is not an integer or is out of range; the message names it.
     """
-    seed = _integer("seed", seed, 0)
-    n_train = _integer("n_train", n_train, 1)
-    n_test = _integer("n_test", n_test, 1)
-    size = _integer("size", size, MIN_SIZE)
+    seed = integer_argument("seed", seed, 0)
+    n_train = integer_argument("n_train", n_train, 1)
+    n_test = integer_argument("n_test", n_test, 1)
+    size = integer_argument("size", size, MIN_SIZE)
     x, y = _draw(np.random.default_rng(seed), n_train, size)
     x_test, y_test = _draw(np.random.default_rng([seed, _TEST_STREAM]), n_test, size)
     return x, y, x_test, y_test
-
-
-def _integer(name: str, value: object, minimum: int) -> int:
-    """``value`` as an int, if it is an integer (not a bool) of at least ``minimum``."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise ValueError(f"{name} must be an integer, got {value!r}")
-    if value < minimum:
-        raise ValueError(f"{name} must be at least {minimum}, got {value}")
-    return int(value)
 
 
 def _draw(rng: np.random.Generator, n: int, size: int) -> tuple[np.ndarray, np.ndarray]:

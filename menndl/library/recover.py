@@ -89,8 +89,8 @@ def recover(path: str | Path) -> RecoveryReport:
     crashed_reads = readable(p)
     tmp = temporary_path(p)
     try:
-        present = _start(tmp, p, bpath, contents, crashed_reads)
-        _fold(tmp, weights_dir(p), contents, present, report)
+        _start(tmp, p, bpath, contents, crashed_reads)
+        _fold(tmp, weights_dir(p), contents, report)
         _sync(tmp)
         if p.exists() and not crashed_reads:
             report.rebuilt = True
@@ -122,8 +122,8 @@ def _refuse_if_written(p: Path) -> None:
         pass
 
 
-def _start(tmp: Path, p: Path, bpath: Path, contents: JournalContents, crashed_reads: bool) -> set[int]:
-    """Write the starting point of the rebuild at ``tmp``; return the ids it already holds.
+def _start(tmp: Path, p: Path, bpath: Path, contents: JournalContents, crashed_reads: bool) -> None:
+    """Write the starting point of the rebuild at ``tmp``.
 
     The base when there is one (a resumed run's closed copy), else an empty layout from the journal
     header (a first run), else (a journal whose header was torn) a copy of the crashed file if it reads.
@@ -139,18 +139,17 @@ def _start(tmp: Path, p: Path, bpath: Path, contents: JournalContents, crashed_r
         shutil.copyfile(p, tmp)
     else:
         raise UserError(f"library {p} is unreadable and its journal {journal_path(p)} has no {JOURNAL_FORMAT} header")
-    with ColumnStore.open(tmp) as store:
-        return set(store.ids().tolist())
 
 
-def _fold(tmp: Path, weights: Path, contents: JournalContents, present: set[int], report: RecoveryReport) -> None:
+def _fold(tmp: Path, weights: Path, contents: JournalContents, report: RecoveryReport) -> None:
     """Append the journal's rows that ``tmp`` lacks, then its state, front and the kept models of ``weights``."""
-    rows = []
-    for row in contents.rows:
-        if int(row["id"]) not in present:
-            present.add(int(row["id"]))
-            rows.append(row_values(row))
     with ColumnStore.open(tmp) as store:
+        present = set(store.ids().tolist())
+        rows = []
+        for row in contents.rows:
+            if int(row["id"]) not in present:
+                present.add(int(row["id"]))
+                rows.append(row_values(row))
         store.append(columns_of(rows))
         report.replayed_rows = len(rows)
         ids = np.fromiter(present, dtype=np.int64, count=len(present))

@@ -8,9 +8,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
-from conftest import run_menndl
-
-from menndl.cli import main
+from conftest import refused, run_menndl
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -45,18 +43,6 @@ def write_job(folder: Path, source: str = "oscillator1d", *, data: str = "", sea
     path = folder / "job.toml"
     path.write_text(JOB.format(source=source, data=data, search=search, training=training, evaluations=evaluations))
     return path
-
-
-def refused(capsys: pytest.CaptureFixture[str], job: Path, command: str = "check") -> str:
-    """``menndl check JOB`` (or run) in this process: exit 2, one ``menndl: error:`` line naming the job, no output."""
-    status = main([command, str(job), *(["--library", str(job.with_suffix(".h5"))] if command == "run" else [])])
-    captured = capsys.readouterr()
-    assert status == 2, captured.out + captured.err
-    lines = captured.err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("menndl: error: ") and "Traceback" not in captured.err, captured.err
-    assert captured.out == ""
-    assert not job.with_suffix(".h5").exists()  # nothing written, no worker started
-    return lines[0]
 
 
 @pytest.mark.parametrize(

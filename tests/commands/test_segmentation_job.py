@@ -8,7 +8,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
-from conftest import run_menndl
+from conftest import refused, run_menndl
 
 from menndl.cli import main
 
@@ -43,18 +43,6 @@ def write_job(folder: Path, source: str = "shapes2d", *, data: str = "", search:
     path = folder / "job.toml"
     path.write_text(JOB.format(source=source, data=data, search=search, training=training, evaluations=evaluations))
     return path
-
-
-def refused(capsys: pytest.CaptureFixture[str], job: Path, command: str = "check") -> str:
-    """``menndl check JOB`` (or run) in this process: exit 2, one ``menndl: error:`` line, nothing written."""
-    status = main([command, str(job), *(["--library", str(job.with_suffix(".h5"))] if command == "run" else [])])
-    captured = capsys.readouterr()
-    assert status == 2, captured.out + captured.err
-    lines = captured.err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("menndl: error: ") and "Traceback" not in captured.err, captured.err
-    assert captured.out == ""
-    assert not job.with_suffix(".h5").exists()  # nothing written, no worker started
-    return lines[0]
 
 
 def masks_file(folder: Path, name: str = "cells.h5", *, y: np.ndarray | None = None, x_shape: tuple[int, ...] = (40, 1,
