@@ -134,6 +134,7 @@ STRATEGIES: tuple[str, ...] = ("nsga2", "random", "optuna")
 #: NSGA-III's reference points, SPEA2's strength and density; the last two from DEAP).
 SELECTIONS: tuple[str, ...] = ("nsga2", "nsga3", "spea2")
 MAX_REFERENCE_POINTS = 10_000  # NSGA-III's association is rows x points: more is a typo, and slow
+MAX_RUNGS = 8  # fidelity levels: 3**7 = 2,187 times less training at the lowest than at the top is already plenty
 SPEA2_MAX_POPULATION = 500  # DEAP's selSPEA2 is quadratic in pure Python: 1 s per re-ranking at 600 members
 
 
@@ -161,6 +162,10 @@ class SearchConfig:
     max_latency: float | None = None  # measured limit: inference seconds per sample at batch 1 (`latency`)
     max_memory: int | None = None  # measured limit: peak inference bytes at measure.batch_size (`memory`)
     max_energy: float | None = None  # measured limit: joules per inference sample (`energy`)
+    rungs: int = 1  # fidelity levels (menndl.master.rungs): 1 = every candidate trains its whole budget at once
+    reduction_factor: int = 3  # rungs: a rung's budget is this times the one below; the top 1/this promoted
+    inherit_weights: bool = False  # children start from their parent's trained weights (menndl.worker.inherit)
+    epoch_budget: int | None = None  # stop after this many training epochs over all evaluations (compute)
 
     def __post_init__(self) -> None:
         if self.strategy not in STRATEGIES:
@@ -172,6 +177,7 @@ class SearchConfig:
                 raise ValueError(f"search.{name}: expected a number > 0, got {value}")
         if self.prefetch < 0:
             raise ValueError(f"search.prefetch: expected an integer >= 0, got {self.prefetch}")
+        self._check_fidelity()
         for name in ("max_params", "max_flops", "rerank_interval"):
             value = getattr(self, name)
             if value is not None and value < 1:
@@ -186,8 +192,8 @@ class SearchConfig:
             raise ValueError(f"search.evaluations: expected an integer >= 1, got {self.evaluations}")
         if self.time_limit is not None and self.time_limit <= 0:
             raise ValueError(f"search.time_limit: expected seconds > 0, got {self.time_limit}")
-        if self.evaluations is None and self.time_limit is None:
-            raise ValueError("search: set evaluations, time_limit or both; a search needs a budget")
+        if self.evaluations is None and self.time_limit is None and self.epoch_budget is None:
+            raise ValueError("search: set evaluations, time_limit or epoch_budget (or more); a search needs a budget")
         unknown = [name for name in self.objectives if name not in DIRECTIONS]
         if unknown:
             raise ValueError(
@@ -206,6 +212,18 @@ class SearchConfig:
         return {
             column: float(getattr(self, key)) for key, column in CONSTRAINTS.items() if getattr(self, key) is not None
         }
+
+    def _check_fidelity(self) -> None:
+        if not 1 <= self.rungs <= MAX_RUNGS:
+            raise ValueError(f"search.rungs: expected an integer in [1, {MAX_RUNGS}], got {self.rungs}")
+        if self.reduction_factor < 2:
+            raise ValueError(f"search.reduction_factor: expected an integer >= 2, got {self.reduction_factor}")
+        if self.epoch_budget is not None and self.epoch_budget < 1:
+            raise ValueError(f"search.epoch_budget: expected an integer >= 1, got {self.epoch_budget}")
+        if self.strategy == "optuna" and (self.rungs > 1 or self.inherit_weights):
+            key = "rungs" if self.rungs > 1 else "inherit_weights"
+            raise ValueError(f'search.{key}: applies to strategies "nsga2" and "random", not "optuna" (Optuna\'s '
+                             "pruners do not support several objectives)")  # fmt: skip
 
     def _check_selection(self) -> None:
         if self.selection not in SELECTIONS:
@@ -537,6 +555,9 @@ def parse_job(text: str, *, path: str = "<job>") -> Job:
         raise UserError(f"{path}: seed: expected an integer in [0, 2**63 - 1], got {seed}")
     _typed(table.get("description", ""), str, "description", path)
     sections = {key: _build(cls, table.get(key, {}), key, path) for key, cls in _SECTIONS.items()}
+    if sections["search"].rungs > 1 and sections["training"].early_stopping:
+        raise UserError(f"{path}: search.rungs = {sections['search'].rungs} already stops the weaker candidates "
+                        "early; set training.early_stopping = false or search.rungs = 1")  # fmt: skip
     given = frozenset(f"{key}.{name}" for key in _SECTIONS if isinstance(table.get(key), dict) for name in table[key])
     return Job(name=name, seed=seed, path=path, text=text, given=given, **sections)
 

@@ -24,9 +24,11 @@ Result keys besides ``type``, ``task`` and ``status``: ``rank``, ``host``,
 ``samples_per_second``, ``peak_memory_bytes``, ``latency_seconds`` (inference,
 per sample), ``precision``, ``checkpoints``; when the setup's ``measure`` asks
 for them, ``latency``, ``batch_latency``, ``memory``, ``train_memory``,
-``energy``, ``train_energy``, ``inference_precision`` and ``inference_runtime``; ``error`` (with the traceback)
-unless ``ok``.  A candidate that did not finish carries the partial figures
-known (epochs, seconds, checkpoints).
+``energy``, ``train_energy``, ``inference_precision`` and ``inference_runtime``; ``spent_epochs`` and
+``spent_seconds`` (what this task trained: ``epochs`` and ``train_seconds`` count from the start of the
+network's training, a continued rung's included), ``inherited_from`` and ``inherited_layers`` (whose weights it
+started from, and how many layers); ``error`` (with the traceback) unless ``ok``.  A candidate that did not
+finish carries the partial figures known (epochs, seconds, checkpoints).
 
 Optional task keys: ``return_weights`` (bool: send the trained weights back as
 ``weights``, ``{name: float32 numpy array}``), ``checkpoints`` (fractions of
@@ -83,6 +85,7 @@ def task_message(
     return_weights: bool = False,
     checkpoints: Sequence[float] = (),
     stop_below: Sequence[Sequence[float]] = (),
+    training: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Have one candidate trained: its genome and its random seed.
 
@@ -95,6 +98,13 @@ def task_message(
         stop_below: ``[fraction, threshold]`` pairs: stop the candidate when its
             accuracy at that checkpoint is below the threshold (sent with the
             checkpoints, empty while nothing is known yet).
+        training: how far to train and from which weights (`menndl.master.training_plan`): ``train_epochs``
+            (the epochs trained in all at the task's end), ``plan_epochs`` (the whole budget: the learning-rate
+            schedule spans it), ``from_epochs`` (where the rung before ended: the trainer counts from its
+            checkpoint's epochs instead, the simulated evaluator from this), ``resume_from`` (``{"id", "path"}``:
+            continue that row's checkpoint), ``inherit_from`` (``{"id", "path", "genome"}``: start from a
+            parent's weights where shapes allow) and ``save_checkpoint`` (a path: write this task's checkpoint
+            there when it succeeds).
     """
     text_or_dict = genome if isinstance(genome, str) else dict(genome)
     message: dict[str, Any] = {"type": "task", "task": task_id, "genome": text_or_dict, "seed": seed}
@@ -103,6 +113,8 @@ def task_message(
     if checkpoints:
         message["checkpoints"] = [float(f) for f in checkpoints]
         message["stop_below"] = [[float(f), float(t)] for f, t in stop_below]
+    if training:
+        message.update(training)
     return message
 
 

@@ -16,6 +16,8 @@ TORCH_MODULES = {  # the modules that are meant to load torch when imported (wor
     "menndl.worker.targets",
     "menndl.worker.faults",
     "menndl.worker.augment",
+    "menndl.worker.checkpoint",
+    "menndl.worker.inherit",
     "menndl.worker.placements",
     "menndl.worker.placements.base",
     "menndl.worker.placements.device",

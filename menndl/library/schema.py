@@ -79,6 +79,11 @@ EVALUATION_FIELDS: tuple[tuple[str, str], ...] = (
     ("mse", "float"),
     ("miou", "float"),
     ("pixel_accuracy", "float"),
+    ("rung", "int"),
+    ("inherited_from", "int"),
+    ("inherited_layers", "int"),
+    ("spent_epochs", "int"),
+    ("spent_seconds", "float"),
 )
 """``(name, kind)`` of every per-evaluation field, in on-disk creation order."""
 
@@ -96,6 +101,11 @@ LATER_FIELDS: frozenset[str] = frozenset(
         "mse",
         "miou",
         "pixel_accuracy",
+        "rung",
+        "inherited_from",
+        "inherited_layers",
+        "spent_epochs",
+        "spent_seconds",
     }
 )
 """Fields added after the first layout: a library written before them lacks their datasets, which read as
@@ -151,6 +161,11 @@ FIELD_DESCRIPTIONS: dict[str, str] = {
     "mse": "validation mean squared error over samples and targets, in the targets' units (regression)",
     "miou": "validation mean intersection over union of the classes present (segmentation)",
     "pixel_accuracy": "validation fraction of pixels labelled right, ignored pixels left out (segmentation)",
+    "rung": "fidelity level the row was trained to (0 = the lowest; search.rungs - 1 = the whole budget)",
+    "inherited_from": "id of the row whose trained weights this one started from (-1: trained from scratch)",
+    "inherited_layers": "layers of the network that started from inherited_from's weights",
+    "spent_epochs": "training epochs this row's evaluation ran (a search's compute is the column's sum)",
+    "spent_seconds": "training seconds this row's evaluation ran (epochs and seconds count from inherited weights)",
 }
 """One-line human description of every field (also stored as a dataset attribute)."""
 

@@ -12,7 +12,8 @@ WORKER_FIELDS = ("accuracy", "loss", "params", "flops", "train_seconds", "epochs
 WORKER_METRICS = (  # result keys stored as they come (see menndl.protocol and the library schema)
     "samples_per_second", "peak_memory_bytes", "latency_seconds", "train_loss", "precision", "local_rank",
     "checkpoints", "latency", "batch_latency", "memory", "train_memory", "energy", "train_energy",
-    "inference_precision", "inference_runtime", "r2", "mse", "miou", "pixel_accuracy",
+    "inference_precision", "inference_runtime", "r2", "mse", "miou", "pixel_accuracy", "spent_epochs",
+    "spent_seconds", "inherited_from", "inherited_layers",
 )  # fmt: skip
 
 
@@ -35,11 +36,14 @@ def evaluation_record(candidate: Candidate, submitted_at: float, finished_at: fl
         "seed": candidate.seed,
         "submitted_at": submitted_at,
         "finished_at": finished_at,
+        "rung": candidate.rung,
     }
     for key in WORKER_FIELDS:
         if key in result:
             record[key] = result[key]
     record.update({key: result[key] for key in WORKER_METRICS if key in result})
+    if "inherited_from" not in record and candidate.continues >= 0:  # a promotion that failed before it loaded
+        record["inherited_from"] = candidate.continues
     if "params" not in record:  # failures: size still known from the genome, without torch
         record["params"] = count_params(genome, spec)
         record["flops"] = count_flops(genome, spec)

@@ -25,10 +25,21 @@ from menndl.master.population import Member, Population, default_rerank_interval
 from menndl.master.proposer import Proposer, RandomProposer
 from menndl.objectives import DIRECTIONS
 
-__all__ = ["Candidate", "Evolution", "Member", "SPREAD_LIMIT", "SpaceExhausted", "default_rerank_interval"]
+__all__ = ["Candidate", "Evolution", "Member", "SPREAD_LIMIT", "SpaceExhausted", "default_rerank_interval",
+           "row_candidate"]  # fmt: skip
 
 PROPOSAL_TRIES = 50  # children tried before falling back to random genomes
 MAX_PROPOSALS = 2000  # proposals tried in all before the search space counts as exhausted
+
+
+def row_candidate(row: Mapping[str, Any], genome: Genome, parents: Sequence[int]) -> Candidate:
+    """The candidate of a library row (or of a journaled task): its id, genome, parents, operator, seed and rung."""
+    rung = int(row.get("rung", 0))  # a library from before rungs reads -1 here: rung 0
+    continues = -1
+    if row.get("operator") == "promote":  # a journaled task says `continues`, a row `inherited_from`
+        continues = int(row.get("continues", row.get("inherited_from", -1)))
+    return Candidate(int(row["id"]), genome, tuple(int(p) for p in parents), str(row["operator"]), int(row["seed"]),
+                     max(0, rung), continues)  # fmt: skip
 
 
 class SpaceExhausted(Exception):
@@ -188,6 +199,13 @@ class Evolution:
         self.proposer.seeded()
         return candidate
 
+    def promote(self, source: Candidate) -> Candidate:
+        """The candidate that trains ``source``'s network on to its next rung: a new id, the same genome and seed."""
+        candidate = Candidate(self._next_id, source.genome, (source.id,), "promote", source.seed, source.rung + 1,
+                              source.id)  # fmt: skip
+        self._next_id += 1
+        return candidate
+
     def mark_seen(self, genome_hash: str) -> None:
         """Never propose this genome again (a task a resume re-queues is already in flight)."""
         self._seen.add(genome_hash)
@@ -219,9 +237,7 @@ class Evolution:
             parents = row.get("parents", [])
             if isinstance(parents, str):
                 parents = json.loads(parents or "[]")
-            candidate = Candidate(int(row["id"]), genome, tuple(int(p) for p in parents), str(row["operator"]),
-                                  int(row["seed"]))  # fmt: skip
-            ok.append((candidate, dict(row)))
+            ok.append((row_candidate(row, genome, parents), dict(row)))
         self._population.restore(ok)
         self._next_id = max(int(next_id), max((int(row["id"]) + 1 for row in rows), default=0))
         self.proposer.resumed(self._next_id)

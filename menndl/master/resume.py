@@ -16,7 +16,7 @@ from typing import Any
 from menndl.errors import UserError
 from menndl.genome import Genome, InputSpec, SearchSpace, repair
 from menndl.library.stored import stored_genome
-from menndl.master.evolution import Candidate
+from menndl.master.evolution import Candidate, row_candidate
 from menndl.objectives import RANKINGS
 
 
@@ -58,15 +58,10 @@ def load_resume(path: str | Path) -> ResumeState:
     for record in records:  # every stored genome is checked before the search parses them again
         stored_genome(p, record)
     candidates = [
-        Candidate(
-            int(task["id"]),
-            stored_genome(p, task),
-            tuple(json.loads(task["parents"]) if isinstance(task["parents"], str) else task["parents"]),
-            str(task["operator"]),
-            int(task["seed"]),
-        )
+        row_candidate(task, stored_genome(p, task),
+                      json.loads(task["parents"]) if isinstance(task["parents"], str) else task["parents"])
         for task in state.pending
-    ]
+    ]  # fmt: skip
     return ResumeState(records, state.next_id, state.rng_state, candidates, fingerprint, state.search_seconds or 0.0,
                        previous_release)  # fmt: skip
 

@@ -13,6 +13,7 @@ injectable, so the simulated transport runs this same loop on virtual time.
 
 from __future__ import annotations
 
+import json
 import math
 import socket
 import time
@@ -25,10 +26,11 @@ from menndl.genome import Genome, InputSpec
 from menndl.job import Job
 from menndl.library import LibraryWriter
 from menndl.master.budget import Budget
+from menndl.master.candidate import Candidate
 from menndl.master.candidate_queue import CandidateQueue
 from menndl.master.collector import master_collector
 from menndl.master.evaluation_record import evaluation_record
-from menndl.master.evolution import Evolution, SpaceExhausted
+from menndl.master.evolution import Evolution, SpaceExhausted, row_candidate
 from menndl.master.front_writer import FrontWriter
 from menndl.master.loop_stats import LoopStats
 from menndl.master.progress import Progress, Status
@@ -37,6 +39,7 @@ from menndl.master.scheduler import Flight, Scheduler
 from menndl.master.signals import StopSignals
 from menndl.master.stop_request import StopRequest
 from menndl.master.stopping import EarlyStopping
+from menndl.master.training_plan import TrainingPlan
 from menndl.protocol import setup_message, task_message
 from menndl.tasks import task_score
 from menndl.transport.base import MasterTransport
@@ -47,6 +50,25 @@ STARTUP_DEADLINE = 1800.0  # seconds a worker may take to report ready (import s
 NO_WORKERS = "no workers left"
 PREPARED_LIMIT = 1024  # first candidates proposed before the workers start (a tenth of a second at most)
 RNG_STATE_INTERVAL = 1.0  # seconds between random states written to the library's journal
+
+
+def spent_epochs(record: Mapping[str, Any]) -> int:
+    """The training epochs a row's evaluation ran (``spent_epochs``; ``epochs`` in a library from before it)."""
+    spent = int(record.get("spent_epochs", -1))
+    return spent if spent >= 0 else max(0, int(record.get("epochs", 0)))
+
+
+def resumed_candidates(records: list[dict[str, Any]]) -> dict[int, Candidate]:
+    """The candidate of every ``ok`` row of a resumed library, by id."""
+    out = {}
+    for row in records:
+        if row.get("status") == "ok":
+            text = row["genome"]
+            genome = Genome.from_json(text) if isinstance(text, str) else Genome.from_dict(text)
+            parents = row.get("parents", [])
+            out[int(row["id"])] = row_candidate(row, genome, json.loads(parents or "[]") if isinstance(parents, str)
+                                                else parents)  # fmt: skip
+    return out
 
 
 def task_deadline(job: Job) -> float:
@@ -160,7 +182,10 @@ class Search:
         self.scheduler = Scheduler(1 + search.prefetch, task_deadline(job) if deadline is None else deadline,
                                    startup_deadline, clock)  # fmt: skip
         self.candidates = CandidateQueue(self.evolution, seeds or ())
-        self.budget = Budget(search.evaluations, search.time_limit, clock)
+        self.budget = Budget(search.evaluations, search.time_limit, clock, epochs=search.epoch_budget)
+        self.plan = TrainingPlan(job, writer.path, lambda: [m.candidate.id for m in self.evolution.population],
+                                 self.evolution.promote)  # fmt: skip
+        self._count_epochs = search.epoch_budget is not None
         self.stats = LoopStats()
         self.stop = StopRequest(search.stop_grace, clock)
         self.front_writer = FrontWriter(writer, lambda: [m.candidate.id for m in self.evolution.front], clock)
@@ -195,6 +220,10 @@ class Search:
             self.scheduler.rerun(Flight(candidate, self._wallclock()))
         if self.stopping is not None:
             self.stopping.restore(resume.records)
+        if self._count_epochs:
+            self.budget.epochs_spent = sum(spent_epochs(record) for record in resume.records)
+        if self.plan.active:
+            self.plan.restore(resume.records, resumed_candidates(resume.records), resume.pending)
         self.front_writer.changed()
 
     def run(self) -> SearchResult:
@@ -243,6 +272,7 @@ class Search:
         finally:
             try:
                 self._record_unfinished(failed=not loop_ended)
+                self.plan.prune()
                 self.front_writer.write(force=True)
                 self.writer.set_session(self._stop_reason or "error", self.budget.search_seconds())
                 self.writer.close()
@@ -285,8 +315,9 @@ class Search:
             if flight is not None:
                 flight.submitted_at = self._wallclock()
             else:
+                promoted = self.plan.promotion()
                 try:
-                    candidate = self.candidates.next()
+                    candidate = promoted if promoted is not None else self.candidates.next()
                 except SpaceExhausted as exc:
                     self._stop_reason = f"search space exhausted ({exc})"
                     self._say(self._stop_reason)
@@ -295,6 +326,8 @@ class Search:
                 self.budget.dispatched += 1
             worker = scheduler.assign(flight)
             candidate = flight.candidate
+            if self._count_epochs:
+                self.budget.plan_epochs(candidate.id, self.plan.planned_epochs(candidate))
             self._journal_task(flight)
             stopping = self.stopping
             message = task_message(
@@ -304,6 +337,7 @@ class Search:
                 return_weights=self.job.library.keep_weights > 0,
                 checkpoints=stopping.fractions if stopping is not None else (),
                 stop_below=stopping.thresholds() if stopping is not None else (),
+                training=self.plan.task_keys(candidate),
             )
             self.writer.commit()  # the journal has the task (and the result it replaces) before the worker does
             self.transport.send(worker, message)
@@ -320,19 +354,22 @@ class Search:
     def _journal_task(self, flight: Flight) -> None:
         """Write the dispatched task to the library's journal, so that a resume can re-queue it."""
         candidate = flight.candidate
-        self.writer.task_started(
-            {
-                "id": candidate.id,
-                "genome": candidate.genome.to_json(),
-                "hash": candidate.genome.hash,
-                "parents": list(candidate.parents),
-                "operator": candidate.operator,
-                "seed": candidate.seed,
-                "submitted_at": flight.submitted_at,
-                "next_id": self.budget.dispatched,
-                **self._master_state_due(),
-            }
-        )
+        task = {
+            "id": candidate.id,
+            "genome": candidate.genome.to_json(),
+            "hash": candidate.genome.hash,
+            "parents": list(candidate.parents),
+            "operator": candidate.operator,
+            "seed": candidate.seed,
+            "submitted_at": flight.submitted_at,
+            "next_id": self.budget.dispatched,
+            **self._master_state_due(),
+        }
+        if candidate.rung:
+            task["rung"] = candidate.rung
+        if candidate.continues >= 0:
+            task["continues"] = candidate.continues
+        self.writer.task_started(task)
 
     def _master_state_due(self) -> dict[str, Any]:
         """The random state and the search time, at most once per `RNG_STATE_INTERVAL` (the state is ~5 KB of
@@ -467,6 +504,9 @@ class Search:
             self.stats.ranks_used.add(worker)
         if self.evolution.tell(candidate, record):  # (only ok results join the population)
             self.front_writer.changed()
+        self.plan.recorded(candidate, record)
+        if self._count_epochs:
+            self.budget.spend_epochs(candidate.id, spent_epochs(record))
         if record["status"] == "ok":
             score = float(record.get(self.score, math.nan))
             tally.best = score if math.isnan(tally.best) else max(tally.best, score)

@@ -146,6 +146,14 @@ def _library_model(path: str, text: str) -> EvalTimeModel:
     return EvalTimeModel("library", mean=sum(seconds) / len(seconds), samples=tuple(seconds), text=text)
 
 
+def rung_share(task: Mapping[str, Any]) -> float:
+    """The share of a candidate's whole budget a task trains (1 without rungs: ``train_epochs`` absent)."""
+    if "train_epochs" not in task:
+        return 1.0
+    plan = max(1, int(task.get("plan_epochs", 1)))
+    return (int(task["train_epochs"]) - int(task.get("from_epochs", 0))) / plan
+
+
 class SimulatedEvaluator(Evaluator):
     """Evaluations that take ``model`` seconds of (virtual) time and report `synthetic_metrics`.
 
@@ -207,7 +215,7 @@ class SimulatedEvaluator(Evaluator):
         task_id = int(task["task"])
         if task_id in self.hang_tasks:
             return math.inf
-        seconds = min(self.model.sample(self._rng), self.max_seconds)
+        seconds = min(self.model.sample(self._rng), self.max_seconds) * rung_share(task)
         self._drawn[task_id] = seconds
         return seconds
 
@@ -225,4 +233,12 @@ class SimulatedEvaluator(Evaluator):
         if not math.isfinite(seconds):
             time.sleep(HANG_SECONDS)
             seconds = HANG_SECONDS
-        return synthetic_metrics(task, self.spec, seconds)
+        result = synthetic_metrics(task, self.spec, seconds)
+        if "train_epochs" in task:  # a rung: accuracy grows with the share of the budget trained
+            trained, start = int(task["train_epochs"]), int(task.get("from_epochs", 0))
+            share = trained / max(1, int(task.get("plan_epochs", trained)))
+            result["accuracy"] = result["accuracy"] * (0.7 + 0.3 * share)
+            result.update(epochs=trained, spent_epochs=trained - start, spent_seconds=seconds)
+            if "resume_from" in task:
+                result["inherited_from"] = int(task["resume_from"]["id"])
+        return result

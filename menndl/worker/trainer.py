@@ -29,15 +29,24 @@ from menndl.data.arrays import DataUnavailable
 from menndl.data.order import epoch_order
 from menndl.data.scan import ChannelStats, scan_dataset
 from menndl.data.splits import joined_split
+from menndl.fidelity import budget_epochs, rung_seconds
 from menndl.genome import Genome, InputSpec, TrainParams, count_flops, learning_rate_factor
 from menndl.genome.decode import build_model
 from menndl.job import AugmentConfig, TrainingConfig
 from menndl.protocol import task_genome
 from menndl.tasks import class_weights_for
 from menndl.worker.augment import Augmenter
+from menndl.worker.checkpoint import (
+    CheckpointError,
+    TrainingState,
+    load_checkpoint,
+    restore_optimizer,
+    save_checkpoint,
+)
 from menndl.worker.evaluator import Evaluator
 from menndl.worker.faults import CandidateTimeout, NonFiniteLoss, hard_deadline, status_of
 from menndl.worker.hardware_cost import CostSettings, HardwareCost
+from menndl.worker.inherit import inherit_weights
 from menndl.worker.measure import (
     now,
     peak_memory_bytes,
@@ -79,6 +88,10 @@ class FitProgress:
         checkpoints: ``[fraction, score]`` at each early-stopping checkpoint validated (the task's score,
             `menndl.tasks.SCORES`: accuracy, or R² for regression).
         stopped_at: ``(metrics, loss, latency)`` at the checkpoint that stopped the fit, or ``None``.
+        steps: Optimizer steps since the network's training began (a continued fit's earlier steps included).
+        first_epoch: Epochs the network had trained before this fit (a continued rung), counted in ``epochs``.
+        seconds_before: Training seconds before this fit (a continued rung); ``train_seconds`` counts this fit only.
+        optimizer: The fit's optimizer (its state goes into a checkpoint).
     """
 
     epochs: int = 0
@@ -88,6 +101,10 @@ class FitProgress:
     train_loss: float = math.nan
     checkpoints: list[list[float]] = field(default_factory=list)
     stopped_at: tuple[dict[str, float], float, float] | None = None
+    steps: int = 0
+    first_epoch: int = 0
+    seconds_before: float = 0.0
+    optimizer: torch.optim.Optimizer | None = None
 
 
 def _randperm(size: int) -> np.ndarray:
@@ -269,31 +286,101 @@ class Trainer(Evaluator):
 
     def _train(self, model: nn.Module, genome: Genome, task: Mapping[str, Any], costs: Mapping[str, Any],
                progress: FitProgress, end: float) -> dict[str, Any]:  # fmt: skip
-        """Train ``model`` within the genome's budget and validate it: the result of `evaluate`."""
+        """Train ``model`` within the genome's budget and validate it: the result of `evaluate`.
+
+        A task of a rung (``train_epochs``) trains to that many epochs in all, continuing ``resume_from``'s
+        checkpoint when it names one, or starting from ``inherit_from``'s weights where shapes allow; the
+        learning-rate schedule spans the whole budget (``plan_epochs``), so a network trained rung by rung
+        is the one trained straight through (exactly, on a CPU).  A missing or unreadable checkpoint is
+        not the candidate's fault: it trains from scratch instead, and its row says so (``inherited_from`` -1).
+        """
         hyper = genome.train
         energy_start = self.cost.train_energy_start() if self.cost is not None else math.nan
-        # The genome's budget scales the job's epochs and seconds (rounded half up, at least one epoch).
-        self.fit(
-            model,
-            hyper,
-            epochs=max(1, math.floor(hyper.budget * self.training.epochs + 0.5)),
-            max_seconds=hyper.budget * self.training.max_seconds,
-            hard_end=end,
-            checkpoints=[float(f) for f in task.get("checkpoints", ())],
-            stop_below={float(f): float(t) for f, t in task.get("stop_below", ())},
-            progress=progress,
-        )
+        full = budget_epochs(hyper.budget, self.training.epochs)  # the job's epochs scaled by the genome's budget
+        plan = int(task.get("plan_epochs", full))
+        target = min(int(task.get("train_epochs", plan)), plan)
+        budget_seconds = hyper.budget * self.training.max_seconds
+        resume, weights_from, layers, notes = self._starting_weights(model, genome, task)
+        done = resume.epochs if resume is not None else 0
+        if resume is not None and resume.rng is not None:
+            torch.set_rng_state(resume.rng)
+        progress.first_epoch = progress.epochs = done
+        progress.seconds_before = resume.seconds if resume is not None else 0.0
+        progress.steps = resume.steps if resume is not None else 0
+        if done < target:
+            self.fit(
+                model,
+                hyper,
+                epochs=target,
+                max_seconds=rung_seconds(budget_seconds, plan, done, target),
+                hard_end=end,
+                checkpoints=[float(f) for f in task.get("checkpoints", ())],
+                stop_below={float(f): float(t) for f, t in task.get("stop_below", ())},
+                progress=progress,
+                schedule_epochs=plan,
+                schedule_seconds=budget_seconds,
+                optimizer_state=resume.optimizer if resume is not None else None,
+            )
+        rng = torch.get_rng_state()
         if progress.stopped_at is None:
             status, (metrics, loss, latency) = "ok", self.validate(model, end)
         else:
             status, (metrics, loss, latency) = "stopped-early", progress.stopped_at
         result = self._metrics(status, progress, metrics, loss, latency, model, genome)
         result.update(costs)
+        result["inherited_from"], result["inherited_layers"] = weights_from, layers
         if self.cost is not None and "energy" in self.cost.settings.kinds:
             result["train_energy"] = self.cost.train_energy_per_sample(energy_start, progress.samples)
+        if task.get("save_checkpoint") and status == "ok":
+            notes += self._save(str(task["save_checkpoint"]), model, progress, rng, task, genome)
+        if notes:
+            result["error"] = notes.strip()
         if task.get("return_weights"):
             result["weights"] = weights_as_arrays(model)
         return result
+
+    def _starting_weights(self, model: nn.Module, genome: Genome,
+                          task: Mapping[str, Any]) -> tuple[TrainingState | None, int, int, str]:  # fmt: skip
+        """Load what the task starts from: ``(checkpoint to continue or None, row id, layers taken, notes)``."""
+        resume_from = task.get("resume_from")
+        inherit_from = task.get("inherit_from")
+        if isinstance(resume_from, Mapping):
+            try:
+                state = load_checkpoint(str(resume_from["path"]), self.device)
+                model.load_state_dict(state.model)
+            except (CheckpointError, RuntimeError) as exc:  # gone with its disk, or another network's
+                return None, -1, 0, f"trained from scratch: checkpoint of {resume_from.get('id')} unusable ({exc}); "
+            layers = sum(1 for module in model.modules() if any(True for _ in module.parameters(recurse=False)))
+            return state, int(resume_from["id"]), layers, ""
+        if isinstance(inherit_from, Mapping):
+            try:
+                state = load_checkpoint(str(inherit_from["path"]), self.device)
+                parent = Genome.from_json(str(inherit_from["genome"]))
+                taken = inherit_weights(model, genome, state.model, parent)
+            except (CheckpointError, ValueError, RuntimeError) as exc:
+                return None, -1, 0, f"no weights inherited from {inherit_from.get('id')} ({exc}); "
+            if taken.layers or taken.preserved:
+                return None, int(inherit_from["id"]), taken.layers, ""
+        return None, -1, 0, ""
+
+    def _save(self, path: str, model: nn.Module, progress: FitProgress, rng: torch.Tensor, task: Mapping[str, Any],
+              genome: Genome) -> str:  # fmt: skip
+        """Write the checkpoint a task asked for; a note for the row's ``error`` when it could not be written."""
+        optimizer = progress.optimizer
+        state = TrainingState(
+            model={name: tensor.detach() for name, tensor in model.state_dict().items()},
+            optimizer=optimizer.state_dict() if optimizer is not None else {"state": {}, "param_groups": []},
+            epochs=progress.epochs,
+            steps=progress.steps,
+            seconds=progress.seconds_before + progress.train_seconds,
+            rng=rng,
+            meta={"id": int(task["task"]), "hash": genome.hash},
+        )
+        try:
+            save_checkpoint(path, state)
+        except (OSError, CheckpointError) as exc:
+            return f"checkpoint not written: {exc}; "
+        return ""
 
     def new_model(self, genome: Genome) -> nn.Module:
         """The genome's network on the training device, in the memory format of training.
@@ -329,6 +416,8 @@ class Trainer(Evaluator):
             "flops": count_flops(genome, self.spec),
             "train_seconds": 0.0,
             "epochs": 0,
+            "spent_epochs": 0,
+            "spent_seconds": 0.0,
             "precision": self.precision,
             **costs,
         }
@@ -358,8 +447,10 @@ class Trainer(Evaluator):
     def _partial(self, progress: FitProgress) -> dict[str, Any]:
         """What is known of a candidate however it ended: budget used, speed, training loss, checkpoints."""
         partial: dict[str, Any] = {
-            "train_seconds": progress.train_seconds,
+            "train_seconds": progress.seconds_before + progress.train_seconds,
             "epochs": progress.epochs,
+            "spent_epochs": progress.epochs - progress.first_epoch,
+            "spent_seconds": progress.train_seconds,
             "precision": self.precision,
         }
         if progress.step_seconds > 0:
@@ -381,6 +472,9 @@ class Trainer(Evaluator):
         checkpoints: Sequence[float] = (),
         stop_below: Mapping[float, float] | None = None,
         progress: FitProgress | None = None,
+        schedule_epochs: int | None = None,
+        schedule_seconds: float | None = None,
+        optimizer_state: dict[str, Any] | None = None,
     ) -> FitProgress:
         """Train ``model`` on the resident training split: the one training loop of the search and of ``menndl train``.
 
@@ -405,7 +499,12 @@ class Trainer(Evaluator):
             stop_below: Score thresholds per checkpoint fraction: a fit
                 validated below one stops there (``stopped_at``).
             progress: Filled in as the fit goes (a new one by default); pass one
-                to keep the partial figures of a fit that raises.
+                to keep the partial figures of a fit that raises.  A fit that continues an earlier one (a
+                rung) starts at ``progress.first_epoch`` epochs and ``progress.steps`` steps, and trains to
+                ``epochs`` in all.
+            schedule_epochs, schedule_seconds: The budget the learning-rate schedule spans (default: ``epochs``
+                and ``max_seconds``); a rung trains part of it, ``progress.seconds_before`` already spent.
+            optimizer_state: The optimizer's state to continue from (a checkpoint's).
 
         Returns:
             ``progress``.
@@ -423,23 +522,29 @@ class Trainer(Evaluator):
             raise ValueError(f"max_seconds: expected seconds > 0, got {max_seconds}")
         progress = FitProgress() if progress is None else progress
         optimizer = make_optimizer(model, hyper.optimizer, hyper.learning_rate, hyper.weight_decay, hyper.momentum)
+        base_rates = [group["lr"] for group in optimizer.param_groups]
+        if optimizer_state is not None:
+            restore_optimizer(optimizer, optimizer_state)
+        progress.optimizer = optimizer
+        schedule_epochs = epochs if schedule_epochs is None else schedule_epochs
+        schedule_seconds = max_seconds if schedule_seconds is None else schedule_seconds
         scaler = torch.amp.GradScaler(self.device.type) if self.precision == "fp16" else None
         targets = self.targets
         data, channels_last = self.data, self.channels_last
         n, batch = data.n_train, max(2, min(hyper.batch_size, data.n_train))  # batch norm needs two samples
-        planned_steps = max(1, epochs * len(range(0, n - 1, batch)))
-        base_rates = [group["lr"] for group in optimizer.param_groups]
+        planned_steps = max(1, schedule_epochs * len(range(0, n - 1, batch)))
         scheduled = hyper.schedule != "constant"
         pending = sorted(float(f) for f in checkpoints)
         stop_below = {} if stop_below is None else stop_below
         start = time.perf_counter()
         soft_end = start + max_seconds
         checking = 0.0  # seconds spent validating at checkpoints
-        step = 0
+        step = progress.steps
+        seconds_before = progress.seconds_before
         amp = autocast_context(self.device, self.precision)  # one context, entered once per step
         segmentation = self.spec.task == "segmentation"
         model.train()
-        for epoch in range(epochs):
+        for epoch in range(progress.first_epoch, epochs):
             total = torch.zeros((), device=self.device)
             steps_this_epoch = 0
             out_of_time = False
@@ -458,7 +563,8 @@ class Trainer(Evaluator):
                         loss = targets.loss(model(xb), yb)
                     optimizer.zero_grad(set_to_none=True)
                     if scheduled:  # progress through the budget, by steps or by time, whichever is further
-                        done = max((step + 0.5) / planned_steps, (time.perf_counter() - start) / max_seconds)
+                        done = max((step + 0.5) / planned_steps,
+                                   (seconds_before + time.perf_counter() - start) / schedule_seconds)  # fmt: skip
                         factor = learning_rate_factor(hyper.schedule, min(1.0, done))
                         for group, rate in zip(optimizer.param_groups, base_rates):
                             group["lr"] = rate * factor
@@ -473,6 +579,7 @@ class Trainer(Evaluator):
                     steps_this_epoch += 1
                     progress.samples += size
                     step += 1
+                    progress.steps = step
                     if step % LOSS_CHECK_EVERY == 0 and not math.isfinite(float(loss.detach())):
                         raise NonFiniteLoss(f"non-finite training loss in epoch {epoch + 1}, step {step}")
                     clock = time.perf_counter()
