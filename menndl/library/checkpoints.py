@@ -16,8 +16,7 @@ import os
 from collections.abc import Collection
 from pathlib import Path
 
-__all__ = ["CHECKPOINTS_SUFFIX", "checkpoint_ids", "checkpoint_path", "checkpoints_dir", "remove_checkpoint",
-           "stray_checkpoints"]  # fmt: skip
+__all__ = ["CHECKPOINTS_SUFFIX", "checkpoint_ids", "checkpoint_path", "checkpoints_dir", "stray_checkpoints"]
 
 CHECKPOINTS_SUFFIX = ".checkpoints"
 
@@ -31,12 +30,6 @@ def checkpoints_dir(library: str | Path) -> Path:
 def checkpoint_path(library: str | Path, row_id: int) -> Path:
     """Where the checkpoint of row ``row_id`` lies."""
     return checkpoints_dir(library) / f"{int(row_id)}.h5"
-
-
-def remove_checkpoint(library: str | Path, row_id: int) -> None:
-    """Delete row ``row_id``'s checkpoint (nothing when it is absent)."""
-    with contextlib.suppress(FileNotFoundError):
-        os.remove(checkpoint_path(library, row_id))
 
 
 def checkpoint_ids(library: str | Path) -> set[int]:

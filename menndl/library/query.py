@@ -186,13 +186,25 @@ def lineage(lib: Library, eval_id: int) -> list[tuple[int, dict[str, Any]]]:
     return out
 
 
+def spent_compute(lib: Library) -> dict[str, Any]:
+    """A search's compute: training epochs and seconds over every row (``spent_epochs``, ``spent_seconds``;
+    ``epochs`` and ``train_seconds`` in a library from before them), and how many rows started from inherited
+    weights other than their own earlier rung's."""
+    epochs, seconds = lib.column("spent_epochs"), lib.column("spent_seconds")
+    old_epochs, old_seconds = lib.column("epochs"), lib.column("train_seconds")
+    epochs = np.where(epochs >= 0, epochs, np.maximum(old_epochs, 0))
+    seconds = np.where(np.isfinite(seconds), seconds, old_seconds)
+    inherited = (lib.column("inherited_from") >= 0) & (lib.column("operator") != "promote")
+    return {"epochs": int(epochs.sum()), "seconds": float(np.nansum(seconds)), "inherited": int(inherited.sum())}
+
+
 def stats(lib: Library) -> dict[str, Any]:
-    """Counts by status and operator, the best score, time span and throughput, hosts and devices."""
+    """Counts by status, operator and rung, the best score, the compute spent (`spent_compute`), time span and
+    throughput, hosts and devices."""
     status = lib.column("status")
     ok = status == "ok"
     score = library_score(lib)
     accuracy = measured(lib, score)
-    seconds = lib.column("train_seconds")
     submitted, finished = lib.column("submitted_at"), lib.column("finished_at")
     span = float(np.nanmax(finished) - np.nanmin(submitted)) if len(lib) and np.isfinite(finished).any() else math.nan
 
@@ -203,6 +215,7 @@ def stats(lib: Library) -> dict[str, Any]:
         return {str(n): int(c) for n, c in zip(names.tolist(), numbers.tolist())}
 
     best = int(np.nanargmax(np.where(ok, accuracy, np.nan))) if ok.any() and np.isfinite(accuracy[ok]).any() else None
+    compute = spent_compute(lib)
     return {
         "evaluations": len(lib),
         "status": counts(status),
@@ -211,7 +224,10 @@ def stats(lib: Library) -> dict[str, Any]:
         f"best_{score}": float(accuracy[best]) if best is not None else None,
         "best_id": int(lib.column("id")[best]) if best is not None else None,
         "smallest_ok_params": int(lib.column("params")[ok].min()) if ok.any() else None,
-        "train_seconds_total": float(np.nansum(seconds)),
+        "train_seconds_total": compute["seconds"],
+        "train_epochs_total": compute["epochs"],
+        "rungs": counts(lib.column("rung").clip(min=0)),
+        "inherited": compute["inherited"],
         "span_seconds": span,
         "evaluations_per_hour": len(lib) / span * 3600 if span and span > 0 else None,
         "hosts": counts(lib.column("host")),

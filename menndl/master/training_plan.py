@@ -13,13 +13,15 @@ does not grow with the population.  Plain Python: no torch, no h5py.
 
 from __future__ import annotations
 
+import contextlib
+import os
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 from menndl.fidelity import budget_epochs, ladder
 from menndl.job import Job
-from menndl.library.checkpoints import checkpoint_ids, checkpoint_path, remove_checkpoint, stray_checkpoints
+from menndl.library.checkpoints import checkpoint_ids, checkpoints_dir, stray_checkpoints
 from menndl.master.candidate import Candidate
 from menndl.master.rungs import Rungs
 
@@ -42,6 +44,8 @@ class TrainingPlan:
         """
         search = job.search
         self.library = Path(library)
+        self._folder = str(checkpoints_dir(library))  # paths built as text: Path objects cost microseconds a task
+        self._ladders: dict[float, tuple[int, ...]] = {}  # by genome budget (a few distinct values)
         self.epochs = job.training.epochs
         self.count, self.factor = search.rungs, search.reduction_factor
         self.inherit = search.inherit_weights
@@ -60,8 +64,11 @@ class TrainingPlan:
 
     def ladder(self, candidate: Candidate) -> tuple[int, ...]:
         """The epochs at the end of each of ``candidate``'s rungs (one rung, its whole budget, without rungs)."""
-        full = budget_epochs(candidate.genome.train.budget, self.epochs)
-        return ladder(full, self.count, self.factor)
+        budget = candidate.genome.train.budget
+        steps = self._ladders.get(budget)
+        if steps is None:
+            steps = self._ladders[budget] = ladder(budget_epochs(budget, self.epochs), self.count, self.factor)
+        return steps
 
     def planned_epochs(self, candidate: Candidate) -> int:
         """Epochs ``candidate``'s task is to train (from its previous rung's end, when it continues one)."""
@@ -88,13 +95,21 @@ class TrainingPlan:
         if source < 0 and self.inherit and candidate.parents and candidate.operator != "seed":
             parent = candidate.parents[0]
             if parent in self._files:
-                keys["inherit_from"] = {"id": parent, "path": str(checkpoint_path(self.library, parent)),
+                keys["inherit_from"] = {"id": parent, "path": self.path(parent),
                                         "genome": self._files[parent]}  # fmt: skip
         elif source >= 0 and source in self._files:  # else (a checkpoint lost with its disk) it trains from scratch
-            keys["resume_from"] = {"id": source, "path": str(checkpoint_path(self.library, source))}
+            keys["resume_from"] = {"id": source, "path": self.path(source)}
         if rung < len(steps) - 1 or self.inherit:
-            keys["save_checkpoint"] = str(checkpoint_path(self.library, candidate.id))
+            keys["save_checkpoint"] = self.path(candidate.id)
         return keys
+
+    def path(self, row_id: int) -> str:
+        """Where row ``row_id``'s checkpoint lies (`menndl.library.checkpoints.checkpoint_path`, as text)."""
+        return f"{self._folder}/{row_id}.h5"
+
+    def _remove(self, row_id: int) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(self.path(row_id))
 
     def recorded(self, candidate: Candidate, record: Mapping[str, Any]) -> None:
         """``candidate``'s row is written: rank it at its rung, and let go of the checkpoints it ends the use of."""
@@ -111,7 +126,7 @@ class TrainingPlan:
             if last:
                 self._spare.add(candidate.id)
         elif asked:
-            remove_checkpoint(self.library, candidate.id)
+            self._remove(candidate.id)
         if candidate.continues >= 0:
             self._spare.add(candidate.continues)
         if self.rungs is not None:
@@ -127,7 +142,7 @@ class TrainingPlan:
             return
         keep = set(self._population_ids()) if self.inherit else set()
         for row_id in [i for i in self._spare if i not in keep]:
-            remove_checkpoint(self.library, row_id)
+            self._remove(row_id)
             self._files.pop(row_id, None)
             self._spare.discard(row_id)
 
