@@ -43,12 +43,12 @@ from menndl.bench.quality import hypervolume  # noqa: E402
 from menndl.library import Library  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
-CONFIGS: dict[str, list[str]] = {
-    "full": [],
-    "rungs": ["search.rungs=3"],
-    "inherit": ["search.inherit_weights=true"],
+CONFIGS: dict[str, list[str]] = {  # every setting given, whatever the defaults are
+    "full": ["search.rungs=1", "search.inherit_weights=false"],
+    "rungs": ["search.rungs=3", "search.inherit_weights=false"],
+    "inherit": ["search.rungs=1", "search.inherit_weights=true"],
     "rungs+inherit": ["search.rungs=3", "search.inherit_weights=true"],
-    "asha-random": ["search.strategy=random", "search.rungs=3"],
+    "asha-random": ["search.strategy=random", "search.rungs=3", "search.inherit_weights=false"],
     "optuna-hyperband": [],
 }
 AT = (1 / 3, 0.5, 1.0)  # shares of the epoch budget where the figures are taken

@@ -35,6 +35,7 @@ def main(args: argparse.Namespace) -> int:
         for part in (
             f"{search.evaluations} evaluations" if search.evaluations else "",
             f"{search.time_limit:g} s" if search.time_limit else "",
+            f"{search.epoch_budget} training epochs" if search.epoch_budget else "",
         )
         if part
     )
@@ -89,6 +90,14 @@ def main(args: argparse.Namespace) -> int:
         f"precision {training.precision}, device {training.device}, loss {loss_for(report.task, training.loss)} "
         f"({report.task})"
     )
+    if search.rungs > 1 or search.inherit_weights:
+        from menndl.fidelity import ladder
+
+        steps = ", ".join(map(str, ladder(training.epochs, search.rungs, search.reduction_factor)))
+        rungs = (f"{search.rungs} rungs (epochs {steps} of a whole budget), the best 1/{search.reduction_factor} of "
+                 "each promoted" if search.rungs > 1 else "every candidate trains its whole budget")  # fmt: skip
+        inherit = "; children start from their parent's weights" if search.inherit_weights else ""
+        print(f"  rungs:    {rungs}{inherit}; checkpoints beside the library (LIB.h5.checkpoints)")
     if training.early_stopping:
         fractions = ", ".join(f"{f:g}" for f in training.early_stopping_fractions)
         print(

@@ -36,8 +36,8 @@ def row_candidate(row: Mapping[str, Any], genome: Genome, parents: Sequence[int]
     """The candidate of a library row (or of a journaled task): its id, genome, parents, operator, seed and rung."""
     rung = int(row.get("rung", 0))  # a library from before rungs reads -1 here: rung 0
     continues = -1
-    if row.get("operator") == "promote":  # a journaled task says `continues`, a row `inherited_from`
-        continues = int(row.get("continues", row.get("inherited_from", -1)))
+    if row.get("operator") == "promote":  # the row it continues is its one parent (`inherited_from` is -1 when
+        continues = int(parents[0]) if parents else int(row.get("continues", -1))  # it trained from scratch)
     return Candidate(int(row["id"]), genome, tuple(int(p) for p in parents), str(row["operator"]), int(row["seed"]),
                      max(0, rung), continues)  # fmt: skip
 

@@ -126,15 +126,17 @@ class Rungs:
         return [len(rung.candidates) for rung in self._rungs]
 
     def restore(self, rows: Iterable[tuple[Candidate, Mapping[str, Any], bool]], promoted: Iterable[int]) -> None:
-        """Rebuild from a library: its ``ok`` rows in id order as ``(candidate, row, last)`` and the ids promoted.
+        """Rebuild from a library: its ``ok`` rows as ``(candidate, row, last)`` and the ids promoted.
 
-        ``promoted``: the ``continues`` of every row and task in flight (a promotion is never handed out twice).
+        Args:
+            rows: in the order the live search added them (the order the results came): the rungs are then
+                re-ranked at the same moments, so they rule out the same candidates as they did live.
+            promoted: the row each promotion (written or in flight) continues: never handed out twice.
         """
         self._promoted.update(int(i) for i in promoted)
         for candidate, row, last in rows:
             self.add(candidate, row, last)
-        for rung in self._rungs:
-            self._rerank(rung)
+        self._dropped.clear()  # their checkpoints went with the search that ruled them out
 
     def _rerank(self, rung: _Rung) -> None:
         count = len(rung.candidates)

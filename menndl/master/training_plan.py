@@ -14,6 +14,7 @@ does not grow with the population.  Plain Python: no torch, no h5py.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
@@ -44,7 +45,8 @@ class TrainingPlan:
         """
         search = job.search
         self.library = Path(library)
-        self._folder = str(checkpoints_dir(library))  # paths built as text: Path objects cost microseconds a task
+        # absolute, for workers started elsewhere; built as text: Path objects cost microseconds a task
+        self._folder = str(checkpoints_dir(self.library.absolute()))
         self._ladders: dict[float, tuple[int, ...]] = {}  # by genome budget (a few distinct values)
         self.epochs = job.training.epochs
         self.count, self.factor = search.rungs, search.reduction_factor
@@ -161,10 +163,15 @@ class TrainingPlan:
         """
         if not self.active:
             return
-        rows = [dict(r) for r in records]
+        # In the order the results came, so the rungs are re-ranked at the moments the live search re-ranked them
+        # (whom a re-ranking rules out is final): the same rungs as if the search had never stopped.
+        rows = sorted((dict(r) for r in records), key=lambda r: (float(r.get("finished_at", 0.0)), int(r["id"])))
         pending = list(pending)
-        promoted = {int(r["inherited_from"]) for r in rows if r.get("operator") == "promote"}
-        promoted.update(c.continues for c in pending if c.continues >= 0)
+        promoted = {c.continues for c in pending if c.continues >= 0}
+        for row in rows:  # every promotion written, whatever became of it: its one parent is the row it continued
+            parents = json.loads(row["parents"]) if isinstance(row.get("parents"), str) else row.get("parents", [])
+            if row.get("operator") == "promote" and parents:
+                promoted.add(int(parents[0]))
         on_disk = checkpoint_ids(self.library)
         if self.rungs is not None:
             ranked = []

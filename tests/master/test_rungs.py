@@ -163,6 +163,10 @@ def test_a_simulated_search_with_rungs_keeps_every_invariant(tmp_path: Path) -> 
             assert row["rung"] == 0 and row["epochs"] == row["spent_epochs"] == 1
     spent = sum(int(r["spent_epochs"]) for r in rows)
     assert 2000 <= spent <= 2000 + 40 * 6  # stops handing out work at the budget; what ran finishes
+    out = run_menndl(["library", str(tmp_path / "sim.h5"), "stats", "--json"], timeout=60)
+    stats = json.loads(out.stdout)
+    assert stats["train_epochs_total"] == spent and stats["rungs"] == {str(k): n for k, n in enumerate(counts)}
+    assert "epoch budget reached" in run_menndl(["library", str(tmp_path / "sim.h5"), "status"], timeout=60).stdout
 
 
 def test_rung_settings_are_checked(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -176,3 +180,37 @@ def test_rung_settings_are_checked(tmp_path: Path, capsys: pytest.CaptureFixture
     for i, (body, message) in enumerate(cases.items()):
         job = write_job(tmp_path / f"bad{i}.toml", f"[search]\nevaluations = 10\n{body}\n")
         assert message in refused(capsys, job)
+
+
+def test_restore_rules_out_the_same_candidates_as_the_live_search() -> None:
+    """A re-ranking's verdict is final, so a resume must re-rank at the live search's moments, not once more."""
+    rng = random.Random(5)
+    rows = [(candidate(i), {"accuracy": rng.random(), "params": rng.randrange(10**5)}) for i in range(300)]
+    for cut in (40, 97, 211, 300):
+        live = Rungs(["accuracy", "params"], 3, 3)
+        for c, metrics in rows[:cut]:
+            live.add(c, metrics, last=False)
+        restored = Rungs(["accuracy", "params"], 3, 3)
+        restored.restore([(c, m, False) for c, m in rows[:cut]], [])
+        for c, metrics in rows[cut:]:  # and on from there alike
+            live.add(c, metrics, last=False)
+            restored.add(c, metrics, last=False)
+        assert [live.promotable(i) for i in range(300)] == [restored.promotable(i) for i in range(300)]
+
+
+def test_a_promotion_that_trained_from_scratch_is_not_handed_out_again(tmp_path: Path) -> None:
+    """Its row says inherited_from -1 (the checkpoint was gone); its one parent is still the row it continued."""
+    from menndl.job import parse_job
+    from menndl.master.search import resumed_candidates
+    from menndl.master.training_plan import TrainingPlan
+
+    job = parse_job('[search]\nevaluations = 10\nrungs = 3\nobjectives = ["accuracy"]\n[training]\nepochs = 9\n')
+    made: list[Candidate] = []
+    plan = TrainingPlan(job, tmp_path / "lib.h5", lambda: [], lambda c: made.append(c) or c)
+    text = GENOME.to_json()
+    rows = [{"id": i, "genome": text, "hash": GENOME.hash, "parents": "[]", "operator": "random", "seed": i,
+             "status": "ok", "accuracy": a, "rung": 0, "finished_at": float(i), "inherited_from": -1}
+            for i, a in enumerate([0.9, 0.5, 0.1])]  # fmt: skip
+    rows.append({**rows[0], "id": 3, "parents": "[0]", "operator": "promote", "rung": 1, "finished_at": 3.0})
+    plan.restore(rows, resumed_candidates(rows), [])
+    assert plan.promotion() is None and made == []
