@@ -119,6 +119,10 @@ def measure(run: dict[str, Any], budget: int) -> dict[str, Any]:
         done = [r for r in rows if r["ok"]]
         top = max(done, key=lambda r: (r["accuracy"], -r["params"], -r["id"])) if done else None
         top_id = None if top is None else top["id"]
+        seconds = [float(row["spent_seconds"]) if math.isfinite(row["spent_seconds"]) else float(row["train_seconds"])
+                   for row in records]  # fmt: skip
+        run["train_seconds"] = float(sum(s for s in seconds if math.isfinite(s)))
+        run["wall_seconds"] = max(r["finished_at"] for r in records) - min(r["submitted_at"] for r in records)
     figures: dict[str, dict[str, float]] = {}
     for share in AT:
         seen = [r for r in rows if r["ok"] and r["spent"] <= share * budget + 1e-9]
@@ -176,6 +180,8 @@ def main(argv: list[str] | None = None) -> int:
             cells = ", ".join(f"@{k}: best {v['best']:.4f} hv {v['hypervolume']:.4f}" for k, v in
                               result["figures"].items())  # fmt: skip
             print(f"{config:>16} seed {seed}: {cells}; {result['rows']} rows, {result['epochs']} epochs, "
+                  f"{result.get('train_seconds', math.nan):.0f} s training, "
+                  f"{result.get('wall_seconds', math.nan):.0f} s wall, "
                   f"test {result.get('test_accuracy', math.nan):.4f}", flush=True)  # fmt: skip
     print(f"\nmedians over seeds, epoch budget {args.epoch_budget}")
     summary: dict[str, Any] = {}

@@ -272,7 +272,7 @@ class Search:
         finally:
             try:
                 self._record_unfinished(failed=not loop_ended)
-                self.plan.prune()
+                self.plan.close()
                 self.front_writer.write(force=True)
                 self.writer.set_session(self._stop_reason or "error", self.budget.search_seconds())
                 self.writer.close()

@@ -148,9 +148,13 @@ class TrainingPlan:
             self._files.pop(row_id, None)
             self._spare.discard(row_id)
 
-    def kept(self) -> int:
-        """How many checkpoints the plan holds on to now."""
-        return len(self._files)
+    def close(self) -> None:
+        """At the end of a run: delete the spare checkpoints, and whatever else lies in the folder (temporaries of
+        workers killed while writing, checkpoints of tasks left in flight: a resume runs those again)."""
+        if not self.active:
+            return
+        self.prune()
+        stray_checkpoints(self.library, set(self._files))
 
     def restore(self, records: Iterable[Mapping[str, Any]], candidates: Mapping[int, Candidate],
                 pending: Iterable[Candidate]) -> None:  # fmt: skip
