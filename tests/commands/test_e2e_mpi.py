@@ -38,6 +38,28 @@ def test_mpiexec_three_ranks(tiny_job: Path, tmp_path: Path) -> None:
 
 
 @pytest.mark.skipif(MPIEXEC is None, reason="no mpiexec (pip install mpich)")
+def test_mpiexec_rungs_continue_checkpoints_across_ranks(tmp_path: Path) -> None:
+    """Promotions continue on whichever rank is free from checkpoints another rank wrote; children inherit."""
+    job = tmp_path / "rungs.toml"
+    text = TINY_JOB.format(source="digits").replace("epochs = 2", "epochs = 9")
+    text = text.replace("max_seconds = 5", "max_seconds = 60")
+    job.write_text(text.replace("evaluations = 6", "evaluations = 24\nrungs = 3\ninherit_weights = true"))
+    library = tmp_path / "mpi.h5"
+    out = run_menndl(["run", str(job), "--library", str(library)], launcher=[MPIEXEC, "-n", "3"], timeout=240)
+    assert out.returncode == 0, out.stdout + out.stderr
+    with Library.open(library) as lib:
+        rows = {int(r["id"]): r for r in lib.records()}
+    promoted = [r for r in rows.values() if r["operator"] == "promote"]
+    assert promoted and all(r["status"] == "ok" for r in rows.values())
+    for row in promoted:  # each continued its source's checkpoint, wherever the source ran
+        source = rows[int(row["inherited_from"])]
+        assert source["hash"] == row["hash"] and row["epochs"] == (3, 9)[row["rung"] - 1]
+        assert row["spent_epochs"] == row["epochs"] - source["epochs"]
+    assert any(r["worker_rank"] != rows[int(r["inherited_from"])]["worker_rank"] for r in promoted)
+    assert any(r["inherited_layers"] > 0 for r in rows.values() if r["operator"] not in ("promote", "random"))
+
+
+@pytest.mark.skipif(MPIEXEC is None, reason="no mpiexec (pip install mpich)")
 def test_mpiexec_bad_job_stops_every_rank(tmp_path: Path) -> None:
     """A user mistake on the master ends the whole MPI job with status 2, no hang, one line."""
     job = tmp_path / "bad.toml"
