@@ -46,7 +46,7 @@ def test_overrides_apply_and_validate() -> None:
         ("[search]\npopulation = 1\nevaluations = 5\n", "search.population: expected an integer >= 2"),
         ("[search]\nevaluations = true\n", "search.evaluations: expected an integer, got boolean"),
         ("[search]\nevaluations = 5\nobjectives = ['speed']\n", "unknown objective 'speed'"),
-        ("[search]\npopulation = 4\n", "search: set evaluations, time_limit or both"),
+        ("[search]\npopulation = 4\n", "search: set evaluations, time_limit or epoch_budget (or more)"),
         ("[training]\nprecision = 'fp8'\n[search]\nevaluations = 3\n", "training.precision: expected one of"),
         ("[space]\nkernels = [2]\n[search]\nevaluations = 3\n", "space.kernels"),
         ("[space]\nfilters = 8\n[search]\nevaluations = 3\n", "space.filters: expected an array"),
