@@ -16,7 +16,7 @@ import os
 from collections.abc import Collection
 from pathlib import Path
 
-__all__ = ["CHECKPOINTS_SUFFIX", "checkpoint_ids", "checkpoint_path", "checkpoints_dir", "stray_checkpoints"]
+__all__ = ["CHECKPOINTS_SUFFIX", "checkpoint_ids", "checkpoints_dir", "stray_checkpoints"]
 
 CHECKPOINTS_SUFFIX = ".checkpoints"
 
@@ -25,11 +25,6 @@ def checkpoints_dir(library: str | Path) -> Path:
     """The folder of a library's checkpoints: ``LIB.h5`` -> ``LIB.h5.checkpoints``."""
     p = Path(library)
     return p.with_name(p.name + CHECKPOINTS_SUFFIX)
-
-
-def checkpoint_path(library: str | Path, row_id: int) -> Path:
-    """Where the checkpoint of row ``row_id`` lies."""
-    return checkpoints_dir(library) / f"{int(row_id)}.h5"
 
 
 def checkpoint_ids(library: str | Path) -> set[int]:

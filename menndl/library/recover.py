@@ -91,13 +91,13 @@ def recover(path: str | Path) -> RecoveryReport:
     try:
         _start(tmp, p, bpath, contents, crashed_reads)
         _fold(tmp, weights_dir(p), contents, report)
-        _sync(tmp)
+        fsync_path(tmp)
         if p.exists() and not crashed_reads:
             report.rebuilt = True
             report.moved_aside = p.with_name(f"{p.name}.corrupt-{int(time.time())}")
             os.link(p, report.moved_aside)
         os.replace(tmp, p)
-        _sync(p.parent)
+        fsync_path(p.parent)
     except OSError as exc:
         raise UserError(f"cannot rebuild library {p} from its journal {jpath}: {failure_reason(exc)}") from None
     finally:
@@ -163,7 +163,7 @@ def _fold(tmp: Path, weights: Path, contents: JournalContents, report: RecoveryR
         report.weights = merge_weights_files(store.weights, weights)
 
 
-def _sync(path: Path) -> None:
+def fsync_path(path: Path) -> None:
     """``fsync`` a file or folder, so the rename that follows cannot outrun its contents."""
     fd = os.open(path, os.O_RDONLY)
     try:

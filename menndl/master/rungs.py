@@ -126,10 +126,6 @@ class Rungs:
         where = self._where.get(row_id)
         return where is not None and where[0].open[where[1]]
 
-    def sizes(self) -> list[int]:
-        """How many candidates reached each rung."""
-        return [len(rung.candidates) for rung in self._rungs]
-
     def restore(self, rows: Iterable[tuple[Candidate, Mapping[str, Any], bool]], promoted: Iterable[int]) -> None:
         """Rebuild from a library: its ``ok`` rows as ``(candidate, row, last)`` and the ids promoted.
 

@@ -106,7 +106,7 @@ class TrainingPlan:
         return keys
 
     def path(self, row_id: int) -> str:
-        """Where row ``row_id``'s checkpoint lies (`menndl.library.checkpoints.checkpoint_path`, as text)."""
+        """Where row ``row_id``'s checkpoint lies: ``<id>.h5`` in `menndl.library.checkpoints.checkpoints_dir`."""
         return f"{self._folder}/{row_id}.h5"
 
     def _remove(self, row_id: int) -> None:

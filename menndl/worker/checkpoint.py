@@ -51,6 +51,8 @@ import h5py
 import numpy as np
 import torch
 
+from menndl.library.recover import fsync_path
+
 __all__ = ["CheckpointError", "TrainingState", "load_checkpoint", "restore_optimizer", "save_checkpoint"]
 
 FORMAT = "menndl-checkpoint"
@@ -130,10 +132,10 @@ def save_checkpoint(path: str | os.PathLike[str], state: TrainingState) -> None:
     try:
         with h5py.File(tmp, "w", locking=False, track_order=True) as f:
             _write(f, state)
-        _fsync(tmp)
+        fsync_path(tmp)
         os.replace(tmp, p)
         try:
-            _fsync(p.parent)
+            fsync_path(p.parent)
         except OSError as exc:  # a filesystem that cannot fsync a folder: the rename is done all the same
             if exc.errno not in (errno.EINVAL, errno.ENOTSUP, errno.EBADF):
                 raise
@@ -319,15 +321,6 @@ def _plain(value: Any, what: str) -> Any:
             out[key] = _plain(item, f"{what}[{key!r}]")
         return out
     raise CheckpointError(f"{what}: a {type(value).__name__} cannot be stored as JSON")
-
-
-def _fsync(path: Path) -> None:
-    """``fsync`` a file or folder, so the rename that follows cannot outrun its contents."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 # --- reading ---------------------------------------------------------------------------------------------------
